@@ -1,0 +1,1 @@
+"""fp8accel RTL, written in Amaranth HDL."""

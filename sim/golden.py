@@ -1,0 +1,419 @@
+"""Bit-exact NumPy golden model of the accelerator's arithmetic.
+
+Ref: NUMERICS.md sections 1-5; docs/numerics.md restates them in the project's words.
+
+Every function works on arrays of codes (``uint8`` for FP8 formats, ``uint16`` for 16-bit formats,
+``uint32`` for BINARY32) and is vectorised: there is no Python loop over elements. Internally a
+finite value is an exact triple ``(sign, sig, exp)`` meaning ``(-1)**sign * sig * 2**exp`` with
+``sig`` a non-negative ``int64``. Sums are formed with both significands normalised to bit
+:data:`_TOP` and the smaller one shifted right with its lost bits "jammed" (OR-ed) into bit 0;
+that keeps at least ``58 - m`` exact bits below the result's last kept bit, more than the
+``rbits + 1`` that stochastic rounding needs (``rbits <= 32``).
+"""
+
+import numpy as np
+
+from hw.fp.format import (FloatFormat, Rounding, Specials, E5M2, E4M3, DLFLOAT16, BINARY16,
+                          BFLOAT16, BINARY32, PRESETS, FP8_FORMATS, format_by_name,
+                          rounding_by_name, check_rbits)
+
+__all__ = [
+    "FloatFormat", "Rounding", "Specials",
+    "E5M2", "E4M3", "DLFLOAT16", "BINARY16", "BFLOAT16", "BINARY32", "PRESETS",
+    "decode", "encode", "mul", "add", "fma", "convert", "gemm", "sgd_update",
+    "xorshift32", "code_dtype", "mul_table",
+]
+
+# Normalised position of a significand's MSB before an addition. Two such numbers sum to less
+# than 2**62, so int64 never overflows.
+_TOP = 60
+
+# Value classes returned by _unpack.
+_ZERO, _FINITE, _INF, _NAN = 0, 1, 2, 3
+
+
+def code_dtype(fmt):
+    """The unsigned NumPy dtype that holds codes of ``fmt``."""
+    return np.dtype(np.uint8 if fmt.width <= 8 else np.uint16 if fmt.width <= 16 else np.uint32)
+
+
+def _codes(x, fmt, what="codes"):
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "ui":
+        raise TypeError(f"{what} must be an integer array of {fmt} codes, not {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= (1 << fmt.width)):
+        raise ValueError(f"{what} out of range for the {fmt.width}-bit format {fmt}")
+    return arr
+
+
+def _mode(rounding):
+    return rounding_by_name(rounding)
+
+
+def _msb(x):
+    """Index of the most significant set bit of each positive element of ``x`` (0 for 0)."""
+    y = np.asarray(x, np.int64)
+    r = np.zeros(y.shape, np.int64)
+    for s in (32, 16, 8, 4, 2, 1):
+        big = y >= (np.int64(1) << s)
+        r += np.where(big, s, 0)
+        y = np.where(big, y >> s, y)
+    return r
+
+
+def _unpack(codes, fmt):
+    """Split codes into ``(sign, sig, exp, cls)``; value ``(-1)**sign * sig * 2**exp``."""
+    c = np.asarray(codes, np.int64)
+    m = fmt.m
+    sign = (c >> (fmt.e + m)) & 1
+    mag = c & fmt.mag_mask
+    E = mag >> m
+    M = mag & ((1 << m) - 1)
+    if fmt.subnormals:
+        sig = np.where(E == 0, M, M | (1 << m))
+        exp = np.maximum(E, 1) - fmt.bias - m
+    else:
+        sig = np.where(mag == 0, 0, M | (1 << m))
+        exp = E - fmt.bias - m
+    cls = np.where(mag == 0, _ZERO, _FINITE)
+    if fmt.specials is Specials.IEEE:
+        top = E == fmt.exp_max_field
+        cls = np.where(top & (M == 0), _INF, cls)
+        cls = np.where(top & (M != 0), _NAN, cls)
+    elif fmt.specials in (Specials.FN, Specials.SINGLE):
+        cls = np.where(mag == fmt.mag_mask, _NAN, cls)
+    sig = np.where(cls == _FINITE, sig, 0)
+    return sign, sig.astype(np.int64), exp.astype(np.int64), cls
+
+
+def _round(sign, sig, exp, fmt, mode, rnd=None, rbits=16, saturate=False):
+    """Round the exact value ``(-1)**sign * sig * 2**exp`` to a code of ``fmt``.
+
+    NUMERICS.md section 2. ``sig`` must be positive and below ``2**62``; if bit 0 of ``sig`` is a
+    jammed sticky bit it must lie more than ``rbits`` bits below the kept LSB (see module doc).
+    """
+    m = fmt.m
+    msb = _msb(sig)
+    qe = msb + exp - m                                 # step 2: exponent of ulp(x)
+    if fmt.subnormals:
+        qe = np.maximum(qe, 1 - fmt.bias - m)
+    shift = qe - exp                                   # bits of sig below the kept LSB
+    s1 = np.clip(shift, 1, 62)
+    exact = shift <= 0
+    kept = np.where(exact, sig << np.clip(-shift, 0, 62),
+                    np.where(shift > 62, 0, sig >> s1))
+    rem = np.where(exact, 0, np.where(shift > 62, sig, sig - (kept << s1)))
+    half = np.where(shift > 62, np.int64(1) << 62, np.int64(1) << (s1 - 1))
+    if mode is Rounding.RNE:
+        up = (rem > half) | ((rem == half) & ((kept & 1) == 1))
+    elif mode is Rounding.RNA:
+        up = rem >= half
+    elif mode is Rounding.RTZ:
+        up = np.zeros(sig.shape, bool)
+    else:
+        if rnd is None:
+            raise ValueError("Stochastic rounding needs the random integers 'rnd'")
+        r = np.broadcast_to(np.asarray(rnd, np.int64) & ((1 << rbits) - 1), sig.shape)
+        t = np.where(shift >= rbits,
+                     np.where(shift - rbits > 62, 0, rem >> np.clip(shift - rbits, 0, 62)),
+                     rem << np.clip(rbits - shift, 0, 62))
+        up = (t + r) >= (np.int64(1) << rbits)
+    up &= ~exact
+    kept = kept + up
+    # Magnitude code; a carry out of the mantissa moves into the exponent field by itself.
+    eb = qe + m + fmt.bias - 1
+    mag = eb * (1 << m) + kept
+    under = mag <= 0                                   # step 5: zero code or below
+    over = mag > fmt.max_finite_mag
+    mag = np.where(under, 0, mag)
+    nan = np.zeros(sig.shape, bool)
+    if saturate or fmt.specials is Specials.NONE:
+        mag = np.where(over, fmt.max_finite_mag, mag)
+    elif fmt.has_inf:
+        mag = np.where(over, fmt.inf_mag, mag)
+    else:
+        nan = over
+    code = (np.asarray(sign, np.int64) << (fmt.e + m)) | mag
+    return np.where(nan, fmt.nan_code if fmt.has_nan else 0, code)
+
+
+def _finish(code, cls, sign, fmt):
+    """Apply special results: ``cls`` is the class of the exact result."""
+    zero = np.asarray(sign, np.int64) << (fmt.e + fmt.m)
+    code = np.where(cls == _ZERO, zero, code)
+    if fmt.has_inf:
+        inf = (np.asarray(sign, np.int64) << (fmt.e + fmt.m)) | fmt.inf_mag
+        code = np.where(cls == _INF, inf, code)
+        code = np.where(cls == _NAN, fmt.nan_code, code)
+    elif fmt.has_nan:
+        code = np.where((cls == _INF) | (cls == _NAN), fmt.nan_code, code)
+    else:
+        big = (np.asarray(sign, np.int64) << (fmt.e + fmt.m)) | fmt.max_finite_mag
+        code = np.where((cls == _INF) | (cls == _NAN), big, code)
+    return code.astype(code_dtype(fmt))
+
+
+def _safe_sig(sig):
+    """``sig`` with zeros replaced by 1, so that _round can run on every lane."""
+    return np.where(sig == 0, 1, sig)
+
+
+def _rounding_args(rounding, rnd, rbits):
+    mode = _mode(rounding)
+    check_rbits(rbits)
+    if mode is Rounding.SR:
+        if rnd is None:
+            raise ValueError("Stochastic rounding needs the random integers 'rnd'")
+        rnd = np.asarray(rnd)
+        if rnd.dtype.kind not in "ui":
+            raise TypeError(f"rnd must be an integer array, not {rnd.dtype}")
+    return mode, rnd
+
+
+# Public API -----------------------------------------------------------------------------------
+
+def decode(codes, fmt):
+    """Value of each code as ``float64`` (NUMERICS.md section 1)."""
+    fmt = format_by_name(fmt)
+    sign, sig, exp, cls = _unpack(_codes(codes, fmt), fmt)
+    val = np.ldexp(sig.astype(np.float64), exp.astype(np.int32))
+    val = np.where(cls == _INF, np.inf, val)
+    val = np.where(cls == _NAN, np.nan, val)
+    return np.where(sign == 1, -val, val)
+
+
+def encode(values, fmt, rounding="rne", saturate=False, rnd=None, rbits=16):
+    """Round ``float64`` values to codes of ``fmt`` (NUMERICS.md section 2).
+
+    Inf stays Inf (NaN in formats without Inf) even with ``saturate``; NaN becomes the canonical
+    NaN.
+    """
+    fmt = format_by_name(fmt)
+    mode, rnd = _rounding_args(rounding, rnd, rbits)
+    v = np.asarray(values, np.float64)
+    sign = np.signbit(v).astype(np.int64)
+    fr, ex = np.frexp(np.abs(np.where(np.isfinite(v), v, 0.0)))
+    sig = (fr * 2.0 ** 53).astype(np.int64)
+    exp = ex.astype(np.int64) - 53
+    cls = np.where(np.isnan(v), _NAN, np.where(np.isinf(v), _INF,
+                                                 np.where(v == 0, _ZERO, _FINITE)))
+    code = _round(sign, _safe_sig(sig), exp, fmt, mode, rnd, rbits, saturate)
+    return _finish(code, cls, sign, fmt)
+
+
+def mul(a, b, a_fmt=E5M2, b_fmt=E5M2, out_fmt=DLFLOAT16):
+    """Product of two codes rounded ``rne`` to ``out_fmt``, no saturation (section 3)."""
+    a_fmt, b_fmt, out_fmt = map(format_by_name, (a_fmt, b_fmt, out_fmt))
+    sa, ma, ea, ca = _unpack(_codes(a, a_fmt, "a"), a_fmt)
+    sb, mb, eb, cb = _unpack(_codes(b, b_fmt, "b"), b_fmt)
+    sign = sa ^ sb
+    cls = np.where((ca == _ZERO) | (cb == _ZERO), _ZERO, _FINITE)
+    cls = np.where((ca == _INF) | (cb == _INF), np.where(cls == _ZERO, _NAN, _INF), cls)
+    cls = np.where((ca == _NAN) | (cb == _NAN), _NAN, cls)
+    sig = ma * mb
+    code = _round(sign, _safe_sig(sig), ea + eb, out_fmt, Rounding.RNE)
+    return _finish(code, cls, sign, out_fmt)
+
+
+def _exact_sum(s1, m1, e1, s2, m2, e2):
+    """Exact-enough sum of two finite values (either may be zero, ``m == 0``).
+
+    Returns ``(sign, sig, exp, zero)``; ``zero`` marks an exact zero sum, whose sign the caller
+    decides. Significands may be up to 61 bits wide.
+    """
+    n1 = np.where(m1 == 0, 0, _TOP - _msb(m1))
+    n2 = np.where(m2 == 0, 0, _TOP - _msb(m2))
+    m1, e1 = m1 << n1, np.where(m1 == 0, np.iinfo(np.int64).min // 2, e1 - n1)
+    m2, e2 = m2 << n2, np.where(m2 == 0, np.iinfo(np.int64).min // 2, e2 - n2)
+    first = (e1 > e2) | ((e1 == e2) & (m1 >= m2))
+    sb, mb, eb = np.where(first, s1, s2), np.where(first, m1, m2), np.where(first, e1, e2)
+    ss, ms = np.where(first, s2, s1), np.where(first, m2, m1)
+    es = np.where(first, e2, e1)
+    d = np.minimum(eb - es, 63)
+    dc = np.clip(d, 0, 62)
+    al = np.where(d > 62, 0, ms >> dc)
+    lost = np.where(d > 62, ms != 0, (al << dc) != ms)
+    al = al | lost
+    sig = np.where(sb == ss, mb + al, mb - al)
+    return sb, sig, eb, sig == 0
+
+
+def add(a, b, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
+    """``a + b`` in one format, rounded once (NUMERICS.md section 3)."""
+    fmt = format_by_name(fmt)
+    mode, rnd = _rounding_args(rounding, rnd, rbits)
+    sa, ma, ea, ca = _unpack(_codes(a, fmt, "a"), fmt)
+    sb, mb, eb, cb = _unpack(_codes(b, fmt, "b"), fmt)
+    sign, sig, exp, zero = _exact_sum(sa, ma, ea, sb, mb, eb)
+    cls = np.where(zero, _ZERO, _FINITE)
+    sign = np.where(zero, sa & sb, sign)
+    cls = np.where(ca == _INF, _INF, cls)
+    sign = np.where(ca == _INF, sa, sign)
+    cls = np.where(cb == _INF, np.where((ca == _INF) & (sa != sb), _NAN, _INF), cls)
+    sign = np.where((cb == _INF) & (ca != _INF), sb, sign)
+    cls = np.where((ca == _NAN) | (cb == _NAN), _NAN, cls)
+    code = _round(sign, _safe_sig(sig), exp, fmt, mode, rnd, rbits)
+    return _finish(code, cls, sign, fmt)
+
+
+def fma(a, b, c, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
+    """``a * b + c`` in one format with a single rounding (NUMERICS.md section 3)."""
+    fmt = format_by_name(fmt)
+    mode, rnd = _rounding_args(rounding, rnd, rbits)
+    sa, ma, ea, ca = _unpack(_codes(a, fmt, "a"), fmt)
+    sb, mb, eb, cb = _unpack(_codes(b, fmt, "b"), fmt)
+    sc, mc, ec, cc = _unpack(_codes(c, fmt, "c"), fmt)
+    sp = sa ^ sb
+    cp = np.where((ca == _ZERO) | (cb == _ZERO), _ZERO, _FINITE)
+    cp = np.where((ca == _INF) | (cb == _INF), np.where(cp == _ZERO, _NAN, _INF), cp)
+    cp = np.where((ca == _NAN) | (cb == _NAN), _NAN, cp)
+    sign, sig, exp, zero = _exact_sum(sp, ma * mb, ea + eb, sc, mc, ec)
+    cls = np.where(zero, _ZERO, _FINITE)
+    sign = np.where(zero, sp & sc, sign)
+    cls = np.where(cp == _INF, _INF, cls)
+    sign = np.where(cp == _INF, sp, sign)
+    cls = np.where(cc == _INF, np.where((cp == _INF) & (sp != sc), _NAN, _INF), cls)
+    sign = np.where((cc == _INF) & (cp != _INF), sc, sign)
+    cls = np.where((cp == _NAN) | (cc == _NAN), _NAN, cls)
+    code = _round(sign, _safe_sig(sig), exp, fmt, mode, rnd, rbits)
+    return _finish(code, cls, sign, fmt)
+
+
+def convert(a, in_fmt, out_fmt, rounding="rne", saturate=True, rnd=None, rbits=16):
+    """Round codes of ``in_fmt`` into ``out_fmt`` (NUMERICS.md section 3).
+
+    Saturation applies to finite values only: Inf stays Inf (or becomes NaN in a format without
+    Inf) and NaN stays NaN.
+    """
+    in_fmt, out_fmt = format_by_name(in_fmt), format_by_name(out_fmt)
+    mode, rnd = _rounding_args(rounding, rnd, rbits)
+    sign, sig, exp, cls = _unpack(_codes(a, in_fmt, "a"), in_fmt)
+    code = _round(sign, _safe_sig(sig), exp, out_fmt, mode, rnd, rbits, saturate)
+    return _finish(code, cls, sign, out_fmt)
+
+
+_MUL_TABLES = {}
+
+
+def mul_table(a_fmt=E5M2, b_fmt=E5M2, out_fmt=DLFLOAT16):
+    """All 256 x 256 products ``mul(a, b)`` as a table indexed ``[a, b]`` (cached)."""
+    key = (a_fmt, b_fmt, out_fmt)
+    if key not in _MUL_TABLES:
+        codes = np.arange(256, dtype=np.uint8)
+        table = mul(codes[:, None], codes[None, :], a_fmt, b_fmt, out_fmt)
+        table.setflags(write=False)
+        _MUL_TABLES[key] = table
+    return _MUL_TABLES[key]
+
+
+def gemm(A, B, a_fmt=E5M2, b_fmt=E5M2, acc_fmt=DLFLOAT16, chunk=64, rounding="rne", C=None,
+         out_fmt=None):
+    """Chunk-based GEMM ``C = A . B`` (NUMERICS.md section 4).
+
+    Parameters
+    ----------
+    A, B : array of uint8
+        FP8 codes of shape ``(M, K)`` and ``(K, N)``.
+    chunk : int or None
+        Chunk length ``CL >= 1``; ``None`` means one chunk of all ``K`` (no chunking).
+    rounding : str
+        Accumulation rounding, ``"rne"`` or ``"rna"``.
+    C : array, optional
+        Accumulator codes ``(M, N)`` to accumulate into; ``+0`` when omitted.
+    out_fmt : FloatFormat, optional
+        Convert the totals to this FP8 format (``rne``, saturating) instead of returning
+        accumulator codes.
+    """
+    a_fmt, b_fmt, acc_fmt = map(format_by_name, (a_fmt, b_fmt, acc_fmt))
+    for name, f in (("a_fmt", a_fmt), ("b_fmt", b_fmt)):
+        if f not in FP8_FORMATS:
+            raise ValueError(f"{name} must be E5M2 or E4M3, not {f}")
+    if acc_fmt.width != 16:
+        raise ValueError(f"The accumulator format must be a 16-bit format, not {acc_fmt}")
+    mode = rounding_by_name(rounding, (Rounding.RNE, Rounding.RNA))
+    A = _codes(A, a_fmt, "A")
+    B = _codes(B, b_fmt, "B")
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+        raise ValueError(f"Shapes {A.shape} and {B.shape} do not form a matrix product")
+    M, K = A.shape
+    N = B.shape[1]
+    if chunk is None:
+        cl = max(K, 1)
+    elif isinstance(chunk, (bool, float)) or int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"Chunk length must be a positive integer or None, not {chunk!r}")
+    else:
+        cl = min(int(chunk), max(K, 1))
+    if C is None:
+        total = np.zeros((M, N), np.int64)
+    else:
+        total = _codes(C, acc_fmt, "C")
+        if total.shape != (M, N):
+            raise ValueError(f"C has shape {total.shape}, expected {(M, N)}")
+    table = mul_table(a_fmt, b_fmt, acc_fmt)
+    nch = -(-K // cl)
+    # Pad K to whole chunks with +0 products: add(chunk, +0) == chunk, because a chunk sum that
+    # starts at +0 is never -0.
+    A_pad = np.zeros((M, nch * cl), np.int64)
+    A_pad[:, :K] = A
+    B_pad = np.zeros((nch * cl, N), np.int64)
+    B_pad[:K] = B
+    zero_k = np.arange(nch * cl) >= K
+    A3 = A_pad.reshape(M, nch, cl)
+    B3 = B_pad.reshape(nch, cl, N)
+    acc = np.zeros((M, nch, N), np.int64)
+    for k in range(cl):
+        p = table[A3[:, :, k][:, :, None], B3[:, k, :][None, :, :]].astype(np.int64)
+        p = np.where(zero_k.reshape(nch, cl)[:, k][None, :, None], 0, p)
+        acc = add(acc, p, acc_fmt, mode).astype(np.int64)
+    for c in range(nch):
+        total = add(total, acc[:, c, :], acc_fmt, mode).astype(np.int64)
+    total = total.astype(code_dtype(acc_fmt))
+    if out_fmt is not None:
+        out_fmt = format_by_name(out_fmt)
+        if out_fmt is acc_fmt:
+            return total
+        if out_fmt not in FP8_FORMATS:
+            raise ValueError(f"out_fmt must be the accumulator format, E5M2 or E4M3, not {out_fmt}")
+        return convert(total, acc_fmt, out_fmt, "rne", saturate=True)
+    return total
+
+
+def xorshift32(seed, count):
+    """The first ``count`` words of the xorshift32 stream started at ``seed`` (section 5)."""
+    if isinstance(seed, bool) or int(seed) != seed or not 0 < int(seed) < (1 << 32):
+        raise ValueError(f"Seed must be an integer from 1 to 2**32 - 1, not {seed!r}")
+    s = int(seed)
+    out = np.empty(count, np.uint32)
+    for i in range(count):
+        s ^= (s << 13) & 0xFFFFFFFF
+        s ^= s >> 17
+        s ^= (s << 5) & 0xFFFFFFFF
+        out[i] = s
+    return out
+
+
+def sgd_update(w, g, v, lr, momentum, weight_decay, seed, rounding="sr", rbits=16):
+    """SGD with momentum and weight decay on DLFLOAT16 codes (NUMERICS.md section 5).
+
+    ``lr``, ``momentum`` and ``weight_decay`` are DLFLOAT16 codes; returns ``(w, v)``.
+    """
+    mode = rounding_by_name(rounding, (Rounding.SR, Rounding.RNE))
+    check_rbits(rbits)
+    fmt = DLFLOAT16
+    w = _codes(w, fmt, "w")
+    g = _codes(g, fmt, "g")
+    v = _codes(v, fmt, "v")
+    if not (w.shape == g.shape == v.shape):
+        raise ValueError(f"w, g and v must have one shape, not {w.shape}, {g.shape}, {v.shape}")
+    scal = [_codes(x, fmt, name) for x, name in
+            ((lr, "lr"), (momentum, "momentum"), (weight_decay, "weight_decay"))]
+    if any(x.ndim != 0 for x in scal):
+        raise ValueError("lr, momentum and weight_decay must be scalar DLFLOAT16 codes")
+    lr, mu, wd = scal
+    u = xorshift32(seed, 3 * w.size).astype(np.int64).reshape(w.shape + (3,))
+    mode_s = mode.value
+    g1 = fma(np.broadcast_to(wd, w.shape), w, g, fmt, mode_s, u[..., 0], rbits)
+    v1 = fma(np.broadcast_to(mu, w.shape), v, g1, fmt, mode_s, u[..., 1], rbits)
+    w1 = fma(np.broadcast_to(lr ^ fmt.sign_mask, w.shape), v1, w, fmt, mode_s, u[..., 2], rbits)
+    return w1, v1
