@@ -1,0 +1,292 @@
+"""Building blocks shared by the floating-point units: unpacking, leading-zero count, the jamming
+right shift, the pipelined two-operand add path and the rounder.
+
+Ref: NUMERICS.md sections 1-3; docs/numerics.md ("How the hardware rounds").
+
+Every unit is built as one pipeline out of these blocks. Internally a finite value travels as a
+significand ``sig`` of ``W`` bits, normalised so that its MSB is set (or the value is zero, or, for
+formats with subnormals, it sits at the smallest exponent), and a signed *biased* exponent ``exp``
+of that MSB: ``value = sig / 2**(W-1) * 2**(exp - bias)``. Bits that a right shift pushes out are
+OR-ed ("jammed") into bit 0, which keeps the floor of the value at every higher bit position, so
+rounding decisions above bit 0 stay exact.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
+
+from .format import Rounding, Specials, check_rbits, rounding_by_name
+
+__all__ = ["Pipeline", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
+           "Rounder", "add_path", "special_code", "normalize_input", "check_unit_rounding"]
+
+
+def check_unit_rounding(rounding, rbits):
+    """Validate a unit's rounding mode and ``rbits``; returns the :class:`Rounding`."""
+    mode = rounding_by_name(rounding)
+    check_rbits(rbits)
+    return mode
+
+
+def to_signed(value):
+    """``value`` as a signed value of the same number, zero-extending an unsigned one."""
+    if isinstance(value, int):
+        return Const(value, signed(max(1, value.bit_length() + 1)))
+    if value.shape().signed:
+        return value
+    return Cat(value, Const(0, 1)).as_signed()
+
+
+def signed_width(lo, hi):
+    """Width of the smallest signed shape that holds every integer in ``[lo, hi]``."""
+    w = 1
+    while not (-(1 << (w - 1)) <= lo and hi < (1 << (w - 1))):
+        w += 1
+    return w
+
+
+def guard_bits(mode, rbits):
+    """Bits a rounder needs right below the kept LSB to decide: ``rbits`` for stochastic
+    rounding, the half bit otherwise (everything lower is OR-ed into a sticky bit)."""
+    return rbits if mode is Rounding.SR else 1
+
+
+class Pipeline:
+    """Registers values between the stages of a fixed-latency pipeline.
+
+    Datapath registers are ``reset_less``: a pipeline has no state worth resetting, and leaving
+    them out of the reset tree saves routing.
+    """
+
+    def __init__(self, m):
+        self._m = m
+        self.stages = 0
+
+    def next(self, **values):
+        """Register every keyword value into the next stage; returns them as a namespace."""
+        self.stages += 1
+        out = {}
+        for name, value in values.items():
+            if value is None:
+                out[name] = None
+                continue
+            if isinstance(value, int):
+                value = Const(value)
+            reg = Signal(value.shape(), name=f"p{self.stages}_{name}", reset_less=True)
+            self._m.d.sync += reg.eq(value)
+            out[name] = reg
+        return SimpleNamespace(**out)
+
+    def delay(self, value, n, name):
+        """``value`` delayed by ``n`` cycles."""
+        for i in range(n):
+            reg = Signal(value.shape(), name=f"{name}_d{i + 1}", reset_less=True)
+            self._m.d.sync += reg.eq(value)
+            value = reg
+        return value
+
+
+def unpack(fmt, code):
+    """Split a code into sign, biased exponent, significand (hidden bit included) and classes.
+
+    The exponent of a subnormal (field 0 in a format with subnormals) is 1, its hidden bit 0.
+    """
+    m = fmt.m
+    mag = code[:fmt.e + m]
+    E = code[m:m + fmt.e]
+    M = code[:m]
+    if fmt.subnormals:
+        hidden = E != 0
+        exp = Mux(hidden, E, 1)
+    else:
+        hidden = mag != 0
+        exp = E
+    nan = Const(0)
+    inf = Const(0)
+    if fmt.specials is Specials.IEEE:
+        top = E == fmt.exp_max_field
+        nan = top & (M != 0)
+        inf = top & (M == 0)
+    elif fmt.specials in (Specials.FN, Specials.SINGLE):
+        nan = mag == fmt.mag_mask
+    return SimpleNamespace(sign=code[-1], exp=to_signed(exp), sig=Cat(M, hidden), mag=mag,
+                           zero=mag == 0, nan=nan, inf=inf)
+
+
+def lzc(value):
+    """Leading-zero count of ``value`` as a balanced tree; ``len(value)`` when it is zero."""
+    n = len(value)
+    k = max(1, (n - 1).bit_length())
+    # Pad below the LSB with ones so the tree never sees an all-zero input.
+    padded = Cat(Const((1 << ((1 << k) - n)) - 1, (1 << k) - n), value)
+
+    def tree(x):
+        if len(x) == 1:
+            return ~x[0], Const(0, 0)
+        half = len(x) // 2
+        zh, ch = tree(x[half:])
+        zl, cl = tree(x[:half])
+        return zh & zl, Cat(Mux(zh, cl, ch), zh)
+
+    return tree(padded)[1]
+
+
+def shift_right_jam(value, amount):
+    """``value >> amount`` with every bit shifted out OR-ed into bit 0 of the result."""
+    width = len(value)
+    limit = Mux(amount >= width, width, amount)
+    mask = ((Const(1, width + 1) << limit) - 1)[:width]
+    sticky = (value & mask).any()
+    return (value >> limit) | sticky
+
+
+def normalize_input(sig, exp):
+    """Normalise a possibly subnormal significand: shift its MSB to the top, lower the exponent.
+
+    Returns ``(sig, exp)``; a zero significand stays zero.
+    """
+    lz = lzc(sig)
+    return (sig << lz)[:len(sig)], to_signed(exp) - lz
+
+
+def special_code(fmt, sign, *, zero, inf, nan, value):
+    """Select the output code: NaN, then Inf, then signed zero, else ``value``."""
+    nan_code = fmt.nan_code if fmt.has_nan else fmt.max_finite_mag
+    inf_code = Cat(Const(fmt.inf_mag if fmt.has_inf else fmt.max_finite_mag, fmt.e + fmt.m), sign)
+    if not fmt.has_inf:
+        nan = nan | inf
+        inf = Const(0)
+    return Mux(nan, nan_code, Mux(inf, inf_code, Mux(zero, Cat(Const(0, fmt.e + fmt.m), sign),
+                                                     value)))
+
+
+class Rounder:
+    """The last stages of every unit: optional subnormal alignment, rounding, packing.
+
+    Parameters
+    ----------
+    fmt : FloatFormat
+        Output format.
+    mode : Rounding
+    rbits : int
+        Random bits consumed by stochastic rounding.
+    width : int
+        Width ``W`` of the incoming significand. It must hold the ``m + 1`` kept bits, the
+        decision bits (:func:`guard_bits`) and one more bit below them for a jammed sticky bit.
+    saturate : bool
+        Overflow gives the largest finite value instead of Inf or NaN.
+    """
+
+    def __init__(self, fmt, mode, rbits, width, *, saturate=False):
+        need = fmt.m + 1 + guard_bits(mode, rbits) + 1
+        assert width >= need, (width, need)
+        self.fmt, self.mode, self.rbits, self.width, self.saturate = \
+            fmt, mode, rbits, width, saturate
+
+    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan):
+        """Build the stages; ``exp`` is the signed biased exponent of ``sig``'s MSB, which is set
+        unless the value is zero. Returns the output code (registered) and the latency added."""
+        fmt, W, m = self.fmt, self.width, self.fmt.m
+        start = pipe.stages
+        if fmt.subnormals:
+            # Below the smallest exponent the value is shifted right onto the subnormal grid.
+            short = 1 - to_signed(exp)
+            amount = Mux(short > 0, short, 0)[:max(1, (W + 1).bit_length())]
+            amount = Mux(short > W, W, amount)
+            sig = shift_right_jam(sig, amount)
+            exp = Mux(short > 0, 1, to_signed(exp))
+            s = pipe.next(sig=sig, exp=exp, sign=sign, rnd=rnd, zero=zero, inf=inf, nan=nan)
+            sig, exp, sign, rnd, zero, inf, nan = s.sig, s.exp, s.sign, s.rnd, s.zero, s.inf, s.nan
+
+        kept = sig[W - 1 - m:]
+        lsb = kept[0]
+        low = sig[:W - 1 - m]
+        if self.mode is Rounding.RNE:
+            half = low[-1]
+            sticky = low[:-1].any()
+            up = half & (sticky | lsb)
+        elif self.mode is Rounding.RNA:
+            up = low[-1]
+        elif self.mode is Rounding.RTZ:
+            up = Const(0)
+        else:
+            t = low[-self.rbits:]
+            up = (t + rnd[:self.rbits])[self.rbits]
+        kept_r = kept + up                                   # m + 2 bits: carry included
+        s = pipe.next(kept=kept_r, eb=to_signed(exp) - 1, sign=sign, zero=zero, inf=inf,
+                      nan=nan)
+
+        # Magnitude code: the exponent field adds to the kept bits above the binary point, so a
+        # carry out of the mantissa and a subnormal's missing hidden bit both come out right.
+        ew = len(s.eb) + 2
+        mag = Signal(signed(ew + m), name="pack_mag")
+        pipe._m.d.comb += mag.eq(Cat(s.kept[:m], (s.eb + s.kept[m:]).as_signed()).as_signed())
+        under = mag <= 0
+        over = mag > fmt.max_finite_mag
+        mag_u = mag[:fmt.e + m]
+        nan = s.nan
+        if self.saturate or fmt.specials is Specials.NONE:
+            mag_u = Mux(over, fmt.max_finite_mag, mag_u)
+        elif fmt.has_inf:
+            mag_u = Mux(over, fmt.inf_mag, mag_u)
+        else:
+            nan = nan | over
+        finite = Cat(mag_u, s.sign)
+        code = special_code(fmt, s.sign, zero=s.zero | under, inf=s.inf, nan=nan, value=finite)
+        out = pipe.next(code=code)
+        return out.code, pipe.stages - start
+
+
+def add_path(pipe, *, x, y, exp_lo, exp_hi, guard, x_big=None):
+    """Pipelined exact-enough sum of two normalised operands, up to normalisation.
+
+    ``x`` and ``y`` are namespaces with ``sign``, ``sig`` (MSB set unless zero) and signed biased
+    ``exp``; extra fields named in ``carry`` of each stage ride along. ``x_big``, when given, says
+    ``|x| >= |y|`` (the adder takes it from the codes); otherwise it is computed here.
+
+    Returns a namespace with ``sig`` (``W`` bits, MSB set unless zero), ``exp``, ``sign``,
+    ``zero`` (exact zero sum) and the registered ``extra`` fields; plus ``width``.
+    """
+    wmax = max(len(x.sig), len(y.sig))
+    wa = wmax + guard + 3
+    ws = wa + 1
+    ew = signed_width(exp_lo - ws - 2, exp_hi + 2)
+
+    def top(sig):
+        return Cat(Const(0, wa - len(sig)), sig)
+
+    xs, ys = top(x.sig), top(y.sig)
+    if x_big is None:
+        # Order by (exponent, significand); a zero operand has the smallest key.
+        off = -exp_lo + 1
+        kx = Cat(xs, Mux(x.sig.any(), (x.exp + off).as_unsigned(), 0))
+        ky = Cat(ys, Mux(y.sig.any(), (y.exp + off).as_unsigned(), 0))
+        x_big = kx >= ky
+    dx = to_signed(x.exp) - to_signed(y.exp)
+    dy = to_signed(y.exp) - to_signed(x.exp)
+    d = Mux(x_big, dx, dy)
+    dw = (wa + 1).bit_length()
+    d_c = Mux(d < 0, wa, Mux(d > wa, wa, d[:dw]))
+    s = pipe.next(big=Mux(x_big, xs, ys), small=Mux(x_big, ys, xs), d=d_c[:dw],
+                  exp=Mux(x_big, x.exp, y.exp), sign=Mux(x_big, x.sign, y.sign),
+                  sub=x.sign ^ y.sign, zsign=x.sign & y.sign, **x.extra)
+    extra_names = list(x.extra)
+
+    def extras(ns):
+        return {k: getattr(ns, k) for k in extra_names}
+
+    s = pipe.next(big=s.big, small=shift_right_jam(s.small, s.d), exp=s.exp, sign=s.sign,
+                  sub=s.sub, zsign=s.zsign, **extras(s))
+    total = Mux(s.sub, s.big - s.small, s.big + s.small)[:ws]
+    s = pipe.next(sum=total, exp=to_signed(s.exp) + 1, sign=s.sign, zsign=s.zsign,
+                  **extras(s))
+    lz = lzc(s.sum)
+    s = pipe.next(sum=s.sum, lz=lz, zero=~s.sum.any(), exp=s.exp, sign=s.sign, zsign=s.zsign,
+                  **extras(s))
+    norm = (s.sum << s.lz)[:ws]
+    exp = Signal(signed(ew), name="add_exp_norm")
+    pipe._m.d.comb += exp.eq(s.exp - s.lz)
+    s = pipe.next(sig=norm, exp=exp, sign=Mux(s.zero, s.zsign, s.sign), zero=s.zero,
+                  **extras(s))
+    return SimpleNamespace(sig=s.sig, exp=s.exp, sign=s.sign, zero=s.zero, extra=extras(s),
+                           width=ws)

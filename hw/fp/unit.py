@@ -1,0 +1,43 @@
+"""The base class of the arithmetic units: a fixed-latency pipeline with registered outputs."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+
+from .common import Pipeline
+
+__all__ = ["PipelinedUnit"]
+
+
+class PipelinedUnit(wiring.Component):
+    """A fixed-latency pipeline: one new operation may enter every cycle, no handshake.
+
+    Operands applied to the inputs before a rising clock edge produce their result on the
+    outputs after ``latency`` rising edges. Subclasses implement :meth:`datapath`, which builds
+    the stages on a :class:`~hw.fp.common.Pipeline` and returns the registered result.
+    """
+
+    def __init__(self, signature):
+        super().__init__(signature)
+        # Elaborate once to count the stages, so ``latency`` is known before elaboration.
+        probe = Module()
+        self._latency = self._build(probe)
+        probe._MustUse__silence = True
+
+    @property
+    def latency(self):
+        """Cycles from an operation entering to its result on the output."""
+        return self._latency
+
+    def _build(self, m):
+        pipe = Pipeline(m)
+        result, port = self.datapath(m, pipe)
+        m.d.comb += port.eq(result)
+        return pipe.stages
+
+    def datapath(self, m, pipe):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        self._build(m)
+        return m
