@@ -1,0 +1,93 @@
+"""Floating-point adder in one format.
+
+Ref: NUMERICS.md section 3 (``add``: exact sum, one rounding; signed zeros; specials).
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Mux
+from amaranth.lib.wiring import In, Out
+
+from .common import (Rounder, add_path, check_unit_rounding, guard_bits, normalize_input,
+                     unpack)
+from .format import Rounding, format_by_name
+from .unit import PipelinedUnit
+
+__all__ = ["FPAdder"]
+
+
+class FPAdder(PipelinedUnit):
+    """Pipelined adder ``s = add(a, b)``.
+
+    Stages: operand order and exponent difference; alignment shift with sticky jam; add or
+    subtract; leading-zero count; normalisation shift; (subnormal alignment); round; pack.
+
+    Parameters
+    ----------
+    fmt : FloatFormat
+        Operand and result format.
+    rounding : str
+        ``"rne"``, ``"rna"``, ``"rtz"`` or ``"sr"``.
+    rbits : int
+        Random bits per stochastic rounding (1 to 32).
+
+    Members
+    -------
+    a, b : In(fmt.width)
+    rnd : In(rbits)
+        Random integer for stochastic rounding, applied with ``a`` and ``b``; only when
+        ``rounding == "sr"``.
+    s : Out(fmt.width)
+        ``add(a, b)``, ``latency`` cycles after the operands.
+    """
+
+    def __init__(self, fmt, rounding="rne", *, rbits=16):
+        self._fmt = format_by_name(fmt)
+        self._rounding = check_unit_rounding(rounding, rbits)
+        self._rbits = rbits
+        ports = {"a": In(self._fmt.width), "b": In(self._fmt.width), "s": Out(self._fmt.width)}
+        if self._rounding is Rounding.SR:
+            ports["rnd"] = In(rbits)
+        super().__init__(ports)
+
+    fmt = property(lambda self: self._fmt)
+    rounding = property(lambda self: self._rounding)
+    rbits = property(lambda self: self._rbits)
+
+    def datapath(self, m, pipe):
+        fmt, mode = self._fmt, self._rounding
+        ua, ub = unpack(fmt, self.a), unpack(fmt, self.b)
+        nan = ua.nan | ub.nan | (ua.inf & ub.inf & (ua.sign != ub.sign))
+        inf = ua.inf | ub.inf
+        isign = Mux(ua.inf, ua.sign, ub.sign)
+        # Magnitude codes order finite values, subnormals included.
+        a_big = ua.mag >= ub.mag
+        rnd = self.rnd if mode is Rounding.SR else None
+        sa, ea, sb, eb = ua.sig, ua.exp, ub.sig, ub.exp
+        exp_lo = 0
+        if fmt.subnormals:
+            sa, ea = normalize_input(sa, ea)
+            sb, eb = normalize_input(sb, eb)
+            exp_lo = 1 - fmt.m
+            s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, a_sign=ua.sign, b_sign=ub.sign,
+                          a_big=a_big, nan=nan, inf=inf, isign=isign, rnd=rnd)
+            sa, ea, sb, eb, a_big = s.sa, s.ea, s.sb, s.eb, s.a_big
+            sign_a, sign_b = s.a_sign, s.b_sign
+            nan, inf, isign, rnd = s.nan, s.inf, s.isign, s.rnd
+        else:
+            sign_a, sign_b = ua.sign, ub.sign
+        extra = {"nan": nan, "inf": inf, "isign": isign}
+        if rnd is not None:
+            extra["rnd"] = rnd
+        x = SimpleNamespace(sign=sign_a, sig=sa, exp=ea, extra=extra)
+        y = SimpleNamespace(sign=sign_b, sig=sb, exp=eb, extra={})
+        guard = guard_bits(mode, self._rbits)
+        r = add_path(pipe, x=x, y=y, exp_lo=exp_lo, exp_hi=fmt.exp_max_field, guard=guard,
+                     x_big=a_big)
+        rounder = Rounder(fmt, mode, self._rbits, r.width)
+        inf = r.extra["inf"]
+        code, _ = rounder.stages(pipe, sig=r.sig, exp=r.exp,
+                                 sign=Mux(inf, r.extra["isign"], r.sign),
+                                 rnd=r.extra.get("rnd"), zero=r.zero, inf=inf,
+                                 nan=r.extra["nan"])
+        return code, self.s

@@ -1,0 +1,99 @@
+"""Fused multiply-add in one format: ``a * b + c`` with a single rounding.
+
+Ref: NUMERICS.md section 3 (``fma``), section 5 (the weight update is three FMAs rounded ``sr``).
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Mux
+from amaranth.lib.wiring import In, Out
+
+from .common import (Rounder, add_path, check_unit_rounding, guard_bits, normalize_input,
+                     to_signed, unpack)
+from .format import Rounding, format_by_name
+from .unit import PipelinedUnit
+
+__all__ = ["FPFMA"]
+
+
+class FPFMA(PipelinedUnit):
+    """Pipelined fused multiply-add ``r = fma(a, b, c)``.
+
+    Stages: (subnormal normalisation); significand product; one-bit product normalisation;
+    then the add path of :class:`~hw.fp.adder.FPAdder` with the exact ``2m + 2``-bit product as
+    one operand, so nothing is rounded before the final rounding.
+
+    Parameters
+    ----------
+    fmt : FloatFormat
+        Operand and result format.
+    rounding : str
+        ``"rne"``, ``"rna"``, ``"rtz"`` or ``"sr"``.
+    rbits : int
+        Random bits per stochastic rounding (1 to 32).
+
+    Members
+    -------
+    a, b, c : In(fmt.width)
+    rnd : In(rbits)
+        Random integer for stochastic rounding; only when ``rounding == "sr"``.
+    r : Out(fmt.width)
+        ``fma(a, b, c)``, ``latency`` cycles after the operands.
+    """
+
+    def __init__(self, fmt, rounding="rne", *, rbits=16):
+        self._fmt = format_by_name(fmt)
+        self._rounding = check_unit_rounding(rounding, rbits)
+        self._rbits = rbits
+        w = self._fmt.width
+        ports = {"a": In(w), "b": In(w), "c": In(w), "r": Out(w)}
+        if self._rounding is Rounding.SR:
+            ports["rnd"] = In(rbits)
+        super().__init__(ports)
+
+    fmt = property(lambda self: self._fmt)
+    rounding = property(lambda self: self._rounding)
+    rbits = property(lambda self: self._rbits)
+
+    def datapath(self, m, pipe):
+        fmt, mode = self._fmt, self._rounding
+        ua, ub, uc = unpack(fmt, self.a), unpack(fmt, self.b), unpack(fmt, self.c)
+        psign = ua.sign ^ ub.sign
+        pinf = ua.inf | ub.inf
+        nan = (ua.nan | ub.nan | uc.nan | (ua.inf & ub.zero) | (ua.zero & ub.inf)
+               | (pinf & uc.inf & (psign != uc.sign)))
+        inf = pinf | uc.inf
+        isign = Mux(pinf, psign, uc.sign)
+        rnd = self.rnd if mode is Rounding.SR else None
+        sa, ea, sb, eb, sc, ec = ua.sig, ua.exp, ub.sig, ub.exp, uc.sig, uc.exp
+        exp_lo = 0
+        if fmt.subnormals:
+            sa, ea = normalize_input(sa, ea)
+            sb, eb = normalize_input(sb, eb)
+            sc, ec = normalize_input(sc, ec)
+            exp_lo = 1 - fmt.m
+        s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, sc=sc, ec=ec, psign=psign, csign=uc.sign,
+                      nan=nan, inf=inf, isign=isign, rnd=rnd)
+        # The product of two normalised significands lies in [1, 4); its bit 2m+1 has the
+        # exponent ea + eb - bias + 1.
+        s = pipe.next(prod=s.sa * s.sb, pexp=to_signed(s.ea) + s.eb + (1 - fmt.bias),
+                      sc=s.sc, ec=s.ec, psign=s.psign, csign=s.csign, nan=s.nan, inf=s.inf,
+                      isign=s.isign, rnd=s.rnd)
+        pw = len(s.prod)
+        top = s.prod[pw - 1]
+        extra = {"nan": s.nan, "inf": s.inf, "isign": s.isign}
+        if s.rnd is not None:
+            extra["rnd"] = s.rnd
+        x = SimpleNamespace(sign=s.psign, sig=Mux(top, s.prod, s.prod << 1)[:pw],
+                            exp=Mux(top, s.pexp, s.pexp - 1), extra=extra)
+        y = SimpleNamespace(sign=s.csign, sig=s.sc, exp=s.ec, extra={})
+        guard = guard_bits(mode, self._rbits)
+        r = add_path(pipe, x=x, y=y, exp_lo=2 * exp_lo - fmt.bias - 1,
+                     exp_hi=2 * fmt.exp_max_field - fmt.bias + 1, guard=guard)
+        rounder = Rounder(fmt, mode, self._rbits, r.width)
+        inf = r.extra["inf"]
+        code, _ = rounder.stages(pipe, sig=r.sig, exp=r.exp,
+                                 sign=Mux(inf, r.extra["isign"], r.sign),
+                                 rnd=r.extra.get("rnd"), zero=r.zero, inf=inf,
+                                 nan=r.extra["nan"])
+        return code, self.r
