@@ -236,7 +236,8 @@ def _exact_sum(s1, m1, e1, s2, m2, e2):
     lost = np.where(d > 62, ms != 0, (al << dc) != ms)
     al = al | lost
     sig = np.where(sb == ss, mb + al, mb - al)
-    return sb, sig, eb, sig == 0
+    # A zero sum keeps a harmless exponent (not the sentinel of a zero operand).
+    return sb, sig, np.where(sig == 0, 0, eb), sig == 0
 
 
 def add(a, b, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):

@@ -18,7 +18,8 @@ from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 from .format import Rounding, Specials, check_rbits, rounding_by_name
 
 __all__ = ["Pipeline", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
-           "Rounder", "add_path", "special_code", "normalize_input", "check_unit_rounding"]
+           "Rounder", "add_path", "special_code", "normalize_input", "saturate_amount",
+           "small_product", "check_unit_rounding"]
 
 
 def check_unit_rounding(rounding, rbits):
@@ -132,13 +133,41 @@ def lzc(value):
 
 
 def shift_right_jam(value, amount):
-    """``value >> amount`` with every bit shifted out OR-ed into bit 0 of the result."""
-    width = len(value)
-    limit = Mux(amount >= width, width, amount)
-    mask = ((Const(1, width + 1) << limit) - 1)[:width]
-    sticky = (value & mask).any()
-    return (value >> limit) | sticky
+    """``value >> amount`` with every bit shifted out OR-ed into bit 0 of the result.
 
+    Any ``amount`` of ``width`` or more shifts everything out; no comparison is needed, because
+    the mask of lost bits is then all ones.
+    """
+    width = len(value)
+    mask = ((Const(1, width + 1) << amount) - 1)[:width]
+    sticky = (value & mask).any()
+    return (value >> amount) | sticky
+
+
+def saturate_amount(value, width, *, negative_max=True):
+    """``value`` (signed) as an unsigned shift amount of ``bits(width)`` bits: values of
+    ``2**bits`` or more become all ones, which shifts ``width`` bits out too; negative values
+    become all ones as well, or 0 with ``negative_max=False``. Looking at the high bits costs
+    one LUT level instead of a comparator."""
+    bits = max(1, width.bit_length())
+    value = to_signed(value)
+    if len(value) <= bits:
+        return Mux(value[-1], (1 << bits) - 1 if negative_max else 0, value[:bits])
+    big = Mux(value[bits:].any(), (1 << bits) - 1, value[:bits])
+    if negative_max:
+        return big
+    return Mux(value[-1], 0, big)
+
+
+def small_product(a, b):
+    """``a * b`` as a sum of shifted partial products, for significands of a few bits: Yosys
+    maps a ``*`` to a DSP block, which is slower than a handful of LUTs at this size."""
+    if len(b) > len(a):
+        a, b = b, a
+    total = Const(0, len(a) + len(b))
+    for i in range(len(b)):
+        total = total + Mux(b[i], a << i, 0)
+    return total[:len(a) + len(b)]
 
 def normalize_input(sig, exp):
     """Normalise a possibly subnormal significand: shift its MSB to the top, lower the exponent.
@@ -189,13 +218,14 @@ class Rounder:
         fmt, W, m = self.fmt, self.width, self.fmt.m
         start = pipe.stages
         if fmt.subnormals:
-            # Below the smallest exponent the value is shifted right onto the subnormal grid.
+            # Below the smallest exponent the value is shifted right onto the subnormal grid:
+            # the shift amount in one stage, the shift itself in the next.
             short = 1 - to_signed(exp)
-            amount = Mux(short > 0, short, 0)[:max(1, (W + 1).bit_length())]
-            amount = Mux(short > W, W, amount)
-            sig = shift_right_jam(sig, amount)
-            exp = Mux(short > 0, 1, to_signed(exp))
-            s = pipe.next(sig=sig, exp=exp, sign=sign, rnd=rnd, zero=zero, inf=inf, nan=nan)
+            s = pipe.next(sig=sig, amount=saturate_amount(short, W, negative_max=False),
+                          exp=Mux(~short[-1] & short.any(), 1, to_signed(exp)),
+                          sign=sign, rnd=rnd, zero=zero, inf=inf, nan=nan)
+            s = pipe.next(sig=shift_right_jam(s.sig, s.amount), exp=s.exp,
+                          sign=s.sign, rnd=s.rnd, zero=s.zero, inf=s.inf, nan=s.nan)
             sig, exp, sign, rnd, zero, inf, nan = s.sig, s.exp, s.sign, s.rnd, s.zero, s.inf, s.nan
 
         kept = sig[W - 1 - m:]
@@ -212,18 +242,31 @@ class Rounder:
         else:
             t = low[-self.rbits:]
             up = (t + rnd[:self.rbits])[self.rbits]
-        kept_r = kept + up                                   # m + 2 bits: carry included
-        s = pipe.next(kept=kept_r, eb=to_signed(exp) - 1, sign=sign, zero=zero, inf=inf,
-                      nan=nan)
+        # The magnitude code is Cat(kept[:m], eb + kept[m:]) with eb = exp - 1: the exponent
+        # field adds to the kept bits above the binary point, so a carry out of the mantissa
+        # and a subnormal's missing hidden bit both come out right. kept[m:] is 0, 1 or 2, so the
+        # range checks of that sum are decided here, in parallel with the rounding, as flags
+        # for each of the three cases; the next stage only selects.
+        eb = to_signed(exp) - 1
+        max_hi, max_lo = fmt.max_finite_mag >> m, fmt.max_finite_mag & ((1 << m) - 1)
+        flags = {}
+        for k in range(3):
+            flags[f"neg{k}"] = eb < -k
+            flags[f"zero{k}"] = eb == -k
+            flags[f"big{k}"] = eb > max_hi - k
+            flags[f"max{k}"] = eb == max_hi - k
+        s = pipe.next(kept=kept + up, eb=eb, sign=sign, zero=zero, inf=inf, nan=nan, **flags)
 
-        # Magnitude code: the exponent field adds to the kept bits above the binary point, so a
-        # carry out of the mantissa and a subnormal's missing hidden bit both come out right.
-        ew = len(s.eb) + 2
-        mag = Signal(signed(ew + m), name="pack_mag")
-        pipe._m.d.comb += mag.eq(Cat(s.kept[:m], (s.eb + s.kept[m:]).as_signed()).as_signed())
-        under = mag <= 0
-        over = mag > fmt.max_finite_mag
-        mag_u = mag[:fmt.e + m]
+        hi_sel = s.kept[m:]
+        lo = s.kept[:m]
+
+        def pick(name):
+            return Mux(hi_sel[1], getattr(s, f"{name}2"),
+                       Mux(hi_sel[0], getattr(s, f"{name}1"), getattr(s, f"{name}0")))
+
+        under = pick("neg") | (pick("zero") & ~lo.any())
+        over = pick("big") | (pick("max") & (lo > max_lo))
+        mag_u = Cat(lo, (s.eb + hi_sel)[:fmt.e])
         nan = s.nan
         if self.saturate or fmt.specials is Specials.NONE:
             mag_u = Mux(over, fmt.max_finite_mag, mag_u)
@@ -265,9 +308,7 @@ def add_path(pipe, *, x, y, exp_lo, exp_hi, guard, x_big=None):
     dx = to_signed(x.exp) - to_signed(y.exp)
     dy = to_signed(y.exp) - to_signed(x.exp)
     d = Mux(x_big, dx, dy)
-    dw = (wa + 1).bit_length()
-    d_c = Mux(d < 0, wa, Mux(d > wa, wa, d[:dw]))
-    s = pipe.next(big=Mux(x_big, xs, ys), small=Mux(x_big, ys, xs), d=d_c[:dw],
+    s = pipe.next(big=Mux(x_big, xs, ys), small=Mux(x_big, ys, xs), d=saturate_amount(d, wa),
                   exp=Mux(x_big, x.exp, y.exp), sign=Mux(x_big, x.sign, y.sign),
                   sub=x.sign ^ y.sign, zsign=x.sign & y.sign, **x.extra)
     extra_names = list(x.extra)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Const, Mux
 from amaranth.lib.wiring import In, Out
 
-from .common import Rounder, guard_bits, normalize_input, to_signed, unpack
+from .common import Rounder, guard_bits, normalize_input, small_product, to_signed, unpack
 from .format import Rounding, format_by_name
 from .unit import PipelinedUnit
 
@@ -54,13 +54,15 @@ class FPMultiplier(PipelinedUnit):
             sa, ea = normalize_input(sa, ea)
         if bf.subnormals:
             sb, eb = normalize_input(sb, eb)
+        # Fold the constant of the product exponent into the first operand's exponent here.
+        ea = to_signed(ea) + (of.bias - af.bias - bf.bias + 1)
         s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, sign=ua.sign ^ ub.sign, zero=zero, inf=inf,
                       nan=nan)
         # Both significands are normalised, so the product lies in [1, 4): a one-bit shift
         # normalises it. Its MSB (bit P-1) has the exponent ea + eb - bias_a - bias_b + 1.
         pw = len(s.sa) + len(s.sb)
-        prod = s.sa * s.sb
-        pexp = to_signed(s.ea) + to_signed(s.eb) + (of.bias - af.bias - bf.bias + 1)
+        prod = small_product(s.sa, s.sb)
+        pexp = s.ea + to_signed(s.eb)
         s = pipe.next(prod=prod, exp=pexp, sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
         top = s.prod[pw - 1]
         sig = Mux(top, s.prod, s.prod << 1)[:pw]

