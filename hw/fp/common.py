@@ -242,31 +242,21 @@ class Rounder:
         else:
             t = low[-self.rbits:]
             up = (t + rnd[:self.rbits])[self.rbits]
+        s = pipe.next(kept=kept + up, eb=to_signed(exp) - 1, sign=sign, zero=zero, inf=inf,
+                      nan=nan)
+
         # The magnitude code is Cat(kept[:m], eb + kept[m:]) with eb = exp - 1: the exponent
         # field adds to the kept bits above the binary point, so a carry out of the mantissa
-        # and a subnormal's missing hidden bit both come out right. kept[m:] is 0, 1 or 2, so the
-        # range checks of that sum are decided here, in parallel with the rounding, as flags
-        # for each of the three cases; the next stage only selects.
-        eb = to_signed(exp) - 1
-        max_hi, max_lo = fmt.max_finite_mag >> m, fmt.max_finite_mag & ((1 << m) - 1)
-        flags = {}
-        for k in range(3):
-            flags[f"neg{k}"] = eb < -k
-            flags[f"zero{k}"] = eb == -k
-            flags[f"big{k}"] = eb > max_hi - k
-            flags[f"max{k}"] = eb == max_hi - k
-        s = pipe.next(kept=kept + up, eb=eb, sign=sign, zero=zero, inf=inf, nan=nan, **flags)
-
-        hi_sel = s.kept[m:]
+        # and a subnormal's missing hidden bit both come out right. The sum gets a stage of its
+        # own; the range checks on it are then a sign bit and comparisons with constants.
         lo = s.kept[:m]
-
-        def pick(name):
-            return Mux(hi_sel[1], getattr(s, f"{name}2"),
-                       Mux(hi_sel[0], getattr(s, f"{name}1"), getattr(s, f"{name}0")))
-
-        under = pick("neg") | (pick("zero") & ~lo.any())
-        over = pick("big") | (pick("max") & (lo > max_lo))
-        mag_u = Cat(lo, (s.eb + hi_sel)[:fmt.e])
+        s = pipe.next(hi=s.eb + s.kept[m:], lo=lo, lo_zero=~lo.any(),
+                      lo_over=lo > (fmt.max_finite_mag & ((1 << m) - 1)),
+                      sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
+        max_hi = fmt.max_finite_mag >> m
+        under = s.hi[-1] | ((s.hi == 0) & s.lo_zero)
+        over = ~s.hi[-1] & ((s.hi > max_hi) | ((s.hi == max_hi) & s.lo_over))
+        mag_u = Cat(s.lo, s.hi[:fmt.e])
         nan = s.nan
         if self.saturate or fmt.specials is Specials.NONE:
             mag_u = Mux(over, fmt.max_finite_mag, mag_u)
@@ -299,14 +289,20 @@ def add_path(pipe, *, x, y, exp_lo, exp_hi, guard, x_big=None):
         return Cat(Const(0, wa - len(sig)), sig)
 
     xs, ys = top(x.sig), top(y.sig)
+    dx = to_signed(x.exp) - to_signed(y.exp)
+    dy = to_signed(y.exp) - to_signed(x.exp)
     if x_big is None:
-        # Order by (exponent, significand); a zero operand has the smallest key.
+        # Order by (exponent, significand); a zero operand has the smallest key. The wide
+        # comparison gets a stage of its own, the swap happens in the next one.
         off = -exp_lo + 1
         kx = Cat(xs, Mux(x.sig.any(), (x.exp + off).as_unsigned(), 0))
         ky = Cat(ys, Mux(y.sig.any(), (y.exp + off).as_unsigned(), 0))
-        x_big = kx >= ky
-    dx = to_signed(x.exp) - to_signed(y.exp)
-    dy = to_signed(y.exp) - to_signed(x.exp)
+        s = pipe.next(x_big=kx >= ky, xs=xs, ys=ys, dx=dx, dy=dy, x_exp=x.exp, y_exp=y.exp,
+                      x_sign=x.sign, y_sign=y.sign, **x.extra)
+        x_big, xs, ys, dx, dy = s.x_big, s.xs, s.ys, s.dx, s.dy
+        x = SimpleNamespace(sign=s.x_sign, exp=s.x_exp,
+                            extra={k: getattr(s, k) for k in x.extra})
+        y = SimpleNamespace(sign=s.y_sign, exp=s.y_exp)
     d = Mux(x_big, dx, dy)
     s = pipe.next(big=Mux(x_big, xs, ys), small=Mux(x_big, ys, xs), d=saturate_amount(d, wa),
                   exp=Mux(x_big, x.exp, y.exp), sign=Mux(x_big, x.sign, y.sign),

@@ -65,8 +65,9 @@ class FPMultiplier(PipelinedUnit):
         pexp = s.ea + to_signed(s.eb)
         s = pipe.next(prod=prod, exp=pexp, sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
         top = s.prod[pw - 1]
-        sig = Mux(top, s.prod, s.prod << 1)[:pw]
-        exp = Mux(top, s.exp, s.exp - 1)
+        s = pipe.next(sig=Mux(top, s.prod, s.prod << 1)[:pw], exp=Mux(top, s.exp, s.exp - 1),
+                      sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
+        sig, exp = s.sig, s.exp
         width = max(pw, of.m + 1 + guard_bits(Rounding.RNE, 0) + 1)
         rounder = Rounder(of, Rounding.RNE, 0, width)
         code, _ = rounder.stages(pipe, sig=Cat(Const(0, width - pw), sig), exp=exp,

@@ -25,6 +25,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from sim.runner import CONFIG_ENV
 from sim.tb import UnitSpec
 
 __all__ = ["load_config", "edge_codes", "make_operations"]
@@ -34,10 +35,10 @@ _REPORT = 12
 
 
 def load_config():
-    path = os.environ.get("FP8ACCEL_TB_CONFIG")
+    path = os.environ.get(CONFIG_ENV)
     if not path:
-        raise RuntimeError("FP8ACCEL_TB_CONFIG is not set; run this module through "
-                           "sim.runner.run_cocotb")
+        raise RuntimeError(f"{CONFIG_ENV} is not set; run this module through "
+                           f"sim.runner.run_cocotb")
     with open(path) as f:
         cfg = json.load(f)
     cfg["spec"] = UnitSpec.from_json(cfg["unit"])
@@ -140,7 +141,7 @@ def _directed(spec, rng):
         one = np.full(len(ec), f.bias << f.m)
         zeros = np.array([0, f.sign_mask] * len(ec))
         ops["a"] = np.concatenate([a, one, zeros])
-        ops["b"] = np.concatenate([b, ec, np.repeat(ec, 2) & 0])
+        ops["b"] = np.concatenate([b, ec, np.zeros(2 * len(ec), np.int64)])
         ops["c"] = np.concatenate([c, ec, np.repeat(ec, 2)])
     return ops
 
