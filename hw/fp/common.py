@@ -139,7 +139,9 @@ def shift_right_jam(value, amount):
     the mask of lost bits is then all ones.
     """
     width = len(value)
-    mask = ((Const(1, width + 1) << amount) - 1)[:width]
+    # Thermometer mask of the lost bits: bit i is lost when amount > i. Each bit is a compare
+    # with a constant (one LUT for a small amount), not a carry chain.
+    mask = Cat(*(amount > i for i in range(width)))
     sticky = (value & mask).any()
     return (value >> amount) | sticky
 

@@ -223,8 +223,9 @@ async def _run(dut, cfg, ops, enters, idle_inputs):
     per_cycle = list(idle_inputs) + [None] * (n_cycles - len(idle_inputs))
     for i, cycle in enumerate(enters):
         per_cycle[cycle] = tuple(col[i] for col in cols)
-    # The value applied on cycle k is captured by the edge that ends cycle k; the output
-    # register is loaded ``lat`` edges after that and read in the ReadOnly phase that follows.
+    # Operands applied on cycle k (right after edge k) enter the first stage at edge k + 1;
+    # the result is in the output register after edge k + lat, which the monitor's iteration
+    # k + lat - 1 reads in that edge's ReadOnly phase.
     samples = [False] * (n_cycles + lat)
     for cycle in enters:
         samples[cycle + lat - 1] = True
