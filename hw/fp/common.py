@@ -172,12 +172,14 @@ def small_product(a, b):
     return total[:len(a) + len(b)]
 
 def normalize_input(sig, exp):
-    """Normalise a possibly subnormal significand: shift its MSB to the top, lower the exponent.
+    """Normalise a possibly subnormal significand from :func:`unpack`: shift its MSB to the top
+    and lower the exponent. Returns ``(sig, exp)``; a zero significand stays zero.
 
-    Returns ``(sig, exp)``; a zero significand stays zero.
+    Only a subnormal (exponent 1, hidden bit 0) has leading zeros, so its new exponent is
+    ``1 - lz``, a function of the count alone rather than a subtraction from ``exp``.
     """
     lz = lzc(sig)
-    return (sig << lz)[:len(sig)], to_signed(exp) - lz
+    return (sig << lz)[:len(sig)], Mux(lz == 0, to_signed(exp), 1 - lz)
 
 
 def special_code(fmt, sign, *, zero, inf, nan, value):
