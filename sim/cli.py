@@ -23,11 +23,41 @@ def _add_synth(sub):
     p.set_defaults(func=run_cli)
 
 
+def _run_verify(args):
+    from sim.verify import generate_verilog, run_checks
+    if args.count < 1:
+        raise CliError(f"--count must be at least 1, not {args.count}")
+    paths = generate_verilog(args.out)
+    print(f"Wrote Verilog of {len(paths)} units to {args.out}/")
+    bad = run_checks(args.count, args.seed)
+    if bad:
+        print(f"FAILED: {bad} results differ from the golden model")
+        return 1
+    print("All results match the golden model bit for bit.")
+    return 0
+
+
+def _add_verify(sub):
+    p = sub.add_parser("verify", help="generate the units' Verilog and check them against the "
+                                      "golden model",
+                       description="Write the Verilog of the standard arithmetic units, then "
+                                   "run each in Amaranth's simulator against the golden model: "
+                                   "every FP8 product, every DLFLOAT16 conversion to FP8, and "
+                                   "random plus edge-case adds and FMAs in all rounding modes.")
+    p.add_argument("--out", default="build/verilog", help="Verilog output directory "
+                                                           "(default: %(default)s)")
+    p.add_argument("--count", type=int, default=20000,
+                   help="random operations per add/FMA check (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    p.set_defaults(func=_run_verify)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fp8accel",
         description="fp8accel: an FP8 training accelerator with chunked DLFloat16 accumulation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_verify(sub)
     _add_synth(sub)
     return parser
 
