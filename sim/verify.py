@@ -10,50 +10,39 @@ import numpy as np
 from hw.fp import (DLFLOAT16, E4M3, E5M2, FPAdder, FPConvert, FPFMA, FPMultiplier)
 from sim import golden
 from sim.pysim import run_unit
-from sim.vectors import cross, edge_codes, random_pairs, random_triples
+from sim.tb import UnitSpec
+from sim.vectors import make_operations
 
 __all__ = ["CHECKS", "generate_verilog", "run_checks"]
 
 
-def _products(fmt):
-    a, b = cross(np.arange(256), np.arange(256))
+def _exhaustive_products(fmt):
+    codes = np.arange(256)
+    a, b = np.repeat(codes, 256), np.tile(codes, 256)
     unit = FPMultiplier(fmt, fmt, DLFLOAT16)
     return unit, {"a": a, "b": b}, "p", golden.mul(a, b, fmt, fmt, DLFLOAT16)
 
 
-def _conversions(fmt):
+def _every_dlfloat16_code(fmt):
     a = np.arange(1 << 16)
     unit = FPConvert(DLFLOAT16, fmt, "rne", True)
     return unit, {"a": a}, "r", golden.convert(a, DLFLOAT16, fmt, "rne", True)
 
 
-def _adds(mode, count, rng):
-    ea, eb = cross(edge_codes(DLFLOAT16), edge_codes(DLFLOAT16))
-    ra, rb = random_pairs(DLFLOAT16, count, rng)
-    a, b = np.concatenate([ea, ra]), np.concatenate([eb, rb])
-    rnd = rng.integers(0, 1 << 16, a.size)
-    ins = {"a": a, "b": b} | ({"rnd": rnd} if mode == "sr" else {})
-    return FPAdder(DLFLOAT16, mode), ins, "s", golden.add(a, b, DLFLOAT16, mode, rnd=rnd)
-
-
-def _fmas(mode, count, rng):
-    a, b, c = random_triples(DLFLOAT16, count, rng,
-                             lambda x, y: golden.mul(x, y, DLFLOAT16, DLFLOAT16, DLFLOAT16))
-    rnd = rng.integers(0, 1 << 16, a.size)
-    ins = {"a": a, "b": b, "c": c} | ({"rnd": rnd} if mode == "sr" else {})
-    return FPFMA(DLFLOAT16, mode), ins, "r", golden.fma(a, b, c, DLFLOAT16, mode, rnd=rnd)
+def _random(kind, mode, count, rng):
+    spec = UnitSpec({"add": "adder"}.get(kind, kind), {"fmt": DLFLOAT16, "rounding": mode})
+    ops = make_operations(spec, count, rng)
+    return spec.build(), ops, spec.output[0], spec.golden(ops)
 
 
 #: (name, builder(count, rng)) of every check in the summary.
 CHECKS = [
-    ("mul E5M2 x E5M2 -> DLFLOAT16, all 65,536 pairs", lambda n, r: _products(E5M2)),
-    ("mul E4M3 x E4M3 -> DLFLOAT16, all 65,536 pairs", lambda n, r: _products(E4M3)),
-    ("convert every DLFLOAT16 code -> E5M2 (rne, sat)", lambda n, r: _conversions(E5M2)),
-    ("convert every DLFLOAT16 code -> E4M3 (rne, sat)", lambda n, r: _conversions(E4M3)),
-] + [(f"add DLFLOAT16 {mode}", lambda n, r, mode=mode: _adds(mode, n, r))
-     for mode in ("rne", "rna", "rtz", "sr")] + [
-    (f"fma DLFLOAT16 {mode}", lambda n, r, mode=mode: _fmas(mode, n, r))
-    for mode in ("rne", "rna", "rtz", "sr")]
+    ("mul E5M2 x E5M2 -> DLFLOAT16, all 65,536 pairs", lambda n, r: _exhaustive_products(E5M2)),
+    ("mul E4M3 x E4M3 -> DLFLOAT16, all 65,536 pairs", lambda n, r: _exhaustive_products(E4M3)),
+    ("convert every DLFLOAT16 code -> E5M2 (rne, sat)", lambda n, r: _every_dlfloat16_code(E5M2)),
+    ("convert every DLFLOAT16 code -> E4M3 (rne, sat)", lambda n, r: _every_dlfloat16_code(E4M3)),
+] + [(f"{kind} DLFLOAT16 {mode}", lambda n, r, kind=kind, mode=mode: _random(kind, mode, n, r))
+     for kind in ("add", "fma") for mode in ("rne", "rna", "rtz", "sr")]
 
 #: Units written out as Verilog: (file stem, factory).
 VERILOG = [

@@ -5,12 +5,14 @@ Every run feeds one operation per cycle, so the pipelines are checked at full th
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from hw.fp import (FPAdder, FPConvert, FPFMA, FPMultiplier, BFLOAT16, BINARY16, DLFLOAT16,
                    E4M3, E5M2)
 from sim import golden
 from sim.pysim import run_unit
-from sim.vectors import cross, edge_codes, random_pairs, random_triples
+from sim.tb import UnitSpec
+from sim.vectors import make_operations
 
 from conftest import count_from_env
 
@@ -18,6 +20,19 @@ FORMATS = [DLFLOAT16, BINARY16, BFLOAT16, E5M2, E4M3]
 MODES = ["rne", "rna", "rtz", "sr"]
 # 100,000 random operations per format and mode; FP8ACCEL_RANDOM scales it.
 RANDOM = count_from_env("FP8ACCEL_RANDOM", 100_000)
+
+
+def cross(*columns):
+    """Every combination of the given code arrays, one flat array per operand."""
+    return [g.ravel() for g in np.meshgrid(*columns, indexing="ij")]
+
+
+def check_spec(spec, count, rng):
+    """Run ``count`` operations (edge cases first, then structured random ones) of the unit
+    described by ``spec`` and compare with the golden model."""
+    ops = make_operations(spec, count, rng)
+    got = run_unit(spec.build(), ops, spec.output[0])
+    assert_codes_equal(got, spec.golden(ops), ops)
 
 
 def assert_codes_equal(got, ref, operands):
@@ -68,21 +83,16 @@ def test_convert_every_dlfloat16_code(fmt_out, saturate):
     assert_codes_equal(got, golden.convert(a, DLFLOAT16, fmt_out, "rne", saturate), {"a": a})
 
 
+@pytest.mark.parametrize("saturate", [True, False], ids=["saturate", "overflow"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fmt_in,fmt_out", [(DLFLOAT16, E5M2), (DLFLOAT16, E4M3),
                                             (BINARY16, DLFLOAT16), (DLFLOAT16, BINARY16),
                                             (BFLOAT16, E5M2), (E5M2, BFLOAT16),
-                                            (BINARY16, E4M3)], ids=str)
-def test_convert_modes(fmt_in, fmt_out, mode, rng):
-    a = np.arange(1 << fmt_in.width)
-    if a.size > 20000:
-        a = np.concatenate([edge_codes(fmt_in), rng.integers(0, a.size, 20000)])
-    rnd = rng.integers(0, 1 << 16, a.size)
-    unit = FPConvert(fmt_in, fmt_out, mode, saturate=bool(a.size % 2))
-    ins = {"a": a} | ({"rnd": rnd} if mode == "sr" else {})
-    got = run_unit(unit, ins, "r")
-    ref = golden.convert(a, fmt_in, fmt_out, mode, unit.saturate, rnd=rnd)
-    assert_codes_equal(got, ref, ins)
+                                            (BINARY16, E4M3), (E4M3, E5M2)], ids=str)
+def test_convert_modes(fmt_in, fmt_out, mode, saturate, rng):
+    spec = UnitSpec("convert", {"in_fmt": fmt_in, "out_fmt": fmt_out, "rounding": mode,
+                                "saturate": saturate})
+    check_spec(spec, 20000, rng)
 
 
 # Adder and FMA: random plus directed ------------------------------------------------------------
@@ -90,42 +100,20 @@ def test_convert_modes(fmt_in, fmt_out, mode, rng):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)
 def test_adder(fmt, mode, rng):
-    ea, eb = cross(edge_codes(fmt), edge_codes(fmt))
-    ra, rb = random_pairs(fmt, RANDOM, rng)
-    a, b = np.concatenate([ea, ra]), np.concatenate([eb, rb])
-    rnd = rng.integers(0, 1 << 16, a.size)
-    ins = {"a": a, "b": b} | ({"rnd": rnd} if mode == "sr" else {})
-    got = run_unit(FPAdder(fmt, mode), ins, "s")
-    assert_codes_equal(got, golden.add(a, b, fmt, mode, rnd=rnd), ins)
+    check_spec(UnitSpec("adder", {"fmt": fmt, "rounding": mode}), RANDOM, rng)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)
 def test_fma(fmt, mode, rng):
-    edges = edge_codes(fmt)
-    ea, eb, ec = cross(edges, edges[::2], edges[1::2])
-    ra, rb, rc = random_triples(fmt, RANDOM, rng,
-                                lambda x, y: golden.mul(x, y, fmt, fmt, fmt))
-    a, b, c = (np.concatenate(p) for p in ((ea, ra), (eb, rb), (ec, rc)))
-    rnd = rng.integers(0, 1 << 16, a.size)
-    ins = {"a": a, "b": b, "c": c} | ({"rnd": rnd} if mode == "sr" else {})
-    got = run_unit(FPFMA(fmt, mode), ins, "r")
-    assert_codes_equal(got, golden.fma(a, b, c, fmt, mode, rnd=rnd), ins)
+    check_spec(UnitSpec("fma", {"fmt": fmt, "rounding": mode}), RANDOM, rng)
 
 
+@pytest.mark.parametrize("kind", ["adder", "fma"])
 @pytest.mark.parametrize("rbits", [1, 5, 32])
-def test_sr_rbits(rbits, rng):
+def test_sr_rbits(kind, rbits, rng):
     """Unusual random-word widths, including the full 32-bit generator word."""
-    fmt = DLFLOAT16
-    a, b = random_pairs(fmt, 5000, rng)
-    c = rng.integers(0, 1 << 16, a.size)
-    rnd = rng.integers(0, 1 << rbits, a.size, dtype=np.uint64).astype(np.int64)
-    got = run_unit(FPAdder(fmt, "sr", rbits=rbits), {"a": a, "b": b, "rnd": rnd}, "s")
-    assert_codes_equal(got, golden.add(a, b, fmt, "sr", rnd=rnd, rbits=rbits),
-                       {"a": a, "b": b, "rnd": rnd})
-    got = run_unit(FPFMA(fmt, "sr", rbits=rbits), {"a": a, "b": b, "c": c, "rnd": rnd}, "r")
-    assert_codes_equal(got, golden.fma(a, b, c, fmt, "sr", rnd=rnd, rbits=rbits),
-                       {"a": a, "b": b, "c": c, "rnd": rnd})
+    check_spec(UnitSpec(kind, {"fmt": DLFLOAT16, "rounding": "sr", "rbits": rbits}), 5000, rng)
 
 
 # Stochastic rounding statistics on the RTL ------------------------------------------------------
@@ -166,12 +154,15 @@ def test_sr_mean_is_unbiased(rng):
 # Interfaces and parameter checks ----------------------------------------------------------------
 
 def test_latency_and_ports():
-    unit = FPAdder(DLFLOAT16, "sr", rbits=12)
-    assert unit.latency >= 1
-    assert unit.rnd.shape().width == 12
-    assert not hasattr(FPAdder(DLFLOAT16, "rne"), "rnd")
-    assert FPFMA(BINARY16).r.shape().width == 16
-    assert FPMultiplier(E5M2, E4M3, DLFLOAT16).p.shape().width == 16
+    units = [FPAdder(DLFLOAT16, "sr", rbits=12), FPAdder(DLFLOAT16, "rne"), FPFMA(BINARY16),
+             FPMultiplier(E5M2, E4M3, DLFLOAT16)]
+    for unit in units:
+        Fragment.get(unit, None)           # elaborates (and so uses) the unit
+        assert unit.latency >= 1
+    assert units[0].rnd.shape().width == 12
+    assert not hasattr(units[1], "rnd")
+    assert units[2].r.shape().width == 16
+    assert units[3].p.shape().width == 16
 
 
 @pytest.mark.parametrize("make,message", [

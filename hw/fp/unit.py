@@ -1,5 +1,7 @@
 """The base class of the arithmetic units: a fixed-latency pipeline with registered outputs."""
 
+import functools
+
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
@@ -15,6 +17,24 @@ class PipelinedUnit(wiring.Component):
     outputs after ``latency`` rising edges. Subclasses implement :meth:`datapath`, which builds
     the stages on a :class:`~hw.fp.common.Pipeline` and returns the registered result.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def checked_init(self, *args, **kw):
+            try:
+                init(self, *args, **kw)
+            except Exception:
+                # A unit whose parameters were rejected can never be used; Amaranth would
+                # otherwise warn, much later, that it was created but not used.
+                self._MustUse__silence = True
+                raise
+
+        cls.__init__ = checked_init
 
     def __init__(self, signature):
         super().__init__(signature)
