@@ -8,7 +8,8 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Const, Mux
 from amaranth.lib.wiring import In, Out
 
-from .common import Rounder, guard_bits, normalize_input, small_product, to_signed, unpack
+from .common import (Rounder, guard_bits, normalize_input, small_product, special_code,
+                     to_signed, unpack)
 from .format import Rounding, format_by_name
 from .unit import PipelinedUnit
 
@@ -42,7 +43,23 @@ class FPMultiplier(PipelinedUnit):
     b_fmt = property(lambda self: self._b_fmt)
     out_fmt = property(lambda self: self._out_fmt)
 
+    @property
+    def exact(self):
+        """Whether every product is exact in ``out_fmt`` short of underflow, so the unit needs
+        no rounding and no overflow logic: the case of FP8 products into DLFLOAT16."""
+        af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
+        return (of.m >= af.m + bf.m + 1 and not of.subnormals
+                and self._max_field() < of.max_finite_mag >> of.m)
+
+    def _max_field(self):
+        """The largest exponent field of a product (the normalisation carry included)."""
+        af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
+        emax = (af.max_finite_mag >> af.m) + (bf.max_finite_mag >> bf.m)
+        return emax + of.bias - af.bias - bf.bias + 1
+
     def datapath(self, m, pipe):
+        if self.exact:
+            return self._exact_datapath(m, pipe)
         af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
         ua, ub = unpack(af, self.a), unpack(bf, self.b)
         nan = ua.nan | ub.nan | (ua.inf & ub.zero) | (ua.zero & ub.inf)
@@ -73,3 +90,47 @@ class FPMultiplier(PipelinedUnit):
         code, _ = rounder.stages(pipe, sig=Cat(Const(0, width - pw), sig), exp=exp,
                                  sign=s.sign, rnd=None, zero=s.zero, inf=s.inf, nan=s.nan)
         return code, self.p
+
+    def _exact_datapath(self, m, pipe):
+        """Four stages, no rounding: every product fits the output's mantissa and can only
+        leave its range downwards.
+
+        Stage 1 normalises subnormal inputs; a normalised exponent is a function of that
+        operand's bits alone (LUTs, no adder). Stage 2 forms the significand product (partial
+        products in LUTs) and the exponent sum. Stage 3 normalises the product by one bit and
+        adds that carry and the bias change to the exponent field in one adder. Stage 4
+        flushes underflows to zero and selects the special results.
+        """
+        af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
+        ua, ub = unpack(af, self.a), unpack(bf, self.b)
+        nan = ua.nan | ub.nan | (ua.inf & ub.zero) | (ua.zero & ub.inf)
+        inf = ua.inf | ub.inf
+        zero = ua.zero | ub.zero
+        sa, ea = ua.sig, ua.exp
+        sb, eb = ub.sig, ub.exp
+        if af.subnormals:
+            sa, ea = normalize_input(sa, ea)
+        if bf.subnormals:
+            sb, eb = normalize_input(sb, eb)
+        s = pipe.next(fa=sa[:af.m], fb=sb[:bf.m],
+                      ea=ea, eb=eb,
+                      sign=ua.sign ^ ub.sign, zero=zero, inf=inf, nan=nan)
+
+        pw = af.m + bf.m + 2
+        s = pipe.next(prod=small_product(Cat(s.fa, 1), Cat(s.fb, 1)),
+                      esum=s.ea + to_signed(s.eb), sign=s.sign, zero=s.zero, inf=s.inf,
+                      nan=s.nan)
+        top = s.prod[pw - 1]
+        frac = Mux(top, s.prod[:pw - 1], s.prod[:pw - 2] << 1)[:pw - 1]
+        # The bias change rides on the normalisation carry: one adder for both.
+        bias = of.bias - af.bias - bf.bias
+        s = pipe.next(frac=Cat(Const(0, of.m - (pw - 1)), frac),
+                      field=s.esum + Mux(top, bias + 1, bias),
+                      sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
+
+        # The zero code and everything below it flush to zero (no subnormals in out_fmt).
+        under = s.field[-1] | ((s.field == 0) & ~s.frac.any())
+        finite = Cat(s.frac, s.field[:of.e], s.sign)
+        code = special_code(of, s.sign, zero=s.zero | under, inf=s.inf, nan=s.nan,
+                            value=finite)
+        return pipe.next(code=code).code, self.p
