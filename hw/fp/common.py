@@ -13,12 +13,12 @@ rounding decisions above bit 0 stay exact.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
 from .format import Rounding, Specials, check_rbits, rounding_by_name
 
 __all__ = ["Pipeline", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
-           "Rounder", "add_path", "special_code", "normalize_input", "saturate_amount",
+           "Rounder", "add_path", "round_sum", "special_code", "normalize_input", "saturate_amount",
            "small_product", "check_unit_rounding"]
 
 
@@ -331,3 +331,14 @@ def add_path(pipe, *, x, y, exp_lo, exp_hi, guard, x_big=None):
                   **extras(s))
     return SimpleNamespace(sig=s.sig, exp=s.exp, sign=s.sign, zero=s.zero, extra=extras(s),
                            width=ws)
+
+
+def round_sum(pipe, fmt, mode, rbits, r):
+    """Round the result of :func:`add_path` whose ``extra`` fields carry the special-case flags
+    ``nan``, ``inf``, ``isign`` (the sign of an infinite result) and, for stochastic rounding,
+    ``rnd``. Returns the registered output code."""
+    inf = r.extra["inf"]
+    code, _ = Rounder(fmt, mode, rbits, r.width).stages(
+        pipe, sig=r.sig, exp=r.exp, sign=Mux(inf, r.extra["isign"], r.sign),
+        rnd=r.extra.get("rnd"), zero=r.zero, inf=inf, nan=r.extra["nan"])
+    return code

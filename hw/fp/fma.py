@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Mux
 from amaranth.lib.wiring import In, Out
 
-from .common import (Rounder, add_path, check_unit_rounding, guard_bits, normalize_input,
+from .common import (add_path, round_sum, check_unit_rounding, guard_bits, normalize_input,
                      to_signed, unpack)
 from .format import Rounding, format_by_name
 from .unit import PipelinedUnit
@@ -90,10 +90,5 @@ class FPFMA(PipelinedUnit):
         guard = guard_bits(mode, self._rbits)
         r = add_path(pipe, x=x, y=y, exp_lo=2 * exp_lo - fmt.bias - 1,
                      exp_hi=2 * fmt.exp_max_field - fmt.bias + 1, guard=guard)
-        rounder = Rounder(fmt, mode, self._rbits, r.width)
-        inf = r.extra["inf"]
-        code, _ = rounder.stages(pipe, sig=r.sig, exp=r.exp,
-                                 sign=Mux(inf, r.extra["isign"], r.sign),
-                                 rnd=r.extra.get("rnd"), zero=r.zero, inf=inf,
-                                 nan=r.extra["nan"])
+        code = round_sum(pipe, fmt, mode, self._rbits, r)
         return code, self.r

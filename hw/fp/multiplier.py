@@ -3,8 +3,6 @@
 Ref: NUMERICS.md section 3 (``mul``: exact product, one ``rne`` rounding, no saturation).
 """
 
-from types import SimpleNamespace
-
 from amaranth.hdl import Cat, Const, Mux
 from amaranth.lib.wiring import In, Out
 
@@ -57,10 +55,10 @@ class FPMultiplier(PipelinedUnit):
         emax = (af.max_finite_mag >> af.m) + (bf.max_finite_mag >> bf.m)
         return emax + of.bias - af.bias - bf.bias + 1
 
-    def datapath(self, m, pipe):
-        if self.exact:
-            return self._exact_datapath(m, pipe)
-        af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
+    def _operands(self):
+        """Normalised significands and exponents of both operands, the product's sign and
+        its special classes."""
+        af, bf = self._a_fmt, self._b_fmt
         ua, ub = unpack(af, self.a), unpack(bf, self.b)
         nan = ua.nan | ub.nan | (ua.inf & ub.zero) | (ua.zero & ub.inf)
         inf = ua.inf | ub.inf
@@ -71,10 +69,16 @@ class FPMultiplier(PipelinedUnit):
             sa, ea = normalize_input(sa, ea)
         if bf.subnormals:
             sb, eb = normalize_input(sb, eb)
+        return sa, ea, sb, eb, ua.sign ^ ub.sign, zero, inf, nan
+
+    def datapath(self, m, pipe):
+        if self.exact:
+            return self._exact_datapath(m, pipe)
+        af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
+        sa, ea, sb, eb, sign, zero, inf, nan = self._operands()
         # Fold the constant of the product exponent into the first operand's exponent here.
         ea = to_signed(ea) + (of.bias - af.bias - bf.bias + 1)
-        s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, sign=ua.sign ^ ub.sign, zero=zero, inf=inf,
-                      nan=nan)
+        s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, sign=sign, zero=zero, inf=inf, nan=nan)
         # Both significands are normalised, so the product lies in [1, 4): a one-bit shift
         # normalises it. Its MSB (bit P-1) has the exponent ea + eb - bias_a - bias_b + 1.
         pw = len(s.sa) + len(s.sb)
@@ -102,19 +106,10 @@ class FPMultiplier(PipelinedUnit):
         flushes underflows to zero and selects the special results.
         """
         af, bf, of = self._a_fmt, self._b_fmt, self._out_fmt
-        ua, ub = unpack(af, self.a), unpack(bf, self.b)
-        nan = ua.nan | ub.nan | (ua.inf & ub.zero) | (ua.zero & ub.inf)
-        inf = ua.inf | ub.inf
-        zero = ua.zero | ub.zero
-        sa, ea = ua.sig, ua.exp
-        sb, eb = ub.sig, ub.exp
-        if af.subnormals:
-            sa, ea = normalize_input(sa, ea)
-        if bf.subnormals:
-            sb, eb = normalize_input(sb, eb)
+        sa, ea, sb, eb, sign, zero, inf, nan = self._operands()
         s = pipe.next(fa=sa[:af.m], fb=sb[:bf.m],
                       ea=ea, eb=eb,
-                      sign=ua.sign ^ ub.sign, zero=zero, inf=inf, nan=nan)
+                      sign=sign, zero=zero, inf=inf, nan=nan)
 
         pw = af.m + bf.m + 2
         s = pipe.next(prod=small_product(Cat(s.fa, 1), Cat(s.fb, 1)),
