@@ -175,3 +175,21 @@ def test_latency_and_ports():
 def test_constructor_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("fmt", [DLFLOAT16, BINARY16], ids=str)
+def test_adder_runtime_rna(fmt, rng):
+    """``runtime_rna`` chooses rne or rna per operation, as the GEMM engine's command does."""
+    spec = UnitSpec("adder", {"fmt": fmt, "rounding": "rne"})
+    ops = make_operations(spec, 20000, rng)
+    ops["rna"] = rng.integers(0, 2, len(ops["a"]))
+    unit = FPAdder(fmt, "rne", runtime_rna=True)
+    got = run_unit(unit, ops, "s")
+    ref = np.where(ops["rna"] == 1, golden.add(ops["a"], ops["b"], fmt, "rna"),
+                   golden.add(ops["a"], ops["b"], fmt, "rne"))
+    assert_codes_equal(got, ref, ops)
+
+
+def test_adder_runtime_rna_needs_rne():
+    with pytest.raises(ValueError, match="runtime_rna needs rounding 'rne', not 'sr'"):
+        FPAdder(DLFLOAT16, "sr", runtime_rna=True)

@@ -30,6 +30,9 @@ class FPAdder(PipelinedUnit):
         ``"rne"``, ``"rna"``, ``"rtz"`` or ``"sr"``.
     rbits : int
         Random bits per stochastic rounding (1 to 32).
+    runtime_rna : bool
+        With ``rounding="rne"``: add an ``rna`` input that selects ties away from zero per
+        operation (the GEMM engine's runtime accumulation rounding).
 
     Members
     -------
@@ -37,17 +40,25 @@ class FPAdder(PipelinedUnit):
     rnd : In(rbits)
         Random integer for stochastic rounding, applied with ``a`` and ``b``; only when
         ``rounding == "sr"``.
+    rna : In(1)
+        Only with ``runtime_rna``: 1 rounds this operation ``rna``, 0 ``rne``.
     s : Out(fmt.width)
         ``add(a, b)``, ``latency`` cycles after the operands.
     """
 
-    def __init__(self, fmt, rounding="rne", *, rbits=16):
+    def __init__(self, fmt, rounding="rne", *, rbits=16, runtime_rna=False):
         self._fmt = format_by_name(fmt)
         self._rounding = check_unit_rounding(rounding, rbits)
         self._rbits = rbits
+        self._runtime_rna = bool(runtime_rna)
+        if self._runtime_rna and self._rounding is not Rounding.RNE:
+            raise ValueError(f"runtime_rna needs rounding 'rne', not "
+                             f"{self._rounding.value!r}")
         ports = {"a": In(self._fmt.width), "b": In(self._fmt.width), "s": Out(self._fmt.width)}
         if self._rounding is Rounding.SR:
             ports["rnd"] = In(rbits)
+        if self._runtime_rna:
+            ports["rna"] = In(1)
         super().__init__(ports)
 
     fmt = property(lambda self: self._fmt)
@@ -63,6 +74,7 @@ class FPAdder(PipelinedUnit):
         # Magnitude codes order finite values, subnormals included.
         a_big = ua.mag >= ub.mag
         rnd = self.rnd if mode is Rounding.SR else None
+        rna = self.rna if self._runtime_rna else None
         sa, ea, sb, eb = ua.sig, ua.exp, ub.sig, ub.exp
         exp_lo = 0
         if fmt.subnormals:
@@ -70,15 +82,16 @@ class FPAdder(PipelinedUnit):
             sb, eb = normalize_input(sb, eb)
             exp_lo = 1 - fmt.m
             s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, a_sign=ua.sign, b_sign=ub.sign,
-                          a_big=a_big, nan=nan, inf=inf, isign=isign, rnd=rnd)
+                          a_big=a_big, nan=nan, inf=inf, isign=isign, rnd=rnd, rna=rna)
             sa, ea, sb, eb, a_big = s.sa, s.ea, s.sb, s.eb, s.a_big
             sign_a, sign_b = s.a_sign, s.b_sign
-            nan, inf, isign, rnd = s.nan, s.inf, s.isign, s.rnd
+            nan, inf, isign, rnd, rna = s.nan, s.inf, s.isign, s.rnd, s.rna
         else:
             sign_a, sign_b = ua.sign, ub.sign
         extra = {"nan": nan, "inf": inf, "isign": isign}
-        if rnd is not None:
-            extra["rnd"] = rnd
+        for name, value in (("rnd", rnd), ("rna", rna)):
+            if value is not None:
+                extra[name] = value
         x = SimpleNamespace(sign=sign_a, sig=sa, exp=ea, extra=extra)
         y = SimpleNamespace(sign=sign_b, sig=sb, exp=eb, extra={})
         guard = guard_bits(mode, self._rbits)

@@ -216,9 +216,11 @@ class Rounder:
         self.fmt, self.mode, self.rbits, self.width, self.saturate = \
             fmt, mode, rbits, width, saturate
 
-    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan):
+    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan, rna=None):
         """Build the stages; ``exp`` is the signed biased exponent of ``sig``'s MSB, which is set
-        unless the value is zero. Returns the output code (registered) and the latency added."""
+        unless the value is zero. ``rna``, for mode ``rne`` only, is a signal that selects ties
+        away from zero per operation. Returns the output code (registered) and the latency
+        added."""
         fmt, W, m = self.fmt, self.width, self.fmt.m
         start = pipe.stages
         if fmt.subnormals:
@@ -227,10 +229,11 @@ class Rounder:
             short = 1 - to_signed(exp)
             s = pipe.next(sig=sig, amount=saturate_amount(short, W, negative_max=False),
                           exp=Mux(~short[-1] & short.any(), 1, to_signed(exp)),
-                          sign=sign, rnd=rnd, zero=zero, inf=inf, nan=nan)
-            s = pipe.next(sig=shift_right_jam(s.sig, s.amount), exp=s.exp,
-                          sign=s.sign, rnd=s.rnd, zero=s.zero, inf=s.inf, nan=s.nan)
+                          sign=sign, rnd=rnd, rna=rna, zero=zero, inf=inf, nan=nan)
+            s = pipe.next(sig=shift_right_jam(s.sig, s.amount), exp=s.exp, sign=s.sign,
+                          rnd=s.rnd, rna=s.rna, zero=s.zero, inf=s.inf, nan=s.nan)
             sig, exp, sign, rnd, zero, inf, nan = s.sig, s.exp, s.sign, s.rnd, s.zero, s.inf, s.nan
+            rna = s.rna
 
         kept = sig[W - 1 - m:]
         lsb = kept[0]
@@ -239,6 +242,8 @@ class Rounder:
             half = low[-1]
             sticky = low[:-1].any()
             up = half & (sticky | lsb)
+            if rna is not None:
+                up = Mux(rna, half, up)
         elif self.mode is Rounding.RNA:
             up = low[-1]
         elif self.mode is Rounding.RTZ:
@@ -336,9 +341,11 @@ def add_path(pipe, *, x, y, exp_lo, exp_hi, guard, x_big=None):
 def round_sum(pipe, fmt, mode, rbits, r):
     """Round the result of :func:`add_path` whose ``extra`` fields carry the special-case flags
     ``nan``, ``inf``, ``isign`` (the sign of an infinite result) and, for stochastic rounding,
-    ``rnd``. Returns the registered output code."""
+    ``rnd`` (or, for a runtime choice between ``rne`` and ``rna``, ``rna``). Returns the
+    registered output code."""
     inf = r.extra["inf"]
     code, _ = Rounder(fmt, mode, rbits, r.width).stages(
         pipe, sig=r.sig, exp=r.exp, sign=Mux(inf, r.extra["isign"], r.sign),
-        rnd=r.extra.get("rnd"), zero=r.zero, inf=inf, nan=r.extra["nan"])
+        rnd=r.extra.get("rnd"), rna=r.extra.get("rna"), zero=r.zero, inf=inf,
+        nan=r.extra["nan"])
     return code
