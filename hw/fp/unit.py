@@ -7,15 +7,15 @@ from amaranth.lib import wiring
 
 from .common import Pipeline
 
-__all__ = ["PipelinedUnit"]
+__all__ = ["CheckedComponent", "PipelinedUnit"]
 
 
-class PipelinedUnit(wiring.Component):
-    """A fixed-latency pipeline: one new operation may enter every cycle, no handshake.
+class CheckedComponent(wiring.Component):
+    """A component whose constructor validates its parameters: one that raises stays quiet.
 
-    Operands applied to the inputs before a rising clock edge produce their result on the
-    outputs after ``latency`` rising edges. Subclasses implement :meth:`datapath`, which builds
-    the stages on a :class:`~hw.fp.common.Pipeline` and returns the registered result.
+    Amaranth warns when an elaboratable is created and never used; a component whose
+    parameters were rejected can never be used, and the warning, emitted much later, would
+    only hide the real error.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -29,12 +29,19 @@ class PipelinedUnit(wiring.Component):
             try:
                 init(self, *args, **kw)
             except Exception:
-                # A unit whose parameters were rejected can never be used; Amaranth would
-                # otherwise warn, much later, that it was created but not used.
                 self._MustUse__silence = True
                 raise
 
         cls.__init__ = checked_init
+
+
+class PipelinedUnit(CheckedComponent):
+    """A fixed-latency pipeline: one new operation may enter every cycle, no handshake.
+
+    Operands applied to the inputs before a rising clock edge produce their result on the
+    outputs after ``latency`` rising edges. Subclasses implement :meth:`datapath`, which builds
+    the stages on a :class:`~hw.fp.common.Pipeline` and returns the registered result.
+    """
 
     def __init__(self, signature):
         super().__init__(signature)
