@@ -1,0 +1,395 @@
+"""GEMM engine: operand buffers, accumulator memory and the dataflow controller around the
+systolic array.
+
+Ref: NUMERICS.md section 4; docs/architecture.md ("GEMM engine").
+
+Schedule. The output is computed in column tiles of ``cols`` (``nt``); for each tile, ``K`` is
+split into passes of ``rows`` (``p``). A pass streams the ``M`` rows of ``A`` through the array,
+one per cycle, with the chunk and total that the previous pass left in the accumulator memory;
+the array writes back the new chunk and total, or on the last pass the final total. While a pass
+streams, the weights of the next pass are written into the array's other bank, so passes follow
+each other without a gap when ``M`` covers the weight load (``rows * cols`` cycles) and the
+array's latency.
+
+Buffer layouts (the streamer and the writeback step through them with counters):
+
+* ``A``: ``rows`` banks of bytes; ``A[i, k]`` is in bank ``k % rows`` at word
+  ``i * ceil(K / rows) + k // rows``, so a pass reads one word of every bank per row of ``A``.
+* ``B``: bytes; ``B[k, j]`` at ``k * N + j``, or ``j * K + k`` when stored transposed.
+* Accumulator memory: ``cols`` lanes of (chunk, total); output ``C[i, j]`` is the total of lane
+  ``j % cols`` in word ``i * ceil(N / cols) + j // cols``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import memory
+from amaranth.lib.wiring import In, Out
+
+from ..fp.format import DLFLOAT16, format_by_name
+from ..fp.unit import CheckedComponent
+from .array import SystolicArray
+
+__all__ = ["GemmEngine", "Error"]
+
+
+class Error:
+    """Error codes of a rejected command."""
+    NONE = 0
+    #: ``M``, ``N`` or ``K`` is zero.
+    ZERO_DIM = 1
+    #: An operand or the result does not fit its buffer.
+    TOO_LARGE = 2
+    #: The chunk length is not a power of two from 1 to 2**15.
+    BAD_CHUNK = 3
+    #: ``start`` while a command runs.
+    BUSY = 4
+
+
+class GemmEngine(CheckedComponent):
+    """Runs one GEMM command on data already in the buffers.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size.
+    a_depth : int
+        Words per ``A`` bank (so ``M * ceil(K / rows) <= a_depth``).
+    b_depth : int
+        Bytes of ``B`` (``K * N <= b_depth``).
+    acc_depth : int
+        Accumulator words (``M * ceil(N / cols) <= acc_depth``).
+    acc_fmt : FloatFormat
+        16-bit accumulator format.
+
+    Members
+    -------
+    start : In(1)
+        Start the command given by the other command inputs (sampled in this cycle).
+    m, n, k : In(16)
+    a_e4m3, b_e4m3 : In(1)
+        Operand formats: E4M3, else E5M2.
+    chunk_log2 : In(4)
+        Chunk length ``2**chunk_log2``; ignored with ``no_chunk``.
+    no_chunk : In(1)
+        One chunk of all ``K``.
+    rna : In(1)
+        Accumulation rounds ties away from zero, else to even.
+    trans_b : In(1)
+        ``B`` is stored transposed (``N x K``).
+    accumulate : In(1)
+        Start from the totals in the accumulator memory (``C``), else from +0.
+    busy, done, error : Out
+        ``done`` pulses when a command finishes; ``error`` holds the code of the last rejected
+        start (0: none) until the next start.
+    cycles, active : Out(32)
+        Cycles of the last command, and those in which a row of ``A`` entered the array.
+    a_we, a_bank, a_addr, a_data; b_we, b_addr, b_data; c_we, c_addr, c_lane, c_data;
+    c_raddr, c_rlane, c_rdata
+        Host access to the buffers (while not busy); ``c_rdata`` follows ``c_raddr`` and
+        ``c_rlane`` by one cycle.
+    """
+
+    def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
+                 acc_fmt=DLFLOAT16):
+        self._array = SystolicArray(rows, cols, acc_fmt)
+        for name, v in (("a_depth", a_depth), ("b_depth", b_depth), ("acc_depth", acc_depth)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        self._rows, self._cols = rows, cols
+        self._a_depth, self._b_depth, self._acc_depth = a_depth, b_depth, acc_depth
+        self._acc_fmt = format_by_name(acc_fmt)
+        w = self._acc_fmt.width
+        super().__init__({
+            "start": In(1), "m": In(16), "n": In(16), "k": In(16),
+            "a_e4m3": In(1), "b_e4m3": In(1), "chunk_log2": In(4), "no_chunk": In(1),
+            "rna": In(1), "trans_b": In(1), "accumulate": In(1),
+            "busy": Out(1), "done": Out(1), "error": Out(3),
+            "cycles": Out(32), "active": Out(32),
+            "a_we": In(1), "a_bank": In(range(max(rows, 2))), "a_addr": In(range(a_depth)),
+            "a_data": In(8),
+            "b_we": In(1), "b_addr": In(range(b_depth)), "b_data": In(8),
+            "c_we": In(1), "c_addr": In(range(acc_depth)), "c_lane": In(range(max(cols, 2))),
+            "c_data": In(w),
+            "c_raddr": In(range(acc_depth)), "c_rlane": In(range(max(cols, 2))),
+            "c_rdata": Out(w),
+        })
+
+    rows = property(lambda self: self._rows)
+    cols = property(lambda self: self._cols)
+    array = property(lambda self: self._array)
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, w = self._rows, self._cols, self._acc_fmt.width
+        m.submodules.array = array = self._array
+
+        # Buffers ---------------------------------------------------------------------------
+        a_banks = []
+        a_rd = []
+        for r in range(rows):
+            mem = memory.Memory(shape=8, depth=self._a_depth, init=[])
+            m.submodules[f"a_bank{r}"] = mem
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(self.a_addr), wp.data.eq(self.a_data),
+                         wp.en.eq(self.a_we & (self.a_bank == r))]
+            a_rd.append(mem.read_port())
+            a_banks.append(mem)
+        b_mem = memory.Memory(shape=8, depth=self._b_depth, init=[])
+        m.submodules.b_mem = b_mem
+        b_wp = b_mem.write_port()
+        b_rd = b_mem.read_port()
+        m.d.comb += [b_wp.addr.eq(self.b_addr), b_wp.data.eq(self.b_data),
+                     b_wp.en.eq(self.b_we)]
+        # Accumulator: per lane a chunk half and a total half, written with 16-bit granularity.
+        acc = memory.Memory(shape=2 * w * cols, depth=self._acc_depth, init=[])
+        m.submodules.acc = acc
+        acc_wp = acc.write_port(granularity=w)
+        acc_rd = acc.read_port()
+        acc_host_rd = acc.read_port()
+
+        # Command registers -------------------------------------------------------------------
+        M = Signal(16)
+        N = Signal(16)
+        K = Signal(16)
+        cmd = Signal.like(Cat(self.a_e4m3, self.b_e4m3, self.chunk_log2, self.no_chunk,
+                              self.rna, self.trans_b, self.accumulate))
+        a_e4m3, b_e4m3, chunk_log2, no_chunk, rna, trans_b, accumulate = (
+            cmd[0], cmd[1], cmd[2:6], cmd[6], cmd[7], cmd[8], cmd[9])
+        KB = Signal(16)        # ceil(K / rows): A words per row of A
+        NT = Signal(16)        # ceil(N / cols): column tiles
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+        m.d.sync += self.done.eq(0)
+
+        # Host access to the accumulator memory, while idle.
+        host_lane = Signal.like(self.c_rlane)
+        m.d.sync += host_lane.eq(self.c_rlane)
+        m.d.comb += [acc_host_rd.addr.eq(self.c_raddr)]
+        lanes = [acc_host_rd.data[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
+        m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane, w))
+
+        # Pass bookkeeping shared by the streamer and the weight loader.
+        P = Signal(16)         # passes per column tile = KB
+
+        # Streamer ----------------------------------------------------------------------------
+        s_active = Signal()    # streaming a pass
+        s_nt = Signal(16)
+        s_p = Signal(16)
+        s_i = Signal(16)
+        s_arow = Signal(range(self._a_depth + 1))     # A word of row i, pass p
+        s_acc = Signal(range(self._acc_depth + 1))    # accumulator word of (i, nt)
+        s_gap = Signal(16)     # idle cycles still owed before the next pass
+        s_pass_index = Signal(32)   # passes started so far (the loader runs one ahead)
+        w_pass_index = Signal(32)   # passes whose weights are loaded
+
+        # Weight loader -------------------------------------------------------------------------
+        l_active = Signal()
+        l_nt = Signal(16)
+        l_p = Signal(16)
+        l_r = Signal(range(rows + 1))
+        l_c = Signal(range(cols + 1))
+        l_row_addr = Signal(range(self._b_depth + 1))
+        l_addr = Signal(range(self._b_depth + 1))
+        l_row = Signal(8 * cols)
+        l_rd_valid = Signal()
+        l_rd_c = Signal.like(l_c)
+        l_rd_r = Signal.like(l_r)
+        l_rd_last = Signal()
+        # Per weight bank: cycles until the last row of the pass that used it has passed
+        # every PE, so that the bank may be overwritten.
+        bank_timer = [Signal(16, name=f"bank{b}_timer") for b in range(2)]
+
+        # Writeback ---------------------------------------------------------------------------
+        wb_i = Signal(16)
+        wb_acc = Signal(range(self._acc_depth + 1))
+        wb_acc_row = Signal(range(self._acc_depth + 1))
+        wb_nt = Signal(16)
+        wb_p = Signal(16)
+        cycles = Signal(32)
+        active = Signal(32)
+        m.d.comb += [self.cycles.eq(cycles), self.active.eq(active)]
+
+        # Command start and checks -------------------------------------------------------------
+        chunk_bad = Signal()
+        m.d.comb += chunk_bad.eq(~self.no_chunk & (self.chunk_log2 > 15))
+        kb_new = (self.k + rows - 1) // rows if rows > 1 else self.k
+        nt_new = (self.n + cols - 1) // cols if cols > 1 else self.n
+        with m.If(self.start):
+            with m.If(busy):
+                m.d.sync += self.error.eq(Error.BUSY)
+            with m.Elif((self.m == 0) | (self.n == 0) | (self.k == 0)):
+                m.d.sync += self.error.eq(Error.ZERO_DIM)
+            with m.Elif(chunk_bad):
+                m.d.sync += self.error.eq(Error.BAD_CHUNK)
+            with m.Elif((self.m * kb_new > self._a_depth) | (self.k * self.n > self._b_depth)
+                        | (self.m * nt_new > self._acc_depth)):
+                m.d.sync += self.error.eq(Error.TOO_LARGE)
+            with m.Else():
+                m.d.sync += [
+                    self.error.eq(Error.NONE), busy.eq(1),
+                    M.eq(self.m), N.eq(self.n), K.eq(self.k), KB.eq(kb_new), NT.eq(nt_new),
+                    P.eq(kb_new),
+                    cmd.eq(Cat(self.a_e4m3, self.b_e4m3, self.chunk_log2, self.no_chunk,
+                               self.rna, self.trans_b, self.accumulate)),
+                    cycles.eq(0), active.eq(0),
+                    s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_i.eq(0), s_arow.eq(0),
+                    s_acc.eq(0), s_gap.eq(0), s_pass_index.eq(0), w_pass_index.eq(0),
+                    l_active.eq(1), l_nt.eq(0), l_p.eq(0), l_r.eq(0), l_c.eq(0),
+                    l_row_addr.eq(0), l_addr.eq(0), 
+                    wb_i.eq(0), wb_acc.eq(0), wb_acc_row.eq(0), wb_nt.eq(0), wb_p.eq(0),
+                    bank_timer[0].eq(0), bank_timer[1].eq(0),
+                ]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        # Weight loader: B[k0 + r, n0 + c] for one pass into bank (pass index % 2) ------------
+        # B address of (r, c): non-transposed row_base + c, transposed row_base + c*K.
+        b_step_c = Mux(trans_b, K, 1)
+        b_step_r = Mux(trans_b, 1, N)
+        m.d.comb += b_rd.addr.eq(l_addr)
+        k_of_row = Signal(16)
+        n_of_col = Signal(16)
+        m.d.comb += [k_of_row.eq(l_p * rows + l_r), n_of_col.eq(l_nt * cols + l_c)]
+        # The bank being written was last used by the pass before the one now streaming; its
+        # last row must have passed every PE of the array first.
+        flush = 2 + (rows - 1) * array._v_lat + cols + array._m_lat
+        for t in bank_timer:
+            with m.If(t != 0):
+                m.d.sync += t.eq(t - 1)
+        # Pass q goes into bank q % 2 once pass q - 2, the bank's last user, has streamed and
+        # flushed: at most one pass ahead of the streamer.
+        bank_free = Mux(w_pass_index[0], bank_timer[1] == 0, bank_timer[0] == 0)
+        can_load = busy & l_active & (w_pass_index <= s_pass_index + 1) & bank_free
+        m.d.sync += l_rd_valid.eq(0)
+        with m.If(can_load):
+            m.d.sync += [l_rd_valid.eq(1), l_rd_c.eq(l_c), l_rd_r.eq(l_r),
+                         l_rd_last.eq(0)]
+            with m.If(l_c == cols - 1):
+                m.d.sync += [l_c.eq(0), l_rd_last.eq(1)]
+                with m.If(l_r == rows - 1):
+                    m.d.sync += [l_r.eq(0), l_active.eq(0)]
+                with m.Else():
+                    m.d.sync += [l_r.eq(l_r + 1), l_row_addr.eq(l_row_addr + b_step_r),
+                                 l_addr.eq(l_row_addr + b_step_r)]
+            with m.Else():
+                m.d.sync += [l_c.eq(l_c + 1), l_addr.eq(l_addr + b_step_c)]
+        # Read data arrives one cycle later: collect a row, write it into the array.
+        rd_in_range = Signal()
+        rd_k = Signal(16)
+        rd_n = Signal(16)
+        m.d.sync += [rd_k.eq(k_of_row), rd_n.eq(n_of_col)]
+        m.d.comb += rd_in_range.eq((rd_k < K) & (rd_n < N))
+        byte = Mux(rd_in_range, b_rd.data, 0)
+        new_row = Signal.like(l_row)
+        m.d.comb += new_row.eq(l_row)
+        for c in range(cols):
+            with m.If(l_rd_valid & (l_rd_c == c)):
+                m.d.comb += new_row[8 * c:8 * c + 8].eq(byte)
+        m.d.sync += l_row.eq(new_row)
+        m.d.comb += [
+            array.w_data.eq(new_row), array.w_row.eq(l_rd_r), array.w_e4m3.eq(b_e4m3),
+            array.w_bank.eq(w_pass_index[0]), array.w_we.eq(l_rd_valid & l_rd_last),
+        ]
+        with m.If(l_rd_valid & l_rd_last & (l_rd_r == rows - 1)):
+            # This pass's weights are in; set up the next pass's loading.
+            m.d.sync += w_pass_index.eq(w_pass_index + 1)
+            last_p = l_p + 1 == P
+            with m.If(~(last_p & (l_nt + 1 == NT))):
+                with m.If(last_p):
+                    nxt_nt = l_nt + 1
+                    m.d.sync += [l_p.eq(0), l_nt.eq(nxt_nt)]
+                    base = Mux(trans_b, nxt_nt * cols * K, nxt_nt * cols)[:len(l_addr)]
+                    m.d.sync += [l_row_addr.eq(base), l_addr.eq(base)]
+                with m.Else():
+                    nxt_p = l_p + 1
+                    m.d.sync += l_p.eq(nxt_p)
+                    base = Mux(trans_b, l_nt * cols * K + nxt_p * rows,
+                               l_nt * cols + nxt_p * rows * N)[:len(l_addr)]
+                    m.d.sync += [l_row_addr.eq(base), l_addr.eq(base)]
+                m.d.sync += l_active.eq(1)
+
+        # Streamer ----------------------------------------------------------------------------
+        # Rows of a pass are read from the buffers in one cycle and enter the array the next.
+        first_pass = s_p == 0
+        last_pass = s_p + 1 == P
+        k0 = Signal(16)
+        m.d.comb += k0.eq(s_p * rows)
+        kvalid = Cat(*((k0 + r) < K for r in range(rows)))
+        cl_mask = Signal(16)
+        m.d.comb += cl_mask.eq((Const(1, 17) << chunk_log2) - 1)
+        boundary = Cat(*(~no_chunk & ((k0 + r) < K) & ((k0 + r) != 0)
+                         & (((k0 + r) & cl_mask) == 0) for r in range(rows)))
+        for r in range(rows):
+            m.d.comb += a_rd[r].addr.eq(s_arow)
+        m.d.comb += acc_rd.addr.eq(s_acc)
+
+        ready = busy & (w_pass_index > s_pass_index) & (s_gap == 0) & ~s_active
+        with m.If(s_gap != 0):
+            m.d.sync += s_gap.eq(s_gap - 1)
+        all_streamed = Signal()
+        with m.If(ready & ~all_streamed):
+            m.d.sync += [s_active.eq(1), s_i.eq(0)]
+        issue = s_active
+        # Per-row control, delayed one cycle to meet the memory data.
+        d_valid = Signal()
+        d_ctl = Signal(2 * rows + 3)
+        m.d.sync += [d_valid.eq(issue),
+                     d_ctl.eq(Cat(kvalid, boundary, s_pass_index[0], first_pass, last_pass))]
+        with m.If(issue):
+            m.d.sync += [active.eq(active + 1), s_arow.eq(s_arow + KB), s_acc.eq(s_acc + NT),
+                         s_i.eq(s_i + 1)]
+            with m.If(s_i + 1 == M):
+                # End of the pass: the next one may overwrite this pass's chunk and total only
+                # after they are written back.
+                gap = array.latency + 3
+                m.d.sync += [s_active.eq(0), s_pass_index.eq(s_pass_index + 1),
+                             s_gap.eq(Mux(M >= gap, 0, gap - M))]
+                for b, t in enumerate(bank_timer):
+                    with m.If(s_pass_index[0] == b):
+                        m.d.sync += t.eq(flush)
+                with m.If(last_pass):
+                    with m.If(s_nt + 1 == NT):
+                        m.d.sync += all_streamed.eq(1)
+                    m.d.sync += [s_p.eq(0), s_nt.eq(s_nt + 1), s_arow.eq(0),
+                                 s_acc.eq(s_nt + 1)]
+                with m.Else():
+                    m.d.sync += [s_p.eq(s_p + 1), s_arow.eq(s_p + 1), s_acc.eq(s_nt)]
+        with m.If(self.start & ~busy):
+            m.d.sync += all_streamed.eq(0)
+
+        d_kvalid, d_boundary = d_ctl[:rows], d_ctl[rows:2 * rows]
+        d_bank, d_first, d_last = d_ctl[2 * rows], d_ctl[2 * rows + 1], d_ctl[2 * rows + 2]
+        chunk_lanes = [acc_rd.data[2 * w * c:2 * w * c + w] for c in range(cols)]
+        total_lanes = [acc_rd.data[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
+        m.d.comb += [
+            array.valid.eq(d_valid),
+            array.a.eq(Cat(*(rd.data for rd in a_rd))),
+            array.kvalid.eq(d_kvalid), array.boundary.eq(d_boundary),
+            array.a_e4m3.eq(a_e4m3), array.bank.eq(d_bank), array.rna.eq(rna),
+            array.last.eq(d_last),
+            array.chunk_in.eq(Mux(d_first, 0, Cat(*chunk_lanes))),
+            array.total_in.eq(Mux(d_first & ~accumulate, 0, Cat(*total_lanes))),
+        ]
+
+        # Writeback: results come out in the order rows went in -----------------------------
+        with m.If(array.out_valid):
+            m.d.sync += [wb_i.eq(wb_i + 1), wb_acc.eq(wb_acc + NT)]
+            with m.If(wb_i + 1 == M):
+                m.d.sync += wb_i.eq(0)
+                with m.If(wb_p + 1 == P):
+                    m.d.sync += [wb_p.eq(0), wb_nt.eq(wb_nt + 1), wb_acc.eq(wb_nt + 1)]
+                    with m.If(wb_nt + 1 == NT):
+                        m.d.sync += [busy.eq(0), self.done.eq(1)]
+                with m.Else():
+                    m.d.sync += [wb_p.eq(wb_p + 1), wb_acc.eq(wb_nt)]
+        host_we = Signal(2 * cols)
+        for c in range(cols):
+            m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we & (self.c_lane == c))
+        wb_data = Cat(*(Cat(array.chunk_out[w * c:w * c + w], array.total_out[w * c:w * c + w])
+                        for c in range(cols)))
+        host_data = Cat(*(Cat(Const(0, w), self.c_data) for _ in range(cols)))
+        m.d.comb += [
+            acc_wp.addr.eq(Mux(array.out_valid, wb_acc, self.c_addr)),
+            acc_wp.data.eq(Mux(array.out_valid, wb_data, host_data)),
+            acc_wp.en.eq(Mux(array.out_valid, (1 << (2 * cols)) - 1, host_we)),
+        ]
+        return m
