@@ -1,0 +1,339 @@
+"""The accelerator top: GEMM engine behind AXI4-Lite registers and AXI4-Stream data ports.
+
+Ref: docs/host-interface.md (register map and stream framing).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import fifo
+from amaranth.lib.wiring import In, Out
+
+from .fp.convert import FPConvert
+from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
+from .fp.unit import CheckedComponent
+from .gemm.engine import Error, GemmEngine
+
+__all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt"]
+
+
+class Reg:
+    """Register byte addresses."""
+    ID = 0x00
+    CONFIG = 0x04
+    CTRL = 0x08
+    STATUS = 0x0C
+    M = 0x10
+    N = 0x14
+    K = 0x18
+    OPTIONS = 0x1C
+    CYCLES = 0x20
+    ACTIVE = 0x24
+    A_WORDS = 0x28
+    B_BYTES = 0x2C
+    ACC_WORDS = 0x30
+
+
+class Ctrl:
+    """Bits of CTRL: writing a 1 starts that action."""
+    START = 1 << 0
+    LOAD_A = 1 << 1
+    LOAD_B = 1 << 2
+    LOAD_C = 1 << 3
+    READ_C = 1 << 4
+
+
+class TopError(Error):
+    """Error codes in STATUS[15:8]: the engine's, and those of the host interface."""
+    #: A stream frame ended early (``tlast``) or ran past the expected length.
+    FRAME = 5
+    #: A load or read was asked for while the engine or another transfer was busy, or CTRL had
+    #: more than one action bit set.
+    BAD_CTRL = 6
+
+
+class OutFmt:
+    """OPTIONS[17:16]: the format in which READ_C returns ``C``."""
+    ACC = 0
+    E5M2 = 1
+    E4M3 = 2
+
+
+#: "F8" "AC" and the register-map version.
+ID_VALUE = 0xF8AC0001
+
+
+class Accelerator(CheckedComponent):
+    """fp8accel: a ``rows x cols`` GEMM engine with chunk-based accumulation.
+
+    Parameters
+    ----------
+    rows, cols : int
+    a_depth, b_depth, acc_depth : int
+        Buffer sizes, as for :class:`~hw.gemm.engine.GemmEngine`.
+    acc_fmt : FloatFormat
+
+    Members
+    -------
+    s_axil_* : AXI4-Lite slave (32-bit data, 8-bit address).
+    s_axis_* : AXI4-Stream in, 16-bit ``tdata`` (FP8 codes in bits 7:0), ``tlast``.
+    m_axis_* : AXI4-Stream out, 16-bit ``tdata``, ``tlast``.
+    """
+
+    def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
+                 acc_fmt=DLFLOAT16):
+        self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
+                                  acc_depth=acc_depth, acc_fmt=acc_fmt)
+        self._acc_fmt = format_by_name(acc_fmt)
+        self._rows, self._cols = rows, cols
+        self._depths = (a_depth, b_depth, acc_depth)
+        super().__init__({
+            "s_axil_awaddr": In(8), "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
+            "s_axil_wdata": In(32), "s_axil_wstrb": In(4), "s_axil_wvalid": In(1),
+            "s_axil_wready": Out(1),
+            "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
+            "s_axil_araddr": In(8), "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
+            "s_axil_rdata": Out(32), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1),
+            "s_axil_rready": In(1),
+            "s_axis_tdata": In(16), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(16), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        })
+
+    rows = property(lambda self: self._rows)
+    cols = property(lambda self: self._cols)
+    engine = property(lambda self: self._engine)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = eng = self._engine
+        rows, cols = self._rows, self._cols
+        a_depth, b_depth, acc_depth = self._depths
+
+        # Registers -------------------------------------------------------------------------
+        reg_m = Signal(16)
+        reg_n = Signal(16)
+        reg_k = Signal(16)
+        options = Signal(18)
+        a_e4m3, b_e4m3 = options[0], options[1]
+        chunk_log2, no_chunk, rna = options[4:8], options[8], options[9]
+        trans_a, trans_b, accumulate = options[10], options[11], options[12]
+        out_fmt = options[16:18]
+        done = Signal()
+        error = Signal(8)
+        xfer = Signal(3)       # 0 idle, 1 A, 2 B, 3 C, 4 read C
+        xfer_busy = xfer != 0
+        ctrl_write = Signal(32)
+        ctrl_we = Signal()
+
+        # AXI4-Lite: accept a write when address and data are both there ---------------------
+        aw_ok = self.s_axil_awvalid & self.s_axil_wvalid & ~self.s_axil_bvalid
+        m.d.comb += [self.s_axil_awready.eq(aw_ok), self.s_axil_wready.eq(aw_ok)]
+        with m.If(self.s_axil_bvalid & self.s_axil_bready):
+            m.d.sync += self.s_axil_bvalid.eq(0)
+        m.d.sync += ctrl_we.eq(0)
+        with m.If(aw_ok):
+            m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(0)]
+            addr = self.s_axil_awaddr & 0xFC
+            data = self.s_axil_wdata
+            with m.Switch(addr):
+                with m.Case(Reg.M):
+                    m.d.sync += reg_m.eq(data[:16])
+                with m.Case(Reg.N):
+                    m.d.sync += reg_n.eq(data[:16])
+                with m.Case(Reg.K):
+                    m.d.sync += reg_k.eq(data[:16])
+                with m.Case(Reg.OPTIONS):
+                    m.d.sync += options.eq(data[:18])
+                with m.Case(Reg.CTRL):
+                    m.d.sync += [ctrl_write.eq(data), ctrl_we.eq(1)]
+                with m.Case(Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE,
+                            Reg.A_WORDS, Reg.B_BYTES, Reg.ACC_WORDS):
+                    pass
+                with m.Default():
+                    m.d.sync += self.s_axil_bresp.eq(0b10)      # SLVERR
+
+        ar_ok = self.s_axil_arvalid & ~self.s_axil_rvalid
+        m.d.comb += self.s_axil_arready.eq(ar_ok)
+        with m.If(self.s_axil_rvalid & self.s_axil_rready):
+            m.d.sync += self.s_axil_rvalid.eq(0)
+        status = Cat(eng.busy | xfer_busy, done, error != 0, Const(0, 5), error)
+        config = Cat(Const(rows, 8), Const(cols, 8), Const(self._acc_fmt.e, 4),
+                     Const(self._acc_fmt.m, 4))
+        with m.If(ar_ok):
+            m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(0)]
+            with m.Switch(self.s_axil_araddr & 0xFC):
+                for addr, value in ((Reg.ID, ID_VALUE), (Reg.CONFIG, config),
+                                    (Reg.STATUS, status), (Reg.M, reg_m), (Reg.N, reg_n),
+                                    (Reg.K, reg_k), (Reg.OPTIONS, options),
+                                    (Reg.CYCLES, eng.cycles), (Reg.ACTIVE, eng.active),
+                                    (Reg.A_WORDS, a_depth), (Reg.B_BYTES, b_depth),
+                                    (Reg.ACC_WORDS, acc_depth)):
+                    with m.Case(addr):
+                        m.d.sync += self.s_axil_rdata.eq(value)
+                with m.Default():
+                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(0b10)]
+
+        # Engine command --------------------------------------------------------------------
+        m.d.comb += [
+            eng.m.eq(reg_m), eng.n.eq(reg_n), eng.k.eq(reg_k),
+            eng.a_e4m3.eq(a_e4m3), eng.b_e4m3.eq(b_e4m3), eng.chunk_log2.eq(chunk_log2),
+            eng.no_chunk.eq(no_chunk), eng.rna.eq(rna), eng.trans_b.eq(trans_b),
+            eng.accumulate.eq(accumulate),
+        ]
+        started = Signal()
+        m.d.sync += started.eq(0)
+        m.d.comb += eng.start.eq(0)
+        action = ctrl_write[:5]
+        single = (action != 0) & ((action & (action - 1)) == 0)
+        with m.If(ctrl_we):
+            m.d.sync += done.eq(0)
+            with m.If(~single):
+                m.d.sync += error.eq(TopError.BAD_CTRL)
+            with m.Elif(action[0]):
+                with m.If(xfer_busy):
+                    m.d.sync += error.eq(TopError.BAD_CTRL)
+                with m.Else():
+                    m.d.comb += eng.start.eq(1)
+                    m.d.sync += started.eq(1)
+            with m.Elif(eng.busy | xfer_busy):
+                m.d.sync += error.eq(TopError.BUSY)
+            with m.Else():
+                m.d.sync += error.eq(0)
+                with m.Switch(action):
+                    with m.Case(Ctrl.LOAD_A):
+                        m.d.sync += xfer.eq(1)
+                    with m.Case(Ctrl.LOAD_B):
+                        m.d.sync += xfer.eq(2)
+                    with m.Case(Ctrl.LOAD_C):
+                        m.d.sync += xfer.eq(3)
+                    with m.Case(Ctrl.READ_C):
+                        m.d.sync += xfer.eq(4)
+        with m.If(started):
+            m.d.sync += error.eq(eng.error)
+        with m.If(eng.done):
+            m.d.sync += done.eq(1)
+
+        # Transfers: counters that walk the buffer layouts (hw.gemm.layout) -----------------
+        KB = Signal(16)
+        NT = Signal(16)
+        m.d.comb += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
+                     NT.eq((reg_n + cols - 1) // cols if cols > 1 else reg_n)]
+        count = Signal(32)     # elements moved so far
+        expected = Signal(32)
+        cur_i = Signal(16)
+        cur_k = Signal(16)     # k for A, j for C
+        bank = Signal(range(max(rows, cols, 2)))   # k % rows for A, j % cols for C
+        word_hi = Signal(16)   # k // rows for A, j // cols for C
+        ibase = Signal(32)     # i * KB for A, i * NT for C
+        baddr = Signal(32)
+        dropping = Signal()
+        with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
+            total = Mux(action == Ctrl.LOAD_A, reg_m * reg_k,
+                        Mux(action == Ctrl.LOAD_B, reg_k * reg_n, reg_m * reg_n))
+            m.d.sync += [count.eq(0), expected.eq(total), cur_i.eq(0), cur_k.eq(0),
+                         bank.eq(0), word_hi.eq(0), ibase.eq(0), baddr.eq(0),
+                         dropping.eq(0)]
+
+        beat = self.s_axis_tvalid & self.s_axis_tready
+        loading = (xfer == 1) | (xfer == 2) | (xfer == 3)
+        m.d.comb += self.s_axis_tready.eq(loading)
+        data8 = self.s_axis_tdata[:8]
+        m.d.comb += [
+            eng.a_we.eq(beat & (xfer == 1) & ~dropping),
+            eng.a_bank.eq(bank), eng.a_addr.eq(ibase + word_hi), eng.a_data.eq(data8),
+            eng.b_we.eq(beat & (xfer == 2) & ~dropping),
+            eng.b_addr.eq(baddr), eng.b_data.eq(data8),
+            eng.c_we.eq(beat & (xfer == 3) & ~dropping),
+            eng.c_addr.eq(ibase + word_hi), eng.c_lane.eq(bank),
+            eng.c_data.eq(self.s_axis_tdata),
+        ]
+
+        def step_a_c(inner_len, bank_len, stride):
+            """Advance (i, inner) in row-major order of an M x inner matrix whose inner index
+            is split into (bank, word_hi)."""
+            with m.If(cur_k + 1 == inner_len):
+                m.d.sync += [cur_k.eq(0), bank.eq(0), word_hi.eq(0), cur_i.eq(cur_i + 1),
+                             ibase.eq(ibase + stride)]
+            with m.Else():
+                m.d.sync += cur_k.eq(cur_k + 1)
+                with m.If(bank == bank_len - 1):
+                    m.d.sync += [bank.eq(0), word_hi.eq(word_hi + 1)]
+                with m.Else():
+                    m.d.sync += bank.eq(bank + 1)
+
+        def step_a_transposed():
+            """Advance through a K x M stored A: i fastest."""
+            with m.If(cur_i + 1 == reg_m):
+                m.d.sync += [cur_i.eq(0), ibase.eq(0), cur_k.eq(cur_k + 1)]
+                with m.If(bank == rows - 1):
+                    m.d.sync += [bank.eq(0), word_hi.eq(word_hi + 1)]
+                with m.Else():
+                    m.d.sync += bank.eq(bank + 1)
+            with m.Else():
+                m.d.sync += [cur_i.eq(cur_i + 1), ibase.eq(ibase + KB)]
+
+        with m.If(beat):
+            m.d.sync += [count.eq(count + 1), baddr.eq(baddr + 1)]
+            with m.If(xfer == 1):
+                with m.If(trans_a):
+                    step_a_transposed()
+                with m.Else():
+                    step_a_c(reg_k, rows, KB)
+            with m.If(xfer == 3):
+                step_a_c(reg_n, cols, NT)
+            last_expected = count + 1 == expected
+            with m.If(self.s_axis_tlast):
+                m.d.sync += [xfer.eq(0), done.eq(1)]
+                with m.If(~last_expected | dropping):
+                    m.d.sync += error.eq(TopError.FRAME)
+            with m.Elif(last_expected):
+                # The frame is longer than it should be: keep what came, drop the rest.
+                m.d.sync += dropping.eq(1)
+
+        # Read C: addresses in row-major order of C, through the output conversion -----------
+        conv5 = FPConvert(self._acc_fmt, E5M2, "rne", True)
+        conv4 = FPConvert(self._acc_fmt, E4M3, "rne", True)
+        m.submodules.to_e5m2 = conv5
+        m.submodules.to_e4m3 = conv4
+        lat = max(conv5.latency, conv4.latency)
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 4)
+        inflight = Signal(range(lat + 8))
+        reading = xfer == 4
+        issued = Signal(32)
+        room = out_fifo.level + inflight + 1 < out_fifo.depth
+        issue = reading & (issued < expected) & room
+        m.d.comb += [eng.c_raddr.eq(ibase + word_hi), eng.c_rlane.eq(bank)]
+        with m.If(issue):
+            m.d.sync += issued.eq(issued + 1)
+            step_a_c(reg_n, cols, NT)
+        with m.If(ctrl_we):
+            m.d.sync += issued.eq(0)
+
+        def delay(value, n, name):
+            for i in range(n):
+                reg = Signal.like(value, name=f"{name}_d{i + 1}")
+                m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        rd_valid = Signal()
+        rd_last = Signal()
+        m.d.sync += [rd_valid.eq(issue), rd_last.eq(issued + 1 == expected)]
+        m.d.comb += [conv5.a.eq(eng.c_rdata), conv4.a.eq(eng.c_rdata)]
+        raw = delay(eng.c_rdata, lat, "raw")
+        r5 = delay(conv5.r, lat - conv5.latency, "r5")
+        r4 = delay(conv4.r, lat - conv4.latency, "r4")
+        valid_d = delay(rd_valid, lat, "rd_valid")
+        last_d = delay(rd_last, lat, "rd_last")
+        value = Mux(out_fmt == OutFmt.E5M2, r5, Mux(out_fmt == OutFmt.E4M3, r4, raw))
+        m.d.comb += [out_fifo.w_data.eq(Cat(value, last_d)), out_fifo.w_en.eq(valid_d)]
+        inc = issue
+        dec = valid_d
+        m.d.sync += inflight.eq(inflight + inc - dec)
+        m.d.comb += [
+            self.m_axis_tdata.eq(out_fifo.r_data[:16]), self.m_axis_tlast.eq(out_fifo.r_data[16]),
+            self.m_axis_tvalid.eq(out_fifo.r_rdy), out_fifo.r_en.eq(self.m_axis_tready),
+        ]
+        with m.If(reading & self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast):
+            m.d.sync += [xfer.eq(0), done.eq(1)]
+        return m
