@@ -180,8 +180,6 @@ class Accelerator(CheckedComponent):
             eng.no_chunk.eq(no_chunk), eng.rna.eq(rna), eng.trans_b.eq(trans_b),
             eng.accumulate.eq(accumulate),
         ]
-        started = Signal()
-        m.d.sync += started.eq(0)
         m.d.comb += eng.start.eq(0)
         action = ctrl_write[:5]
         single = (action != 0) & ((action & (action - 1)) == 0)
@@ -189,14 +187,11 @@ class Accelerator(CheckedComponent):
             m.d.sync += done.eq(0)
             with m.If(~single):
                 m.d.sync += error.eq(TopError.BAD_CTRL)
-            with m.Elif(action[0]):
-                with m.If(xfer_busy):
-                    m.d.sync += error.eq(TopError.BAD_CTRL)
-                with m.Else():
-                    m.d.comb += eng.start.eq(1)
-                    m.d.sync += started.eq(1)
             with m.Elif(eng.busy | xfer_busy):
                 m.d.sync += error.eq(TopError.BUSY)
+            with m.Elif(action[0]):
+                m.d.comb += eng.start.eq(1)
+                m.d.sync += error.eq(0)
             with m.Else():
                 m.d.sync += error.eq(0)
                 with m.Switch(action):
@@ -208,15 +203,16 @@ class Accelerator(CheckedComponent):
                         m.d.sync += xfer.eq(3)
                     with m.Case(Ctrl.READ_C):
                         m.d.sync += xfer.eq(4)
-        with m.If(started):
-            m.d.sync += error.eq(eng.error)
         with m.If(eng.done):
-            m.d.sync += done.eq(1)
+            # The command ran, or its checks rejected it (zero or too large a dimension).
+            m.d.sync += [done.eq(1), error.eq(eng.error)]
 
         # Transfers: counters that walk the buffer layouts (hw.gemm.layout) -----------------
         KB = Signal(16)
         NT = Signal(16)
-        m.d.comb += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
+        # Registered: a division by a constant is deep logic, and K and N are written well
+        # before a transfer starts.
+        m.d.sync += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
                      NT.eq((reg_n + cols - 1) // cols if cols > 1 else reg_n)]
         count = Signal(32)     # elements moved so far
         expected = Signal(32)

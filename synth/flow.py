@@ -107,6 +107,10 @@ UNITS = {
     "fma": {"fmt": "dlfloat16", "rounding": "rne", "rbits": 16},
     "convert": {"in_fmt": "dlfloat16", "out_fmt": "e5m2", "rounding": "rne", "saturate": True,
                 "rbits": 16},
+    # One processing element of the GEMM array: FP8 multiplier and accumulator adder.
+    "pe": {"acc_fmt": "dlfloat16"},
+    # The accelerator top, with buffers sized for a 128 x 128 x 128 GEMM.
+    "top": {"rows": 8, "cols": 8, "acc_fmt": "dlfloat16"},
 }
 
 
@@ -140,6 +144,10 @@ def unit_factory(unit, **opts):
     rounding = rounding_by_name(opts["rounding"]) if "rounding" in opts else None
     if "rbits" in opts:
         check_rbits(opts["rbits"])
+    for name in ("rows", "cols"):
+        if name in opts and (isinstance(opts[name], bool) or not isinstance(opts[name], int)
+                             or not 1 <= opts[name] <= 64):
+            raise ValueError(f"{name} must be an integer from 1 to 64, not {opts[name]!r}")
     if "saturate" in opts and not isinstance(opts["saturate"], bool):
         raise TypeError(f"saturate must be a bool, not {opts['saturate']!r}")
 
@@ -149,6 +157,14 @@ def unit_factory(unit, **opts):
         config["rounding"] = rounding.value
 
     def factory():
+        if unit == "pe":
+            from hw.gemm.array import ProcessingElement
+            return ProcessingElement(fmts["acc_fmt"])
+        if unit == "top":
+            from hw.top import Accelerator
+            rows, cols = opts["rows"], opts["cols"]
+            return Accelerator(rows, cols, a_depth=128 * -(-128 // rows), b_depth=128 * 128,
+                               acc_depth=128 * -(-128 // cols), acc_fmt=fmts["acc_fmt"])
         if unit == "multiplier":
             from hw.fp.multiplier import FPMultiplier
             return FPMultiplier(fmts["a_fmt"], fmts["b_fmt"], fmts["out_fmt"])
@@ -503,6 +519,9 @@ def add_arguments(parser):
                       help="adder, fma, convert: rounding mode (rne)")
     unit.add_argument("--rbits", metavar="N",
                       help="adder, fma, convert: random bits of stochastic rounding (16)")
+    unit.add_argument("--rows", metavar="R", help="top: array rows (8)")
+    unit.add_argument("--cols", metavar="C", help="top: array columns (8)")
+    unit.add_argument("--acc-fmt", help="pe, top: accumulator format (dlfloat16)")
     unit.add_argument("--no-saturate", dest="saturate", action="store_const", const=False,
                       default=None, help="convert: overflow to Inf/NaN instead of saturating")
 
@@ -531,10 +550,12 @@ def run_cli(args):
     seeds = _parse_number(args.seeds, "--seeds", int)
     freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
     opts = {name: getattr(args, name) for name in
-            ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate")
+            ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate",
+             "rows", "cols", "acc_fmt")
             if getattr(args, name) is not None}
-    if "rbits" in opts:
-        opts["rbits"] = _parse_number(opts["rbits"], "--rbits", int)
+    for name in ("rbits", "rows", "cols"):
+        if name in opts:
+            opts[name] = _parse_number(opts[name], "--" + name, int)
     unknown = set(opts) - set(UNITS[args.unit])
     if unknown:
         flags = ", ".join("--no-saturate" if name == "saturate" else "--" + name.replace("_", "-")

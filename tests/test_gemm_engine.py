@@ -69,16 +69,16 @@ def run_engine(engine, commands):
             ctx.set(engine.start, 1)
             await ctx.tick()
             ctx.set(engine.start, 0)
-            error = ctx.get(engine.error)
-            if error:
-                out.append((None, 0, 0, error))
-                continue
             for _ in range(200000):
                 if ctx.get(engine.done):
                     break
                 await ctx.tick()
             else:
                 raise AssertionError("the engine did not finish")
+            error = ctx.get(engine.error)
+            if error:
+                out.append((None, 0, 0, error))
+                continue
             C = np.zeros((M, N), np.uint16)
             for i in range(M):
                 for j in range(N):

@@ -157,7 +157,6 @@ class GemmEngine(CheckedComponent):
         KB = Signal(16)        # ceil(K / rows): A words per row of A
         NT = Signal(16)        # ceil(N / cols): column tiles
         busy = Signal()
-        m.d.comb += self.busy.eq(busy)
         m.d.sync += self.done.eq(0)
 
         # Host access to the accumulator memory, while idle.
@@ -190,6 +189,7 @@ class GemmEngine(CheckedComponent):
         l_row_addr = Signal(range(self._b_depth + 1))
         l_addr = Signal(range(self._b_depth + 1))
         l_row = Signal(8 * cols)
+        l_pass_base = Signal(range(self._b_depth + 1))    # B address of (k0, n0) of this pass
         l_rd_valid = Signal()
         l_rd_c = Signal.like(l_c)
         l_rd_r = Signal.like(l_r)
@@ -198,10 +198,12 @@ class GemmEngine(CheckedComponent):
         # every PE, so that the bank may be overwritten.
         bank_timer = [Signal(16, name=f"bank{b}_timer") for b in range(2)]
 
+        all_streamed = Signal()
+        l_ntbase = Signal(range(self._b_depth + 1))   # B address of (k 0, first column of nt)
+
         # Writeback ---------------------------------------------------------------------------
         wb_i = Signal(16)
         wb_acc = Signal(range(self._acc_depth + 1))
-        wb_acc_row = Signal(range(self._acc_depth + 1))
         wb_nt = Signal(16)
         wb_p = Signal(16)
         cycles = Signal(32)
@@ -209,35 +211,64 @@ class GemmEngine(CheckedComponent):
         m.d.comb += [self.cycles.eq(cycles), self.active.eq(active)]
 
         # Command start and checks -------------------------------------------------------------
+        # A start latches the command, then checks it over four cycles (a division by the
+        # array size, products of dimensions, comparisons: each gets a stage of its own), then
+        # runs it or ends it with an error code and a done pulse.
+        check = Signal(3)      # 0: idle, else the check stage
+        zero_dim = Signal()
         chunk_bad = Signal()
-        m.d.comb += chunk_bad.eq(~self.no_chunk & (self.chunk_log2 > 15))
-        kb_new = (self.k + rows - 1) // rows if rows > 1 else self.k
-        nt_new = (self.n + cols - 1) // cols if cols > 1 else self.n
+        sizes = [Signal(33, name=f"size_{n}") for n in ("a", "b", "acc")]
+        too_large = Signal()
+        rows_n = Signal(24)    # rows * N: B address step between passes
+        cols_k = Signal(24)    # cols * K: the same for a transposed B
+        m.d.comb += self.busy.eq(busy | (check != 0))
         with m.If(self.start):
-            with m.If(busy):
+            with m.If(busy | (check != 0)):
                 m.d.sync += self.error.eq(Error.BUSY)
-            with m.Elif((self.m == 0) | (self.n == 0) | (self.k == 0)):
-                m.d.sync += self.error.eq(Error.ZERO_DIM)
-            with m.Elif(chunk_bad):
-                m.d.sync += self.error.eq(Error.BAD_CHUNK)
-            with m.Elif((self.m * kb_new > self._a_depth) | (self.k * self.n > self._b_depth)
-                        | (self.m * nt_new > self._acc_depth)):
-                m.d.sync += self.error.eq(Error.TOO_LARGE)
             with m.Else():
                 m.d.sync += [
-                    self.error.eq(Error.NONE), busy.eq(1),
-                    M.eq(self.m), N.eq(self.n), K.eq(self.k), KB.eq(kb_new), NT.eq(nt_new),
-                    P.eq(kb_new),
+                    check.eq(1), M.eq(self.m), N.eq(self.n), K.eq(self.k),
                     cmd.eq(Cat(self.a_e4m3, self.b_e4m3, self.chunk_log2, self.no_chunk,
                                self.rna, self.trans_b, self.accumulate)),
-                    cycles.eq(0), active.eq(0),
-                    s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_i.eq(0), s_arow.eq(0),
-                    s_acc.eq(0), s_gap.eq(0), s_pass_index.eq(0), w_pass_index.eq(0),
-                    l_active.eq(1), l_nt.eq(0), l_p.eq(0), l_r.eq(0), l_c.eq(0),
-                    l_row_addr.eq(0), l_addr.eq(0), 
-                    wb_i.eq(0), wb_acc.eq(0), wb_acc_row.eq(0), wb_nt.eq(0), wb_p.eq(0),
-                    bank_timer[0].eq(0), bank_timer[1].eq(0),
                 ]
+        with m.Switch(check):
+            with m.Case(1):
+                m.d.sync += [
+                    KB.eq((K + rows - 1) // rows if rows > 1 else K),
+                    NT.eq((N + cols - 1) // cols if cols > 1 else N),
+                    zero_dim.eq((M == 0) | (N == 0) | (K == 0)),
+                    chunk_bad.eq(~no_chunk & (chunk_log2 > 15)),
+                    check.eq(2),
+                ]
+            with m.Case(2):
+                m.d.sync += [sizes[0].eq(M * KB), sizes[1].eq(K * N), sizes[2].eq(M * NT),
+                             rows_n.eq(N * rows), cols_k.eq(K * cols), check.eq(3)]
+            with m.Case(3):
+                m.d.sync += [
+                    too_large.eq((sizes[0] > self._a_depth) | (sizes[1] > self._b_depth)
+                                 | (sizes[2] > self._acc_depth)),
+                    check.eq(4),
+                ]
+            with m.Case(4):
+                m.d.sync += check.eq(0)
+                with m.If(zero_dim):
+                    m.d.sync += [self.error.eq(Error.ZERO_DIM), self.done.eq(1)]
+                with m.Elif(chunk_bad):
+                    m.d.sync += [self.error.eq(Error.BAD_CHUNK), self.done.eq(1)]
+                with m.Elif(too_large):
+                    m.d.sync += [self.error.eq(Error.TOO_LARGE), self.done.eq(1)]
+                with m.Else():
+                    m.d.sync += [
+                        self.error.eq(Error.NONE), busy.eq(1), P.eq(KB),
+                        cycles.eq(4), active.eq(0),
+                        s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_i.eq(0), s_arow.eq(0),
+                        s_acc.eq(0), s_gap.eq(0), s_pass_index.eq(0), w_pass_index.eq(0),
+                        all_streamed.eq(0),
+                        l_active.eq(1), l_nt.eq(0), l_p.eq(0), l_r.eq(0), l_c.eq(0),
+                        l_row_addr.eq(0), l_addr.eq(0), l_ntbase.eq(0), l_pass_base.eq(0),
+                        wb_i.eq(0), wb_acc.eq(0), wb_nt.eq(0), wb_p.eq(0),
+                        bank_timer[0].eq(0), bank_timer[1].eq(0),
+                    ]
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
@@ -295,16 +326,15 @@ class GemmEngine(CheckedComponent):
             last_p = l_p + 1 == P
             with m.If(~(last_p & (l_nt + 1 == NT))):
                 with m.If(last_p):
-                    nxt_nt = l_nt + 1
-                    m.d.sync += [l_p.eq(0), l_nt.eq(nxt_nt)]
-                    base = Mux(trans_b, nxt_nt * cols * K, nxt_nt * cols)[:len(l_addr)]
-                    m.d.sync += [l_row_addr.eq(base), l_addr.eq(base)]
+                    # Next column tile: its first pass starts cols columns further on.
+                    base = (l_ntbase + Mux(trans_b, cols_k, cols))[:len(l_addr)]
+                    m.d.sync += [l_p.eq(0), l_nt.eq(l_nt + 1), l_ntbase.eq(base),
+                                 l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 with m.Else():
-                    nxt_p = l_p + 1
-                    m.d.sync += l_p.eq(nxt_p)
-                    base = Mux(trans_b, l_nt * cols * K + nxt_p * rows,
-                               l_nt * cols + nxt_p * rows * N)[:len(l_addr)]
-                    m.d.sync += [l_row_addr.eq(base), l_addr.eq(base)]
+                    # Next pass: rows further down B.
+                    base = (l_pass_base + Mux(trans_b, rows, rows_n))[:len(l_addr)]
+                    m.d.sync += [l_p.eq(l_p + 1), l_pass_base.eq(base), l_row_addr.eq(base),
+                                 l_addr.eq(base)]
                 m.d.sync += l_active.eq(1)
 
         # Streamer ----------------------------------------------------------------------------
@@ -325,7 +355,6 @@ class GemmEngine(CheckedComponent):
         ready = busy & (w_pass_index > s_pass_index) & (s_gap == 0) & ~s_active
         with m.If(s_gap != 0):
             m.d.sync += s_gap.eq(s_gap - 1)
-        all_streamed = Signal()
         with m.If(ready & ~all_streamed):
             m.d.sync += [s_active.eq(1), s_i.eq(0)]
         issue = s_active
@@ -353,8 +382,6 @@ class GemmEngine(CheckedComponent):
                                  s_acc.eq(s_nt + 1)]
                 with m.Else():
                     m.d.sync += [s_p.eq(s_p + 1), s_arow.eq(s_p + 1), s_acc.eq(s_nt)]
-        with m.If(self.start & ~busy):
-            m.d.sync += all_streamed.eq(0)
 
         d_kvalid, d_boundary = d_ctl[:rows], d_ctl[rows:2 * rows]
         d_bank, d_first, d_last = d_ctl[2 * rows], d_ctl[2 * rows + 1], d_ctl[2 * rows + 2]
