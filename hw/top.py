@@ -292,8 +292,8 @@ class Accelerator(CheckedComponent):
         m.submodules.to_e5m2 = conv5
         m.submodules.to_e4m3 = conv4
         lat = max(conv5.latency, conv4.latency)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 4)
-        inflight = Signal(range(lat + 8))
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 6)
+        inflight = Signal(range(lat + 10))
         reading = xfer == 4
         issued = Signal(32)
         room = out_fifo.level + inflight + 1 < out_fifo.depth
@@ -312,11 +312,13 @@ class Accelerator(CheckedComponent):
                 value = reg
             return value
 
-        rd_valid = Signal()
-        rd_last = Signal()
-        m.d.sync += [rd_valid.eq(issue), rd_last.eq(issued + 1 == expected)]
-        m.d.comb += [conv5.a.eq(eng.c_rdata), conv4.a.eq(eng.c_rdata)]
-        raw = delay(eng.c_rdata, lat, "raw")
+        # The read data is registered before the converters (block RAM outputs are slow).
+        rd_valid = delay(issue, 2, "rd_valid")
+        rd_last = delay(issued + 1 == expected, 2, "rd_last")
+        c_q = Signal.like(eng.c_rdata)
+        m.d.sync += c_q.eq(eng.c_rdata)
+        m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
+        raw = delay(c_q, lat, "raw")
         r5 = delay(conv5.r, lat - conv5.latency, "r5")
         r4 = delay(conv4.r, lat - conv4.latency, "r4")
         valid_d = delay(rd_valid, lat, "rd_valid")

@@ -202,7 +202,7 @@ class SystolicArray(CheckedComponent):
     @property
     def latency(self):
         """Cycles from a row entering to its results leaving."""
-        return self._m_lat + self._cols - 1 + self._rows * self._v_lat + self._final_lat + 1
+        return self._m_lat + self._cols + self._rows * self._v_lat + self._final_lat + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -229,12 +229,13 @@ class SystolicArray(CheckedComponent):
                 m.d.comb += [pe.w_data.eq(wide), pe.w_bank.eq(self.w_bank),
                              pe.w_we.eq(self.w_we & (self.w_row == r))]
 
-        # Activations: widened, then row r delayed by r PE latencies; they move right by one
-        # column per cycle inside the PEs.
+        # Activations: widened, registered, then row r delayed by r PE latencies; they move
+        # right by one column per cycle inside the PEs.
         for r in range(rows):
             wide = widen_fp8(self.a[8 * r:8 * r + 8], self.a_e4m3)
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
-            act = delay(act, r * self._v_lat, f"skew_a{r}")
+            # One register after the conversion, then the skew.
+            act = delay(act, 1 + r * self._v_lat, f"skew_a{r}")
             first = pes[r][0]
             m.d.comb += [first.a.eq(act[:9]), first.kvalid.eq(act[9]),
                          first.boundary.eq(act[10]), first.bank.eq(act[11])]
@@ -244,12 +245,13 @@ class SystolicArray(CheckedComponent):
                              pe.boundary.eq(left.boundary_out), pe.bank.eq(left.bank_out)]
 
         # Column feeds: column c meets its activations c cycles after column 0, and every
-        # activation enters m_latency cycles before the sums it meets.
+        # activation enters m_latency cycles before the sums it meets (plus the register after
+        # the activations' conversion).
         outs = []
         for c in range(cols):
             top = Cat(self.chunk_in[w * c:w * c + w], self.total_in[w * c:w * c + w], self.rna,
                       self.last, self.valid)
-            top = delay(top, self._m_lat + c, f"skew_top{c}")
+            top = delay(top, 1 + self._m_lat + c, f"skew_top{c}")
             pe0 = pes[0][c]
             m.d.comb += [pe0.chunk_in.eq(top[:w]), pe0.total_in.eq(top[w:2 * w]),
                          pe0.rna_in.eq(top[2 * w])]

@@ -303,24 +303,30 @@ class GemmEngine(CheckedComponent):
                                  l_addr.eq(l_row_addr + b_step_r)]
             with m.Else():
                 m.d.sync += [l_c.eq(l_c + 1), l_addr.eq(l_addr + b_step_c)]
-        # Read data arrives one cycle later: collect a row, write it into the array.
-        rd_in_range = Signal()
+        # Read data arrives one cycle later and is registered once more (block RAM outputs are
+        # slow); then it is collected into a row, which is written into the array.
         rd_k = Signal(16)
         rd_n = Signal(16)
         m.d.sync += [rd_k.eq(k_of_row), rd_n.eq(n_of_col)]
-        m.d.comb += rd_in_range.eq((rd_k < K) & (rd_n < N))
-        byte = Mux(rd_in_range, b_rd.data, 0)
+        q_byte = Signal(8)
+        q_rd_valid = Signal()
+        q_rd_c = Signal.like(l_rd_c)
+        q_rd_r = Signal.like(l_rd_r)
+        q_rd_last = Signal()
+        m.d.sync += [q_byte.eq(Mux((rd_k < K) & (rd_n < N), b_rd.data, 0)),
+                     q_rd_valid.eq(l_rd_valid), q_rd_c.eq(l_rd_c), q_rd_r.eq(l_rd_r),
+                     q_rd_last.eq(l_rd_valid & l_rd_last)]
         new_row = Signal.like(l_row)
         m.d.comb += new_row.eq(l_row)
         for c in range(cols):
-            with m.If(l_rd_valid & (l_rd_c == c)):
-                m.d.comb += new_row[8 * c:8 * c + 8].eq(byte)
+            with m.If(q_rd_valid & (q_rd_c == c)):
+                m.d.comb += new_row[8 * c:8 * c + 8].eq(q_byte)
         m.d.sync += l_row.eq(new_row)
         m.d.comb += [
-            array.w_data.eq(new_row), array.w_row.eq(l_rd_r), array.w_e4m3.eq(b_e4m3),
-            array.w_bank.eq(w_pass_index[0]), array.w_we.eq(l_rd_valid & l_rd_last),
+            array.w_data.eq(new_row), array.w_row.eq(q_rd_r), array.w_e4m3.eq(b_e4m3),
+            array.w_bank.eq(w_pass_index[0]), array.w_we.eq(q_rd_last),
         ]
-        with m.If(l_rd_valid & l_rd_last & (l_rd_r == rows - 1)):
+        with m.If(q_rd_last & (q_rd_r == rows - 1)):
             # This pass's weights are in; set up the next pass's loading.
             m.d.sync += w_pass_index.eq(w_pass_index + 1)
             last_p = l_p + 1 == P
@@ -369,7 +375,7 @@ class GemmEngine(CheckedComponent):
             with m.If(s_i + 1 == M):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
-                gap = array.latency + 3
+                gap = array.latency + 4
                 m.d.sync += [s_active.eq(0), s_pass_index.eq(s_pass_index + 1),
                              s_gap.eq(Mux(M >= gap, 0, gap - M))]
                 for b, t in enumerate(bank_timer):
@@ -383,13 +389,21 @@ class GemmEngine(CheckedComponent):
                 with m.Else():
                     m.d.sync += [s_p.eq(s_p + 1), s_arow.eq(s_p + 1), s_acc.eq(s_nt)]
 
-        d_kvalid, d_boundary = d_ctl[:rows], d_ctl[rows:2 * rows]
-        d_bank, d_first, d_last = d_ctl[2 * rows], d_ctl[2 * rows + 1], d_ctl[2 * rows + 2]
-        chunk_lanes = [acc_rd.data[2 * w * c:2 * w * c + w] for c in range(cols)]
-        total_lanes = [acc_rd.data[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
+        # Block RAM outputs are slow (about 6 ns on an ECP5 without the output register): the
+        # data and its control get one more register before the array.
+        q_valid = Signal()
+        q_ctl = Signal.like(d_ctl)
+        q_a = Signal(8 * rows)
+        q_acc = Signal.like(acc_rd.data)
+        m.d.sync += [q_valid.eq(d_valid), q_ctl.eq(d_ctl),
+                     q_a.eq(Cat(*(rd.data for rd in a_rd))), q_acc.eq(acc_rd.data)]
+        d_kvalid, d_boundary = q_ctl[:rows], q_ctl[rows:2 * rows]
+        d_bank, d_first, d_last = q_ctl[2 * rows], q_ctl[2 * rows + 1], q_ctl[2 * rows + 2]
+        chunk_lanes = [q_acc[2 * w * c:2 * w * c + w] for c in range(cols)]
+        total_lanes = [q_acc[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
         m.d.comb += [
-            array.valid.eq(d_valid),
-            array.a.eq(Cat(*(rd.data for rd in a_rd))),
+            array.valid.eq(q_valid),
+            array.a.eq(q_a),
             array.kvalid.eq(d_kvalid), array.boundary.eq(d_boundary),
             array.a_e4m3.eq(a_e4m3), array.bank.eq(d_bank), array.rna.eq(rna),
             array.last.eq(d_last),

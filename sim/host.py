@@ -1,0 +1,638 @@
+"""Host driver of the accelerator top: registers, stream transfers and GEMM commands.
+
+Ref: docs/host-interface.md (register map, stream framing, error codes).
+
+:class:`AcceleratorHost` is the API a program uses to run GEMMs: load the operands, start a
+command, wait for it, read the result and the cycle counters. It talks to the device through a
+:class:`Transport`, four primitives (read and write a register, send and receive a stream
+frame) and a way to wait. :class:`CocotbTransport` implements them with cocotbext-axi against
+the simulated top; a board driver implements the same four over its own link (UART, PCIe, ...)
+and reuses the host unchanged (the pattern of Glasgow's applet interfaces).
+
+Every argument is checked on the host before anything reaches the device, with the message a
+user needs; the device's own checks (STATUS error codes) raise :class:`AcceleratorError`.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
+from hw.top import ID_VALUE, Ctrl, OutFmt, Reg, TopError
+
+__all__ = [
+    "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
+    "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound",
+]
+
+#: STATUS error codes: ``code -> (name, meaning)``.
+ERROR_NAMES = {
+    TopError.ZERO_DIM: ("ZERO_DIM", "a zero dimension"),
+    TopError.TOO_LARGE: ("TOO_LARGE", "an operand or the result does not fit its buffer"),
+    TopError.BAD_CHUNK: ("BAD_CHUNK", "bad chunk length"),
+    TopError.BUSY: ("BUSY", "an action while the engine or a transfer is busy"),
+    TopError.FRAME: ("FRAME", "a stream frame of the wrong length"),
+    TopError.BAD_CTRL: ("BAD_CTRL", "a CTRL write with no or several action bits"),
+}
+
+_ACTIONS = {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
+            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C"}
+
+_DIM_MAX = (1 << 16) - 1       # M, N and K registers are 16 bits wide
+_CHUNK_LOG2_MAX = 15           # OPTIONS[7:4]
+
+
+class AcceleratorError(Exception):
+    """The device rejected an action: STATUS showed error ``code``.
+
+    Members
+    -------
+    code : int
+    name : str
+        ``"ZERO_DIM"``, ``"TOO_LARGE"``, ... (``"UNKNOWN"`` for a code not in the map).
+    action : str or None
+        The action that failed (``"START"``, ``"LOAD_A"``, ...).
+    """
+
+    def __init__(self, code, name=None, action=None):
+        self.code = int(code)
+        known = ERROR_NAMES.get(self.code, ("UNKNOWN", "an undocumented error code"))
+        self.name = name or known[0]
+        self.action = action
+        what = f"{action} failed" if action else "The accelerator reported an error"
+        super().__init__(f"{what}: error {self.code} ({self.name}: {known[1]})")
+
+
+class AcceleratorTimeout(TimeoutError):
+    """An action did not finish in the time allowed (the device is stuck or far slower than
+    expected); the message says which action and what STATUS showed last."""
+
+
+class Status(NamedTuple):
+    """STATUS, decoded."""
+    busy: bool
+    done: bool
+    error: bool
+    code: int
+
+    @classmethod
+    def from_word(cls, word):
+        return cls(bool(word & 1), bool(word & 2), bool(word & 4), (word >> 8) & 0xFF)
+
+    def __str__(self):
+        return (f"busy={int(self.busy)} done={int(self.done)} error={int(self.error)} "
+                f"code={self.code}")
+
+
+def _fp8_format(fmt, what):
+    try:
+        f = format_by_name(fmt)
+    except ValueError:
+        f = None
+    if f not in FP8_FORMATS:
+        raise ValueError(f"{what} must be 'e5m2' or 'e4m3', not {fmt!r}")
+    return f
+
+
+def _check_chunk(chunk):
+    if chunk is None:
+        return None
+    if (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1
+            or chunk > (1 << _CHUNK_LOG2_MAX) or chunk & (chunk - 1)):
+        raise ValueError(f"Chunk length must be a power of two from 1 to {1 << _CHUNK_LOG2_MAX}"
+                         f" or None, not {chunk!r}")
+    return int(chunk)
+
+
+def _check_rounding(rounding):
+    if rounding not in ("rne", "rna"):
+        raise ValueError(f"Accumulation rounding must be 'rne' or 'rna', not {rounding!r}")
+    return rounding
+
+
+def _out_code(out_fmt, acc_fmt=DLFLOAT16):
+    """OPTIONS[17:16] for ``out_fmt``: ``None`` or the accumulator format, E5M2 or E4M3."""
+    if out_fmt is None:
+        return OutFmt.ACC
+    try:
+        f = format_by_name(out_fmt)
+    except ValueError:
+        f = None
+    if f is acc_fmt:
+        return OutFmt.ACC
+    if f is E5M2:
+        return OutFmt.E5M2
+    if f is E4M3:
+        return OutFmt.E4M3
+    raise ValueError(f"Output format must be {acc_fmt.name.lower()!r} (the accumulator), 'e5m2'"
+                     f" or 'e4m3', not {out_fmt!r}")
+
+
+def _check_dim(value, name):
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or not 1 <= value <= _DIM_MAX):
+        raise ValueError(f"{name} must be an integer from 1 to {_DIM_MAX}, not {value!r}")
+    return int(value)
+
+
+def _check_codes(x, name, bits, shape=None):
+    """``x`` as an ``int64`` array of ``bits``-bit codes; integer dtypes only."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "ui":
+        kind = "FP8 codes (uint8)" if bits == 8 else "accumulator codes (uint16)"
+        raise TypeError(f"{name} must be an integer array of {kind}, not {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D matrix, not an array of shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} has a zero dimension (shape {arr.shape})")
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    arr = arr.astype(np.int64)
+    if arr.min() < 0 or arr.max() >= (1 << bits):
+        raise ValueError(f"{name} holds values outside 0..{(1 << bits) - 1}: not {bits}-bit "
+                         f"codes")
+    for dim, size in zip("rows columns".split(), arr.shape):
+        if size > _DIM_MAX:
+            raise ValueError(f"{name} has {size} {dim}; at most {_DIM_MAX} fit the registers")
+    return arr
+
+
+def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_a=False,
+                 transpose_b=False, accumulate=False, out_fmt=None, acc_fmt=DLFLOAT16):
+    """The OPTIONS register for these command options (docs/host-interface.md)."""
+    a_fmt = _fp8_format(a_fmt, "a_fmt")
+    b_fmt = _fp8_format(b_fmt, "b_fmt")
+    chunk = _check_chunk(chunk)
+    _check_rounding(rounding)
+    word = int(a_fmt is E4M3) | int(b_fmt is E4M3) << 1
+    if chunk is None:
+        word |= 1 << 8
+    else:
+        word |= (chunk.bit_length() - 1) << 4
+    word |= int(rounding == "rna") << 9
+    word |= int(bool(transpose_a)) << 10 | int(bool(transpose_b)) << 11
+    word |= int(bool(accumulate)) << 12
+    word |= _out_code(out_fmt, acc_fmt) << 16
+    return word
+
+
+def gemm_cycle_bound(m, n, k, rows, cols):
+    """A generous upper bound of the cycles of one GEMM, for timeouts: every pass of
+    ``ceil(K / rows)`` per column tile costs at most its rows of ``A``, a full weight load
+    (``rows * cols`` bytes, one a cycle) and the drain of the array, and then some."""
+    passes = -(-k // rows) * -(-n // cols)
+    return 4 * passes * (m + rows * cols + 16 * (rows + cols) + 64) + 10_000
+
+
+# Transports -----------------------------------------------------------------------------------
+
+class Transport:
+    """The link between :class:`AcceleratorHost` and a device.
+
+    A subclass implements register access over the AXI4-Lite port (or whatever bridges to it),
+    whole stream frames in each direction, a wait measured in device clock cycles and a reset.
+    Stream beats are 16-bit integers.
+    """
+
+    async def read_reg(self, addr):
+        """The 32-bit value of the register at byte address ``addr``."""
+        raise NotImplementedError
+
+    async def write_reg(self, addr, value):
+        """Write the 32-bit ``value`` to the register at ``addr``."""
+        raise NotImplementedError
+
+    async def send(self, beats, timeout_cycles):
+        """Send ``beats`` as one frame (``tlast`` on the last); return once the device has
+        accepted every beat, or raise :class:`AcceleratorTimeout` after ``timeout_cycles``."""
+        raise NotImplementedError
+
+    async def recv(self, timeout_cycles):
+        """Receive one frame from the device (up to its ``tlast``) as a list of beats."""
+        raise NotImplementedError
+
+    async def wait_cycles(self, cycles):
+        """Let ``cycles`` device clock cycles pass."""
+        raise NotImplementedError
+
+    async def reset(self):
+        """Reset the device (and the link's own state)."""
+        raise NotImplementedError
+
+
+class CocotbTransport(Transport):
+    """:class:`Transport` for the simulated top under cocotb, through cocotbext-axi.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The top (``hw.top.Accelerator`` as Verilog): ports ``clk``, ``rst``, ``s_axil_*``,
+        ``s_axis_*`` and ``m_axis_*``.
+    period_ns : int
+        Clock period; the caller runs the clock (``cocotb.clock.Clock``).
+    quiet : bool
+        Keep cocotbext-axi's per-transfer INFO messages (every frame, in full) out of the log.
+
+    Members
+    -------
+    axil : cocotbext.axi.AxiLiteMaster
+    source : cocotbext.axi.AxiStreamSource
+        Host to device; ``source.set_pause_generator(...)`` inserts idle cycles.
+    sink : cocotbext.axi.AxiStreamSink
+        Device to host; ``sink.set_pause_generator(...)`` applies backpressure.
+    """
+
+    def __init__(self, dut, period_ns=10, quiet=True):
+        import logging
+
+        from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
+                                   AxiStreamSource)
+
+        if quiet:
+            # cocotbext-axi logs under "cocotb.<toplevel>.<bus>" and prints whole frames.
+            logging.getLogger(f"cocotb.{dut._name}").setLevel(logging.WARNING)
+        self._dut = dut
+        self._period = period_ns
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst,
+                                      byte_size=16)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst,
+                                  byte_size=16)
+
+    async def read_reg(self, addr):
+        resp = await self.axil.read(addr, 4)
+        if int(resp.resp) != 0:
+            raise AcceleratorError(0, "SLVERR", f"Reading register 0x{addr:02x}")
+        return int.from_bytes(resp.data, "little")
+
+    async def write_reg(self, addr, value):
+        resp = await self.axil.write(addr, int(value).to_bytes(4, "little"))
+        if int(resp.resp) != 0:
+            raise AcceleratorError(0, "SLVERR", f"Writing register 0x{addr:02x}")
+
+    async def _timed(self, awaitable, timeout_cycles, what):
+        from cocotb.triggers import SimTimeoutError, with_timeout
+        try:
+            return await with_timeout(awaitable, timeout_cycles * self._period, "ns")
+        except SimTimeoutError:
+            raise AcceleratorTimeout(f"{what} did not finish within {timeout_cycles} cycles")\
+                from None
+
+    async def send(self, beats, timeout_cycles):
+        from cocotbext.axi import AxiStreamFrame
+        await self.source.send(AxiStreamFrame([int(b) for b in beats]))
+        try:
+            await self._timed(self.source.wait(), timeout_cycles,
+                              f"Sending a frame of {len(beats)} beats")
+        except AcceleratorTimeout:
+            # Drop what the device did not take, so that the next frame starts clean.
+            self.source.assert_reset()
+            self.source.clear()
+            raise
+
+    async def recv(self, timeout_cycles):
+        frame = await self._timed(self.sink.recv(), timeout_cycles, "Receiving a frame")
+        return list(frame.tdata)
+
+    async def wait_cycles(self, cycles):
+        from cocotb.triggers import RisingEdge, Timer
+        # One timer instead of a Python callback per clock edge, then back onto an edge.
+        if cycles > 1:
+            await Timer((cycles - 1) * self._period, "ns")
+        await RisingEdge(self._dut.clk)
+
+    async def reset(self, cycles=4):
+        from cocotb.triggers import ClockCycles, RisingEdge
+        await RisingEdge(self._dut.clk)
+        self._dut.rst.value = 1
+        await ClockCycles(self._dut.clk, cycles)
+        self._dut.rst.value = 0
+        self.source.clear()
+        self.sink.clear()
+        await RisingEdge(self._dut.clk)
+
+
+# The host -------------------------------------------------------------------------------------
+
+class AcceleratorHost:
+    """Runs GEMMs on the accelerator through a :class:`Transport`.
+
+    Matrices are NumPy arrays of codes: FP8 operands ``uint8`` (any integer dtype with values in
+    range is accepted), accumulator values ``uint16``. A transposed operand is given as stored:
+    ``load_a(X, transposed=True)`` takes ``X = A.T`` (``K x M``), so that ``X.T @ Y`` needs no
+    transpose on the host.
+
+    Typical use::
+
+        host = AcceleratorHost(CocotbTransport(dut))
+        await host.reset()
+        C, cycles, active = await host.run_gemm(A, B, chunk=64, rounding="rne")
+
+    The lower-level methods (:meth:`write_reg`, :meth:`command`, :meth:`wait_done`) skip the
+    host-side checks, for tests of the device's own.
+    """
+
+    def __init__(self, transport):
+        self._t = transport
+        self._config = None
+        self._options = 0
+        self._out_fmt = None
+        # What each buffer was last loaded with through this host, to catch a GEMM whose shape
+        # or layout does not match its operands: ("A" | "B" | "C") -> tuple.
+        self._loaded = {}
+
+    transport = property(lambda self: self._t)
+
+    # Registers and actions ----------------------------------------------------------------
+
+    async def read_reg(self, addr):
+        return await self._t.read_reg(addr)
+
+    async def write_reg(self, addr, value):
+        await self._t.write_reg(addr, value)
+
+    async def status(self):
+        """STATUS as a :class:`Status`."""
+        return Status.from_word(await self._t.read_reg(Reg.STATUS))
+
+    async def command(self, action):
+        """Write ``action`` (a :class:`hw.top.Ctrl` bit, or any word) to CTRL."""
+        await self._t.write_reg(Reg.CTRL, action)
+
+    async def wait_done(self, action="The action", timeout_cycles=100_000):
+        """Poll STATUS until the device is idle with ``done`` or ``error`` set.
+
+        Returns the final :class:`Status`; raises :class:`AcceleratorError` for an error and
+        :class:`AcceleratorTimeout` when ``timeout_cycles`` pass first. The polling interval
+        grows from 4 to 1024 cycles, so a long GEMM costs few register reads.
+        """
+        waited, interval = 0, 4
+        while True:
+            st = await self.status()
+            if not st.busy and (st.done or st.error):
+                if st.error:
+                    raise AcceleratorError(st.code, action=action)
+                return st
+            if waited >= timeout_cycles:
+                raise AcceleratorTimeout(f"{action} did not finish within {timeout_cycles} "
+                                         f"cycles (STATUS: {st})")
+            step = min(interval, max(1, timeout_cycles - waited))
+            await self._t.wait_cycles(step)
+            waited += step
+            interval = min(2 * interval, 1024)
+
+    async def reset(self):
+        """Reset the device and forget what was loaded (the buffers keep their contents, but
+        an interrupted load leaves its buffer undefined)."""
+        await self._t.reset()
+        self._options = 0
+        self._loaded.clear()
+        self._out_fmt = None
+        ident = await self._t.read_reg(Reg.ID)
+        if ident != ID_VALUE:
+            raise AcceleratorError(0, "BAD_ID", f"Identifying the device (ID 0x{ident:08x}, "
+                                                f"expected 0x{ID_VALUE:08x})")
+
+    async def config(self):
+        """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
+        ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities)."""
+        if self._config is None:
+            word = await self._t.read_reg(Reg.CONFIG)
+            rows, cols = word & 0xFF, (word >> 8) & 0xFF
+            e, m = (word >> 16) & 0xF, (word >> 20) & 0xF
+            acc = next((f for f in PRESETS.values() if f.width == 16 and (f.e, f.m) == (e, m)),
+                       None)
+            if acc is None:
+                raise AcceleratorError(0, "BAD_CONFIG", f"Reading CONFIG (an accumulator with "
+                                                        f"{e} exponent and {m} mantissa bits)")
+            self._config = {
+                "rows": rows, "cols": cols, "acc_fmt": acc,
+                "a_words": await self._t.read_reg(Reg.A_WORDS),
+                "b_bytes": await self._t.read_reg(Reg.B_BYTES),
+                "acc_words": await self._t.read_reg(Reg.ACC_WORDS),
+            }
+        return dict(self._config)
+
+    async def counters(self):
+        """``(cycles, active)`` of the last GEMM."""
+        return await self._t.read_reg(Reg.CYCLES), await self._t.read_reg(Reg.ACTIVE)
+
+    # Checks ------------------------------------------------------------------------------------
+
+    async def check_fits(self, m, n, k):
+        """Raise ``ValueError`` unless an ``m x k`` by ``k x n`` GEMM fits the buffers."""
+        cfg = await self.config()
+        rows, cols = cfg["rows"], cfg["cols"]
+        for need, have, what in ((m * -(-k // rows), cfg["a_words"],
+                                  f"A needs M * ceil(K / {rows}) = {m * -(-k // rows)} words per "
+                                  f"bank"),
+                                 (k * n, cfg["b_bytes"], f"B needs K * N = {k * n} bytes"),
+                                 (m * -(-n // cols), cfg["acc_words"],
+                                  f"C needs M * ceil(N / {cols}) = {m * -(-n // cols)} "
+                                  f"accumulator words")):
+            if need > have:
+                raise ValueError(f"{m}x{k} by {k}x{n} does not fit: {what}, the device has "
+                                 f"{have}")
+
+    def _expect(self, key, value, what):
+        have = self._loaded.get(key)
+        if have is not None and have != value:
+            raise ValueError(f"{what}; load it again for this GEMM")
+
+    async def _set_options(self, word):
+        # Always written: a test may have changed OPTIONS through write_reg().
+        await self._t.write_reg(Reg.OPTIONS, word)
+        self._options = word
+
+    # Transfers ---------------------------------------------------------------------------------
+
+    async def _transfer_in(self, action, beats):
+        """CTRL = ``action``, send ``beats``, wait for done."""
+        name = _ACTIONS[action]
+        await self.command(action)
+        st = await self.status()
+        if st.error:     # rejected at once: the device will not take the frame
+            raise AcceleratorError(st.code, action=name)
+        timeout = 16 * len(beats) + 10_000
+        await self._t.send(beats, timeout)
+        await self.wait_done(name, timeout)
+
+    async def _write_dims(self, **dims):
+        for name, value in dims.items():
+            await self._t.write_reg({"m": Reg.M, "n": Reg.N, "k": Reg.K}[name], value)
+
+    async def load_a(self, A, transposed=False, fmt="e5m2"):
+        """Load ``A`` (``M x K``; with ``transposed``, its transpose as stored, ``K x M``)."""
+        fmt = _fp8_format(fmt, "fmt")
+        arr = _check_codes(A, "A", 8)
+        m, k = arr.shape[::-1] if transposed else arr.shape
+        cfg = await self.config()
+        if m * -(-k // cfg["rows"]) > cfg["a_words"]:
+            raise ValueError(f"A ({m}x{k}) needs M * ceil(K / {cfg['rows']}) = "
+                             f"{m * -(-k // cfg['rows'])} words per bank, the device has "
+                             f"{cfg['a_words']}")
+        await self._write_dims(m=m, k=k)
+        await self._set_options((self._options & ~(1 << 10)) | int(bool(transposed)) << 10)
+        self._loaded.pop("A", None)
+        await self._transfer_in(Ctrl.LOAD_A, arr.ravel().tolist())
+        self._loaded["A"] = (m, k, bool(transposed), fmt)
+
+    async def load_b(self, B, transposed=False, fmt="e5m2"):
+        """Load ``B`` (``K x N``; with ``transposed``, its transpose as stored, ``N x K``)."""
+        fmt = _fp8_format(fmt, "fmt")
+        arr = _check_codes(B, "B", 8)
+        k, n = arr.shape[::-1] if transposed else arr.shape
+        cfg = await self.config()
+        if k * n > cfg["b_bytes"]:
+            raise ValueError(f"B ({k}x{n}) needs K * N = {k * n} bytes, the device has "
+                             f"{cfg['b_bytes']}")
+        await self._write_dims(n=n, k=k)
+        await self._set_options((self._options & ~(1 << 11)) | int(bool(transposed)) << 11)
+        self._loaded.pop("B", None)
+        await self._transfer_in(Ctrl.LOAD_B, arr.ravel().tolist())
+        self._loaded["B"] = (k, n, bool(transposed), fmt)
+
+    async def load_c(self, C):
+        """Load accumulator codes ``C`` (``M x N``) for a GEMM with ``accumulate``."""
+        arr = _check_codes(C, "C", 16)
+        m, n = arr.shape
+        cfg = await self.config()
+        if m * -(-n // cfg["cols"]) > cfg["acc_words"]:
+            raise ValueError(f"C ({m}x{n}) needs M * ceil(N / {cfg['cols']}) = "
+                             f"{m * -(-n // cfg['cols'])} accumulator words, the device has "
+                             f"{cfg['acc_words']}")
+        await self._write_dims(m=m, n=n)
+        self._loaded.pop("C", None)
+        await self._transfer_in(Ctrl.LOAD_C, arr.ravel().tolist())
+        self._loaded["C"] = (m, n)
+
+    async def gemm(self, m, n, k, *, a_fmt=None, b_fmt=None, chunk=64, rounding="rne",
+                   transpose_a=False, transpose_b=False, accumulate=False, out_fmt=None,
+                   timeout_cycles=None):
+        """Run ``C = A . B`` (``+ C`` with ``accumulate``) on the loaded operands; returns
+        when the device is done.
+
+        Parameters
+        ----------
+        m, n, k : int
+        a_fmt, b_fmt : str, optional
+            ``"e5m2"`` or ``"e4m3"``; by default the format given to the load.
+        chunk : int or None
+            Chunk length, a power of two from 1 to 2**15; ``None``: no chunking.
+        rounding : str
+            Accumulation rounding, ``"rne"`` or ``"rna"``.
+        transpose_a, transpose_b : bool
+            How the operands were loaded (``B``'s layout is read by the GEMM itself).
+        accumulate : bool
+            Add into the ``C`` in the accumulator memory (loaded, or the last result).
+        out_fmt : str, optional
+            The format :meth:`read_c` returns by default: the accumulator's, ``"e5m2"`` or
+            ``"e4m3"``.
+        timeout_cycles : int, optional
+            Give up after this many cycles (default: :func:`gemm_cycle_bound`).
+        """
+        m, n, k = (_check_dim(v, name) for v, name in ((m, "M"), (n, "N"), (k, "K")))
+        loaded_a, loaded_b = self._loaded.get("A"), self._loaded.get("B")
+        a_fmt = _fp8_format(a_fmt if a_fmt is not None else
+                            (loaded_a[3] if loaded_a else E5M2), "a_fmt")
+        b_fmt = _fp8_format(b_fmt if b_fmt is not None else
+                            (loaded_b[3] if loaded_b else E5M2), "b_fmt")
+        cfg = await self.config()
+        word = options_word(a_fmt=a_fmt, b_fmt=b_fmt, chunk=chunk, rounding=rounding,
+                            transpose_a=transpose_a, transpose_b=transpose_b,
+                            accumulate=accumulate, out_fmt=out_fmt, acc_fmt=cfg["acc_fmt"])
+        await self.check_fits(m, n, k)
+        ta, tb = bool(transpose_a), bool(transpose_b)
+        self._expect("A", (m, k, ta, a_fmt),
+                     f"A was loaded as {self._desc('A')}, the GEMM reads a {m}x{k} "
+                     f"{a_fmt.name} A (transposed={ta})")
+        self._expect("B", (k, n, tb, b_fmt),
+                     f"B was loaded as {self._desc('B')}, the GEMM reads a {k}x{n} "
+                     f"{b_fmt.name} B (transposed={tb})")
+        if accumulate:
+            self._expect("C", (m, n), f"The accumulator holds a {self._desc('C')} C, the GEMM "
+                                      f"adds into {m}x{n}")
+        await self._write_dims(m=m, n=n, k=k)
+        await self._set_options(word)
+        self._loaded.pop("C", None)
+        self._out_fmt = out_fmt
+        if timeout_cycles is None:
+            timeout_cycles = gemm_cycle_bound(m, n, k, cfg["rows"], cfg["cols"])
+        await self.command(Ctrl.START)
+        await self.wait_done(f"START ({m}x{k} by {k}x{n})", timeout_cycles)
+        self._loaded["C"] = (m, n)
+
+    def _desc(self, key):
+        v = self._loaded.get(key)
+        if key == "C":
+            return f"{v[0]}x{v[1]}"
+        return f"{v[0]}x{v[1]} {v[3].name} (transposed={v[2]})"
+
+    async def read_c(self, m, n, out_fmt=None):
+        """Read ``C`` (``m x n``) as accumulator codes (``uint16``) or, with ``out_fmt``
+        ``"e5m2"``/``"e4m3"``, converted to FP8 (``uint8``). The default is the ``out_fmt`` of
+        the last :meth:`gemm`."""
+        m, n = _check_dim(m, "M"), _check_dim(n, "N")
+        cfg = await self.config()
+        if out_fmt is None:
+            out_fmt = self._out_fmt
+        code = _out_code(out_fmt, cfg["acc_fmt"])
+        if m * -(-n // cfg["cols"]) > cfg["acc_words"]:
+            raise ValueError(f"C ({m}x{n}) needs M * ceil(N / {cfg['cols']}) = "
+                             f"{m * -(-n // cfg['cols'])} accumulator words, the device has "
+                             f"{cfg['acc_words']}")
+        await self._write_dims(m=m, n=n)
+        await self._set_options((self._options & ~(3 << 16)) | code << 16)
+        await self.command(Ctrl.READ_C)
+        st = await self.status()
+        if st.error:
+            raise AcceleratorError(st.code, action="READ_C")
+        timeout = 16 * m * n + 10_000
+        beats = await self._t.recv(timeout)
+        if len(beats) != m * n:
+            raise AcceleratorError(TopError.FRAME, action=f"READ_C (got {len(beats)} beats, "
+                                                          f"expected {m * n})")
+        await self.wait_done("READ_C", timeout)
+        arr = np.array(beats, np.uint16).reshape(m, n)
+        return arr.astype(np.uint8) if code != OutFmt.ACC else arr
+
+    async def run_gemm(self, A, B, C=None, **opts):
+        """Load ``A``, ``B`` (and ``C``), run the GEMM and read the result.
+
+        ``opts`` are those of :meth:`gemm` (``a_fmt``, ``b_fmt``, ``chunk``, ``rounding``,
+        ``transpose_a``, ``transpose_b``, ``out_fmt``); ``accumulate`` follows from ``C``.
+        Returns ``(C_out, cycles, active)``.
+        """
+        if "accumulate" in opts:
+            raise TypeError("run_gemm() accumulates exactly when C is given; do not pass "
+                            "'accumulate'")
+        unknown = set(opts) - {"a_fmt", "b_fmt", "chunk", "rounding", "transpose_a",
+                               "transpose_b", "out_fmt", "timeout_cycles"}
+        if unknown:
+            raise TypeError(f"run_gemm() got unexpected options {', '.join(sorted(unknown))}")
+        ta, tb = bool(opts.get("transpose_a")), bool(opts.get("transpose_b"))
+        a = _check_codes(A, "A", 8)
+        b = _check_codes(B, "B", 8)
+        m, k = a.shape[::-1] if ta else a.shape
+        kb, n = b.shape[::-1] if tb else b.shape
+        if kb != k:
+            raise ValueError(f"A ({m}x{k}) and B ({kb}x{n}) do not form a matrix product")
+        a_fmt = _fp8_format(opts.get("a_fmt") or "e5m2", "a_fmt")
+        b_fmt = _fp8_format(opts.get("b_fmt") or "e5m2", "b_fmt")
+        # Every check before the first transfer, so that bad options change nothing.
+        cfg = await self.config()
+        options_word(**{key: opts[key] for key in ("chunk", "rounding", "out_fmt")
+                        if key in opts}, acc_fmt=cfg["acc_fmt"])
+        await self.check_fits(m, n, k)
+        if C is not None:
+            _check_codes(C, "C", 16, (m, n))
+        await self.load_a(a, transposed=ta, fmt=a_fmt)
+        await self.load_b(b, transposed=tb, fmt=b_fmt)
+        if C is not None:
+            await self.load_c(C)
+        await self.gemm(m, n, k, **{**opts, "a_fmt": a_fmt, "b_fmt": b_fmt},
+                        accumulate=C is not None)
+        out = await self.read_c(m, n, opts.get("out_fmt"))
+        cycles, active = await self.counters()
+        return out, cycles, active
