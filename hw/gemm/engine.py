@@ -171,9 +171,15 @@ class GemmEngine(CheckedComponent):
 
         # Streamer ----------------------------------------------------------------------------
         s_active = Signal()    # streaming a pass
-        s_nt = Signal(16)
+        # Loop counters count down to zero, so that "last" is a zero test rather than a
+        # comparison through a carry chain.
+        s_nt_left = Signal(16)
         s_p = Signal(16)
-        s_i = Signal(16)
+        s_p_left = Signal(16)
+        s_i_left = Signal(16)
+        s_nt = Signal(16)
+        k0 = Signal(16)        # first k of the streaming pass
+        kleft = Signal(17)     # K - k0
         s_arow = Signal(range(self._a_depth + 1))     # A word of row i, pass p
         s_acc = Signal(range(self._acc_depth + 1))    # accumulator word of (i, nt)
         s_gap = Signal(16)     # idle cycles still owed before the next pass
@@ -182,8 +188,10 @@ class GemmEngine(CheckedComponent):
 
         # Weight loader -------------------------------------------------------------------------
         l_active = Signal()
-        l_nt = Signal(16)
-        l_p = Signal(16)
+        l_nt_left = Signal(16)
+        l_p_left = Signal(16)
+        l_k0 = Signal(16)
+        l_n0 = Signal(16)
         l_r = Signal(range(rows + 1))
         l_c = Signal(range(cols + 1))
         l_row_addr = Signal(range(self._b_depth + 1))
@@ -202,10 +210,11 @@ class GemmEngine(CheckedComponent):
         l_ntbase = Signal(range(self._b_depth + 1))   # B address of (k 0, first column of nt)
 
         # Writeback ---------------------------------------------------------------------------
-        wb_i = Signal(16)
-        wb_acc = Signal(range(self._acc_depth + 1))
+        wb_i_left = Signal(16)
+        wb_p_left = Signal(16)
+        wb_nt_left = Signal(16)
         wb_nt = Signal(16)
-        wb_p = Signal(16)
+        wb_acc = Signal(range(self._acc_depth + 1))
         cycles = Signal(32)
         active = Signal(32)
         m.d.comb += [self.cycles.eq(cycles), self.active.eq(active)]
@@ -261,12 +270,16 @@ class GemmEngine(CheckedComponent):
                     m.d.sync += [
                         self.error.eq(Error.NONE), busy.eq(1), P.eq(KB),
                         cycles.eq(4), active.eq(0),
-                        s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_i.eq(0), s_arow.eq(0),
+                        s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_arow.eq(0),
+                        s_nt_left.eq(NT - 1), s_p_left.eq(KB - 1), s_i_left.eq(M - 1),
+                        k0.eq(0), kleft.eq(K),
                         s_acc.eq(0), s_gap.eq(0), s_pass_index.eq(0), w_pass_index.eq(0),
                         all_streamed.eq(0),
-                        l_active.eq(1), l_nt.eq(0), l_p.eq(0), l_r.eq(0), l_c.eq(0),
+                        l_active.eq(1), l_nt_left.eq(NT - 1), l_p_left.eq(KB - 1),
+                        l_k0.eq(0), l_n0.eq(0), l_r.eq(0), l_c.eq(0),
                         l_row_addr.eq(0), l_addr.eq(0), l_ntbase.eq(0), l_pass_base.eq(0),
-                        wb_i.eq(0), wb_acc.eq(0), wb_nt.eq(0), wb_p.eq(0),
+                        wb_i_left.eq(M - 1), wb_p_left.eq(KB - 1), wb_nt_left.eq(NT - 1),
+                        wb_acc.eq(0), wb_nt.eq(0),
                         bank_timer[0].eq(0), bank_timer[1].eq(0),
                     ]
         with m.If(busy):
@@ -279,7 +292,7 @@ class GemmEngine(CheckedComponent):
         m.d.comb += b_rd.addr.eq(l_addr)
         k_of_row = Signal(16)
         n_of_col = Signal(16)
-        m.d.comb += [k_of_row.eq(l_p * rows + l_r), n_of_col.eq(l_nt * cols + l_c)]
+        m.d.comb += [k_of_row.eq(l_k0 + l_r), n_of_col.eq(l_n0 + l_c)]
         # The bank being written was last used by the pass before the one now streaming; its
         # last row must have passed every PE of the array first.
         flush = 2 + (rows - 1) * array._v_lat + cols + array._m_lat
@@ -329,31 +342,35 @@ class GemmEngine(CheckedComponent):
         with m.If(q_rd_last & (q_rd_r == rows - 1)):
             # This pass's weights are in; set up the next pass's loading.
             m.d.sync += w_pass_index.eq(w_pass_index + 1)
-            last_p = l_p + 1 == P
-            with m.If(~(last_p & (l_nt + 1 == NT))):
+            last_p = l_p_left == 0
+            with m.If(~(last_p & (l_nt_left == 0))):
                 with m.If(last_p):
                     # Next column tile: its first pass starts cols columns further on.
                     base = (l_ntbase + Mux(trans_b, cols_k, cols))[:len(l_addr)]
-                    m.d.sync += [l_p.eq(0), l_nt.eq(l_nt + 1), l_ntbase.eq(base),
+                    m.d.sync += [l_p_left.eq(P - 1), l_k0.eq(0), l_nt_left.eq(l_nt_left - 1),
+                                 l_n0.eq(l_n0 + cols), l_ntbase.eq(base),
                                  l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 with m.Else():
                     # Next pass: rows further down B.
                     base = (l_pass_base + Mux(trans_b, rows, rows_n))[:len(l_addr)]
-                    m.d.sync += [l_p.eq(l_p + 1), l_pass_base.eq(base), l_row_addr.eq(base),
-                                 l_addr.eq(base)]
+                    m.d.sync += [l_p_left.eq(l_p_left - 1), l_k0.eq(l_k0 + rows),
+                                 l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 m.d.sync += l_active.eq(1)
 
         # Streamer ----------------------------------------------------------------------------
         # Rows of a pass are read from the buffers in one cycle and enter the array the next.
         first_pass = s_p == 0
-        last_pass = s_p + 1 == P
-        k0 = Signal(16)
-        m.d.comb += k0.eq(s_p * rows)
-        kvalid = Cat(*((k0 + r) < K for r in range(rows)))
+        last_pass = s_p_left == 0
+        # Per-pass row flags, registered from k0: they settle in the cycle between passes.
         cl_mask = Signal(16)
         m.d.comb += cl_mask.eq((Const(1, 17) << chunk_log2) - 1)
-        boundary = Cat(*(~no_chunk & ((k0 + r) < K) & ((k0 + r) != 0)
-                         & (((k0 + r) & cl_mask) == 0) for r in range(rows)))
+        kvalid = Signal(rows)
+        boundary = Signal(rows)
+        m.d.sync += [
+            kvalid.eq(Cat(*(kleft > r for r in range(rows)))),
+            boundary.eq(Cat(*(~no_chunk & (kleft > r) & ((k0 + r) != 0)
+                              & (((k0 + r) & cl_mask) == 0) for r in range(rows)))),
+        ]
         for r in range(rows):
             m.d.comb += a_rd[r].addr.eq(s_arow)
         m.d.comb += acc_rd.addr.eq(s_acc)
@@ -362,7 +379,7 @@ class GemmEngine(CheckedComponent):
         with m.If(s_gap != 0):
             m.d.sync += s_gap.eq(s_gap - 1)
         with m.If(ready & ~all_streamed):
-            m.d.sync += [s_active.eq(1), s_i.eq(0)]
+            m.d.sync += [s_active.eq(1), s_i_left.eq(M - 1)]
         issue = s_active
         # Per-row control, delayed one cycle to meet the memory data.
         d_valid = Signal()
@@ -371,8 +388,8 @@ class GemmEngine(CheckedComponent):
                      d_ctl.eq(Cat(kvalid, boundary, s_pass_index[0], first_pass, last_pass))]
         with m.If(issue):
             m.d.sync += [active.eq(active + 1), s_arow.eq(s_arow + KB), s_acc.eq(s_acc + NT),
-                         s_i.eq(s_i + 1)]
-            with m.If(s_i + 1 == M):
+                         s_i_left.eq(s_i_left - 1)]
+            with m.If(s_i_left == 0):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
                 gap = array.latency + 4
@@ -382,12 +399,15 @@ class GemmEngine(CheckedComponent):
                     with m.If(s_pass_index[0] == b):
                         m.d.sync += t.eq(flush)
                 with m.If(last_pass):
-                    with m.If(s_nt + 1 == NT):
+                    with m.If(s_nt_left == 0):
                         m.d.sync += all_streamed.eq(1)
-                    m.d.sync += [s_p.eq(0), s_nt.eq(s_nt + 1), s_arow.eq(0),
-                                 s_acc.eq(s_nt + 1)]
+                    m.d.sync += [s_p.eq(0), s_p_left.eq(P - 1), k0.eq(0), kleft.eq(K),
+                                 s_nt.eq(s_nt + 1), s_nt_left.eq(s_nt_left - 1),
+                                 s_arow.eq(0), s_acc.eq(s_nt + 1)]
                 with m.Else():
-                    m.d.sync += [s_p.eq(s_p + 1), s_arow.eq(s_p + 1), s_acc.eq(s_nt)]
+                    m.d.sync += [s_p.eq(s_p + 1), s_p_left.eq(s_p_left - 1),
+                                 k0.eq(k0 + rows), kleft.eq(kleft - rows),
+                                 s_arow.eq(s_p + 1), s_acc.eq(s_nt)]
 
         # Block RAM outputs are slow (about 6 ns on an ECP5 without the output register): the
         # data and its control get one more register before the array.
@@ -413,15 +433,16 @@ class GemmEngine(CheckedComponent):
 
         # Writeback: results come out in the order rows went in -----------------------------
         with m.If(array.out_valid):
-            m.d.sync += [wb_i.eq(wb_i + 1), wb_acc.eq(wb_acc + NT)]
-            with m.If(wb_i + 1 == M):
-                m.d.sync += wb_i.eq(0)
-                with m.If(wb_p + 1 == P):
-                    m.d.sync += [wb_p.eq(0), wb_nt.eq(wb_nt + 1), wb_acc.eq(wb_nt + 1)]
-                    with m.If(wb_nt + 1 == NT):
+            m.d.sync += [wb_i_left.eq(wb_i_left - 1), wb_acc.eq(wb_acc + NT)]
+            with m.If(wb_i_left == 0):
+                m.d.sync += wb_i_left.eq(M - 1)
+                with m.If(wb_p_left == 0):
+                    m.d.sync += [wb_p_left.eq(P - 1), wb_nt.eq(wb_nt + 1),
+                                 wb_nt_left.eq(wb_nt_left - 1), wb_acc.eq(wb_nt + 1)]
+                    with m.If(wb_nt_left == 0):
                         m.d.sync += [busy.eq(0), self.done.eq(1)]
                 with m.Else():
-                    m.d.sync += [wb_p.eq(wb_p + 1), wb_acc.eq(wb_nt)]
+                    m.d.sync += [wb_p_left.eq(wb_p_left - 1), wb_acc.eq(wb_nt)]
         host_we = Signal(2 * cols)
         for c in range(cols):
             m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we & (self.c_lane == c))

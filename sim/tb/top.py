@@ -1,0 +1,614 @@
+"""cocotb tests of the accelerator top (``hw.top.Accelerator``) through the host driver, every
+result checked bit-exactly against ``sim.golden.gemm``.
+
+Ref: docs/host-interface.md (the contract these tests check).
+
+The tests drive the top only the way a host program does, through :class:`sim.host.
+AcceleratorHost` over cocotbext-axi (AXI4-Lite registers, AXI4-Stream frames). Every data test
+runs four times, with and without idle cycles on the source and backpressure on the sink
+(cocotbext-axi pause generators, ``itertools.cycle([1, 1, 1, 0])``: one cycle in four). Each
+GEMM's result is compared with the golden model as it comes back (an in-order scoreboard), and
+its CYCLES and ACTIVE counters are recorded: ACTIVE must be exactly the number of rows of ``A``
+streamed, ``M * ceil(N / cols) * ceil(K / rows)``.
+
+Configuration comes from the JSON file named by ``$FP8ACCEL_TB_CONFIG`` (see
+:func:`sim.runner.run_cocotb`)::
+
+    {"rows": 4, "cols": 4,
+     "depths": [1024, 4096, 1024],    # a_depth, b_depth, acc_depth of the build
+     "acc_fmt": "dlfloat16",
+     "seed": 1,
+     "random_cases": 8,               # random GEMMs per stream variant
+     "max_dims": [40, 24, 300],       # largest M, N, K of a random GEMM
+     "option_k": 259,                 # K of the option sweep (above the largest chunk, 256)
+     "big": [64, 64, 64],             # the utilization GEMM (M, N, K)
+     "stats": "stats.jsonl"}          # one JSON line per GEMM: shape, cycles, active, time
+
+``run_job`` is not a test but the runner of ``fp8accel gemm`` and ``fp8accel demo``: it runs the
+GEMMs listed under ``"job"`` (operands from ``.npy`` files) and is skipped without one.
+"""
+
+import itertools
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+
+from hw.top import Ctrl, Reg
+from sim import golden
+from sim.host import (AcceleratorError, AcceleratorHost, CocotbTransport, Status,
+                      gemm_cycle_bound, options_word)
+from sim.runner import CONFIG_ENV
+from sim.vectors import edge_codes
+
+__all__ = ["load_config", "random_fp8", "random_acc", "Scoreboard", "start"]
+
+PERIOD_NS = 10
+#: The pause pattern of cocotbext-axi's own tests: paused three cycles in four.
+PAUSES = [1, 1, 1, 0]
+#: Mismatches listed in a failure.
+_REPORT = 8
+
+STREAMS = (("idle", [False, True]), ("backpressure", [False, True]))
+
+
+def load_config():
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set; run this module through "
+                           f"sim.runner.run_cocotb")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg.setdefault("depths", [1024, 4096, 1024])
+    cfg.setdefault("acc_fmt", "dlfloat16")
+    cfg.setdefault("seed", 1)
+    cfg.setdefault("random_cases", 8)
+    cfg.setdefault("max_dims", [24, 16, 80])
+    cfg.setdefault("option_k", 259)
+    cfg.setdefault("big", None)
+    cfg.setdefault("stats", None)
+    return cfg
+
+
+def _job_config():
+    path = os.environ.get(CONFIG_ENV)
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("job")
+
+
+# Operands ------------------------------------------------------------------------------------
+
+def random_fp8(rng, shape, fmt, edge_rate=0.03, specials=True):
+    """FP8 codes: normal-distributed values over about 2**-6 to 2**6 (most products and sums
+    stay finite), ``edge_rate`` of them replaced by finite edge codes (zeros of both signs,
+    subnormals, the largest values) and, with ``specials``, one NaN or Inf in half the
+    matrices: a NaN in every element would make every result NaN and check nothing."""
+    fmt = golden.format_by_name(fmt)
+    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-4, 5, shape)
+    codes = golden.encode(vals, fmt, saturate=True).astype(np.int64)
+    edges = edge_codes(fmt)
+    finite = edges[np.isfinite(golden.decode(edges, fmt))]
+    mask = rng.random(shape) < edge_rate
+    codes[mask] = rng.choice(finite, int(mask.sum()))
+    if specials and rng.random() < 0.5:
+        special = edges[~np.isfinite(golden.decode(edges, fmt))]
+        codes[tuple(rng.integers(0, s) for s in shape)] = rng.choice(special)
+    return codes.astype(np.uint8)
+
+
+def random_acc(rng, shape, fmt="dlfloat16"):
+    """Accumulator codes for ``C``: values like those of a GEMM result, a few edge codes."""
+    fmt = golden.format_by_name(fmt)
+    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-6, 10, shape)
+    codes = golden.encode(vals, fmt).astype(np.int64)
+    edges = edge_codes(fmt)
+    mask = rng.random(shape) < 0.03
+    codes[mask] = rng.choice(edges, int(mask.sum()))
+    return codes.astype(np.uint16)
+
+
+class Case:
+    """One GEMM: logical operands ``A`` (``M x K``), ``B`` (``K x N``), optional ``C``, and the
+    command options; ``stored_a``/``stored_b`` are what the host sends (transposed if asked)."""
+
+    def __init__(self, A, B, C=None, **opts):
+        self.A, self.B, self.C = A, B, C
+        self.opts = {"a_fmt": "e5m2", "b_fmt": "e5m2", "chunk": 64, "rounding": "rne",
+                     "transpose_a": False, "transpose_b": False, "out_fmt": None, **opts}
+
+    m = property(lambda self: self.A.shape[0])
+    k = property(lambda self: self.A.shape[1])
+    n = property(lambda self: self.B.shape[1])
+
+    @property
+    def stored_a(self):
+        return np.ascontiguousarray(self.A.T) if self.opts["transpose_a"] else self.A
+
+    @property
+    def stored_b(self):
+        return np.ascontiguousarray(self.B.T) if self.opts["transpose_b"] else self.B
+
+    def expected(self, acc_fmt="dlfloat16", out_fmt=None, C=None):
+        o = self.opts
+        return golden.gemm(self.A, self.B, o["a_fmt"], o["b_fmt"], acc_fmt, o["chunk"],
+                           o["rounding"], C=self.C if C is None else C,
+                           out_fmt=o["out_fmt"] if out_fmt is None else out_fmt)
+
+    def __str__(self):
+        o = self.opts
+        flags = [f"A {o['a_fmt']}", f"B {o['b_fmt']}", f"chunk {o['chunk']}", o["rounding"]]
+        flags += [name for name in ("transpose_a", "transpose_b") if o[name]]
+        if self.C is not None:
+            flags.append("accumulate")
+        if o["out_fmt"]:
+            flags.append(f"out {o['out_fmt']}")
+        return f"{self.m}x{self.k} by {self.k}x{self.n} ({', '.join(flags)})"
+
+
+def random_case(rng, cfg, acc=None):
+    """A random GEMM that fits the buffers: each dimension from a pool of 1, small primes,
+    the array's multiples and their neighbours, chunk-length neighbours and uniform values;
+    every option random."""
+    rows, cols = cfg["rows"], cfg["cols"]
+    a_depth, b_depth, acc_depth = cfg["depths"]
+    max_m, max_n, max_k = cfg["max_dims"]
+    chunk = [None, 1, 2, 4, 8, 16, 32, 64, 128, 256][rng.integers(0, 10)]
+
+    def pick(limit, unit, extra=()):
+        pool = [1, 2, 3, 5, 7, 11, 13, 17, 31, 37, unit - 1, unit, unit + 1, 2 * unit - 1,
+                3 * unit + 1, *extra]
+        pool = [p for p in pool if 1 <= p <= limit]
+        if rng.random() < 0.35:
+            return int(rng.integers(1, limit + 1))
+        return int(rng.choice(pool))
+
+    cl = chunk or max_k
+    k = pick(max_k, rows, (cl - 1, cl + 1, 2 * cl + 1, max_k))
+    n = pick(max_n, cols)
+    m = pick(max_m, rows * cols)
+    # Shrink until the operands and the result fit.
+    while k * n > b_depth:
+        n = max(1, n // 2)
+    while m * -(-k // rows) > a_depth or m * -(-n // cols) > acc_depth:
+        m = max(1, m // 2)
+    fmts = ("e5m2", "e4m3")
+    a_fmt, b_fmt = fmts[rng.integers(0, 2)], fmts[rng.integers(0, 2)]
+    A = random_fp8(rng, (m, k), a_fmt)
+    B = random_fp8(rng, (k, n), b_fmt)
+    C = random_acc(rng, (m, n), cfg["acc_fmt"]) if rng.random() < 0.25 else None
+    return Case(A, B, C, a_fmt=a_fmt, b_fmt=b_fmt, chunk=chunk,
+                rounding=("rne", "rna")[rng.integers(0, 2)],
+                transpose_a=bool(rng.integers(0, 2)), transpose_b=bool(rng.integers(0, 2)),
+                out_fmt=(None, "e5m2", "e4m3")[rng.integers(0, 3)])
+
+
+def option_cases(rng, cfg, k):
+    """Cases that between them take every value of every option: ten chunk lengths (1 to 256
+    and none), both roundings, the four operand format pairs, the four transpose pairs,
+    accumulation on and off and the three output formats."""
+    rows, cols = cfg["rows"], cfg["cols"]
+    m, n = 2 * rows + 1, cols + 1
+    cases = []
+    fmts = ("e5m2", "e4m3")
+    for i, chunk in enumerate([1, 2, 4, 8, 16, 32, 64, 128, 256, None]):
+        a_fmt, b_fmt = fmts[i % 2], fmts[(i // 2) % 2]
+        A = random_fp8(rng, (m, k), a_fmt, specials=False)
+        B = random_fp8(rng, (k, n), b_fmt, specials=False)
+        C = random_acc(rng, (m, n), cfg["acc_fmt"]) if i % 3 == 1 else None
+        cases.append(Case(A, B, C, a_fmt=a_fmt, b_fmt=b_fmt, chunk=chunk,
+                          rounding=("rne", "rna")[(i // 3) % 2],
+                          transpose_a=i % 4 in (1, 2), transpose_b=i % 4 in (2, 3),
+                          out_fmt=(None, "e5m2", "e4m3")[i % 3]))
+    return cases
+
+
+# Driving and checking --------------------------------------------------------------------------
+
+class Scoreboard:
+    """Compares results with the golden model in order and records the counters."""
+
+    def __init__(self, cfg, test):
+        self.cfg, self.test = cfg, test
+        self.rows, self.cols = cfg["rows"], cfg["cols"]
+        self.records = []
+
+    def check(self, case, got, cycles=None, active=None, what="", expected=None):
+        exp = case.expected(self.cfg["acc_fmt"]) if expected is None else expected
+        label = f"{what + ': ' if what else ''}{case}"
+        if got.dtype != exp.dtype or got.shape != exp.shape:
+            raise AssertionError(f"{label}: got {got.dtype} {got.shape}, expected {exp.dtype} "
+                                 f"{exp.shape}")
+        bad = np.argwhere(got != exp)
+        if len(bad):
+            digits = 2 * got.itemsize
+            lines = [f"{len(bad)} of {got.size} results differ from sim.golden.gemm in {label}"
+                     f" (the first: [i, j] got, expected):"]
+            for i, j in bad[:_REPORT]:
+                lines.append(f"  [{i}, {j}] 0x{int(got[i, j]):0{digits}x}, "
+                             f"0x{int(exp[i, j]):0{digits}x}")
+            raise AssertionError("\n".join(lines))
+        if cycles is not None:
+            m, n, k = case.m, case.n, case.k
+            rows_streamed = m * -(-n // self.cols) * -(-k // self.rows)
+            assert active == rows_streamed, (
+                f"{label}: ACTIVE is {active}, expected M * ceil(N / cols) * ceil(K / rows) "
+                f"= {rows_streamed}")
+            assert cycles >= active, f"{label}: CYCLES {cycles} < ACTIVE {active}"
+            self.records.append({"test": self.test, "m": m, "n": n, "k": k, "cycles": cycles,
+                                 "active": active,
+                                 "utilization": m * n * k / (self.rows * self.cols * cycles)})
+
+    def save(self, extra=None):
+        path = self.cfg.get("stats")
+        if not path:
+            return
+        with open(path, "a") as f:
+            for rec in self.records + ([extra] if extra else []):
+                f.write(json.dumps(rec) + "\n")
+
+
+async def start(dut, idle=False, backpressure=False):
+    """Start the clock, attach the host and reset the device."""
+    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
+    transport = CocotbTransport(dut, PERIOD_NS)
+    if idle:
+        transport.source.set_pause_generator(itertools.cycle(PAUSES))
+    if backpressure:
+        transport.sink.set_pause_generator(itertools.cycle(PAUSES))
+    host = AcceleratorHost(transport)
+    await host.reset()
+    return host
+
+
+async def run_case(host, board, case, what=""):
+    got, cycles, active = await host.run_gemm(case.stored_a, case.stored_b, case.C, **case.opts)
+    board.check(case, got, cycles, active, what)
+    return got
+
+
+async def expect_error(awaitable, code, what):
+    try:
+        await awaitable
+    except AcceleratorError as exc:
+        assert exc.code == code, f"{what}: expected error {code}, got {exc}"
+        return exc
+    raise AssertionError(f"{what}: expected error {code}, the device reported none")
+
+
+def _name(idle, backpressure):
+    return f"idle={int(idle)} backpressure={int(backpressure)}"
+
+
+# Tests -------------------------------------------------------------------------------------------
+
+@cocotb.test()
+async def test_registers(dut):
+    """ID, CONFIG and the capacities; command registers read back; unmapped addresses answer
+    SLVERR."""
+    cfg = load_config()
+    host = await start(dut)
+    t = host.transport
+    config = await host.config()
+    assert (config["rows"], config["cols"]) == (cfg["rows"], cfg["cols"]), config
+    assert config["acc_fmt"] is golden.format_by_name(cfg["acc_fmt"]), config
+    assert [config["a_words"], config["b_bytes"], config["acc_words"]] == cfg["depths"], config
+    assert await host.status() == Status(False, False, False, 0)
+    for reg, value in ((Reg.M, 0xBEEF), (Reg.N, 0x1234), (Reg.K, 0xFFFF),
+                       (Reg.OPTIONS, 0x3FFFF), (Reg.OPTIONS, options_word(chunk=None))):
+        await host.write_reg(reg, value)
+        assert await host.read_reg(reg) == value, f"register 0x{reg:02x}"
+    await host.write_reg(Reg.M, 0x12345)        # 16 bits wide
+    assert await host.read_reg(Reg.M) == 0x2345
+    for addr in (0x34, 0xFC):
+        assert int((await t.axil.read(addr, 4)).resp) == 2, f"read 0x{addr:02x}"
+        assert int((await t.axil.write(addr, bytes(4))).resp) == 2, f"write 0x{addr:02x}"
+
+
+@cocotb.test()
+@cocotb.parametrize(*STREAMS)
+async def test_random_gemms(dut, idle, backpressure):
+    """Random shapes (1, primes, neighbours of the array and chunk sizes, K from below one
+    chunk to many passes) with random options, back to back on one device."""
+    cfg = load_config()
+    host = await start(dut, idle, backpressure)
+    board = Scoreboard(cfg, f"random {_name(idle, backpressure)}")
+    rng = np.random.default_rng([cfg["seed"], idle, backpressure])
+    for i in range(cfg["random_cases"]):
+        await run_case(host, board, random_case(rng, cfg), f"random case {i}")
+    board.save()
+
+
+@cocotb.test()
+@cocotb.parametrize(*STREAMS)
+async def test_every_option(dut, idle, backpressure):
+    """Every chunk length from 1 to 256 and none, both roundings, all operand format and
+    transpose pairs, accumulation and the three output formats, on a K that is a multiple of
+    neither the array height nor any chunk length."""
+    cfg = load_config()
+    host = await start(dut, idle, backpressure)
+    board = Scoreboard(cfg, f"options {_name(idle, backpressure)}")
+    rng = np.random.default_rng([cfg["seed"], 2, idle, backpressure])
+    for case in option_cases(rng, cfg, cfg["option_k"]):
+        await run_case(host, board, case)
+    board.save()
+
+
+@cocotb.test()
+@cocotb.parametrize(*STREAMS)
+async def test_back_to_back_commands(dut, idle, backpressure):
+    """Commands that reuse what earlier ones left: a second GEMM on the loaded operands,
+    accumulation into the previous result, one result read in all three formats, a new B
+    with the old A, two STARTs with no read between them, and a loaded C."""
+    cfg = load_config()
+    rows, cols, acc = cfg["rows"], cfg["cols"], cfg["acc_fmt"]
+    host = await start(dut, idle, backpressure)
+    board = Scoreboard(cfg, f"back-to-back {_name(idle, backpressure)}")
+    rng = np.random.default_rng([cfg["seed"], 3, idle, backpressure])
+    m, n, k = 2 * rows + 3, 2 * cols + 1, 3 * rows + 2
+    case = Case(random_fp8(rng, (m, k), "e4m3"), random_fp8(rng, (k, n), "e5m2"),
+                a_fmt="e4m3", b_fmt="e5m2", chunk=4)
+    first = await run_case(host, board, case, "first GEMM")
+
+    # Same operands, no reload: a different chunk length and rounding.
+    other = Case(case.A, case.B, a_fmt="e4m3", b_fmt="e5m2", chunk=2, rounding="rna")
+    await host.gemm(m, n, k, a_fmt="e4m3", b_fmt="e5m2", chunk=2, rounding="rna")
+    board.check(other, await host.read_c(m, n), *await host.counters(), "GEMM without reload")
+
+    # Accumulate into the result now in the accumulator memory, read it three ways.
+    acc_case = Case(case.A, case.B, C=other.expected(acc), a_fmt="e4m3", b_fmt="e5m2",
+                    chunk=4)
+    await host.gemm(m, n, k, chunk=4, accumulate=True)
+    counters = await host.counters()
+    board.check(acc_case, await host.read_c(m, n), *counters, "accumulate into the last result")
+    for fmt in ("e5m2", "e4m3", acc):
+        board.check(acc_case, await host.read_c(m, n, fmt), what=f"read again as {fmt}",
+                    expected=acc_case.expected(acc, out_fmt=fmt))
+
+    # A new B (another N and format) with the A already loaded.
+    n2 = cols + 2
+    b2 = Case(case.A, random_fp8(rng, (k, n2), "e4m3"), a_fmt="e4m3", b_fmt="e4m3", chunk=None,
+              transpose_b=True)
+    await host.load_b(b2.stored_b, transposed=True, fmt="e4m3")
+    await host.gemm(m, n2, k, chunk=None, transpose_b=True)
+    board.check(b2, await host.read_c(m, n2), *await host.counters(), "new B, old A")
+
+    # Two STARTs back to back, the second accumulating into the first, one read.
+    await host.gemm(m, n2, k, chunk=8, transpose_b=True)
+    await host.gemm(m, n2, k, chunk=8, transpose_b=True, accumulate=True, out_fmt="e5m2")
+    twice = Case(b2.A, b2.B, C=Case(b2.A, b2.B, a_fmt="e4m3", b_fmt="e4m3", chunk=8)
+                 .expected(acc), a_fmt="e4m3", b_fmt="e4m3", chunk=8, out_fmt="e5m2")
+    board.check(twice, await host.read_c(m, n2), *await host.counters(), "two STARTs")
+
+    # A loaded C, then the first operands again.
+    C = random_acc(rng, (m, n), acc)
+    loaded = Case(case.A, case.B, C, a_fmt="e4m3", b_fmt="e5m2", chunk=4)
+    await run_case(host, board, loaded, "loaded C")
+    assert first.dtype == np.uint16
+    board.save()
+
+
+@cocotb.test()
+async def test_bad_commands(dut):
+    """Each rejected command reports its error code and changes nothing: the GEMM on the
+    operands loaded before still gives the right result. Then frames of the wrong length."""
+    cfg = load_config()
+    rows, cols = cfg["rows"], cfg["cols"]
+    a_depth, b_depth, acc_depth = cfg["depths"]
+    host = await start(dut)
+    board = Scoreboard(cfg, "bad commands")
+    rng = np.random.default_rng([cfg["seed"], 4])
+    m, n, k = rows + 2, cols + 1, 2 * rows + 1
+    good = Case(random_fp8(rng, (m, k), "e5m2"), random_fp8(rng, (k, n), "e5m2"), chunk=2)
+    await run_case(host, board, good, "before the bad commands")
+
+    async def good_again(what):
+        await host.gemm(m, n, k, chunk=2)
+        board.check(good, await host.read_c(m, n), *await host.counters(), f"after {what}")
+
+    async def start_with(mm, nn, kk, code, what):
+        for reg, value in ((Reg.M, mm), (Reg.N, nn), (Reg.K, kk)):
+            await host.write_reg(reg, value)
+        await host.command(Ctrl.START)
+        await expect_error(host.wait_done("START"), code, what)
+        await good_again(what)
+
+    for dims in ((0, n, k), (m, 0, k), (m, n, 0)):
+        await start_with(*dims, 1, f"START with M, N, K = {dims}")
+    too_large = ((a_depth + 1, 1, 1, "A"), (1, b_depth + 1, 1, "B"),
+                 (1, 1, b_depth + 1, "B"),
+                 (acc_depth + 1, 1, 1, "A and C"), (a_depth // 2 + 1, 1, rows + 1, "A (banks)"),
+                 (acc_depth // 2 + 1, cols + 1, 1, "C (tiles)"))
+    for mm, nn, kk, what in too_large:
+        await start_with(mm, nn, kk, 2, f"START too large for {what} ({mm}, {nn}, {kk})")
+    for word in (0, Ctrl.START | Ctrl.LOAD_A, Ctrl.LOAD_B | Ctrl.READ_C, 1 << 5, 0xFFFFFFFF):
+        await host.command(word)
+        await expect_error(host.wait_done("CTRL"), 6, f"CTRL = 0x{word:x}")
+        await good_again(f"CTRL = 0x{word:x}")
+
+    # START, LOAD_A and READ_C while a GEMM runs: BUSY, and the running GEMM is unharmed.
+    long_k = min(40 * rows, b_depth // n, (a_depth // m) * rows)
+    slow = Case(random_fp8(rng, (m, long_k), "e5m2"), random_fp8(rng, (long_k, n), "e5m2"),
+                chunk=8)
+    await host.load_a(slow.A)
+    await host.load_b(slow.B)
+    for action in (Ctrl.START, Ctrl.LOAD_A, Ctrl.READ_C):
+        for reg, value in ((Reg.M, m), (Reg.K, long_k), (Reg.N, n), (Reg.OPTIONS, options_word(chunk=8))):
+            await host.write_reg(reg, value)
+        await host.command(Ctrl.START)
+        await host.command(action)
+        st = await host.status()
+        assert st.busy and st.error and st.code == 4, (
+            f"{host_name(action)} during a GEMM: STATUS {st}, expected busy with error 4")
+        await expect_error(host.wait_done("START"), 4, f"{host_name(action)} during a GEMM")
+        board.check(slow, await host.read_c(m, n), *await host.counters(),
+                    f"the GEMM that ran during {host_name(action)}")
+
+    # Frames of the wrong length: error 5, then a good load works.
+    t = host.transport
+    for length, what in ((m * k - 1, "short"), (m * k + 3, "long"), (1, "one beat")):
+        await host.write_reg(Reg.M, m)
+        await host.write_reg(Reg.K, k)
+        await host.write_reg(Reg.OPTIONS, 0)
+        await host.command(Ctrl.LOAD_A)
+        await t.send(rng.integers(0, 256, length).tolist(), 100_000)
+        await expect_error(host.wait_done("LOAD_A"), 5, f"a {what} frame ({length} beats "
+                                                        f"for {m * k})")
+        st = await host.status()
+        assert not st.busy, f"busy after a {what} frame: {st}"
+        await run_case(host, board, good, f"after a {what} frame")
+    board.save()
+
+
+def host_name(action):
+    return {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
+            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C"}[action]
+
+
+@cocotb.test()
+async def test_start_during_a_transfer_is_busy(dut):
+    """START while a load is in progress is error 4, BUSY (docs/host-interface.md: "an action
+    while the engine or a transfer is busy"); the load then completes normally."""
+    cfg = load_config()
+    rows, cols = cfg["rows"], cfg["cols"]
+    host = await start(dut)
+    board = Scoreboard(cfg, "start during a transfer")
+    rng = np.random.default_rng([cfg["seed"], 5])
+    m, n, k = rows + 1, cols + 1, rows + 3
+    good = Case(random_fp8(rng, (m, k), "e5m2"), random_fp8(rng, (k, n), "e5m2"))
+    await host.load_b(good.B)
+    for reg, value in ((Reg.M, m), (Reg.N, n), (Reg.K, k), (Reg.OPTIONS, 0)):
+        await host.write_reg(reg, value)
+    await host.command(Ctrl.LOAD_A)
+    await host.command(Ctrl.START)
+    st = await host.status()
+    await host.transport.send(good.A.ravel().tolist(), 100_000)
+    try:
+        await host.wait_done("LOAD_A")
+    except AcceleratorError:
+        pass
+    assert st.code == 4, f"START during LOAD_A: STATUS {st}, expected error 4 (BUSY)"
+    await host.gemm(m, n, k)
+    board.check(good, await host.read_c(m, n), *await host.counters(), "after the load")
+
+
+@cocotb.test()
+async def test_reset_in_the_middle(dut):
+    """Reset during a GEMM, a load and a read returns the device to idle; the buffers keep
+    their contents (so the GEMM runs again without reloading) and the next command works."""
+    cfg = load_config()
+    rows, cols = cfg["rows"], cfg["cols"]
+    a_depth, b_depth, _ = cfg["depths"]
+    host = await start(dut, backpressure=True)
+    t = host.transport
+    board = Scoreboard(cfg, "reset")
+    rng = np.random.default_rng([cfg["seed"], 6])
+    m, n = rows * cols + 1, cols + 1
+    k = min(20 * rows + 1, b_depth // n, (a_depth // m) * rows)
+    case = Case(random_fp8(rng, (m, k), "e4m3"), random_fp8(rng, (k, n), "e5m2"),
+                a_fmt="e4m3", chunk=16)
+    await run_case(host, board, case, "before any reset")
+    idle = Status(False, False, False, 0)
+
+    async def reset_after(cycles, what):
+        await t.wait_cycles(cycles)
+        await host.reset()
+        st = await host.status()
+        assert st == idle, f"STATUS after a reset during {what}: {st}, expected {idle}"
+
+    # During a GEMM (after about half of it).
+    bound = m * -(-n // cols) * -(-k // rows)
+    for reg, value in ((Reg.M, m), (Reg.N, n), (Reg.K, k),
+                       (Reg.OPTIONS, options_word(a_fmt="e4m3", chunk=16))):
+        await host.write_reg(reg, value)
+    await host.command(Ctrl.START)
+    await reset_after(bound // 2, "a GEMM")
+    await host.gemm(m, n, k, a_fmt="e4m3", b_fmt="e5m2", chunk=16)
+    board.check(case, await host.read_c(m, n), *await host.counters(), "GEMM after a reset")
+
+    # During LOAD_A of other data: reload A, then the GEMM works.
+    await host.write_reg(Reg.OPTIONS, 0)
+    await host.command(Ctrl.LOAD_A)
+    await t.source.send(rng.integers(0, 256, m * k).tolist())
+    await reset_after(m * k // 3, "LOAD_A")
+    await run_case(host, board, case, "load after a reset")
+
+    # During READ_C (with backpressure): the accumulator memory is unchanged.
+    await host.write_reg(Reg.OPTIONS, 0)
+    await host.command(Ctrl.READ_C)
+    await reset_after(m * n, "READ_C")
+    board.check(case, await host.read_c(m, n), what="read after a reset")
+    board.save()
+
+
+@cocotb.test()
+async def test_utilization(dut):
+    """A GEMM big enough for passes to follow each other: its CYCLES, ACTIVE, utilization
+    (``M * N * K / (rows * cols * CYCLES)``) and simulation speed go to the stats file."""
+    cfg = load_config()
+    if not cfg["big"]:
+        return
+    m, n, k = cfg["big"]
+    host = await start(dut)
+    board = Scoreboard(cfg, "utilization")
+    rng = np.random.default_rng([cfg["seed"], 7])
+    case = Case(random_fp8(rng, (m, k), "e4m3", specials=False),
+                random_fp8(rng, (k, n), "e4m3", specials=False),
+                a_fmt="e4m3", b_fmt="e4m3", chunk=32)
+    await host.load_a(case.A, fmt="e4m3")
+    await host.load_b(case.B, fmt="e4m3")
+    wall = time.perf_counter()
+    await host.gemm(m, n, k, chunk=32)
+    wall = time.perf_counter() - wall
+    cycles, active = await host.counters()
+    board.check(case, await host.read_c(m, n), cycles, active)
+    util = m * n * k / (cfg["rows"] * cfg["cols"] * cycles)
+    cocotb.log.info("%dx%dx%d on %dx%d: %d cycles, %d active, utilization %.3f, %.0f simulated "
+                    "cycles/s", m, n, k, cfg["rows"], cfg["cols"], cycles, active, util,
+                    cycles / wall)
+    board.save({"test": "speed", "cycles": cycles, "wall_s": wall,
+                "cycles_per_s": cycles / wall})
+
+
+# The runner of fp8accel gemm and demo -----------------------------------------------------------
+
+@cocotb.skipif(_job_config() is None, reason="no job in the configuration")
+@cocotb.test()
+async def run_job(dut):
+    """Run the GEMMs of ``cfg["job"]``: operands from ``.npy`` files, results to ``.npy``,
+    counters and timings to the report."""
+    job = _job_config()
+    progress = job.get("progress")
+
+    def note(text):
+        if progress:
+            with open(progress, "w") as f:
+                f.write(text)
+
+    host = await start(dut)
+    config = await host.config()
+    report = {"config": {k: (v.name.lower() if k == "acc_fmt" else v)
+                         for k, v in config.items()}, "gemms": []}
+    for i, g in enumerate(job["gemms"]):
+        name = g.get("name", f"GEMM {i + 1}")
+        note(f"{name} ({i + 1} of {len(job['gemms'])})")
+        A, B = np.load(g["a"]), np.load(g["b"])
+        C = np.load(g["c"]) if g.get("c") else None
+        opts = dict(g["opts"])
+        wall = time.perf_counter()
+        out, cycles, active = await host.run_gemm(A, B, C, **opts)
+        wall = time.perf_counter() - wall
+        np.save(g["out"], out)
+        m, k = A.shape[::-1] if opts.get("transpose_a") else A.shape
+        n = B.shape[0] if opts.get("transpose_b") else B.shape[1]
+        report["gemms"].append({
+            "name": name, "m": m, "n": n, "k": k, "cycles": cycles, "active": active,
+            "utilization": m * n * k / (config["rows"] * config["cols"] * cycles),
+            "cycle_bound": gemm_cycle_bound(m, n, k, config["rows"], config["cols"]),
+            "wall_s": wall, "out": g["out"]})
+    with open(job["report"], "w") as f:
+        json.dump(report, f, indent=1)
