@@ -436,9 +436,11 @@ class AcceleratorHost:
                                  f"{have}")
 
     def _expect(self, key, value, what):
+        """Raise unless buffer ``key`` is unknown or was loaded as ``value``; ``what()`` says
+        what the GEMM needed."""
         have = self._loaded.get(key)
         if have is not None and have != value:
-            raise ValueError(f"{what}; load it again for this GEMM")
+            raise ValueError(f"{what()}; load it again for this GEMM")
 
     async def _set_options(self, word):
         # Always written: a test may have changed OPTIONS through write_reg().
@@ -545,13 +547,13 @@ class AcceleratorHost:
         await self.check_fits(m, n, k)
         ta, tb = bool(transpose_a), bool(transpose_b)
         self._expect("A", (m, k, ta, a_fmt),
-                     f"A was loaded as {self._desc('A')}, the GEMM reads a {m}x{k} "
+                     lambda: f"A was loaded as {self._desc('A')}, the GEMM reads a {m}x{k} "
                      f"{a_fmt.name} A (transposed={ta})")
         self._expect("B", (k, n, tb, b_fmt),
-                     f"B was loaded as {self._desc('B')}, the GEMM reads a {k}x{n} "
+                     lambda: f"B was loaded as {self._desc('B')}, the GEMM reads a {k}x{n} "
                      f"{b_fmt.name} B (transposed={tb})")
         if accumulate:
-            self._expect("C", (m, n), f"The accumulator holds a {self._desc('C')} C, the GEMM "
+            self._expect("C", (m, n), lambda: f"The accumulator holds a {self._desc('C')} C, the GEMM "
                                       f"adds into {m}x{n}")
         await self._write_dims(m=m, n=n, k=k)
         await self._set_options(word)

@@ -183,8 +183,9 @@ class GemmEngine(CheckedComponent):
         s_arow = Signal(range(self._a_depth + 1))     # A word of row i, pass p
         s_acc = Signal(range(self._acc_depth + 1))    # accumulator word of (i, nt)
         s_gap = Signal(16)     # idle cycles still owed before the next pass
-        s_pass_index = Signal(32)   # passes started so far (the loader runs one ahead)
-        w_pass_index = Signal(32)   # passes whose weights are loaded
+        s_bank = Signal()      # weight bank of the pass the streamer is on (pass index % 2)
+        w_bank = Signal()      # weight bank the loader fills next
+        ahead = Signal(2)      # passes loaded but not yet streamed: 0, 1 or 2
 
         # Weight loader -------------------------------------------------------------------------
         l_active = Signal()
@@ -273,7 +274,7 @@ class GemmEngine(CheckedComponent):
                         s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_arow.eq(0),
                         s_nt_left.eq(NT - 1), s_p_left.eq(KB - 1), s_i_left.eq(M - 1),
                         k0.eq(0), kleft.eq(K),
-                        s_acc.eq(0), s_gap.eq(0), s_pass_index.eq(0), w_pass_index.eq(0),
+                        s_acc.eq(0), s_gap.eq(0), s_bank.eq(0), w_bank.eq(0), ahead.eq(0),
                         all_streamed.eq(0),
                         l_active.eq(1), l_nt_left.eq(NT - 1), l_p_left.eq(KB - 1),
                         l_k0.eq(0), l_n0.eq(0), l_r.eq(0), l_c.eq(0),
@@ -301,8 +302,8 @@ class GemmEngine(CheckedComponent):
                 m.d.sync += t.eq(t - 1)
         # Pass q goes into bank q % 2 once pass q - 2, the bank's last user, has streamed and
         # flushed: at most one pass ahead of the streamer.
-        bank_free = Mux(w_pass_index[0], bank_timer[1] == 0, bank_timer[0] == 0)
-        can_load = busy & l_active & (w_pass_index <= s_pass_index + 1) & bank_free
+        bank_free = Mux(w_bank, bank_timer[1] == 0, bank_timer[0] == 0)
+        can_load = busy & l_active & (ahead <= 1) & bank_free
         m.d.sync += l_rd_valid.eq(0)
         with m.If(can_load):
             m.d.sync += [l_rd_valid.eq(1), l_rd_c.eq(l_c), l_rd_r.eq(l_r),
@@ -337,11 +338,11 @@ class GemmEngine(CheckedComponent):
         m.d.sync += l_row.eq(new_row)
         m.d.comb += [
             array.w_data.eq(new_row), array.w_row.eq(q_rd_r), array.w_e4m3.eq(b_e4m3),
-            array.w_bank.eq(w_pass_index[0]), array.w_we.eq(q_rd_last),
+            array.w_bank.eq(w_bank), array.w_we.eq(q_rd_last),
         ]
         with m.If(q_rd_last & (q_rd_r == rows - 1)):
             # This pass's weights are in; set up the next pass's loading.
-            m.d.sync += w_pass_index.eq(w_pass_index + 1)
+            m.d.sync += w_bank.eq(~w_bank)
             last_p = l_p_left == 0
             with m.If(~(last_p & (l_nt_left == 0))):
                 with m.If(last_p):
@@ -375,7 +376,7 @@ class GemmEngine(CheckedComponent):
             m.d.comb += a_rd[r].addr.eq(s_arow)
         m.d.comb += acc_rd.addr.eq(s_acc)
 
-        ready = busy & (w_pass_index > s_pass_index) & (s_gap == 0) & ~s_active
+        ready = busy & (ahead != 0) & (s_gap == 0) & ~s_active
         with m.If(s_gap != 0):
             m.d.sync += s_gap.eq(s_gap - 1)
         with m.If(ready & ~all_streamed):
@@ -385,7 +386,7 @@ class GemmEngine(CheckedComponent):
         d_valid = Signal()
         d_ctl = Signal(2 * rows + 3)
         m.d.sync += [d_valid.eq(issue),
-                     d_ctl.eq(Cat(kvalid, boundary, s_pass_index[0], first_pass, last_pass))]
+                     d_ctl.eq(Cat(kvalid, boundary, s_bank, first_pass, last_pass))]
         with m.If(issue):
             m.d.sync += [active.eq(active + 1), s_arow.eq(s_arow + KB), s_acc.eq(s_acc + NT),
                          s_i_left.eq(s_i_left - 1)]
@@ -393,10 +394,10 @@ class GemmEngine(CheckedComponent):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
                 gap = array.latency + 4
-                m.d.sync += [s_active.eq(0), s_pass_index.eq(s_pass_index + 1),
+                m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank),
                              s_gap.eq(Mux(M >= gap, 0, gap - M))]
                 for b, t in enumerate(bank_timer):
-                    with m.If(s_pass_index[0] == b):
+                    with m.If(s_bank == b):
                         m.d.sync += t.eq(flush)
                 with m.If(last_pass):
                     with m.If(s_nt_left == 0):
@@ -430,6 +431,11 @@ class GemmEngine(CheckedComponent):
             array.chunk_in.eq(Mux(d_first, 0, Cat(*chunk_lanes))),
             array.total_in.eq(Mux(d_first & ~accumulate, 0, Cat(*total_lanes))),
         ]
+
+        loaded = q_rd_last & (q_rd_r == rows - 1)
+        streamed = issue & (s_i_left == 0)
+        with m.If(busy):
+            m.d.sync += ahead.eq(ahead + loaded - streamed)
 
         # Writeback: results come out in the order rows went in -----------------------------
         with m.If(array.out_valid):
