@@ -313,8 +313,8 @@ class Accelerator(CheckedComponent):
             return value
 
         # The read data is registered before the converters (block RAM outputs are slow).
-        rd_valid = delay(issue, 2, "rd_valid")
-        rd_last = delay(issued + 1 == expected, 2, "rd_last")
+        rd_valid = delay(issue, 3, "rd_valid")
+        rd_last = delay(issued + 1 == expected, 3, "rd_last")
         c_q = Signal.like(eng.c_rdata)
         m.d.sync += c_q.eq(eng.c_rdata)
         m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]

@@ -245,6 +245,7 @@ class CocotbTransport(Transport):
 
     def __init__(self, dut, period_ns=10, quiet=True):
         import logging
+        import warnings
 
         from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
                                    AxiStreamSource)
@@ -252,6 +253,10 @@ class CocotbTransport(Transport):
         if quiet:
             # cocotbext-axi logs under "cocotb.<toplevel>.<bus>" and prints whole frames.
             logging.getLogger(f"cocotb.{dut._name}").setLevel(logging.WARNING)
+            # cocotbext-axi 0.1.28 still uses APIs that cocotb 2.x deprecates
+            # (setimmediatevalue, Task.kill, Edge): harmless, and a warning per call site.
+            warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                    module=r"cocotbext\.axi\.")
         self._dut = dut
         self._period = period_ns
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
@@ -361,18 +366,30 @@ class AcceleratorHost:
         await self._t.write_reg(Reg.CTRL, action)
 
     async def wait_done(self, action="The action", timeout_cycles=100_000):
-        """Poll STATUS until the device is idle with ``done`` or ``error`` set.
+        """Poll STATUS until the last action is done: ``done`` set and not busy.
 
-        Returns the final :class:`Status`; raises :class:`AcceleratorError` for an error and
+        Raises :class:`AcceleratorError` as soon as STATUS shows an error (a CTRL write sets
+        or clears the error code of its own action, so any code seen after it belongs to
+        this action; a rejected action may leave a running GEMM busy) and
         :class:`AcceleratorTimeout` when ``timeout_cycles`` pass first. The polling interval
         grows from 4 to 1024 cycles, so a long GEMM costs few register reads.
         """
+        return await self._poll(lambda st: st.done and not st.busy, action, timeout_cycles,
+                                errors=True)
+
+    async def wait_idle(self, timeout_cycles=100_000):
+        """Poll STATUS until the device is not busy, whatever its error code; returns the
+        :class:`Status`."""
+        return await self._poll(lambda st: not st.busy, "Waiting for idle", timeout_cycles,
+                                errors=False)
+
+    async def _poll(self, finished, action, timeout_cycles, errors):
         waited, interval = 0, 4
         while True:
             st = await self.status()
-            if not st.busy and (st.done or st.error):
-                if st.error:
-                    raise AcceleratorError(st.code, action=action)
+            if errors and st.error:
+                raise AcceleratorError(st.code, action=action)
+            if finished(st):
                 return st
             if waited >= timeout_cycles:
                 raise AcceleratorTimeout(f"{action} did not finish within {timeout_cycles} "
@@ -553,8 +570,8 @@ class AcceleratorHost:
                      lambda: f"B was loaded as {self._desc('B')}, the GEMM reads a {k}x{n} "
                      f"{b_fmt.name} B (transposed={tb})")
         if accumulate:
-            self._expect("C", (m, n), lambda: f"The accumulator holds a {self._desc('C')} C, the GEMM "
-                                      f"adds into {m}x{n}")
+            self._expect("C", (m, n), lambda: f"The accumulator holds a {self._desc('C')} C, "
+                                              f"the GEMM adds into {m}x{n}")
         await self._write_dims(m=m, n=n, k=k)
         await self._set_options(word)
         self._loaded.pop("C", None)

@@ -85,7 +85,7 @@ class GemmEngine(CheckedComponent):
     a_we, a_bank, a_addr, a_data; b_we, b_addr, b_data; c_we, c_addr, c_lane, c_data;
     c_raddr, c_rlane, c_rdata
         Host access to the buffers (while not busy); ``c_rdata`` follows ``c_raddr`` and
-        ``c_rlane`` by one cycle.
+        ``c_rlane`` by two cycles.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
@@ -160,11 +160,15 @@ class GemmEngine(CheckedComponent):
         m.d.sync += self.done.eq(0)
 
         # Host access to the accumulator memory, while idle.
+        # The read word is registered before the lane is selected: block RAM outputs are slow.
         host_lane = Signal.like(self.c_rlane)
-        m.d.sync += host_lane.eq(self.c_rlane)
+        host_lane_q = Signal.like(self.c_rlane)
+        host_word = Signal.like(acc_host_rd.data)
+        m.d.sync += [host_lane.eq(self.c_rlane), host_lane_q.eq(host_lane),
+                     host_word.eq(acc_host_rd.data)]
         m.d.comb += [acc_host_rd.addr.eq(self.c_raddr)]
-        lanes = [acc_host_rd.data[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
-        m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane, w))
+        lanes = [host_word[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
+        m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane_q, w))
 
         # Pass bookkeeping shared by the streamer and the weight loader.
         P = Signal(16)         # passes per column tile = KB

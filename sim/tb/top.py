@@ -445,6 +445,7 @@ async def test_bad_commands(dut):
         assert st.busy and st.error and st.code == 4, (
             f"{host_name(action)} during a GEMM: STATUS {st}, expected busy with error 4")
         await expect_error(host.wait_done("START"), 4, f"{host_name(action)} during a GEMM")
+        await host.wait_idle()
         board.check(slow, await host.read_c(m, n), *await host.counters(),
                     f"the GEMM that ran during {host_name(action)}")
 
