@@ -7,6 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo
 from amaranth.lib.wiring import In, Out
 
+from .fp.common import delay
 from .fp.convert import FPConvert
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
 from .fp.unit import CheckedComponent
@@ -305,24 +306,18 @@ class Accelerator(CheckedComponent):
         with m.If(ctrl_we):
             m.d.sync += issued.eq(0)
 
-        def delay(value, n, name):
-            for i in range(n):
-                reg = Signal.like(value, name=f"{name}_d{i + 1}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
 
         # The read data is registered before the converters (block RAM outputs are slow).
-        rd_valid = delay(issue, 3, "rd_valid")
-        rd_last = delay(issued + 1 == expected, 3, "rd_last")
+        rd_valid = delay(m, issue, 3, "rd_valid", reset_less=False)
+        rd_last = delay(m, issued + 1 == expected, 3, "rd_last", reset_less=False)
         c_q = Signal.like(eng.c_rdata)
         m.d.sync += c_q.eq(eng.c_rdata)
         m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
-        raw = delay(c_q, lat, "raw")
-        r5 = delay(conv5.r, lat - conv5.latency, "r5")
-        r4 = delay(conv4.r, lat - conv4.latency, "r4")
-        valid_d = delay(rd_valid, lat, "rd_valid")
-        last_d = delay(rd_last, lat, "rd_last")
+        raw = delay(m, c_q, lat, "raw")
+        r5 = delay(m, conv5.r, lat - conv5.latency, "r5")
+        r4 = delay(m, conv4.r, lat - conv4.latency, "r4")
+        valid_d = delay(m, rd_valid, lat, "rd_valid_c", reset_less=False)
+        last_d = delay(m, rd_last, lat, "rd_last_c", reset_less=False)
         value = Mux(out_fmt == OutFmt.E5M2, r5, Mux(out_fmt == OutFmt.E4M3, r4, raw))
         m.d.comb += [out_fifo.w_data.eq(Cat(value, last_d)), out_fifo.w_en.eq(valid_d)]
         inc = issue

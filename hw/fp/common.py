@@ -17,7 +17,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
 from .format import Rounding, Specials, check_rbits, rounding_by_name
 
-__all__ = ["Pipeline", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
+__all__ = ["Pipeline", "delay", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
            "Rounder", "add_path", "round_sum", "special_code", "normalize_input", "saturate_amount",
            "small_product", "check_unit_rounding"]
 
@@ -80,11 +80,18 @@ class Pipeline:
 
     def delay(self, value, n, name):
         """``value`` delayed by ``n`` cycles."""
-        for i in range(n):
-            reg = Signal(value.shape(), name=f"{name}_d{i + 1}", reset_less=True)
-            self._m.d.sync += reg.eq(value)
-            value = reg
-        return value
+        return delay(self._m, value, n, name)
+
+
+def delay(m, value, n, name, *, reset_less=True):
+    """``value`` delayed by ``n`` cycles through registers of module ``m``. Datapath values
+    need no reset; anything that says a value is valid does (``reset_less=False``), so that a
+    reset empties the pipeline."""
+    for i in range(n):
+        reg = Signal(value.shape(), name=f"{name}_d{i + 1}", reset_less=reset_less)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 
 def unpack(fmt, code):

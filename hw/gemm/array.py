@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
 from ..fp.adder import FPAdder
-from ..fp.common import lzc
+from ..fp.common import delay, lzc
 from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
 from ..fp.multiplier import FPMultiplier
 from ..fp.unit import CheckedComponent
@@ -101,15 +101,9 @@ class ProcessingElement(CheckedComponent):
         ]
         m.d.comb += [mul.a.eq(self.a), mul.b.eq(Mux(self.bank, weights[1], weights[0]))]
 
-        def delay(value, n, name):
-            for i in range(n):
-                reg = Signal.like(value, name=f"{name}_d{i + 1}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
 
-        kvalid = delay(self.kvalid, mul.latency, "kvalid")
-        boundary = delay(self.boundary, mul.latency, "boundary")
+        kvalid = delay(m, self.kvalid, mul.latency, "kvalid")
+        boundary = delay(m, self.boundary, mul.latency, "boundary")
         product = Mux(kvalid, mul.p, 0)
         # A restarted chunk is add(+0, p): the product itself, except that -0 becomes +0.
         restart = Mux(product == fmt.sign_mask, 0, product)
@@ -118,10 +112,10 @@ class ProcessingElement(CheckedComponent):
             add.b.eq(Mux(boundary, self.chunk_in, product)),
             add.rna.eq(self.rna_in),
         ]
-        boundary_d = delay(boundary, add.latency, "boundary_sum")
-        restart_d = delay(restart, add.latency, "restart")
-        total_d = delay(self.total_in, add.latency, "total")
-        rna_d = delay(self.rna_in, add.latency, "rna")
+        boundary_d = delay(m, boundary, add.latency, "boundary_sum")
+        restart_d = delay(m, restart, add.latency, "restart")
+        total_d = delay(m, self.total_in, add.latency, "total")
+        rna_d = delay(m, self.rna_in, add.latency, "rna")
         m.d.sync += [
             self.chunk_out.eq(Mux(boundary_d, restart_d, add.s)),
             self.total_out.eq(Mux(boundary_d, add.s, total_d)),
@@ -209,12 +203,6 @@ class SystolicArray(CheckedComponent):
         rows, cols, fmt = self._rows, self._cols, self._acc_fmt
         w = fmt.width
 
-        def delay(value, n, name):
-            for i in range(n):
-                reg = Signal.like(value, name=f"{name}_d{i + 1}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
 
         pes = [[ProcessingElement(fmt) for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):
@@ -235,7 +223,7 @@ class SystolicArray(CheckedComponent):
             wide = widen_fp8(self.a[8 * r:8 * r + 8], self.a_e4m3)
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
             # One register after the conversion, then the skew.
-            act = delay(act, 1 + r * self._v_lat, f"skew_a{r}")
+            act = delay(m, act, 1 + r * self._v_lat, f"skew_a{r}")
             first = pes[r][0]
             m.d.comb += [first.a.eq(act[:9]), first.kvalid.eq(act[9]),
                          first.boundary.eq(act[10]), first.bank.eq(act[11])]
@@ -251,7 +239,7 @@ class SystolicArray(CheckedComponent):
         for c in range(cols):
             top = Cat(self.chunk_in[w * c:w * c + w], self.total_in[w * c:w * c + w], self.rna,
                       self.last, self.valid)
-            top = delay(top, 1 + self._m_lat + c, f"skew_top{c}")
+            top = delay(m, top, 1 + self._m_lat + c, f"skew_top{c}", reset_less=False)
             pe0 = pes[0][c]
             m.d.comb += [pe0.chunk_in.eq(top[:w]), pe0.total_in.eq(top[w:2 * w]),
                          pe0.rna_in.eq(top[2 * w])]
@@ -260,17 +248,18 @@ class SystolicArray(CheckedComponent):
                 m.d.comb += [pe.chunk_in.eq(up.chunk_out), pe.total_in.eq(up.total_out),
                              pe.rna_in.eq(up.rna_out)]
             bottom = pes[rows - 1][c]
-            flags = delay(top[2 * w + 1:], rows * self._v_lat, f"flags{c}")   # last, valid
+            flags = delay(m, top[2 * w + 1:], rows * self._v_lat, f"flags{c}",   # last, valid
+                          reset_less=False)
             # The final add of section 4: total = add(total, chunk), on the last pass.
             m.submodules[f"final_{c}"] = final = FPAdder(fmt, "rne", runtime_rna=True)
             m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
                          final.rna.eq(bottom.rna_out)]
-            chunk = delay(bottom.chunk_out, final.latency, f"chunk{c}")
-            total = delay(bottom.total_out, final.latency, f"total{c}")
-            flags = delay(flags, final.latency, f"flags_f{c}")
+            chunk = delay(m, bottom.chunk_out, final.latency, f"chunk{c}")
+            total = delay(m, bottom.total_out, final.latency, f"total{c}")
+            flags = delay(m, flags, final.latency, f"flags_f{c}", reset_less=False)
             res = Signal(2 * w + 2, name=f"res{c}")
             m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total), flags))
-            outs.append(delay(res, cols - 1 - c, f"deskew{c}"))
+            outs.append(delay(m, res, cols - 1 - c, f"deskew{c}", reset_less=False))
         m.d.comb += [
             self.chunk_out.eq(Cat(*(o[:w] for o in outs))),
             self.total_out.eq(Cat(*(o[w:2 * w] for o in outs))),
