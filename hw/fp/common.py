@@ -17,7 +17,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
 from .format import Rounding, Specials, check_rbits, rounding_by_name
 
-__all__ = ["Pipeline", "delay", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
+__all__ = ["Pipeline", "delay", "delay_ram", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
            "Rounder", "add_path", "round_sum", "special_code", "normalize_input", "saturate_amount",
            "small_product", "check_unit_rounding"]
 
@@ -81,6 +81,27 @@ class Pipeline:
     def delay(self, value, n, name):
         """``value`` delayed by ``n`` cycles."""
         return delay(self._m, value, n, name)
+
+
+def delay_ram(m, value, n, name):
+    """``value`` delayed by ``n`` cycles through a ring buffer in distributed (LUT) RAM: one
+    write and one asynchronous read per cycle, at the same address, so the read returns what
+    was written ``n`` cycles ago. Far fewer flip-flops than :func:`delay` for a long or wide
+    line; its contents are not reset, so it is for data only, never for valid flags."""
+    if n < 3:
+        return delay(m, value, n, name)
+    from amaranth.lib import memory
+    width = len(value)
+    mem = memory.Memory(shape=width, depth=n, init=[])
+    m.submodules[f"{name}_ram"] = mem
+    ptr = Signal(range(n), name=f"{name}_ptr")
+    m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
+    wp = mem.write_port()
+    rp = mem.read_port(domain="comb")
+    m.d.comb += [wp.addr.eq(ptr), wp.data.eq(value), wp.en.eq(1), rp.addr.eq(ptr)]
+    out = Signal(value.shape(), name=f"{name}_out")
+    m.d.comb += out.eq(rp.data)
+    return out
 
 
 def delay(m, value, n, name, *, reset_less=True):

@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
 from ..fp.adder import FPAdder
-from ..fp.common import delay, lzc
+from ..fp.common import delay, delay_ram, lzc
 from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
 from ..fp.multiplier import FPMultiplier
 from ..fp.unit import CheckedComponent
@@ -112,10 +112,12 @@ class ProcessingElement(CheckedComponent):
             add.b.eq(Mux(boundary, self.chunk_in, product)),
             add.rna.eq(self.rna_in),
         ]
-        boundary_d = delay(m, boundary, add.latency, "boundary_sum")
-        restart_d = delay(m, restart, add.latency, "restart")
-        total_d = delay(m, self.total_in, add.latency, "total")
-        rna_d = delay(m, self.rna_in, add.latency, "rna")
+        # What the adder's result is combined with, delayed alongside it in LUT RAM.
+        side = delay_ram(m, Cat(boundary, restart, self.total_in, self.rna_in), add.latency,
+                         "side")
+        w = fmt.width
+        boundary_d, restart_d = side[0], side[1:1 + w]
+        total_d, rna_d = side[1 + w:1 + 2 * w], side[1 + 2 * w]
         m.d.sync += [
             self.chunk_out.eq(Mux(boundary_d, restart_d, add.s)),
             self.total_out.eq(Mux(boundary_d, add.s, total_d)),
@@ -223,7 +225,7 @@ class SystolicArray(CheckedComponent):
             wide = widen_fp8(self.a[8 * r:8 * r + 8], self.a_e4m3)
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
             # One register after the conversion, then the skew.
-            act = delay(m, act, 1 + r * self._v_lat, f"skew_a{r}")
+            act = delay_ram(m, delay(m, act, 1, f"conv_a{r}"), r * self._v_lat, f"skew_a{r}")
             first = pes[r][0]
             m.d.comb += [first.a.eq(act[:9]), first.kvalid.eq(act[9]),
                          first.boundary.eq(act[10]), first.bank.eq(act[11])]
@@ -237,9 +239,12 @@ class SystolicArray(CheckedComponent):
         # the activations' conversion).
         outs = []
         for c in range(cols):
-            top = Cat(self.chunk_in[w * c:w * c + w], self.total_in[w * c:w * c + w], self.rna,
-                      self.last, self.valid)
-            top = delay(m, top, 1 + self._m_lat + c, f"skew_top{c}", reset_less=False)
+            n = 1 + self._m_lat + c
+            top = Cat(delay_ram(m, Cat(self.chunk_in[w * c:w * c + w],
+                                       self.total_in[w * c:w * c + w], self.rna),
+                                n, f"skew_top{c}"),
+                      delay(m, Cat(self.last, self.valid), n, f"skew_flags{c}",
+                            reset_less=False))
             pe0 = pes[0][c]
             m.d.comb += [pe0.chunk_in.eq(top[:w]), pe0.total_in.eq(top[w:2 * w]),
                          pe0.rna_in.eq(top[2 * w])]
