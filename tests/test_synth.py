@@ -289,3 +289,21 @@ def test_benchmark_row(unit, opts, fmax, comb, dsp):
         assert result["comb"] <= comb, result
     if dsp is not None:
         assert result["dsp"] == dsp, result
+
+
+@pytest.mark.synth
+def test_processing_element_meets_100mhz():
+    """One PE of the GEMM array (FP8 multiplier and accumulator adder) on the LFE5U-85F: the
+    array's clock target is 100 MHz."""
+    result = synthesize_unit("pe", "ecp5-85k", seeds=1, freq_mhz=100, progress=None)
+    assert result["fmax_mhz"] >= 100, result
+    assert result["dsp"] == 0, result
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_top_2x2_places():
+    """The whole accelerator (2 x 2 array) places and routes; about a minute and a half."""
+    result = synthesize_unit("top", "ecp5-85k", seeds=1, freq_mhz=50, progress=None,
+                             rows=2, cols=2)
+    assert result["fmax_mhz"] is not None, result
