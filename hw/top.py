@@ -184,15 +184,18 @@ class Accelerator(CheckedComponent):
         m.d.comb += eng.start.eq(0)
         action = ctrl_write[:5]
         single = (action != 0) & ((action & (action - 1)) == 0)
+        # The engine's done and error belong to the host's last action only if that action was
+        # the START the engine accepted: a rejected action after it keeps its own error code.
+        own_run = Signal()
         with m.If(ctrl_we):
-            m.d.sync += done.eq(0)
+            m.d.sync += [done.eq(0), own_run.eq(0)]
             with m.If(~single):
                 m.d.sync += error.eq(TopError.BAD_CTRL)
             with m.Elif(eng.busy | xfer_busy):
                 m.d.sync += error.eq(TopError.BUSY)
             with m.Elif(action[0]):
                 m.d.comb += eng.start.eq(1)
-                m.d.sync += error.eq(0)
+                m.d.sync += [error.eq(0), own_run.eq(1)]
             with m.Else():
                 m.d.sync += error.eq(0)
                 with m.Switch(action):
@@ -204,7 +207,7 @@ class Accelerator(CheckedComponent):
                         m.d.sync += xfer.eq(3)
                     with m.Case(Ctrl.READ_C):
                         m.d.sync += xfer.eq(4)
-        with m.If(eng.done):
+        with m.If(eng.done & own_run):
             # The command ran, or its checks rejected it (zero or too large a dimension).
             m.d.sync += [done.eq(1), error.eq(eng.error)]
 

@@ -52,12 +52,24 @@ def _add_verify(sub):
     p.set_defaults(func=_run_verify)
 
 
+def _add_gemm(sub):
+    from sim.gemm_cli import add_gemm_parser
+    add_gemm_parser(sub)
+
+
+def _add_demo(sub):
+    from sim.gemm_cli import add_demo_parser
+    add_demo_parser(sub)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fp8accel",
         description="fp8accel: an FP8 training accelerator with chunked DLFloat16 accumulation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_verify(sub)
+    _add_gemm(sub)
+    _add_demo(sub)
     _add_synth(sub)
     return parser
 

@@ -13,7 +13,6 @@ Every argument is checked on the host before anything reaches the device, with t
 user needs; the device's own checks (STATUS error codes) raise :class:`AcceleratorError`.
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -49,19 +48,21 @@ class AcceleratorError(Exception):
     Members
     -------
     code : int
+        The STATUS error code (0 for a failure that is not one: a bad register response, a
+        wrong ID).
     name : str
         ``"ZERO_DIM"``, ``"TOO_LARGE"``, ... (``"UNKNOWN"`` for a code not in the map).
     action : str or None
         The action that failed (``"START"``, ``"LOAD_A"``, ...).
     """
 
-    def __init__(self, code, name=None, action=None):
+    def __init__(self, code, name=None, action=None, detail=None):
         self.code = int(code)
         known = ERROR_NAMES.get(self.code, ("UNKNOWN", "an undocumented error code"))
         self.name = name or known[0]
         self.action = action
         what = f"{action} failed" if action else "The accelerator reported an error"
-        super().__init__(f"{what}: error {self.code} ({self.name}: {known[1]})")
+        super().__init__(f"{what}: error {self.code} ({self.name}: {detail or known[1]})")
 
 
 class AcceleratorTimeout(TimeoutError):
@@ -268,13 +269,15 @@ class CocotbTransport(Transport):
     async def read_reg(self, addr):
         resp = await self.axil.read(addr, 4)
         if int(resp.resp) != 0:
-            raise AcceleratorError(0, "SLVERR", f"Reading register 0x{addr:02x}")
+            raise AcceleratorError(0, "SLVERR", f"Reading register 0x{addr:02x}",
+                                   "the AXI4-Lite slave answered with an error")
         return int.from_bytes(resp.data, "little")
 
     async def write_reg(self, addr, value):
         resp = await self.axil.write(addr, int(value).to_bytes(4, "little"))
         if int(resp.resp) != 0:
-            raise AcceleratorError(0, "SLVERR", f"Writing register 0x{addr:02x}")
+            raise AcceleratorError(0, "SLVERR", f"Writing register 0x{addr:02x}",
+                                   "the AXI4-Lite slave answered with an error")
 
     async def _timed(self, awaitable, timeout_cycles, what):
         from cocotb.triggers import SimTimeoutError, with_timeout
@@ -408,8 +411,8 @@ class AcceleratorHost:
         self._out_fmt = None
         ident = await self._t.read_reg(Reg.ID)
         if ident != ID_VALUE:
-            raise AcceleratorError(0, "BAD_ID", f"Identifying the device (ID 0x{ident:08x}, "
-                                                f"expected 0x{ID_VALUE:08x})")
+            raise AcceleratorError(0, "BAD_ID", "Identifying the device",
+                                   f"ID is 0x{ident:08x}, expected 0x{ID_VALUE:08x}")
 
     async def config(self):
         """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
@@ -421,8 +424,9 @@ class AcceleratorHost:
             acc = next((f for f in PRESETS.values() if f.width == 16 and (f.e, f.m) == (e, m)),
                        None)
             if acc is None:
-                raise AcceleratorError(0, "BAD_CONFIG", f"Reading CONFIG (an accumulator with "
-                                                        f"{e} exponent and {m} mantissa bits)")
+                raise AcceleratorError(0, "BAD_CONFIG", "Reading CONFIG",
+                                       f"no 16-bit format has {e} exponent and {m} mantissa "
+                                       f"bits")
             self._config = {
                 "rows": rows, "cols": cols, "acc_fmt": acc,
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
@@ -610,8 +614,9 @@ class AcceleratorHost:
         timeout = 16 * m * n + 10_000
         beats = await self._t.recv(timeout)
         if len(beats) != m * n:
-            raise AcceleratorError(TopError.FRAME, action=f"READ_C (got {len(beats)} beats, "
-                                                          f"expected {m * n})")
+            raise AcceleratorError(TopError.FRAME, action="READ_C",
+                                   detail=f"the device sent {len(beats)} beats, expected "
+                                          f"{m * n}")
         await self.wait_done("READ_C", timeout)
         arr = np.array(beats, np.uint16).reshape(m, n)
         return arr.astype(np.uint8) if code != OutFmt.ACC else arr

@@ -21,8 +21,12 @@ Configuration comes from the JSON file named by ``$FP8ACCEL_TB_CONFIG`` (see
      "random_cases": 8,               # random GEMMs per stream variant
      "max_dims": [40, 24, 300],       # largest M, N, K of a random GEMM
      "option_k": 259,                 # K of the option sweep (above the largest chunk, 256)
+     "option_k_paused": 67,           # the same with idle cycles or backpressure
      "big": [64, 64, 64],             # the utilization GEMM (M, N, K)
-     "stats": "stats.jsonl"}          # one JSON line per GEMM: shape, cycles, active, time
+     "long_k": 160,                   # K of the GEMM that runs while bad commands arrive
+     "reset_k": 81,                   # K of the GEMM interrupted by a reset
+     "stats": "stats.jsonl",          # one JSON line per GEMM: shape, cycles, active, time
+     "sabotage": false}               # check against chunk=None: the tests must then fail
 
 ``run_job`` is not a test but the runner of ``fp8accel gemm`` and ``fp8accel demo``: it runs the
 GEMMs listed under ``"job"`` (operands from ``.npy`` files) and is skipped without one.
@@ -40,7 +44,7 @@ from cocotb.clock import Clock
 from hw.top import Ctrl, Reg
 from sim import golden
 from sim.host import (AcceleratorError, AcceleratorHost, CocotbTransport, Status,
-                      gemm_cycle_bound, options_word)
+                      options_word)
 from sim.runner import CONFIG_ENV
 from sim.vectors import edge_codes
 
@@ -68,8 +72,12 @@ def load_config():
     cfg.setdefault("random_cases", 8)
     cfg.setdefault("max_dims", [24, 16, 80])
     cfg.setdefault("option_k", 259)
+    cfg.setdefault("option_k_paused", 67)
     cfg.setdefault("big", None)
     cfg.setdefault("stats", None)
+    cfg.setdefault("long_k", None)
+    cfg.setdefault("reset_k", None)
+    cfg.setdefault("sabotage", False)
     return cfg
 
 
@@ -150,7 +158,7 @@ class Case:
         return f"{self.m}x{self.k} by {self.k}x{self.n} ({', '.join(flags)})"
 
 
-def random_case(rng, cfg, acc=None):
+def random_case(rng, cfg):
     """A random GEMM that fits the buffers: each dimension from a pool of 1, small primes,
     the array's multiples and their neighbours, chunk-length neighbours and uniform values;
     every option random."""
@@ -218,6 +226,9 @@ class Scoreboard:
         self.records = []
 
     def check(self, case, got, cycles=None, active=None, what="", expected=None):
+        if self.cfg["sabotage"]:
+            # A wrong model (no chunking) that must not go unnoticed: see the pytest side.
+            case = Case(case.A, case.B, case.C, **{**case.opts, "chunk": None})
         exp = case.expected(self.cfg["acc_fmt"]) if expected is None else expected
         label = f"{what + ': ' if what else ''}{case}"
         if got.dtype != exp.dtype or got.shape != exp.shape:
@@ -284,6 +295,11 @@ def _name(idle, backpressure):
     return f"idle={int(idle)} backpressure={int(backpressure)}"
 
 
+def host_name(action):
+    return {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
+            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C"}[action]
+
+
 # Tests -------------------------------------------------------------------------------------------
 
 @cocotb.test()
@@ -328,12 +344,15 @@ async def test_random_gemms(dut, idle, backpressure):
 async def test_every_option(dut, idle, backpressure):
     """Every chunk length from 1 to 256 and none, both roundings, all operand format and
     transpose pairs, accumulation and the three output formats, on a K that is a multiple of
-    neither the array height nor any chunk length."""
+    neither the array height nor any chunk length (``option_k``, above the largest chunk;
+    ``option_k_paused`` with idle cycles or backpressure)."""
     cfg = load_config()
     host = await start(dut, idle, backpressure)
     board = Scoreboard(cfg, f"options {_name(idle, backpressure)}")
     rng = np.random.default_rng([cfg["seed"], 2, idle, backpressure])
-    for case in option_cases(rng, cfg, cfg["option_k"]):
+    # The full K once; with pauses, which slow the transfers four times, a shorter one.
+    k = cfg["option_k_paused"] if idle or backpressure else cfg["option_k"]
+    for case in option_cases(rng, cfg, k):
         await run_case(host, board, case)
     board.save()
 
@@ -352,7 +371,7 @@ async def test_back_to_back_commands(dut, idle, backpressure):
     m, n, k = 2 * rows + 3, 2 * cols + 1, 3 * rows + 2
     case = Case(random_fp8(rng, (m, k), "e4m3"), random_fp8(rng, (k, n), "e5m2"),
                 a_fmt="e4m3", b_fmt="e5m2", chunk=4)
-    first = await run_case(host, board, case, "first GEMM")
+    await run_case(host, board, case, "first GEMM")
 
     # Same operands, no reload: a different chunk length and rounding.
     other = Case(case.A, case.B, a_fmt="e4m3", b_fmt="e5m2", chunk=2, rounding="rna")
@@ -388,7 +407,6 @@ async def test_back_to_back_commands(dut, idle, backpressure):
     C = random_acc(rng, (m, n), acc)
     loaded = Case(case.A, case.B, C, a_fmt="e4m3", b_fmt="e5m2", chunk=4)
     await run_case(host, board, loaded, "loaded C")
-    assert first.dtype == np.uint16
     board.save()
 
 
@@ -431,13 +449,14 @@ async def test_bad_commands(dut):
         await good_again(f"CTRL = 0x{word:x}")
 
     # START, LOAD_A and READ_C while a GEMM runs: BUSY, and the running GEMM is unharmed.
-    long_k = min(40 * rows, b_depth // n, (a_depth // m) * rows)
+    long_k = min(cfg["long_k"] or 40 * rows, b_depth // n, (a_depth // m) * rows)
     slow = Case(random_fp8(rng, (m, long_k), "e5m2"), random_fp8(rng, (long_k, n), "e5m2"),
                 chunk=8)
     await host.load_a(slow.A)
     await host.load_b(slow.B)
     for action in (Ctrl.START, Ctrl.LOAD_A, Ctrl.READ_C):
-        for reg, value in ((Reg.M, m), (Reg.K, long_k), (Reg.N, n), (Reg.OPTIONS, options_word(chunk=8))):
+        for reg, value in ((Reg.M, m), (Reg.K, long_k), (Reg.N, n),
+                           (Reg.OPTIONS, options_word(chunk=8))):
             await host.write_reg(reg, value)
         await host.command(Ctrl.START)
         await host.command(action)
@@ -446,6 +465,11 @@ async def test_bad_commands(dut):
             f"{host_name(action)} during a GEMM: STATUS {st}, expected busy with error 4")
         await expect_error(host.wait_done("START"), 4, f"{host_name(action)} during a GEMM")
         await host.wait_idle()
+        # The rejected action's error outlives the end of the GEMM it collided with.
+        st = await host.status()
+        assert st.error and st.code == 4, (
+            f"{host_name(action)} during a GEMM: after the GEMM ended STATUS {st}, "
+            f"expected error 4 still")
         board.check(slow, await host.read_c(m, n), *await host.counters(),
                     f"the GEMM that ran during {host_name(action)}")
 
@@ -465,19 +489,15 @@ async def test_bad_commands(dut):
     board.save()
 
 
-def host_name(action):
-    return {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
-            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C"}[action]
-
-
 @cocotb.test()
-async def test_start_during_a_transfer_is_busy(dut):
-    """START while a load is in progress is error 4, BUSY (docs/host-interface.md: "an action
-    while the engine or a transfer is busy"); the load then completes normally."""
+async def test_actions_during_a_transfer_are_busy(dut):
+    """START, LOAD_B and READ_C while LOAD_A is in progress are each error 4, BUSY
+    (docs/host-interface.md: "an action while the engine or a transfer is busy"); the load
+    then completes normally and the GEMM on it is right."""
     cfg = load_config()
     rows, cols = cfg["rows"], cfg["cols"]
     host = await start(dut)
-    board = Scoreboard(cfg, "start during a transfer")
+    board = Scoreboard(cfg, "actions during a transfer")
     rng = np.random.default_rng([cfg["seed"], 5])
     m, n, k = rows + 1, cols + 1, rows + 3
     good = Case(random_fp8(rng, (m, k), "e5m2"), random_fp8(rng, (k, n), "e5m2"))
@@ -485,16 +505,18 @@ async def test_start_during_a_transfer_is_busy(dut):
     for reg, value in ((Reg.M, m), (Reg.N, n), (Reg.K, k), (Reg.OPTIONS, 0)):
         await host.write_reg(reg, value)
     await host.command(Ctrl.LOAD_A)
-    await host.command(Ctrl.START)
-    st = await host.status()
+    seen = []
+    for action in (Ctrl.START, Ctrl.LOAD_B, Ctrl.READ_C):
+        await host.command(action)
+        seen.append((host_name(action), await host.status()))
     await host.transport.send(good.A.ravel().tolist(), 100_000)
-    try:
-        await host.wait_done("LOAD_A")
-    except AcceleratorError:
-        pass
-    assert st.code == 4, f"START during LOAD_A: STATUS {st}, expected error 4 (BUSY)"
+    await expect_error(host.wait_done("LOAD_A"), 4, "LOAD_A after rejected actions")
+    for name, st in seen:
+        assert st.busy and st.code == 4, f"{name} during LOAD_A: STATUS {st}, expected busy " \
+                                         f"with error 4 (BUSY)"
     await host.gemm(m, n, k)
     board.check(good, await host.read_c(m, n), *await host.counters(), "after the load")
+    board.save()
 
 
 @cocotb.test()
@@ -509,7 +531,7 @@ async def test_reset_in_the_middle(dut):
     board = Scoreboard(cfg, "reset")
     rng = np.random.default_rng([cfg["seed"], 6])
     m, n = rows * cols + 1, cols + 1
-    k = min(20 * rows + 1, b_depth // n, (a_depth // m) * rows)
+    k = min(cfg["reset_k"] or 20 * rows + 1, b_depth // n, (a_depth // m) * rows)
     case = Case(random_fp8(rng, (m, k), "e4m3"), random_fp8(rng, (k, n), "e5m2"),
                 a_fmt="e4m3", chunk=16)
     await run_case(host, board, case, "before any reset")
@@ -600,16 +622,26 @@ async def run_job(dut):
         A, B = np.load(g["a"]), np.load(g["b"])
         C = np.load(g["c"]) if g.get("c") else None
         opts = dict(g["opts"])
-        wall = time.perf_counter()
-        out, cycles, active = await host.run_gemm(A, B, C, **opts)
-        wall = time.perf_counter() - wall
+        ta, tb = bool(opts.get("transpose_a")), bool(opts.get("transpose_b"))
+        m, k = A.shape[::-1] if ta else A.shape
+        n = B.shape[0] if tb else B.shape[1]
+        # run_gemm's steps one by one, to time the transfers and the GEMM apart.
+        t0 = time.perf_counter()
+        await host.load_a(A, transposed=ta, fmt=opts["a_fmt"])
+        await host.load_b(B, transposed=tb, fmt=opts["b_fmt"])
+        if C is not None:
+            await host.load_c(C)
+        t1 = time.perf_counter()
+        await host.gemm(m, n, k, **opts, accumulate=C is not None)
+        t2 = time.perf_counter()
+        out = await host.read_c(m, n, opts.get("out_fmt"))
+        t3 = time.perf_counter()
+        cycles, active = await host.counters()
         np.save(g["out"], out)
-        m, k = A.shape[::-1] if opts.get("transpose_a") else A.shape
-        n = B.shape[0] if opts.get("transpose_b") else B.shape[1]
         report["gemms"].append({
             "name": name, "m": m, "n": n, "k": k, "cycles": cycles, "active": active,
             "utilization": m * n * k / (config["rows"] * config["cols"] * cycles),
-            "cycle_bound": gemm_cycle_bound(m, n, k, config["rows"], config["cols"]),
-            "wall_s": wall, "out": g["out"]})
+            "load_s": t1 - t0, "gemm_s": t2 - t1, "read_s": t3 - t2,
+            "cycles_per_s": cycles / (t2 - t1), "out": g["out"]})
     with open(job["report"], "w") as f:
         json.dump(report, f, indent=1)

