@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from sim.cli import main
-from synth.flow import (TARGETS, UNITS, RegisteredIO, SynthError, _tool, synthesize,
+from synth.flow import (TARGETS, RegisteredIO, SynthError, _tool, synthesize,
                         synthesize_unit, unit_factory)
 
 
@@ -257,7 +257,7 @@ def test_multiplier_meets_floor(target):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("unit", list(UNITS))
+@pytest.mark.parametrize("unit", ["multiplier", "adder", "fma", "convert"])
 def test_cli_unit_on_ecp5(unit, tmp_path, capsys):
     out = tmp_path / "report.json"
     assert main(["synth", unit, "--target", "ecp5-25k", "--seeds", "1",
