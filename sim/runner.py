@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-__all__ = ["SIMULATORS", "verilator_root", "verilator_env", "have_simulator", "write_verilog",
+__all__ = ["SIMULATORS", "read_tb_config", "verilator_root", "verilator_env", "have_simulator", "write_verilog",
            "CocotbResults", "run_cocotb", "CONFIG_ENV"]
 
 #: The simulators :func:`run_cocotb` drives.
@@ -22,6 +22,16 @@ SIMULATORS = ("verilator", "icarus")
 
 #: Environment variable that tells a test module where its JSON configuration is.
 CONFIG_ENV = "FP8ACCEL_TB_CONFIG"
+
+
+def read_tb_config():
+    """The test configuration that :func:`run_cocotb` wrote, read inside the simulator."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set; run this module through "
+                           f"sim.runner.run_cocotb")
+    with open(path) as f:
+        return json.load(f)
 
 
 def verilator_root():

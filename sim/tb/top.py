@@ -45,7 +45,7 @@ from hw.top import Ctrl, Reg
 from sim import golden
 from sim.host import (AcceleratorError, AcceleratorHost, CocotbTransport, Status,
                       options_word)
-from sim.runner import CONFIG_ENV
+from sim.runner import CONFIG_ENV, read_tb_config
 from sim.vectors import edge_codes
 
 __all__ = ["load_config", "random_fp8", "random_acc", "Scoreboard", "start"]
@@ -60,12 +60,7 @@ STREAMS = (("idle", [False, True]), ("backpressure", [False, True]))
 
 
 def load_config():
-    path = os.environ.get(CONFIG_ENV)
-    if not path:
-        raise RuntimeError(f"{CONFIG_ENV} is not set; run this module through "
-                           f"sim.runner.run_cocotb")
-    with open(path) as f:
-        cfg = json.load(f)
+    cfg = read_tb_config()
     cfg.setdefault("depths", [1024, 4096, 1024])
     cfg.setdefault("acc_fmt", "dlfloat16")
     cfg.setdefault("seed", 1)

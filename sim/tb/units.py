@@ -17,15 +17,13 @@ Configuration comes from the JSON file named by ``$FP8ACCEL_TB_CONFIG`` (see
      "seed": 1}
 """
 
-import json
-import os
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from sim.runner import CONFIG_ENV
+from sim.runner import read_tb_config
 from sim.tb import UnitSpec
 from sim.vectors import make_operations
 
@@ -36,12 +34,7 @@ _REPORT = 12
 
 
 def load_config():
-    path = os.environ.get(CONFIG_ENV)
-    if not path:
-        raise RuntimeError(f"{CONFIG_ENV} is not set; run this module through "
-                           f"sim.runner.run_cocotb")
-    with open(path) as f:
-        cfg = json.load(f)
+    cfg = read_tb_config()
     cfg["spec"] = UnitSpec.from_json(cfg["unit"])
     cfg.setdefault("vectors", 1000)
     cfg.setdefault("idle_vectors", max(1, cfg["vectors"] // 4))
