@@ -47,10 +47,6 @@ def _codes(x, fmt, what="codes"):
     return arr
 
 
-def _mode(rounding):
-    return rounding_by_name(rounding)
-
-
 def _msb(x):
     """Index of the most significant set bit of each positive element of ``x`` (0 for 0)."""
     y = np.asarray(x, np.int64)
@@ -160,7 +156,7 @@ def _safe_sig(sig):
 
 
 def _rounding_args(rounding, rnd, rbits):
-    mode = _mode(rounding)
+    mode = rounding_by_name(rounding)
     check_rbits(rbits)
     if mode is Rounding.SR:
         if rnd is None:

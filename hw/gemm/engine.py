@@ -171,7 +171,6 @@ class GemmEngine(CheckedComponent):
         m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane_q, w))
 
         # Pass bookkeeping shared by the streamer and the weight loader.
-        P = Signal(16)         # passes per column tile = KB
 
         # Streamer ----------------------------------------------------------------------------
         s_active = Signal()    # streaming a pass
@@ -273,7 +272,7 @@ class GemmEngine(CheckedComponent):
                     m.d.sync += [self.error.eq(Error.TOO_LARGE), self.done.eq(1)]
                 with m.Else():
                     m.d.sync += [
-                        self.error.eq(Error.NONE), busy.eq(1), P.eq(KB),
+                        self.error.eq(Error.NONE), busy.eq(1),
                         cycles.eq(4), active.eq(0),
                         s_active.eq(0), s_nt.eq(0), s_p.eq(0), s_arow.eq(0),
                         s_nt_left.eq(NT - 1), s_p_left.eq(KB - 1), s_i_left.eq(M - 1),
@@ -352,7 +351,7 @@ class GemmEngine(CheckedComponent):
                 with m.If(last_p):
                     # Next column tile: its first pass starts cols columns further on.
                     base = (l_ntbase + Mux(trans_b, cols_k, cols))[:len(l_addr)]
-                    m.d.sync += [l_p_left.eq(P - 1), l_k0.eq(0), l_nt_left.eq(l_nt_left - 1),
+                    m.d.sync += [l_p_left.eq(KB - 1), l_k0.eq(0), l_nt_left.eq(l_nt_left - 1),
                                  l_n0.eq(l_n0 + cols), l_ntbase.eq(base),
                                  l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 with m.Else():
@@ -406,7 +405,7 @@ class GemmEngine(CheckedComponent):
                 with m.If(last_pass):
                     with m.If(s_nt_left == 0):
                         m.d.sync += all_streamed.eq(1)
-                    m.d.sync += [s_p.eq(0), s_p_left.eq(P - 1), k0.eq(0), kleft.eq(K),
+                    m.d.sync += [s_p.eq(0), s_p_left.eq(KB - 1), k0.eq(0), kleft.eq(K),
                                  s_nt.eq(s_nt + 1), s_nt_left.eq(s_nt_left - 1),
                                  s_arow.eq(0), s_acc.eq(s_nt + 1)]
                 with m.Else():
@@ -447,7 +446,7 @@ class GemmEngine(CheckedComponent):
             with m.If(wb_i_left == 0):
                 m.d.sync += wb_i_left.eq(M - 1)
                 with m.If(wb_p_left == 0):
-                    m.d.sync += [wb_p_left.eq(P - 1), wb_nt.eq(wb_nt + 1),
+                    m.d.sync += [wb_p_left.eq(KB - 1), wb_nt.eq(wb_nt + 1),
                                  wb_nt_left.eq(wb_nt_left - 1), wb_acc.eq(wb_nt + 1)]
                     with m.If(wb_nt_left == 0):
                         m.d.sync += [busy.eq(0), self.done.eq(1)]
