@@ -218,8 +218,14 @@ class Accelerator(CheckedComponent):
         # before a transfer starts.
         m.d.sync += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
                      NT.eq((reg_n + cols - 1) // cols if cols > 1 else reg_n)]
-        count = Signal(32)     # elements moved so far
-        expected = Signal(32)
+        # Element counts of the three transfer shapes, registered from the dimension registers
+        # (a host writes them well before CTRL): the products come from DSP blocks, and a
+        # product in the same cycle as the CTRL write would be the slowest path of the top.
+        mk, kn, mn = Signal(32), Signal(32), Signal(32)
+        m.d.sync += [mk.eq(reg_m * reg_k), kn.eq(reg_k * reg_n), mn.eq(reg_m * reg_n)]
+        left = Signal(32)      # elements still to come in this frame
+        at_last = Signal()     # left == 1
+        to_issue = Signal(32)  # read addresses still to issue
         cur_i = Signal(16)
         cur_k = Signal(16)     # k for A, j for C
         bank = Signal(range(max(rows, cols, 2)))   # k % rows for A, j % cols for C
@@ -228,9 +234,9 @@ class Accelerator(CheckedComponent):
         baddr = Signal(32)
         dropping = Signal()
         with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
-            total = Mux(action == Ctrl.LOAD_A, reg_m * reg_k,
-                        Mux(action == Ctrl.LOAD_B, reg_k * reg_n, reg_m * reg_n))
-            m.d.sync += [count.eq(0), expected.eq(total), cur_i.eq(0), cur_k.eq(0),
+            total = Mux(action == Ctrl.LOAD_A, mk, Mux(action == Ctrl.LOAD_B, kn, mn))
+            m.d.sync += [left.eq(total), at_last.eq(total == 1), to_issue.eq(total),
+                         cur_i.eq(0), cur_k.eq(0),
                          bank.eq(0), word_hi.eq(0), ibase.eq(0), baddr.eq(0),
                          dropping.eq(0)]
 
@@ -238,13 +244,16 @@ class Accelerator(CheckedComponent):
         loading = (xfer == 1) | (xfer == 2) | (xfer == 3)
         m.d.comb += self.s_axis_tready.eq(loading)
         data8 = self.s_axis_tdata[:8]
-        m.d.comb += [
+        # Buffer writes are registered: the address sum and the bank decode then each have a
+        # cycle of their own before the write enables fan out to the banks.
+        addr = (ibase + word_hi)[:32]
+        m.d.sync += [
             eng.a_we.eq(beat & (xfer == 1) & ~dropping),
-            eng.a_bank.eq(bank), eng.a_addr.eq(ibase + word_hi), eng.a_data.eq(data8),
+            eng.a_bank.eq(bank), eng.a_addr.eq(addr), eng.a_data.eq(data8),
             eng.b_we.eq(beat & (xfer == 2) & ~dropping),
             eng.b_addr.eq(baddr), eng.b_data.eq(data8),
             eng.c_we.eq(beat & (xfer == 3) & ~dropping),
-            eng.c_addr.eq(ibase + word_hi), eng.c_lane.eq(bank),
+            eng.c_addr.eq(addr), eng.c_lane.eq(bank),
             eng.c_data.eq(self.s_axis_tdata),
         ]
 
@@ -273,7 +282,7 @@ class Accelerator(CheckedComponent):
                 m.d.sync += [cur_i.eq(cur_i + 1), ibase.eq(ibase + KB)]
 
         with m.If(beat):
-            m.d.sync += [count.eq(count + 1), baddr.eq(baddr + 1)]
+            m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), baddr.eq(baddr + 1)]
             with m.If(xfer == 1):
                 with m.If(trans_a):
                     step_a_transposed()
@@ -281,12 +290,11 @@ class Accelerator(CheckedComponent):
                     step_a_c(reg_k, rows, KB)
             with m.If(xfer == 3):
                 step_a_c(reg_n, cols, NT)
-            last_expected = count + 1 == expected
             with m.If(self.s_axis_tlast):
                 m.d.sync += [xfer.eq(0), done.eq(1)]
-                with m.If(~last_expected | dropping):
+                with m.If(~at_last | dropping):
                     m.d.sync += error.eq(TopError.FRAME)
-            with m.Elif(last_expected):
+            with m.Elif(at_last):
                 # The frame is longer than it should be: keep what came, drop the rest.
                 m.d.sync += dropping.eq(1)
 
@@ -299,20 +307,21 @@ class Accelerator(CheckedComponent):
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 6)
         inflight = Signal(range(lat + 10))
         reading = xfer == 4
-        issued = Signal(32)
+        issue_last = Signal()  # to_issue == 1
         room = out_fifo.level + inflight + 1 < out_fifo.depth
-        issue = reading & (issued < expected) & room
-        m.d.comb += [eng.c_raddr.eq(ibase + word_hi), eng.c_rlane.eq(bank)]
+        issue = reading & (to_issue != 0) & room
+        m.d.sync += [eng.c_raddr.eq(addr), eng.c_rlane.eq(bank)]
         with m.If(issue):
-            m.d.sync += issued.eq(issued + 1)
+            m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2)]
             step_a_c(reg_n, cols, NT)
-        with m.If(ctrl_we):
-            m.d.sync += issued.eq(0)
+        with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
+            m.d.sync += issue_last.eq(mn == 1)
 
 
         # The read data is registered before the converters (block RAM outputs are slow).
-        rd_valid = delay(m, issue, 3, "rd_valid", reset_less=False)
-        rd_last = delay(m, issued + 1 == expected, 3, "rd_last", reset_less=False)
+        # Address register, two cycles of block RAM read, the data register.
+        rd_valid = delay(m, issue, 4, "rd_valid", reset_less=False)
+        rd_last = delay(m, issue_last, 4, "rd_last", reset_less=False)
         c_q = Signal.like(eng.c_rdata)
         m.d.sync += c_q.eq(eng.c_rdata)
         m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]

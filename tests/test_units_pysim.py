@@ -193,3 +193,38 @@ def test_adder_runtime_rna(fmt, rng):
 def test_adder_runtime_rna_needs_rne():
     with pytest.raises(ValueError, match="runtime_rna needs rounding 'rne', not 'sr'"):
         FPAdder(DLFLOAT16, "sr", runtime_rna=True)
+
+
+@pytest.mark.parametrize("fmt,rbits", [(DLFLOAT16, 16), (DLFLOAT16, 3), (BINARY16, 16)],
+                         ids=["dlfloat16", "dlfloat16-r3", "binary16"])
+def test_fma_runtime_rne(fmt, rbits, rng):
+    """``runtime_rne`` chooses rne or sr per operation (the weight update's ablation): mixed in
+    one run, each result matches the golden model in its own mode, and ``rnd`` is ignored by
+    the rne operations."""
+    spec = UnitSpec("fma", {"fmt": fmt, "rounding": "sr", "rbits": rbits})
+    ops = make_operations(spec, 20000, rng)
+    ops["rne"] = rng.integers(0, 2, len(ops["a"]))
+    unit = FPFMA(fmt, "sr", rbits=rbits, runtime_rne=True)
+    got = run_unit(unit, ops, "r")
+    sr = golden.fma(ops["a"], ops["b"], ops["c"], fmt, "sr", ops["rnd"], rbits)
+    rne = golden.fma(ops["a"], ops["b"], ops["c"], fmt, "rne")
+    assert_codes_equal(got, np.where(ops["rne"] == 1, rne, sr), ops)
+    # Not vacuous: the two modes differ on many of these operations.
+    assert np.count_nonzero(sr != rne) > 1000
+
+
+def test_fma_runtime_rne_same_latency():
+    units = [FPFMA(DLFLOAT16, "sr"), FPFMA(DLFLOAT16, "sr", runtime_rne=True),
+             FPFMA(BINARY16, "sr"), FPFMA(BINARY16, "sr", runtime_rne=True)]
+    for unit in units:
+        Fragment.get(unit, None)
+    assert units[0].latency == units[1].latency
+    assert units[2].latency == units[3].latency
+    assert not hasattr(units[0], "rne")
+    assert units[1].rne.shape().width == 1
+
+
+@pytest.mark.parametrize("rounding", ["rne", "rna", "rtz"])
+def test_fma_runtime_rne_needs_sr(rounding):
+    with pytest.raises(ValueError, match=f"runtime_rne needs rounding 'sr', not '{rounding}'"):
+        FPFMA(DLFLOAT16, rounding, runtime_rne=True)

@@ -244,12 +244,15 @@ class Rounder:
         self.fmt, self.mode, self.rbits, self.width, self.saturate = \
             fmt, mode, rbits, width, saturate
 
-    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan, rna=None):
+    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan, rna=None, rne=None):
         """Build the stages; ``exp`` is the signed biased exponent of ``sig``'s MSB, which is set
         unless the value is zero. ``rna``, for mode ``rne`` only, is a signal that selects ties
-        away from zero per operation. Returns the output code (registered) and the latency
-        added."""
+        away from zero per operation; ``rne``, for mode ``sr`` only, one that selects nearest
+        rounding (ties to even) per operation, ``rnd`` then being ignored. Returns the output
+        code (registered) and the latency added."""
         fmt, W, m = self.fmt, self.width, self.fmt.m
+        assert rna is None or self.mode is Rounding.RNE, self.mode
+        assert rne is None or self.mode is Rounding.SR, self.mode
         start = pipe.stages
         if fmt.subnormals:
             # Below the smallest exponent the value is shifted right onto the subnormal grid:
@@ -257,11 +260,11 @@ class Rounder:
             short = 1 - to_signed(exp)
             s = pipe.next(sig=sig, amount=saturate_amount(short, W, negative_max=False),
                           exp=Mux(~short[-1] & short.any(), 1, to_signed(exp)),
-                          sign=sign, rnd=rnd, rna=rna, zero=zero, inf=inf, nan=nan)
+                          sign=sign, rnd=rnd, rna=rna, rne=rne, zero=zero, inf=inf, nan=nan)
             s = pipe.next(sig=shift_right_jam(s.sig, s.amount), exp=s.exp, sign=s.sign,
-                          rnd=s.rnd, rna=s.rna, zero=s.zero, inf=s.inf, nan=s.nan)
+                          rnd=s.rnd, rna=s.rna, rne=s.rne, zero=s.zero, inf=s.inf, nan=s.nan)
             sig, exp, sign, rnd, zero, inf, nan = s.sig, s.exp, s.sign, s.rnd, s.zero, s.inf, s.nan
-            rna = s.rna
+            rna, rne = s.rna, s.rne
 
         kept = sig[W - 1 - m:]
         lsb = kept[0]
@@ -279,6 +282,13 @@ class Rounder:
         else:
             t = low[-self.rbits:]
             up = (t + rnd[:self.rbits])[self.rbits]
+            if rne is not None:
+                # The decision bits and the jammed sticky bit below them hold everything that
+                # nearest rounding looks at: the half bit is the top decision bit, and the
+                # rest, sticky included, is zero exactly when the discarded part is.
+                half = low[-1]
+                sticky = low[:-1].any()
+                up = Mux(rne, half & (sticky | lsb), up)
         s = pipe.next(kept=kept + up, eb=to_signed(exp) - 1, sign=sign, zero=zero, inf=inf,
                       nan=nan)
 
@@ -369,11 +379,11 @@ def add_path(pipe, *, x, y, exp_lo, exp_hi, guard, x_big=None):
 def round_sum(pipe, fmt, mode, rbits, r):
     """Round the result of :func:`add_path` whose ``extra`` fields carry the special-case flags
     ``nan``, ``inf``, ``isign`` (the sign of an infinite result) and, for stochastic rounding,
-    ``rnd`` (or, for a runtime choice between ``rne`` and ``rna``, ``rna``). Returns the
-    registered output code."""
+    ``rnd`` and optionally ``rne`` (a runtime choice of nearest rounding instead); for a runtime
+    choice between ``rne`` and ``rna``, ``rna``. Returns the registered output code."""
     inf = r.extra["inf"]
     code, _ = Rounder(fmt, mode, rbits, r.width).stages(
         pipe, sig=r.sig, exp=r.exp, sign=Mux(inf, r.extra["isign"], r.sign),
-        rnd=r.extra.get("rnd"), rna=r.extra.get("rna"), zero=r.zero, inf=inf,
-        nan=r.extra["nan"])
+        rnd=r.extra.get("rnd"), rna=r.extra.get("rna"), rne=r.extra.get("rne"), zero=r.zero,
+        inf=inf, nan=r.extra["nan"])
     return code

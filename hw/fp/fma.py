@@ -31,24 +31,37 @@ class FPFMA(PipelinedUnit):
         ``"rne"``, ``"rna"``, ``"rtz"`` or ``"sr"``.
     rbits : int
         Random bits per stochastic rounding (1 to 32).
+    runtime_rne : bool
+        With ``rounding="sr"``: add an ``rne`` input that selects nearest rounding (ties to
+        even) per operation instead (the weight update's ablation mode).
 
     Members
     -------
     a, b, c : In(fmt.width)
     rnd : In(rbits)
-        Random integer for stochastic rounding; only when ``rounding == "sr"``.
+        Random integer for stochastic rounding, applied with the operands; only when
+        ``rounding == "sr"``.
+    rne : In(1)
+        Only with ``runtime_rne``: 1 rounds this operation ``rne`` (``rnd`` is then ignored),
+        0 ``sr``. Applied with the operands.
     r : Out(fmt.width)
         ``fma(a, b, c)``, ``latency`` cycles after the operands.
     """
 
-    def __init__(self, fmt, rounding="rne", *, rbits=16):
+    def __init__(self, fmt, rounding="rne", *, rbits=16, runtime_rne=False):
         self._fmt = format_by_name(fmt)
         self._rounding = check_unit_rounding(rounding, rbits)
         self._rbits = rbits
+        self._runtime_rne = bool(runtime_rne)
+        if self._runtime_rne and self._rounding is not Rounding.SR:
+            raise ValueError(f"runtime_rne needs rounding 'sr', not "
+                             f"{self._rounding.value!r}")
         w = self._fmt.width
         ports = {"a": In(w), "b": In(w), "c": In(w), "r": Out(w)}
         if self._rounding is Rounding.SR:
             ports["rnd"] = In(rbits)
+        if self._runtime_rne:
+            ports["rne"] = In(1)
         super().__init__(ports)
 
     fmt = property(lambda self: self._fmt)
@@ -65,6 +78,7 @@ class FPFMA(PipelinedUnit):
         inf = pinf | uc.inf
         isign = Mux(pinf, psign, uc.sign)
         rnd = self.rnd if mode is Rounding.SR else None
+        rne = self.rne if self._runtime_rne else None
         sa, ea, sb, eb, sc, ec = ua.sig, ua.exp, ub.sig, ub.exp, uc.sig, uc.exp
         exp_lo = 0
         if fmt.subnormals:
@@ -73,17 +87,18 @@ class FPFMA(PipelinedUnit):
             sc, ec = normalize_input(sc, ec)
             exp_lo = 1 - fmt.m
         s = pipe.next(sa=sa, ea=ea, sb=sb, eb=eb, sc=sc, ec=ec, psign=psign, csign=uc.sign,
-                      nan=nan, inf=inf, isign=isign, rnd=rnd)
+                      nan=nan, inf=inf, isign=isign, rnd=rnd, rne=rne)
         # The product of two normalised significands lies in [1, 4); its bit 2m+1 has the
         # exponent ea + eb - bias + 1.
         s = pipe.next(prod=s.sa * s.sb, pexp=to_signed(s.ea) + s.eb + (1 - fmt.bias),
                       sc=s.sc, ec=s.ec, psign=s.psign, csign=s.csign, nan=s.nan, inf=s.inf,
-                      isign=s.isign, rnd=s.rnd)
+                      isign=s.isign, rnd=s.rnd, rne=s.rne)
         pw = len(s.prod)
         top = s.prod[pw - 1]
         extra = {"nan": s.nan, "inf": s.inf, "isign": s.isign}
-        if s.rnd is not None:
-            extra["rnd"] = s.rnd
+        for name in ("rnd", "rne"):
+            if getattr(s, name) is not None:
+                extra[name] = getattr(s, name)
         x = SimpleNamespace(sign=s.psign, sig=Mux(top, s.prod, s.prod << 1)[:pw],
                             exp=Mux(top, s.pexp, s.pexp - 1), extra=extra)
         y = SimpleNamespace(sign=s.csign, sig=s.sc, exp=s.ec, extra={})
