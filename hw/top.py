@@ -226,17 +226,28 @@ class Accelerator(CheckedComponent):
         left = Signal(32)      # elements still to come in this frame
         at_last = Signal()     # left == 1
         to_issue = Signal(32)  # read addresses still to issue
-        cur_i = Signal(16)
-        cur_k = Signal(16)     # k for A, j for C
+        # The walk over a buffer layout: an inner index counts down in `inner_left` (k for A,
+        # j for C, i for a transposed A), with its end flag registered so that no step compares
+        # a counter with a dimension.
+        inner_left = Signal(16)
+        inner_end = Signal()
+        inner_len1 = Signal(16)     # inner length - 1
+        transposed = Signal()       # A stored K x M: i is the inner index
+        stride = Signal(16)         # KB for A, NT for C
+        bank_last = Signal(range(max(rows, cols, 2)))
         bank = Signal(range(max(rows, cols, 2)))   # k % rows for A, j % cols for C
         word_hi = Signal(16)   # k // rows for A, j // cols for C
         ibase = Signal(32)     # i * KB for A, i * NT for C
         baddr = Signal(32)
         dropping = Signal()
         with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
-            total = Mux(action == Ctrl.LOAD_A, mk, Mux(action == Ctrl.LOAD_B, kn, mn))
+            is_a = action == Ctrl.LOAD_A
+            total = Mux(is_a, mk, Mux(action == Ctrl.LOAD_B, kn, mn))
+            inner = Mux(is_a, Mux(trans_a, reg_m, reg_k), reg_n) - 1
             m.d.sync += [left.eq(total), at_last.eq(total == 1), to_issue.eq(total),
-                         cur_i.eq(0), cur_k.eq(0),
+                         inner_left.eq(inner), inner_end.eq(inner == 0), inner_len1.eq(inner),
+                         transposed.eq(is_a & trans_a), stride.eq(Mux(is_a, KB, NT)),
+                         bank_last.eq(Mux(is_a, rows - 1, cols - 1)),
                          bank.eq(0), word_hi.eq(0), ibase.eq(0), baddr.eq(0),
                          dropping.eq(0)]
 
@@ -257,39 +268,33 @@ class Accelerator(CheckedComponent):
             eng.c_data.eq(self.s_axis_tdata),
         ]
 
-        def step_a_c(inner_len, bank_len, stride):
-            """Advance (i, inner) in row-major order of an M x inner matrix whose inner index
-            is split into (bank, word_hi)."""
-            with m.If(cur_k + 1 == inner_len):
-                m.d.sync += [cur_k.eq(0), bank.eq(0), word_hi.eq(0), cur_i.eq(cur_i + 1),
-                             ibase.eq(ibase + stride)]
+        def step_bank():
+            with m.If(bank == bank_last):
+                m.d.sync += [bank.eq(0), word_hi.eq(word_hi + 1)]
             with m.Else():
-                m.d.sync += cur_k.eq(cur_k + 1)
-                with m.If(bank == bank_len - 1):
-                    m.d.sync += [bank.eq(0), word_hi.eq(word_hi + 1)]
-                with m.Else():
-                    m.d.sync += bank.eq(bank + 1)
+                m.d.sync += bank.eq(bank + 1)
 
-        def step_a_transposed():
-            """Advance through a K x M stored A: i fastest."""
-            with m.If(cur_i + 1 == reg_m):
-                m.d.sync += [cur_i.eq(0), ibase.eq(0), cur_k.eq(cur_k + 1)]
-                with m.If(bank == rows - 1):
-                    m.d.sync += [bank.eq(0), word_hi.eq(word_hi + 1)]
+        def step():
+            """Advance one element through the layout (hw.gemm.layout): row-major over an
+            M x inner matrix whose inner index is split into (bank, word_hi), or, for a
+            transposed A, down the columns of the stored K x M matrix."""
+            with m.If(inner_end):
+                m.d.sync += [inner_left.eq(inner_len1), inner_end.eq(inner_len1 == 0)]
+                with m.If(transposed):
+                    m.d.sync += ibase.eq(0)
+                    step_bank()
                 with m.Else():
-                    m.d.sync += bank.eq(bank + 1)
+                    m.d.sync += [bank.eq(0), word_hi.eq(0), ibase.eq(ibase + stride)]
             with m.Else():
-                m.d.sync += [cur_i.eq(cur_i + 1), ibase.eq(ibase + KB)]
+                m.d.sync += [inner_left.eq(inner_left - 1), inner_end.eq(inner_left == 1)]
+                with m.If(transposed):
+                    m.d.sync += ibase.eq(ibase + stride)
+                with m.Else():
+                    step_bank()
 
         with m.If(beat):
             m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), baddr.eq(baddr + 1)]
-            with m.If(xfer == 1):
-                with m.If(trans_a):
-                    step_a_transposed()
-                with m.Else():
-                    step_a_c(reg_k, rows, KB)
-            with m.If(xfer == 3):
-                step_a_c(reg_n, cols, NT)
+            step()
             with m.If(self.s_axis_tlast):
                 m.d.sync += [xfer.eq(0), done.eq(1)]
                 with m.If(~at_last | dropping):
@@ -313,7 +318,7 @@ class Accelerator(CheckedComponent):
         m.d.sync += [eng.c_raddr.eq(addr), eng.c_rlane.eq(bank)]
         with m.If(issue):
             m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2)]
-            step_a_c(reg_n, cols, NT)
+            step()
         with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
             m.d.sync += issue_last.eq(mn == 1)
 
