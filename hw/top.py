@@ -125,6 +125,7 @@ class Accelerator(CheckedComponent):
         xfer_busy = xfer != 0
         ctrl_write = Signal(32)
         ctrl_we = Signal()
+        ctrl_single = Signal()   # exactly one action bit of ctrl_write is set
 
         # AXI4-Lite: accept a write when address and data are both there ---------------------
         aw_ok = self.s_axil_awvalid & self.s_axil_wvalid & ~self.s_axil_bvalid
@@ -146,7 +147,10 @@ class Accelerator(CheckedComponent):
                 with m.Case(Reg.OPTIONS):
                     m.d.sync += options.eq(data[:18])
                 with m.Case(Reg.CTRL):
-                    m.d.sync += [ctrl_write.eq(data), ctrl_we.eq(1)]
+                    # Decoded as it is written: the action's checks then take one LUT level.
+                    bits = data[:5]
+                    m.d.sync += [ctrl_write.eq(data), ctrl_we.eq(1),
+                                 ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0))]
                 with m.Case(Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE,
                             Reg.A_WORDS, Reg.B_BYTES, Reg.ACC_WORDS):
                     pass
@@ -183,7 +187,7 @@ class Accelerator(CheckedComponent):
         ]
         m.d.comb += eng.start.eq(0)
         action = ctrl_write[:5]
-        single = (action != 0) & ((action & (action - 1)) == 0)
+        single = ctrl_single
         # The engine's done and error belong to the host's last action only if that action was
         # the START the engine accepted: a rejected action after it keeps its own error code.
         own_run = Signal()

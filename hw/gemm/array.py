@@ -160,7 +160,8 @@ class SystolicArray(CheckedComponent):
         The last pass: the outputs are final.
     w_data : In(cols * 8), w_row : In(range(rows)), w_we : In(1), w_bank : In(1),
     w_e4m3 : In(1)
-        Write one row of FP8 weights into bank ``w_bank``.
+        Write one row of FP8 weights into bank ``w_bank``; the PEs hold it from the second
+        clock edge after the write.
     out_valid, out_last : Out(1)
     chunk_out, total_out : Out(cols * 16)
     """
@@ -211,13 +212,20 @@ class SystolicArray(CheckedComponent):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # Weights: widened to E5M3 on the way in, written into one row of PEs.
+        # Weights: widened to E5M3 and registered with the row's write enable decoded, then
+        # written into one row of PEs. The register keeps the conversion out of the paths that
+        # fan out to a whole column of PEs.
+        w_bank = Signal(name="w_bank_q")
+        w_row_we = Signal(rows, name="w_row_we")
+        m.d.sync += [w_bank.eq(self.w_bank),
+                     w_row_we.eq(Cat(*(self.w_we & (self.w_row == r) for r in range(rows))))]
         for c in range(cols):
-            wide = widen_fp8(self.w_data[8 * c:8 * c + 8], self.w_e4m3)
+            wide = Signal(9, name=f"w_wide{c}")
+            m.d.sync += wide.eq(widen_fp8(self.w_data[8 * c:8 * c + 8], self.w_e4m3))
             for r in range(rows):
                 pe = pes[r][c]
-                m.d.comb += [pe.w_data.eq(wide), pe.w_bank.eq(self.w_bank),
-                             pe.w_we.eq(self.w_we & (self.w_row == r))]
+                m.d.comb += [pe.w_data.eq(wide), pe.w_bank.eq(w_bank),
+                             pe.w_we.eq(w_row_we[r])]
 
         # Activations: widened, registered, then row r delayed by r PE latencies; they move
         # right by one column per cycle inside the PEs.

@@ -322,17 +322,27 @@ class GemmEngine(CheckedComponent):
                 m.d.sync += [l_c.eq(l_c + 1), l_addr.eq(l_addr + b_step_c)]
         # Read data arrives one cycle later and is registered once more (block RAM outputs are
         # slow); then it is collected into a row, which is written into the array.
-        rd_k = Signal(16)
-        rd_n = Signal(16)
-        m.d.sync += [rd_k.eq(k_of_row), rd_n.eq(n_of_col)]
+        # With a deep B buffer the read data comes through a multiplexer of block RAMs, so it
+        # is registered as it is, and masked in the next stage.
+        rd_inside = Signal()
+        m.d.sync += rd_inside.eq((k_of_row < K) & (n_of_col < N))
+        r_byte = Signal(8)
+        r_inside = Signal()
+        r_rd_valid = Signal()
+        r_rd_c = Signal.like(l_rd_c)
+        r_rd_r = Signal.like(l_rd_r)
+        r_rd_last = Signal()
+        m.d.sync += [r_byte.eq(b_rd.data), r_inside.eq(rd_inside),
+                     r_rd_valid.eq(l_rd_valid), r_rd_c.eq(l_rd_c), r_rd_r.eq(l_rd_r),
+                     r_rd_last.eq(l_rd_valid & l_rd_last)]
         q_byte = Signal(8)
         q_rd_valid = Signal()
         q_rd_c = Signal.like(l_rd_c)
         q_rd_r = Signal.like(l_rd_r)
         q_rd_last = Signal()
-        m.d.sync += [q_byte.eq(Mux((rd_k < K) & (rd_n < N), b_rd.data, 0)),
-                     q_rd_valid.eq(l_rd_valid), q_rd_c.eq(l_rd_c), q_rd_r.eq(l_rd_r),
-                     q_rd_last.eq(l_rd_valid & l_rd_last)]
+        m.d.sync += [q_byte.eq(Mux(r_inside, r_byte, 0)),
+                     q_rd_valid.eq(r_rd_valid), q_rd_c.eq(r_rd_c), q_rd_r.eq(r_rd_r),
+                     q_rd_last.eq(r_rd_last)]
         new_row = Signal.like(l_row)
         m.d.comb += new_row.eq(l_row)
         for c in range(cols):
@@ -396,7 +406,7 @@ class GemmEngine(CheckedComponent):
             with m.If(s_i_left == 0):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
-                gap = array.latency + 4
+                gap = array.latency + 5
                 m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank),
                              s_gap.eq(Mux(M >= gap, 0, gap - M))]
                 for b, t in enumerate(bank_timer):
@@ -441,6 +451,11 @@ class GemmEngine(CheckedComponent):
             m.d.sync += ahead.eq(ahead + loaded - streamed)
 
         # Writeback: results come out in the order rows went in -----------------------------
+        # The command ends when the last result is in the (registered) write port's memory.
+        wb_end = Signal()
+        m.d.sync += wb_end.eq(0)
+        with m.If(wb_end):
+            m.d.sync += [busy.eq(0), self.done.eq(1)]
         with m.If(array.out_valid):
             m.d.sync += [wb_i_left.eq(wb_i_left - 1), wb_acc.eq(wb_acc + NT)]
             with m.If(wb_i_left == 0):
@@ -449,7 +464,7 @@ class GemmEngine(CheckedComponent):
                     m.d.sync += [wb_p_left.eq(KB - 1), wb_nt.eq(wb_nt + 1),
                                  wb_nt_left.eq(wb_nt_left - 1), wb_acc.eq(wb_nt + 1)]
                     with m.If(wb_nt_left == 0):
-                        m.d.sync += [busy.eq(0), self.done.eq(1)]
+                        m.d.sync += wb_end.eq(1)
                 with m.Else():
                     m.d.sync += [wb_p_left.eq(wb_p_left - 1), wb_acc.eq(wb_nt)]
         host_we = Signal(2 * cols)
@@ -458,7 +473,8 @@ class GemmEngine(CheckedComponent):
         wb_data = Cat(*(Cat(array.chunk_out[w * c:w * c + w], array.total_out[w * c:w * c + w])
                         for c in range(cols)))
         host_data = Cat(*(Cat(Const(0, w), self.c_data) for _ in range(cols)))
-        m.d.comb += [
+        # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
+        m.d.sync += [
             acc_wp.addr.eq(Mux(array.out_valid, wb_acc, self.c_addr)),
             acc_wp.data.eq(Mux(array.out_valid, wb_data, host_data)),
             acc_wp.en.eq(Mux(array.out_valid, (1 << (2 * cols)) - 1, host_we)),
