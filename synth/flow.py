@@ -111,6 +111,8 @@ UNITS = {
     "pe": {"acc_fmt": "dlfloat16"},
     # The accelerator top, with buffers sized for a 128 x 128 x 128 GEMM.
     "top": {"rows": 8, "cols": 8, "acc_fmt": "dlfloat16"},
+    # The SGD weight-update unit: three DLFLOAT16 FMAs with stochastic rounding.
+    "update": {"rbits": 16},
 }
 
 
@@ -165,6 +167,9 @@ def unit_factory(unit, **opts):
             rows, cols = opts["rows"], opts["cols"]
             return Accelerator(rows, cols, a_depth=128 * -(-128 // rows), b_depth=128 * 128,
                                acc_depth=128 * -(-128 // cols), acc_fmt=fmts["acc_fmt"])
+        if unit == "update":
+            from hw.update import SGDUpdate
+            return SGDUpdate(rbits=opts["rbits"])
         if unit == "multiplier":
             from hw.fp.multiplier import FPMultiplier
             return FPMultiplier(fmts["a_fmt"], fmts["b_fmt"], fmts["out_fmt"])
@@ -518,7 +523,8 @@ def add_arguments(parser):
     unit.add_argument("--rounding", metavar="{rne,rna,rtz,sr}",
                       help="adder, fma, convert: rounding mode (rne)")
     unit.add_argument("--rbits", metavar="N",
-                      help="adder, fma, convert: random bits of stochastic rounding (16)")
+                      help="adder, fma, convert, update: random bits of stochastic rounding "
+                           "(16)")
     unit.add_argument("--rows", metavar="R", help="top: array rows (8)")
     unit.add_argument("--cols", metavar="C", help="top: array columns (8)")
     unit.add_argument("--acc-fmt", help="pe, top: accumulator format (dlfloat16)")
