@@ -38,14 +38,15 @@ def simulate(dut, w, g, v, *, lr, mu, wd, seed, sr=True, src=None, sink=None,
 
     ``sr`` is one mode for all, or a 0/1 sequence, one per element (``sr`` is sampled with each
     element). ``src`` and ``sink`` are iterables of 0/1, one per cycle: whether the source
-    offers an element and whether the sink is ready (always, when ``None``). ``seed`` is loaded with a
-    one-cycle ``load`` pulse first (``None``: keep the state). On cycles without an element
-    the payload carries random codes from ``idle_junk`` (an ``np.random.Generator``), which
-    must be ignored.
+    offers an element and whether the sink is ready (always, when ``None``). ``seed`` is
+    loaded with a one-cycle ``load`` pulse first (``None``: keep the state). On cycles without
+    an element the payload and ``sr`` carry random values from ``idle_junk`` (an
+    ``np.random.Generator``), which must be ignored.
 
     Returns a dict with ``w``, ``v`` (output codes), ``state`` (after the last transfer),
     ``in_edges`` and ``out_edges`` (the clock edge of every transfer, counted from the first
-    edge of the run) and ``busy_after`` (``busy`` once everything is out).
+    edge of the run), ``busy_first`` (``busy`` after the first transfer) and ``busy_after``
+    (``busy`` once everything is out).
     """
     w, g, v = (np.asarray(x, np.int64).ravel().tolist() for x in (w, g, v))
     n = len(w)

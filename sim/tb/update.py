@@ -83,9 +83,10 @@ class UpdateTB:
     async def stream(self, source, count, *, pause=None, backpressure=None, junk=None):
         """Run until ``count`` results are out. ``source()`` returns the next element
         ``(w, g, v, sr)`` or ``None`` if none is ready yet; it is called only when the previous
-        one was taken, and at most ``count`` times with a result. ``pause`` and ``backpressure`` are iterators of 0/1 per cycle (1: the
-        source idles, the sink stalls). On idle cycles the payload carries codes from
-        ``junk`` (a NumPy generator), which the unit must ignore. Returns the results
+        one was taken, and at most ``count`` times with a result. ``pause`` and
+        ``backpressure`` are iterators of 0/1 per cycle (1: the source idles, the sink
+        stalls). On idle cycles the payload carries codes from ``junk`` (a NumPy generator),
+        which the unit must ignore. Returns the results
         ``(w, v)`` in order; ``self.on_result`` (if set) sees each as it arrives."""
         dut = self.dut
         pause = pause or itertools.repeat(0)
