@@ -12,8 +12,10 @@ from .fp.convert import FPConvert
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
 from .fp.unit import CheckedComponent
 from .gemm.engine import Error, GemmEngine
+from .update import SGDUpdate
 
-__all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt"]
+__all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt", "UPDATE_RNE", "UPDATE_MAX",
+           "ID_VALUE"]
 
 
 class Reg:
@@ -31,6 +33,12 @@ class Reg:
     A_WORDS = 0x28
     B_BYTES = 0x2C
     ACC_WORDS = 0x30
+    LR = 0x34
+    MOMENTUM = 0x38
+    WEIGHT_DECAY = 0x3C
+    SEED = 0x40
+    LENGTH = 0x44
+    RNG_STATE = 0x48
 
 
 class Ctrl:
@@ -40,6 +48,7 @@ class Ctrl:
     LOAD_B = 1 << 2
     LOAD_C = 1 << 3
     READ_C = 1 << 4
+    UPDATE = 1 << 5
 
 
 class TopError(Error):
@@ -49,6 +58,8 @@ class TopError(Error):
     #: A load or read was asked for while the engine or another transfer was busy, or CTRL had
     #: more than one action bit set.
     BAD_CTRL = 6
+    #: UPDATE with SEED = 0, which xorshift32 never leaves.
+    BAD_SEED = 7
 
 
 class OutFmt:
@@ -58,8 +69,14 @@ class OutFmt:
     E4M3 = 2
 
 
+#: OPTIONS bit: UPDATE rounds to nearest even instead of stochastically.
+UPDATE_RNE = 1 << 13
+
+#: The longest UPDATE, in elements: LENGTH is counted in 24 bits.
+UPDATE_MAX = (1 << 24) - 1
+
 #: "F8" "AC" and the register-map version.
-ID_VALUE = 0xF8AC0001
+ID_VALUE = 0xF8AC0002
 
 
 class Accelerator(CheckedComponent):
@@ -71,6 +88,8 @@ class Accelerator(CheckedComponent):
     a_depth, b_depth, acc_depth : int
         Buffer sizes, as for :class:`~hw.gemm.engine.GemmEngine`.
     acc_fmt : FloatFormat
+    update_rbits : int
+        Random bits per stochastic rounding of the weight-update unit (1 to 32).
 
     Members
     -------
@@ -80,9 +99,10 @@ class Accelerator(CheckedComponent):
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16):
+                 acc_fmt=DLFLOAT16, update_rbits=16):
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
                                   acc_depth=acc_depth, acc_fmt=acc_fmt)
+        self._update = SGDUpdate(rbits=update_rbits)
         self._acc_fmt = format_by_name(acc_fmt)
         self._rows, self._cols = rows, cols
         self._depths = (a_depth, b_depth, acc_depth)
@@ -103,10 +123,12 @@ class Accelerator(CheckedComponent):
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     engine = property(lambda self: self._engine)
+    update = property(lambda self: self._update)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = eng = self._engine
+        m.submodules.update = upd = self._update
         rows, cols = self._rows, self._cols
         a_depth, b_depth, acc_depth = self._depths
 
@@ -115,13 +137,19 @@ class Accelerator(CheckedComponent):
         reg_n = Signal(16)
         reg_k = Signal(16)
         options = Signal(18)
+        reg_lr = Signal(16)
+        reg_mu = Signal(16)
+        reg_wd = Signal(16)
+        reg_seed = Signal(32)
+        reg_len = Signal(32)
         a_e4m3, b_e4m3 = options[0], options[1]
         chunk_log2, no_chunk, rna = options[4:8], options[8], options[9]
         trans_a, trans_b, accumulate = options[10], options[11], options[12]
+        upd_rne = options[13]
         out_fmt = options[16:18]
         done = Signal()
         error = Signal(8)
-        xfer = Signal(3)       # 0 idle, 1 A, 2 B, 3 C, 4 read C
+        xfer = Signal(3)       # 0 idle, 1 A, 2 B, 3 C, 4 read C, 5 update
         xfer_busy = xfer != 0
         ctrl_write = Signal(32)
         ctrl_we = Signal()
@@ -146,13 +174,23 @@ class Accelerator(CheckedComponent):
                     m.d.sync += reg_k.eq(data[:16])
                 with m.Case(Reg.OPTIONS):
                     m.d.sync += options.eq(data[:18])
+                with m.Case(Reg.LR):
+                    m.d.sync += reg_lr.eq(data[:16])
+                with m.Case(Reg.MOMENTUM):
+                    m.d.sync += reg_mu.eq(data[:16])
+                with m.Case(Reg.WEIGHT_DECAY):
+                    m.d.sync += reg_wd.eq(data[:16])
+                with m.Case(Reg.SEED):
+                    m.d.sync += reg_seed.eq(data)
+                with m.Case(Reg.LENGTH):
+                    m.d.sync += reg_len.eq(data)
                 with m.Case(Reg.CTRL):
                     # Decoded as it is written: the action's checks then take one LUT level.
-                    bits = data[:5]
+                    bits = data[:6]
                     m.d.sync += [ctrl_write.eq(data), ctrl_we.eq(1),
                                  ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0))]
                 with m.Case(Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE,
-                            Reg.A_WORDS, Reg.B_BYTES, Reg.ACC_WORDS):
+                            Reg.A_WORDS, Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE):
                     pass
                 with m.Default():
                     m.d.sync += self.s_axil_bresp.eq(0b10)      # SLVERR
@@ -163,7 +201,7 @@ class Accelerator(CheckedComponent):
             m.d.sync += self.s_axil_rvalid.eq(0)
         status = Cat(eng.busy | xfer_busy, done, error != 0, Const(0, 5), error)
         config = Cat(Const(rows, 8), Const(cols, 8), Const(self._acc_fmt.e, 4),
-                     Const(self._acc_fmt.m, 4))
+                     Const(self._acc_fmt.m, 4), Const(self._update.rbits - 1, 5))
         with m.If(ar_ok):
             m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(0)]
             with m.Switch(self.s_axil_araddr & 0xFC):
@@ -172,7 +210,10 @@ class Accelerator(CheckedComponent):
                                     (Reg.K, reg_k), (Reg.OPTIONS, options),
                                     (Reg.CYCLES, eng.cycles), (Reg.ACTIVE, eng.active),
                                     (Reg.A_WORDS, a_depth), (Reg.B_BYTES, b_depth),
-                                    (Reg.ACC_WORDS, acc_depth)):
+                                    (Reg.ACC_WORDS, acc_depth), (Reg.LR, reg_lr),
+                                    (Reg.MOMENTUM, reg_mu), (Reg.WEIGHT_DECAY, reg_wd),
+                                    (Reg.SEED, reg_seed), (Reg.LENGTH, reg_len),
+                                    (Reg.RNG_STATE, upd.state)):
                     with m.Case(addr):
                         m.d.sync += self.s_axil_rdata.eq(value)
                 with m.Default():
@@ -186,7 +227,14 @@ class Accelerator(CheckedComponent):
             eng.accumulate.eq(accumulate),
         ]
         m.d.comb += eng.start.eq(0)
-        action = ctrl_write[:5]
+        action = ctrl_write[:6]
+        # UPDATE's checks, registered from the registers (written before CTRL).
+        len_zero = Signal()
+        len_big = Signal()
+        seed_zero = Signal()
+        m.d.sync += [len_zero.eq(reg_len == 0), len_big.eq(reg_len > UPDATE_MAX),
+                     seed_zero.eq(reg_seed == 0)]
+        upd_start = Signal()
         single = ctrl_single
         # The engine's done and error belong to the host's last action only if that action was
         # the START the engine accepted: a rejected action after it keeps its own error code.
@@ -211,6 +259,16 @@ class Accelerator(CheckedComponent):
                         m.d.sync += xfer.eq(3)
                     with m.Case(Ctrl.READ_C):
                         m.d.sync += xfer.eq(4)
+                    with m.Case(Ctrl.UPDATE):
+                        with m.If(len_zero):
+                            m.d.sync += [error.eq(TopError.ZERO_DIM), done.eq(1)]
+                        with m.Elif(len_big):
+                            m.d.sync += [error.eq(TopError.TOO_LARGE), done.eq(1)]
+                        with m.Elif(seed_zero):
+                            m.d.sync += [error.eq(TopError.BAD_SEED), done.eq(1)]
+                        with m.Else():
+                            m.d.sync += xfer.eq(5)
+                            m.d.comb += upd_start.eq(1)
         with m.If(eng.done & own_run):
             # The command ran, or its checks rejected it (zero or too large a dimension).
             m.d.sync += [done.eq(1), error.eq(eng.error)]
@@ -244,7 +302,7 @@ class Accelerator(CheckedComponent):
         ibase = Signal(32)     # i * KB for A, i * NT for C
         baddr = Signal(32)
         dropping = Signal()
-        with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
+        with m.If(ctrl_we & single & ~action[0] & ~action[5] & ~eng.busy & ~xfer_busy):
             is_a = action == Ctrl.LOAD_A
             total = Mux(is_a, mk, Mux(action == Ctrl.LOAD_B, kn, mn))
             inner = Mux(is_a, Mux(trans_a, reg_m, reg_k), reg_n) - 1
@@ -255,9 +313,10 @@ class Accelerator(CheckedComponent):
                          bank.eq(0), word_hi.eq(0), ibase.eq(0), baddr.eq(0),
                          dropping.eq(0)]
 
-        beat = self.s_axis_tvalid & self.s_axis_tready
         loading = (xfer == 1) | (xfer == 2) | (xfer == 3)
-        m.d.comb += self.s_axis_tready.eq(loading)
+        beat = self.s_axis_tvalid & self.s_axis_tready & loading
+        with m.If(loading):
+            m.d.comb += self.s_axis_tready.eq(1)
         data8 = self.s_axis_tdata[:8]
         # Buffer writes are registered: the address sum and the bank decode then each have a
         # cycle of their own before the write enables fan out to the banks.
@@ -323,7 +382,7 @@ class Accelerator(CheckedComponent):
         with m.If(issue):
             m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2)]
             step()
-        with m.If(ctrl_we & single & ~action[0] & ~eng.busy & ~xfer_busy):
+        with m.If(ctrl_we & single & ~action[0] & ~action[5] & ~eng.busy & ~xfer_busy):
             m.d.sync += issue_last.eq(mn == 1)
 
 
@@ -344,10 +403,103 @@ class Accelerator(CheckedComponent):
         inc = issue
         dec = valid_d
         m.d.sync += inflight.eq(inflight + inc - dec)
-        m.d.comb += [
-            self.m_axis_tdata.eq(out_fifo.r_data[:16]), self.m_axis_tlast.eq(out_fifo.r_data[16]),
-            self.m_axis_tvalid.eq(out_fifo.r_rdy), out_fifo.r_en.eq(self.m_axis_tready),
-        ]
         with m.If(reading & self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast):
             m.d.sync += [xfer.eq(0), done.eq(1)]
+
+        # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit ------------------
+        updating = xfer == 5
+        # The scalars are latched at the start: the unit reads them at different times for
+        # one element, and a register write during an UPDATE must not reach half of one.
+        m.d.comb += [upd.seed.eq(reg_seed), upd.load.eq(0)]
+        with m.If(upd_start):
+            m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
+                         upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
+            m.d.comb += upd.load.eq(1)
+        # Input: three beats make an element.
+        u_phase = Signal(2)
+        u_w = Signal(16)
+        u_g = Signal(16)
+        u_left = Signal(24)      # elements still to assemble
+        u_last = Signal()        # u_left == 1
+        u_in_done = Signal()     # no element will be assembled any more
+        u_closed = Signal()      # the input frame has ended (tlast)
+        u_bad = Signal()         # the input frame had the wrong length
+        u_pending = Signal(range(upd.fifo_depth + 8))   # assembled, v beat not yet sent
+        elem_valid = Signal()
+        with m.If(upd_start):
+            m.d.sync += [u_phase.eq(0), u_left.eq(reg_len), u_last.eq(reg_len == 1),
+                         u_in_done.eq(0), u_closed.eq(0), u_bad.eq(0), u_pending.eq(0),
+                         elem_valid.eq(0)]
+        u_beat = Signal()
+        m.d.comb += [
+            upd.i.valid.eq(elem_valid),
+            u_beat.eq(updating & self.s_axis_tvalid & self.s_axis_tready),
+        ]
+        with m.If(updating):
+            m.d.comb += self.s_axis_tready.eq(
+                ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid | upd.i.ready))
+        with m.If(upd.i.valid & upd.i.ready):
+            m.d.sync += elem_valid.eq(0)
+        assembled = u_beat & ~u_in_done & (u_phase == 2)
+        with m.If(u_beat & ~u_in_done):
+            m.d.sync += u_phase.eq(Mux(u_phase == 2, 0, u_phase + 1))
+            with m.Switch(u_phase):
+                with m.Case(0):
+                    m.d.sync += u_w.eq(self.s_axis_tdata)
+                with m.Case(1):
+                    m.d.sync += u_g.eq(self.s_axis_tdata)
+                with m.Case(2):
+                    m.d.sync += [upd.i.payload.eq(Cat(u_w, u_g, self.s_axis_tdata)),
+                                 elem_valid.eq(1), u_left.eq(u_left - 1),
+                                 u_last.eq(u_left == 2)]
+                    with m.If(u_last):
+                        m.d.sync += u_in_done.eq(1)
+        with m.If(u_beat):
+            with m.If(self.s_axis_tlast):
+                # The frame ends: complete elements go on, a partial one is dropped.
+                m.d.sync += [u_closed.eq(1), u_in_done.eq(1)]
+                with m.If(~(assembled & u_last)):
+                    m.d.sync += u_bad.eq(1)
+            with m.Elif(u_in_done):
+                m.d.sync += u_bad.eq(1)      # past the length: dropped until tlast
+        # Output: an element leaves as two beats, w then v. The v beat of an element waits
+        # until it is known whether it is the last (a later element was assembled, or the
+        # input is over), so that tlast is on it even when the input frame ends early.
+        o_valid = Signal()
+        o_phase = Signal()
+        o_w = Signal(16)
+        o_v = Signal(16)
+        last_known = (u_pending > 1) | u_in_done
+        o_last = u_in_done & (u_pending == 1)
+        o_fire = updating & self.m_axis_tvalid & self.m_axis_tready
+        v_sent = o_fire & o_phase
+        m.d.comb += upd.o.ready.eq(~o_valid | v_sent)
+        with m.If(v_sent):
+            m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
+        with m.If(o_fire & ~o_phase):
+            m.d.sync += o_phase.eq(1)
+        with m.If(upd.o.valid & upd.o.ready):
+            m.d.sync += [o_valid.eq(1), o_phase.eq(0), o_w.eq(upd.o.payload.w),
+                         o_v.eq(upd.o.payload.v)]
+        with m.If(upd_start):
+            m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
+        m.d.sync += u_pending.eq(u_pending + assembled - v_sent)
+        with m.If(upd_start):
+            m.d.sync += u_pending.eq(0)
+        with m.If(updating & u_closed & (u_pending == 0)):
+            m.d.sync += [xfer.eq(0), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
+
+        with m.If(updating):
+            m.d.comb += [
+                self.m_axis_tdata.eq(Mux(o_phase, o_v, o_w)),
+                self.m_axis_tvalid.eq(o_valid & (~o_phase | last_known)),
+                self.m_axis_tlast.eq(o_phase & o_last),
+            ]
+        with m.Else():
+            m.d.comb += [
+                self.m_axis_tdata.eq(out_fifo.r_data[:16]),
+                self.m_axis_tlast.eq(out_fifo.r_data[16]),
+                self.m_axis_tvalid.eq(out_fifo.r_rdy),
+                out_fifo.r_en.eq(self.m_axis_tready),
+            ]
         return m

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
-from hw.top import ID_VALUE, Ctrl, OutFmt, Reg, TopError
+from hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, TopError
 
 __all__ = [
     "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
@@ -33,10 +33,11 @@ ERROR_NAMES = {
     TopError.BUSY: ("BUSY", "an action while the engine or a transfer is busy"),
     TopError.FRAME: ("FRAME", "a stream frame of the wrong length"),
     TopError.BAD_CTRL: ("BAD_CTRL", "a CTRL write with no or several action bits"),
+    TopError.BAD_SEED: ("BAD_SEED", "UPDATE with seed 0"),
 }
 
 _ACTIONS = {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
-            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C"}
+            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C", Ctrl.UPDATE: "UPDATE"}
 
 _DIM_MAX = (1 << 16) - 1       # M, N and K registers are 16 bits wide
 _CHUNK_LOG2_MAX = 15           # OPTIONS[7:4]
@@ -213,6 +214,11 @@ class Transport:
         """Receive one frame from the device (up to its ``tlast``) as a list of beats."""
         raise NotImplementedError
 
+    async def exchange(self, beats, timeout_cycles):
+        """Send ``beats`` as one frame while receiving one frame from the device (an UPDATE
+        streams its results out while its operands stream in); return the received beats."""
+        raise NotImplementedError
+
     async def wait_cycles(self, cycles):
         """Let ``cycles`` device clock cycles pass."""
         raise NotImplementedError
@@ -302,6 +308,17 @@ class CocotbTransport(Transport):
     async def recv(self, timeout_cycles):
         frame = await self._timed(self.sink.recv(), timeout_cycles, "Receiving a frame")
         return list(frame.tdata)
+
+    async def exchange(self, beats, timeout_cycles):
+        import cocotb
+        sending = cocotb.start_soon(self.send(beats, timeout_cycles))
+        try:
+            received = await self.recv(timeout_cycles)
+        except BaseException:
+            sending.cancel()
+            raise
+        await sending
+        return received
 
     async def wait_cycles(self, cycles):
         from cocotb.triggers import RisingEdge, Timer
@@ -416,7 +433,8 @@ class AcceleratorHost:
 
     async def config(self):
         """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
-        ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities)."""
+        ``update_rbits`` (random bits per stochastic rounding of UPDATE), ``a_words``,
+        ``b_bytes`` and ``acc_words`` (buffer capacities)."""
         if self._config is None:
             word = await self._t.read_reg(Reg.CONFIG)
             rows, cols = word & 0xFF, (word >> 8) & 0xFF
@@ -429,6 +447,7 @@ class AcceleratorHost:
                                        f"bits")
             self._config = {
                 "rows": rows, "cols": cols, "acc_fmt": acc,
+                "update_rbits": ((word >> 24) & 0x1F) + 1,
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),
                 "acc_words": await self._t.read_reg(Reg.ACC_WORDS),
@@ -438,6 +457,82 @@ class AcceleratorHost:
     async def counters(self):
         """``(cycles, active)`` of the last GEMM."""
         return await self._t.read_reg(Reg.CYCLES), await self._t.read_reg(Reg.ACTIVE)
+
+    async def rng_state(self):
+        """The weight-update generator's state: the seed that continues the random stream
+        of the last UPDATE (docs/weight-update.md)."""
+        return await self._t.read_reg(Reg.RNG_STATE)
+
+    # Weight update ---------------------------------------------------------------------------
+
+    async def update(self, w, g, v, *, lr, momentum, weight_decay, seed, rounding="sr",
+                     timeout_cycles=None):
+        """SGD with momentum and weight decay on the device (NUMERICS.md section 5), as
+        :func:`sim.golden.sgd_update`.
+
+        Parameters
+        ----------
+        w, g, v : array of DLFLOAT16 codes
+            Weights, gradient and momentum, one shape (any), at most ``UPDATE_MAX`` elements.
+        lr, momentum, weight_decay : int
+            DLFLOAT16 codes of the scalars.
+        seed : int
+            The generator's start, 1 to 2**32 - 1; :meth:`rng_state` afterwards continues it.
+        rounding : str
+            ``"sr"`` (stochastic) or ``"rne"`` (the ablation).
+
+        Returns
+        -------
+        (w1, v1) : uint16 arrays of the shape of ``w``
+        """
+        arrays = []
+        for x, name in ((w, "w"), (g, "g"), (v, "v")):
+            arr = np.asarray(x)
+            if arr.dtype.kind not in "ui":
+                raise TypeError(f"{name} must be an integer array of DLFLOAT16 codes "
+                                f"(uint16), not {arr.dtype}")
+            arr = arr.astype(np.int64)
+            if arr.size and (arr.min() < 0 or arr.max() > 0xFFFF):
+                raise ValueError(f"{name} holds values outside 0..65535: not 16-bit codes")
+            arrays.append(arr)
+        w, g, v = arrays
+        if not w.shape == g.shape == v.shape:
+            raise ValueError(f"w, g and v must have one shape, not {w.shape}, {g.shape}, "
+                             f"{v.shape}")
+        if w.size == 0:
+            raise ValueError(f"w has no elements (shape {w.shape})")
+        if w.size > UPDATE_MAX:
+            raise ValueError(f"w has {w.size} elements; an UPDATE takes at most {UPDATE_MAX}")
+        for x, name in ((lr, "lr"), (momentum, "momentum"), (weight_decay, "weight_decay")):
+            if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not 0 <= x <= 0xFFFF:
+                raise ValueError(f"{name} must be a DLFLOAT16 code (an integer from 0 to 65535), "
+                                 f"not {x!r}")
+        if (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                or not 0 < seed < (1 << 32)):
+            raise ValueError(f"Seed must be an integer from 1 to 2**32 - 1, not {seed!r}")
+        if rounding not in ("sr", "rne"):
+            raise ValueError(f"Update rounding must be 'sr' or 'rne', not {rounding!r}")
+        n = w.size
+        for addr, value in ((Reg.LR, lr), (Reg.MOMENTUM, momentum),
+                            (Reg.WEIGHT_DECAY, weight_decay), (Reg.SEED, seed),
+                            (Reg.LENGTH, n)):
+            await self._t.write_reg(addr, int(value))
+        await self._set_options((self._options & ~UPDATE_RNE)
+                                | (UPDATE_RNE if rounding == "rne" else 0))
+        await self.command(Ctrl.UPDATE)
+        st = await self.status()
+        if st.error:
+            raise AcceleratorError(st.code, action="UPDATE")
+        beats = np.stack([w.ravel(), g.ravel(), v.ravel()], axis=1).ravel().tolist()
+        if timeout_cycles is None:
+            timeout_cycles = 16 * len(beats) + 10_000
+        out = await self._t.exchange(beats, timeout_cycles)
+        await self.wait_done("UPDATE", timeout_cycles)
+        if len(out) != 2 * n:
+            raise AcceleratorError(TopError.FRAME, action="UPDATE",
+                                   detail=f"the device sent {len(out)} beats, expected {2 * n}")
+        pairs = np.array(out, np.uint16).reshape(n, 2)
+        return pairs[:, 0].reshape(w.shape), pairs[:, 1].reshape(w.shape)
 
     # Checks ------------------------------------------------------------------------------------
 

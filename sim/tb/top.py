@@ -292,7 +292,7 @@ def _name(idle, backpressure):
 
 def host_name(action):
     return {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
-            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C"}[action]
+            Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C", Ctrl.UPDATE: "UPDATE"}[action]
 
 
 # Tests -------------------------------------------------------------------------------------------
@@ -315,7 +315,12 @@ async def test_registers(dut):
         assert await host.read_reg(reg) == value, f"register 0x{reg:02x}"
     await host.write_reg(Reg.M, 0x12345)        # 16 bits wide
     assert await host.read_reg(Reg.M) == 0x2345
-    for addr in (0x34, 0xFC):
+    for reg, value in ((Reg.LR, 0x1234), (Reg.MOMENTUM, 0xFFFF), (Reg.WEIGHT_DECAY, 0x8001),
+                       (Reg.SEED, 0xDEADBEEF), (Reg.LENGTH, 0x01000000)):
+        await host.write_reg(reg, value)
+        assert await host.read_reg(reg) == value, f"register 0x{reg:02x}"
+    assert config["update_rbits"] == cfg.get("update_rbits", 16), config
+    for addr in (0x4C, 0xFC):
         assert int((await t.axil.read(addr, 4)).resp) == 2, f"read 0x{addr:02x}"
         assert int((await t.axil.write(addr, bytes(4))).resp) == 2, f"write 0x{addr:02x}"
 
@@ -438,7 +443,8 @@ async def test_bad_commands(dut):
                  (acc_depth // 2 + 1, cols + 1, 1, "C (tiles)"))
     for mm, nn, kk, what in too_large:
         await start_with(mm, nn, kk, 2, f"START too large for {what} ({mm}, {nn}, {kk})")
-    for word in (0, Ctrl.START | Ctrl.LOAD_A, Ctrl.LOAD_B | Ctrl.READ_C, 1 << 5, 0xFFFFFFFF):
+    for word in (0, Ctrl.START | Ctrl.LOAD_A, Ctrl.LOAD_B | Ctrl.READ_C, 1 << 6,
+                 Ctrl.UPDATE | Ctrl.START, 0xFFFFFFFF):
         await host.command(word)
         await expect_error(host.wait_done("CTRL"), 6, f"CTRL = 0x{word:x}")
         await good_again(f"CTRL = 0x{word:x}")
@@ -590,6 +596,190 @@ async def test_utilization(dut):
                     cycles / wall)
     board.save({"test": "speed", "cycles": cycles, "wall_s": wall,
                 "cycles_per_s": cycles / wall})
+
+
+# Weight update -------------------------------------------------------------------------------
+
+def random_update(rng, n):
+    """``(w, g, v)`` DLFLOAT16 codes of ``n`` elements like those of training (weights about
+    1, gradients and momenta far smaller), a few edge codes (zeros, the extremes, Inf, NaN)
+    among them, and random scalars ``(lr, momentum, weight_decay)`` as codes."""
+    fmt = golden.format_by_name("dlfloat16")
+    edges = edge_codes(fmt)
+
+    def codes(scale):
+        vals = rng.standard_normal(n) * 2.0 ** rng.integers(scale - 4, scale + 3, n)
+        out = golden.encode(vals, fmt).astype(np.int64)
+        mask = rng.random(n) < 0.03
+        out[mask] = rng.choice(edges, int(mask.sum()))
+        return out.astype(np.uint16)
+
+    scalars = golden.encode(np.array([2.0 ** rng.integers(-12, -2) * rng.uniform(1, 2),
+                                      rng.choice([0.0, 0.5, 0.9, 0.99]),
+                                      rng.choice([0.0, 2.0 ** -14, 1e-3])]), fmt)
+    return (codes(0), codes(-8), codes(-10)), tuple(int(x) for x in scalars)
+
+
+async def check_update(host, rng, n, rounding, what, seed=None):
+    """One UPDATE of ``n`` random elements against ``golden.sgd_update``, and the generator
+    state it leaves against ``golden.xorshift32``."""
+    (w, g, v), (lr, mu, wd) = random_update(rng, n)
+    seed = int(rng.integers(1, 1 << 32)) if seed is None else seed
+    rbits = (await host.config())["update_rbits"]
+    w1, v1 = await host.update(w, g, v, lr=lr, momentum=mu, weight_decay=wd, seed=seed,
+                               rounding=rounding)
+    # Sabotage: the other rounding, which the comparison must catch.
+    model = {"sr": "rne", "rne": "sr"}[rounding] if load_config()["sabotage"] else rounding
+    ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, seed, model, rbits)
+    for got, exp, name in ((w1, ew, "w"), (v1, ev, "v")):
+        bad = np.flatnonzero(got != exp)
+        assert bad.size == 0, (
+            f"{what}: UPDATE of {n} elements ({rounding}, seed {seed}, lr 0x{lr:04x}, momentum "
+            f"0x{mu:04x}, weight decay 0x{wd:04x}): {bad.size} {name} differ from "
+            f"sim.golden.sgd_update, first at {bad[:_REPORT].tolist()}: got "
+            f"{[hex(int(x)) for x in got[bad[:_REPORT]]]}, expected "
+            f"{[hex(int(x)) for x in exp[bad[:_REPORT]]]}")
+    state = await host.rng_state()
+    expected_state = int(golden.xorshift32(seed, 3 * n)[-1])
+    assert state == expected_state, (f"{what}: RNG_STATE 0x{state:08x} after {n} elements, "
+                                     f"expected 0x{expected_state:08x}")
+    return (w, g, v), (lr, mu, wd), seed
+
+
+@cocotb.test()
+@cocotb.parametrize(*STREAMS)
+async def test_update_matches_golden(dut, idle, backpressure):
+    """UPDATE of vectors of many lengths, both roundings, random scalars and seeds, against
+    ``golden.sgd_update`` bit for bit; then a vector updated in two parts, the second seeded
+    with RNG_STATE after the first, equals one update of the whole."""
+    cfg = load_config()
+    host = await start(dut, idle, backpressure)
+    rng = np.random.default_rng([cfg["seed"], 20, idle, backpressure])
+    lengths = cfg.get("update_lengths", [1, 2, 3, 17, 100, 257])
+    for n in lengths:
+        for rounding in ("sr", "rne"):
+            await check_update(host, rng, n, rounding, _name(idle, backpressure))
+
+    (w, g, v), (lr, mu, wd) = random_update(rng, 40)
+    seed = 12345
+    rbits = (await host.config())["update_rbits"]
+    first = await host.update(w[:15], g[:15], v[:15], lr=lr, momentum=mu, weight_decay=wd,
+                              seed=seed)
+    second = await host.update(w[15:], g[15:], v[15:], lr=lr, momentum=mu, weight_decay=wd,
+                               seed=await host.rng_state())
+    ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, seed, "sr", rbits)
+    assert np.array_equal(np.concatenate([first[0], second[0]]), ew), "w in two parts"
+    assert np.array_equal(np.concatenate([first[1], second[1]]), ev), "v in two parts"
+
+
+@cocotb.test()
+async def test_update_bad_commands(dut):
+    """Seed 0, length 0 and a length over UPDATE_MAX are rejected with their codes; UPDATE
+    during a GEMM is BUSY; frames of the wrong length give error 5 and still return the
+    complete elements they carried, the last with tlast; after each, a good UPDATE works."""
+    cfg = load_config()
+    rows, cols = cfg["rows"], cfg["cols"]
+    host = await start(dut)
+    t = host.transport
+    rng = np.random.default_rng([cfg["seed"], 21])
+    rbits = (await host.config())["update_rbits"]
+
+    async def rejected(seed, length, code, what):
+        for reg, value in ((Reg.SEED, seed), (Reg.LENGTH, length)):
+            await host.write_reg(reg, value)
+        await host.command(Ctrl.UPDATE)
+        await expect_error(host.wait_done("UPDATE"), code, what)
+        st = await host.status()
+        assert not st.busy, f"{what}: busy after the rejection ({st})"
+        await check_update(host, rng, 5, "sr", f"after {what}")
+
+    await rejected(0, 4, 7, "UPDATE with seed 0")
+    await rejected(1, 0, 1, "UPDATE of length 0")
+    await rejected(1, (1 << 24), 2, "UPDATE of 2**24 elements")
+    await rejected(1, 0xFFFFFFFF, 2, "UPDATE of 2**32 - 1 elements")
+
+    # During a GEMM: BUSY, and the GEMM is unharmed.
+    m, n, k = rows + 1, cols + 1, 8 * rows
+    case = Case(random_fp8(rng, (m, k), "e5m2"), random_fp8(rng, (k, n), "e5m2"), chunk=8)
+    board = Scoreboard(cfg, "update bad commands")
+    await host.load_a(case.A)
+    await host.load_b(case.B)
+    for reg, value in ((Reg.M, m), (Reg.N, n), (Reg.K, k), (Reg.OPTIONS, options_word(chunk=8)),
+                       (Reg.SEED, 1), (Reg.LENGTH, 3)):
+        await host.write_reg(reg, value)
+    await host.command(Ctrl.START)
+    await host.command(Ctrl.UPDATE)
+    await expect_error(host.wait_done("START"), 4, "UPDATE during a GEMM")
+    await host.wait_idle()
+    board.check(case, await host.read_c(m, n), *await host.counters(), "GEMM during UPDATE")
+
+    # Frames of the wrong length: n elements expected, `beats` sent.
+    (w, g, v), (lr, mu, wd) = random_update(rng, 6)
+    seed = 99
+    ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, seed, "sr", rbits)
+    triples = np.stack([w, g, v], axis=1).ravel().tolist()
+    for beats, what in ((10, "short, ending in an element"), (17, "short, ending mid-element"),
+                        (18 + 4, "long"), (1, "one beat")):
+        for reg, value in ((Reg.LR, lr), (Reg.MOMENTUM, mu), (Reg.WEIGHT_DECAY, wd),
+                           (Reg.SEED, seed), (Reg.LENGTH, 6), (Reg.OPTIONS, 0)):
+            await host.write_reg(reg, value)
+        await host.command(Ctrl.UPDATE)
+        frame = (triples + [0x3C00] * 8)[:beats]
+        complete = min(beats // 3, 6)
+        if complete:
+            out = await t.exchange(frame, 100_000)
+            assert len(out) == 2 * complete, (f"a {what} frame ({beats} beats for 18): "
+                                              f"{len(out)} beats back, expected "
+                                              f"{2 * complete}")
+            got = np.array(out, np.uint16).reshape(-1, 2)
+            assert np.array_equal(got[:, 0], ew[:complete]), f"{what}: w"
+            assert np.array_equal(got[:, 1], ev[:complete]), f"{what}: v"
+        else:
+            await t.send(frame, 100_000)
+        await expect_error(host.wait_done("UPDATE"), 5, f"a {what} frame ({beats} beats)")
+        st = await host.status()
+        assert not st.busy, f"busy after a {what} frame: {st}"
+        await check_update(host, rng, 4, "rne", f"after a {what} frame")
+
+
+@cocotb.test()
+async def test_update_scalars_latched_and_reset(dut):
+    """Register writes during an UPDATE do not reach it (the scalars are latched at its
+    start); a reset in the middle of an UPDATE returns the device to idle, and the next
+    UPDATE is right."""
+    cfg = load_config()
+    host = await start(dut, backpressure=True)
+    t = host.transport
+    rng = np.random.default_rng([cfg["seed"], 22])
+    rbits = (await host.config())["update_rbits"]
+    n = 64
+    (w, g, v), (lr, mu, wd) = random_update(rng, n)
+    ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, 7, "sr", rbits)
+    for reg, value in ((Reg.LR, lr), (Reg.MOMENTUM, mu), (Reg.WEIGHT_DECAY, wd),
+                       (Reg.SEED, 7), (Reg.LENGTH, n), (Reg.OPTIONS, 0)):
+        await host.write_reg(reg, value)
+    await host.command(Ctrl.UPDATE)
+    beats = np.stack([w, g, v], axis=1).ravel().tolist()
+    await t.source.send(beats)
+    await t.wait_cycles(40)
+    for reg in (Reg.LR, Reg.MOMENTUM, Reg.WEIGHT_DECAY, Reg.SEED, Reg.LENGTH):
+        await host.write_reg(reg, 0x3C00)
+    await host.write_reg(Reg.OPTIONS, 1 << 13)
+    out = await t.recv(100_000)
+    got = np.array(out, np.uint16).reshape(-1, 2)
+    assert np.array_equal(got[:, 0], ew) and np.array_equal(got[:, 1], ev), (
+        "register writes during an UPDATE changed its results")
+    await host.wait_done("UPDATE")
+
+    for reg, value in ((Reg.SEED, 7), (Reg.LENGTH, n), (Reg.OPTIONS, 0)):
+        await host.write_reg(reg, value)
+    await host.command(Ctrl.UPDATE)
+    await t.source.send(beats)
+    await t.wait_cycles(3 * n // 2)
+    await host.reset()
+    st = await host.status()
+    assert st == Status(False, False, False, 0), f"STATUS after a reset during UPDATE: {st}"
+    await check_update(host, rng, 33, "sr", "after a reset during UPDATE")
 
 
 # The runner of fp8accel gemm and demo -----------------------------------------------------------
