@@ -57,6 +57,11 @@ def _add_gemm(sub):
     add_gemm_parser(sub)
 
 
+def _add_update(sub):
+    from sim.update_cli import add_update_parser
+    add_update_parser(sub)
+
+
 def _add_demo(sub):
     from sim.gemm_cli import add_demo_parser
     add_demo_parser(sub)
@@ -69,6 +74,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_verify(sub)
     _add_gemm(sub)
+    _add_update(sub)
     _add_demo(sub)
     _add_synth(sub)
     return parser

@@ -141,12 +141,18 @@ class _Progress:
                   file=sys.stderr, flush=True)
 
 
-def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet=False):
-    """Build the top and run ``gemms`` on it: each a dict with ``name``, ``a``, ``b``, ``c``
-    (paths of ``.npy`` files, ``c`` may be ``None``), ``out`` (the result's path) and ``opts``
-    (:meth:`sim.host.AcceleratorHost.run_gemm` options). Returns the report: the device
-    configuration, per GEMM its shape, counters and utilization, and the build and
-    simulation times."""
+def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet=False,
+             updates=()):
+    """Build the top and run ``gemms`` on it, then ``updates``.
+
+    A GEMM is a dict with ``name``, ``a``, ``b``, ``c`` (paths of ``.npy`` files, ``c`` may be
+    ``None``), ``out`` (the result's path) and ``opts`` (:meth:`sim.host.AcceleratorHost.
+    run_gemm` options). An update is a dict with ``name``, ``w``, ``g``, ``v`` (paths),
+    ``lr``, ``momentum``, ``weight_decay`` (DLFLOAT16 codes), ``seed``, ``rounding``,
+    ``out_w`` and ``out_v`` (:meth:`sim.host.AcceleratorHost.update`). Returns the report: the
+    device configuration, per GEMM its shape, counters and utilization, per update its
+    length, simulated cycles and final generator state, and the build and simulation
+    times."""
     from hw.top import Accelerator
     from sim.runner import run_cocotb
 
@@ -154,7 +160,7 @@ def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet
     build_dir.mkdir(parents=True, exist_ok=True)
     report_path = build_dir / "report.json"
     report_path.unlink(missing_ok=True)
-    job = {"gemms": gemms, "report": str(report_path),
+    job = {"gemms": list(gemms), "updates": list(updates), "report": str(report_path),
            "progress": str(build_dir / "progress.txt")}
     config = {"rows": rows, "cols": cols, "depths": list(depths), "job": job}
     top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])

@@ -412,6 +412,89 @@ def test_gemm_random_check_on_icarus(tmp_path, capsys):
     assert r["build_s"] >= 0 and r["sim_s"] > 0
 
 
+def _update_files(tmp_path, shape=(3, 7), seed=5):
+    from sim import golden
+    rng = np.random.default_rng(seed)
+    files = {}
+    for name, scale in (("w", 1.0), ("g", 1e-2), ("v", 1e-3)):
+        files[name] = tmp_path / f"{name}.npy"
+        np.save(files[name], golden.encode(rng.standard_normal(shape) * scale,
+                                           "dlfloat16").astype(np.uint16))
+    return files
+
+
+@pytest.mark.parametrize("sim", [_sim_param("verilator"), _sim_param("icarus")])
+def test_update_cli_check(tmp_path, capsys, sim):
+    """fp8accel update on both simulators: the results are those of sim.golden.sgd_update
+    (checked here too, not only by --check), the report has the state that continues the
+    stream."""
+    from sim import golden
+    files = _update_files(tmp_path)
+    report = tmp_path / "r.json"
+    argv = ["update", "--w", str(files["w"]), "--g", str(files["g"]), "--v", str(files["v"]),
+            "--lr", "0.01", "--momentum", "0.9", "--weight-decay", "1e-4", "--seed", "77",
+            "--out-w", str(tmp_path / "w1.npy"), "--out-v", str(tmp_path / "v1.npy"),
+            "--sim", sim, "--check", "--json", str(report),
+            "--build-dir", str(BUILD if sim == "verilator" else tmp_path / "build")]
+    assert main(argv) == 0, capsys.readouterr()
+    assert "Check: every result matches sim.golden.sgd_update bit for bit." in \
+        capsys.readouterr().out
+    r = json.loads(report.read_text())
+    w, g, v = (np.load(files[k]) for k in "wgv")
+    codes = [int(golden.encode(np.array(x), "dlfloat16")) for x in (0.01, 0.9, 1e-4)]
+    assert [r["lr_code"], r["momentum_code"], r["weight_decay_code"]] == codes
+    ew, ev = golden.sgd_update(w, g, v, *codes, 77)
+    w1, v1 = np.load(tmp_path / "w1.npy"), np.load(tmp_path / "v1.npy")
+    assert w1.dtype == np.uint16 and w1.shape == (3, 7)
+    assert np.array_equal(w1, ew) and np.array_equal(v1, ev)
+    assert r["check"] == {"mismatches": 0, "results": 42}
+    assert r["rng_state"] == int(golden.xorshift32(77, 3 * 21)[-1])
+    assert r["cycles"] >= 3 * 21
+
+
+def test_update_bad_arguments_are_one_line(tmp_path, capsys):
+    files = _update_files(tmp_path)
+    np.save(tmp_path / "short.npy", np.zeros(5, np.uint16))
+    np.save(tmp_path / "f.npy", np.zeros((3, 7), np.float32))
+    base = {"--w": str(files["w"]), "--g": str(files["g"]), "--v": str(files["v"]),
+            "--lr": "0.01", "--momentum": "0.9", "--weight-decay": "0", "--seed": "1",
+            "--out-w": str(tmp_path / "w1.npy"), "--out-v": str(tmp_path / "v1.npy")}
+
+    def argv(**changes):
+        opts = {**base, **{"--" + k.replace("_", "-"): v for k, v in changes.items()}}
+        return ["update", *[x for kv in opts.items() for x in kv]]
+
+    for changes, message in (
+            ({"seed": "0"}, "--seed must be from 1 to 2**32 - 1 (xorshift32 never leaves 0), "
+                            "not 0"),
+            ({"lr": "fast"}, "--lr must be a decimal number, not 'fast'"),
+            ({"momentum": "inf"}, "--momentum must be finite, not 'inf'"),
+            ({"weight_decay": "1e30"}, "--weight-decay 1e30 is beyond the largest DLFLOAT16 "
+                                       "value"),
+            ({"rounding": "rna"}, "--rounding must be one of sr, rne, not 'rna'"),
+            ({"g": str(tmp_path / "short.npy")},
+             "W, G and V must have one shape, not (3, 7), (5,), (3, 7)"),
+            ({"v": str(tmp_path / "f.npy")},
+             f"V ({tmp_path / 'f.npy'}) must hold DLFLOAT16 codes (uint16), not float32"),
+            ({"out_w": "w1.txt"}, "--out-w must name a .npy file, not 'w1.txt'"),
+            ({"out_v": base["--out-w"]}, "--out-w and --out-v name the same file")):
+        _one_line_error(capsys, argv(**changes), message, "update")
+
+
+@pytest.mark.slow
+def test_gemm_256_cubed_on_8x8(tmp_path):
+    """The utilization goal on the 8x8 array (and what a regression of this size costs)."""
+    _need("verilator")
+    report = tmp_path / "r.json"
+    assert main(["gemm", "--random", "256", "256", "256", "--rows", "8", "--cols", "8",
+                 "--a-fmt", "e4m3", "--check", "--json", str(report),
+                 "--out", str(tmp_path / "c.npy")]) == 0
+    r = json.loads(report.read_text())
+    print(f"256^3 on 8x8: {r['cycles']} cycles, utilization {r['utilization']:.3f}, build "
+          f"{r['build_s']:.1f} s, simulation {r['sim_s']:.1f} s")
+    assert r["utilization"] > 0.9
+
+
 @pytest.mark.slow
 def test_gemm_256_cubed_on_4x4(tmp_path):
     _need("verilator")

@@ -40,6 +40,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.utils import get_sim_time
 
 from hw.top import Ctrl, Reg
 from sim import golden
@@ -787,8 +788,10 @@ async def test_update_scalars_latched_and_reset(dut):
 @cocotb.skipif(_job_config() is None, reason="no job in the configuration")
 @cocotb.test()
 async def run_job(dut):
-    """Run the GEMMs of ``cfg["job"]``: operands from ``.npy`` files, results to ``.npy``,
-    counters and timings to the report."""
+    """Run the GEMMs, then the weight updates, of ``cfg["job"]``: operands from ``.npy``
+    files (an update's gradient may be an earlier GEMM's result), results to ``.npy``,
+    counters and timings to the report. An update's ``cycles`` are simulated clock cycles
+    from its first register write to its last result."""
     job = _job_config()
     progress = job.get("progress")
 
@@ -801,7 +804,7 @@ async def run_job(dut):
     config = await host.config()
     report = {"config": {k: (v.name.lower() if k == "acc_fmt" else v)
                          for k, v in config.items()}, "gemms": []}
-    for i, g in enumerate(job["gemms"]):
+    for i, g in enumerate(job.get("gemms", [])):
         name = g.get("name", f"GEMM {i + 1}")
         note(f"{name} ({i + 1} of {len(job['gemms'])})")
         A, B = np.load(g["a"]), np.load(g["b"])
@@ -828,5 +831,23 @@ async def run_job(dut):
             "utilization": m * n * k / (config["rows"] * config["cols"] * cycles),
             "load_s": t1 - t0, "gemm_s": t2 - t1, "read_s": t3 - t2,
             "cycles_per_s": cycles / (t2 - t1), "out": g["out"]})
+    report["updates"] = []
+    for i, u in enumerate(job.get("updates", [])):
+        name = u.get("name", f"update {i + 1}")
+        note(f"{name} ({i + 1} of {len(job['updates'])})")
+        w, g, v = (np.load(u[key]) for key in ("w", "g", "v"))
+        t0 = time.perf_counter()
+        c0 = get_sim_time("ns")
+        w1, v1 = await host.update(w, g, v, lr=u["lr"], momentum=u["momentum"],
+                                   weight_decay=u["weight_decay"], seed=u["seed"],
+                                   rounding=u["rounding"])
+        cycles = round((get_sim_time("ns") - c0) / PERIOD_NS)
+        t1 = time.perf_counter()
+        np.save(u["out_w"], w1)
+        np.save(u["out_v"], v1)
+        report["updates"].append({
+            "name": name, "elements": int(w.size), "cycles": cycles,
+            "rng_state": await host.rng_state(), "update_s": t1 - t0,
+            "out_w": u["out_w"], "out_v": u["out_v"]})
     with open(job["report"], "w") as f:
         json.dump(report, f, indent=1)
