@@ -353,6 +353,10 @@ def run_demo_cli(args):
         if not 1 <= v <= 4096:
             raise CliError(f"{flag} must be from 1 to 4096, not {v}")
     chunk = _chunk(args.chunk)
+    if not 1 <= args.seed < 1 << 32:
+        raise CliError(f"--seed must be from 1 to 2**32 - 1, not {args.seed}")
+    if not (np.isfinite(args.lr) and 0 < args.lr < 1):
+        raise CliError(f"--lr must be a number between 0 and 1, not {args.lr:g}")
     sim = _simulator(args.sim)
     bsz, d_in, d_out = args.batch, args.d_in, args.d_out
 
@@ -362,11 +366,13 @@ def run_demo_cli(args):
     rng = np.random.default_rng(args.seed)
     X = golden.encode(np.maximum(rng.standard_normal((bsz, d_in)), 0) + 0.1, "e4m3",
                       saturate=True)
-    W = golden.encode(rng.standard_normal((d_in, d_out)) / np.sqrt(d_in), "e4m3",
-                      saturate=True)
+    # The master weights are DLFLOAT16; the GEMMs use their E4M3 copy.
+    W16 = golden.encode(rng.standard_normal((d_in, d_out)) / np.sqrt(d_in), "dlfloat16")
+    W = golden.convert(W16, "dlfloat16", "e4m3", "rne", saturate=True)
     dY = golden.encode(rng.standard_normal((bsz, d_out)) * 0.01 + 0.005, "e5m2",
                        saturate=True)
-    arrays = {"x": X, "w": W, "dy": dY}
+    V16 = np.zeros_like(W16)
+    arrays = {"x": X, "w": W, "dy": dY, "w16": W16, "v16": V16}
     # (name, A as stored, B as stored, options, logical A, logical B)
     steps = [
         ("forward   Y = X W", "x", "w", dict(a_fmt="e4m3", b_fmt="e4m3"), X, W),
@@ -390,12 +396,20 @@ def run_demo_cli(args):
                 "transpose_a": False, "transpose_b": False, "out_fmt": None, **opts}
         jobs.append({"name": name, "a": str(data / f"{a}.npy"), "b": str(data / f"{b}.npy"),
                      "c": None, "out": str(data / f"out{i}.npy"), "opts": full})
+    # Then SGD on the master weights with the weight gradient just computed (the third
+    # GEMM's result), rounded stochastically.
+    lr = int(golden.encode(np.array(args.lr), "dlfloat16"))
+    mu = int(golden.encode(np.array(0.9), "dlfloat16"))
+    update = {"name": "update W", "w": str(data / "w16.npy"), "g": jobs[2]["out"],
+              "v": str(data / "v16.npy"), "lr": lr, "momentum": mu, "weight_decay": 0,
+              "seed": args.seed, "rounding": "sr", "out_w": str(data / "w16_new.npy"),
+              "out_v": str(data / "v16_new.npy")}
     print(f"fp8accel demo: one training step of a {d_in} -> {d_out} linear layer, batch {bsz}, "
           f"on a {rows}x{cols} array ({sim}), chunk {chunk}")
     start = time.monotonic()
     try:
         report = run_jobs(jobs, rows=rows, cols=cols, sim=sim, depths=depths,
-                          build_dir=build_dir, command="demo")
+                          build_dir=build_dir, command="demo", updates=[update])
     except _SimulationFailed as exc:
         print(f"fp8accel demo: the simulation failed: {exc}", file=sys.stderr)
         return 1
@@ -421,12 +435,43 @@ def run_demo_cli(args):
     print("err: |C - P| / |P| (Frobenius norms), C the DLFLOAT16 result, P the float64 product "
           "of the same\nFP8 operands; 'no chunk': the golden model accumulating all of K in one "
           "chunk.")
+
+    # The update: bit-exact check, and what stochastic rounding buys over rne.
+    u = report["updates"][0]
+    dW = np.load(jobs[2]["out"])
+    w_new, v_new = np.load(update["out_w"]), np.load(update["out_v"])
+    ew, ev = golden.sgd_update(W16, dW, V16, lr, mu, 0, args.seed, "sr",
+                               report["config"]["update_rbits"])
+    bad = int(np.count_nonzero(w_new != ew) + np.count_nonzero(v_new != ev))
+    bad_total += bad
+    rne_w, _ = golden.sgd_update(W16, dW, V16, lr, mu, 0, args.seed, "rne")
+    w0 = golden.decode(W16, "dlfloat16")
+    # The exact step of this formula from the same DLFLOAT16 inputs (v = 0: v1 = g).
+    exact = -golden.decode(np.array(lr), "dlfloat16") * golden.decode(dW, "dlfloat16")
+    finite = np.isfinite(exact) & (exact != 0)
+
+    def moved(w1):
+        step = golden.decode(w1, "dlfloat16") - w0
+        return (float(np.mean(step[finite] != 0)),
+                float(np.sum(step[finite]) / np.sum(exact[finite])))
+
+    sr_moved, sr_ratio = moved(w_new)
+    rne_moved, rne_ratio = moved(rne_w)
+    print(f"\n{'update W (SGD, lr ' + format(args.lr, 'g') + ', momentum 0.9)':<40} "
+          f"{'mismatch':>9} {'cycles':>8} {'moved':>7} {'sum step / exact':>17}")
+    print(f"{'  stochastic rounding (on the RTL)':<40} {bad:>9} {u['cycles']:>8} "
+          f"{sr_moved:>7.1%} {sr_ratio:>17.3f}")
+    print(f"{'  round to nearest (golden model)':<40} {'':>9} {'':>8} "
+          f"{rne_moved:>7.1%} {rne_ratio:>17.3f}")
+    print("moved: weights that changed; sum step / exact: the total of the applied steps over "
+          "the total\nof the exact steps -lr * dW (1 is unbiased). Steps below half an ulp "
+          "vanish under rne.")
     print(f"Build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s, "
           f"total {total:.1f} s.")
     if bad_total:
-        print(f"FAILED: {bad_total} results differ from sim.golden.gemm")
+        print(f"FAILED: {bad_total} results differ from the golden model")
         return 1
-    print("Every result matches sim.golden.gemm bit for bit.")
+    print("Every result matches sim.golden.gemm and sim.golden.sgd_update bit for bit.")
     return 0
 
 
@@ -436,9 +481,12 @@ def add_demo_parser(sub):
         description="Build a small accelerator (Verilator by default) and run the three GEMMs "
                     "of one training step of a linear layer with FP8 operands: forward "
                     "Y = X W, backward dX = dY W^T (B transposed) and the weight gradient "
-                    "dW = X^T dY (A transposed). Each result is checked bit for bit against "
-                    "the golden model; the report gives cycles, utilization and the relative "
-                    "error of chunked against unchunked DLFLOAT16 accumulation.")
+                    "dW = X^T dY (A transposed), then the SGD update of the DLFLOAT16 master "
+                    "weights with stochastic rounding. Each result is checked bit for bit "
+                    "against the golden model; the report gives cycles, utilization, the "
+                    "relative error of chunked against unchunked DLFLOAT16 accumulation, and "
+                    "how many weights the update moved with stochastic against nearest "
+                    "rounding.")
     p.add_argument("--rows", type=int, default=4, help="array rows (default: %(default)s)")
     p.add_argument("--cols", type=int, default=4, help="array columns (default: %(default)s)")
     p.add_argument("--batch", type=int, default=256,
@@ -450,7 +498,10 @@ def add_demo_parser(sub):
                                                  "(default: %(default)s)")
     p.add_argument("--sim", default="verilator", help="verilator or icarus "
                                                       "(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-4,
+                   help="learning rate of the weight update (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed, also the update's (default: %(default)s)")
     p.add_argument("--build-dir", default="build/cocotb",
                    help="where the simulator builds go (default: %(default)s)")
     _one_line_errors(p, "demo")

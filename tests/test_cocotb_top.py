@@ -512,6 +512,7 @@ def test_demo(capsys):
     _need("verilator")
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "Every result matches sim.golden.gemm bit for bit." in out
+    assert "Every result matches sim.golden.gemm and sim.golden.sgd_update bit for bit." in out
+    assert "stochastic rounding (on the RTL)               0 " in out
     print(out)
 
