@@ -143,8 +143,9 @@ class GemmEngine(CheckedComponent):
         acc = memory.Memory(shape=2 * w * cols, depth=self._acc_depth, init=[])
         m.submodules.acc = acc
         acc_wp = acc.write_port(granularity=w)
+        # One read port, shared: the streamer reads while a command runs, the host only while
+        # the engine is idle. (A second read port would double the block RAMs of the memory.)
         acc_rd = acc.read_port()
-        acc_host_rd = acc.read_port()
 
         # Command registers -------------------------------------------------------------------
         M = Signal(16)
@@ -163,10 +164,9 @@ class GemmEngine(CheckedComponent):
         # The read word is registered before the lane is selected: block RAM outputs are slow.
         host_lane = Signal.like(self.c_rlane)
         host_lane_q = Signal.like(self.c_rlane)
-        host_word = Signal.like(acc_host_rd.data)
+        host_word = Signal.like(acc_rd.data)
         m.d.sync += [host_lane.eq(self.c_rlane), host_lane_q.eq(host_lane),
-                     host_word.eq(acc_host_rd.data)]
-        m.d.comb += [acc_host_rd.addr.eq(self.c_raddr)]
+                     host_word.eq(acc_rd.data)]
         lanes = [host_word[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
         m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane_q, w))
 
@@ -387,7 +387,7 @@ class GemmEngine(CheckedComponent):
         ]
         for r in range(rows):
             m.d.comb += a_rd[r].addr.eq(s_arow)
-        m.d.comb += acc_rd.addr.eq(s_acc)
+        m.d.comb += acc_rd.addr.eq(Mux(busy, s_acc, self.c_raddr))
 
         ready = busy & (ahead != 0) & (s_gap == 0) & ~s_active
         with m.If(s_gap != 0):
