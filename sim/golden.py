@@ -304,6 +304,155 @@ def mul_table(a_fmt=E5M2, b_fmt=E5M2, out_fmt=DLFLOAT16):
     return _MUL_TABLES[key]
 
 
+# The fast GEMM path ---------------------------------------------------------------------------
+#
+# Section 4 with DLFLOAT16 accumulation, emulated in float64 and compiled with numba. Why it is
+# bit-exact:
+#
+# * An FP8 product has at most 8 significant bits, and E5M2 x E5M2 stays below 3.3e9, inside
+#   DLFLOAT16's range (max 1.996 * 2**32): ``mul`` rounds it only when it is tiny (see below).
+# * The sum of two DLFLOAT16 values is exact in float64 whenever their exponents differ by at
+#   most 43; otherwise the smaller is below 2**-33 ulp of the larger, so the float64 rounding
+#   cannot move the sum onto a DLFLOAT16 rounding boundary: RNE (or RNA) of the float64 sum to 10
+#   significant bits, done on the bit pattern, equals the rounding of the exact sum.
+# * DLFLOAT16 has no subnormals and code 0 is zero, so a result whose rounded magnitude is at
+#   most 2**-31 becomes a zero with the sign of the exact result (the ``mag <= 0`` step of
+#   section 2); float64 zeros then follow the same sign rules as ``add`` (``+0`` unless both
+#   operands are ``-0``).
+# * Anything the float64 path does not model, Inf or NaN operands and overflow to NaN, sends the
+#   GEMM to :func:`_gemm_reference`.
+
+_DL_TINY = int(np.float64(2.0 ** -31).view(np.int64))
+_DL_MAX = int(np.float64((1 + 510 / 512) * 2.0 ** 32).view(np.int64))
+_KERNELS = {}
+
+
+def _numba_kernels():
+    """Compile the kernels on first use (a second or two; numba caches them on disk)."""
+    if not _KERNELS:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def gemm_f64(Ad, Bd, Cd, cl, rna):
+            M, K = Ad.shape
+            N = Bd.shape[1]
+            out = np.empty((M, N), np.float64)
+            acc = np.empty(N, np.float64)
+            acc_i = acc.view(np.int64)
+            tot = np.empty(N, np.float64)
+            tot_i = tot.view(np.int64)
+            half = (np.int64(1) << 42) - (0 if rna else 1)
+            keep = ~((np.int64(1) << 43) - 1)
+            absm = np.int64(0x7FFFFFFFFFFFFFFF)
+            sgn = ~absm
+            tiny = np.float64(2.0 ** -31)
+            over = False
+            for i in range(M):
+                for j in range(N):
+                    tot[j] = Cd[i, j]
+                for k0 in range(0, K, cl):
+                    for j in range(N):
+                        acc[j] = 0.0
+                    for k in range(k0, min(k0 + cl, K)):
+                        a = Ad[i, k]
+                        for j in range(N):
+                            p = a * Bd[k, j]
+                            # mul: a product of at most 2**-31 rounds to a signed zero.
+                            acc[j] += p if abs(p) > tiny else p * 0.0
+                        for j in range(N):
+                            x = acc_i[j]
+                            x = (x + half + (0 if rna else (x >> 43) & 1)) & keep
+                            mag = x & absm
+                            over |= mag > _DL_MAX
+                            acc_i[j] = x if mag > _DL_TINY else x & sgn
+                    for j in range(N):
+                        tot[j] += acc[j]
+                    for j in range(N):
+                        x = tot_i[j]
+                        x = (x + half + (0 if rna else (x >> 43) & 1)) & keep
+                        mag = x & absm
+                        over |= mag > _DL_MAX
+                        tot_i[j] = x if mag > _DL_TINY else x & sgn
+                for j in range(N):
+                    out[i, j] = tot[j]
+            return out, over
+
+        @numba.njit(cache=True, nogil=True)
+        def to_dlfloat16(x):
+            bits = x.view(np.int64).ravel()
+            out = np.empty(bits.size, np.int64)
+            for n in range(bits.size):
+                b = bits[n]
+                s = (b >> 48) & 0x8000
+                mag = b & 0x7FFFFFFFFFFFFFFF
+                if mag == 0:
+                    out[n] = s
+                else:
+                    e = (mag >> 52) - 1023 + 31
+                    out[n] = s | (e << 9) | ((mag >> 43) & 511)
+            return out
+
+        @numba.njit(cache=True, nogil=True)
+        def xorshift(seed, count):
+            out = np.empty(count, np.uint32)
+            s = np.int64(seed)
+            for i in range(count):
+                s ^= (s << 13) & 0xFFFFFFFF
+                s ^= s >> 17
+                s ^= (s << 5) & 0xFFFFFFFF
+                out[i] = s
+            return out
+
+        _KERNELS.update(gemm=gemm_f64, to_dl=to_dlfloat16, xorshift=xorshift)
+    return _KERNELS
+
+
+def _fp8_values(fmt):
+    """float64 value of every code of an FP8 format (NaN and Inf included)."""
+    return decode(np.arange(256, dtype=np.uint8), fmt)
+
+
+def _gemm_fast(A, B, a_fmt, b_fmt, cl, mode, total):
+    """Totals of section 4 as DLFLOAT16 codes (``int64``), or ``None`` when this path does not
+    apply (Inf or NaN among the operands or in ``C``, or a sum overflows)."""
+    Ad = _fp8_values(a_fmt)[A]
+    Bd = _fp8_values(b_fmt)[B]
+    Cd = decode(total, DLFLOAT16)
+    if not (np.isfinite(Ad).all() and np.isfinite(Bd).all() and np.isfinite(Cd).all()):
+        return None
+    kern = _numba_kernels()
+    out, over = kern["gemm"](Ad, np.ascontiguousarray(Bd), Cd, cl, mode is Rounding.RNA)
+    if over:
+        return None
+    return kern["to_dl"](out).reshape(out.shape)
+
+
+def _gemm_reference(A, B, a_fmt, b_fmt, acc_fmt, cl, mode, total):
+    """Section 4 step by step on codes: one vectorised :func:`add` per position in the chunk,
+    all chunks and output elements at once. Any formats, specials and overflow."""
+    M, K = A.shape
+    N = B.shape[1]
+    table = mul_table(a_fmt, b_fmt, acc_fmt)
+    nch = -(-K // cl)
+    # Pad K to whole chunks with +0 products: add(chunk, +0) == chunk, because a chunk sum that
+    # starts at +0 is never -0.
+    A_pad = np.zeros((M, nch * cl), np.int64)
+    A_pad[:, :K] = A
+    B_pad = np.zeros((nch * cl, N), np.int64)
+    B_pad[:K] = B
+    zero_k = np.arange(nch * cl) >= K
+    A3 = A_pad.reshape(M, nch, cl)
+    B3 = B_pad.reshape(nch, cl, N)
+    acc = np.zeros((M, nch, N), np.int64)
+    for k in range(cl):
+        p = table[A3[:, :, k][:, :, None], B3[:, k, :][None, :, :]].astype(np.int64)
+        p = np.where(zero_k.reshape(nch, cl)[:, k][None, :, None], 0, p)
+        acc = add(acc, p, acc_fmt, mode).astype(np.int64)
+    for c in range(nch):
+        total = add(total, acc[:, c, :], acc_fmt, mode).astype(np.int64)
+    return total
+
+
 def gemm(A, B, a_fmt=E5M2, b_fmt=E5M2, acc_fmt=DLFLOAT16, chunk=64, rounding="rne", C=None,
          out_fmt=None):
     """Chunk-based GEMM ``C = A . B`` (NUMERICS.md section 4).
@@ -342,29 +491,16 @@ def gemm(A, B, a_fmt=E5M2, b_fmt=E5M2, acc_fmt=DLFLOAT16, chunk=64, rounding="rn
     else:
         cl = min(int(chunk), max(K, 1))
     if C is None:
-        total = np.zeros((M, N), np.int64)
+        total_in = np.zeros((M, N), np.int64)
     else:
-        total = _codes(C, acc_fmt, "C")
-        if total.shape != (M, N):
-            raise ValueError(f"C has shape {total.shape}, expected {(M, N)}")
-    table = mul_table(a_fmt, b_fmt, acc_fmt)
-    nch = -(-K // cl)
-    # Pad K to whole chunks with +0 products: add(chunk, +0) == chunk, because a chunk sum that
-    # starts at +0 is never -0.
-    A_pad = np.zeros((M, nch * cl), np.int64)
-    A_pad[:, :K] = A
-    B_pad = np.zeros((nch * cl, N), np.int64)
-    B_pad[:K] = B
-    zero_k = np.arange(nch * cl) >= K
-    A3 = A_pad.reshape(M, nch, cl)
-    B3 = B_pad.reshape(nch, cl, N)
-    acc = np.zeros((M, nch, N), np.int64)
-    for k in range(cl):
-        p = table[A3[:, :, k][:, :, None], B3[:, k, :][None, :, :]].astype(np.int64)
-        p = np.where(zero_k.reshape(nch, cl)[:, k][None, :, None], 0, p)
-        acc = add(acc, p, acc_fmt, mode).astype(np.int64)
-    for c in range(nch):
-        total = add(total, acc[:, c, :], acc_fmt, mode).astype(np.int64)
+        total_in = _codes(C, acc_fmt, "C")
+        if total_in.shape != (M, N):
+            raise ValueError(f"C has shape {total_in.shape}, expected {(M, N)}")
+    total = None
+    if acc_fmt is DLFLOAT16 and K > 0 and M > 0 and N > 0:
+        total = _gemm_fast(A, B, a_fmt, b_fmt, cl, mode, total_in)
+    if total is None:
+        total = _gemm_reference(A, B, a_fmt, b_fmt, acc_fmt, cl, mode, total_in)
     total = total.astype(code_dtype(acc_fmt))
     if out_fmt is not None:
         out_fmt = format_by_name(out_fmt)
@@ -380,14 +516,7 @@ def xorshift32(seed, count):
     """The first ``count`` words of the xorshift32 stream started at ``seed`` (section 5)."""
     if isinstance(seed, bool) or int(seed) != seed or not 0 < int(seed) < (1 << 32):
         raise ValueError(f"Seed must be an integer from 1 to 2**32 - 1, not {seed!r}")
-    s = int(seed)
-    out = np.empty(count, np.uint32)
-    for i in range(count):
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        out[i] = s
-    return out
+    return _numba_kernels()["xorshift"](int(seed), int(count))
 
 
 def sgd_update(w, g, v, lr, momentum, weight_decay, seed, rounding="sr", rbits=16):
