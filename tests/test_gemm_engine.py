@@ -107,6 +107,8 @@ def chunk_args(chunk):
     (2, 2, 4, 3, 7, None),     # N spans two column tiles, K three passes
     (3, 2, 5, 5, 8, 4),        # chunk longer than the array height
     (2, 3, 1, 1, 1, 1),        # the smallest GEMM
+    (1, 1, 3, 3, 5, 2),        # one PE: a pass per k, a tile per column, passes back to back
+    (1, 2, 1, 3, 4, None),     # M = 1: every pass waits for the previous writeback
 ])
 def test_engine_matches_golden(rows, cols, M, N, K, chunk, rng):
     engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64)

@@ -299,7 +299,7 @@ class GemmEngine(CheckedComponent):
         m.d.comb += [k_of_row.eq(l_k0 + l_r), n_of_col.eq(l_n0 + l_c)]
         # The bank being written was last used by the pass before the one now streaming; its
         # last row must have passed every PE of the array first.
-        flush = 2 + (rows - 1) * array._v_lat + cols + array._m_lat
+        flush = 3 + (rows - 1) * array._v_lat + cols + array._m_lat
         for t in bank_timer:
             with m.If(t != 0):
                 m.d.sync += t.eq(t - 1)
@@ -353,20 +353,33 @@ class GemmEngine(CheckedComponent):
             array.w_data.eq(new_row), array.w_row.eq(q_rd_r), array.w_e4m3.eq(b_e4m3),
             array.w_bank.eq(w_bank), array.w_we.eq(q_rd_last),
         ]
-        with m.If(q_rd_last & (q_rd_r == rows - 1)):
+        # The end of a pass's loading and what follows it are registered ahead: these
+        # registers change only at the end of a pass, at least four cycles apart, so a flag or
+        # sum computed from them a cycle late is always ready when it is used.
+        q_loaded = Signal()    # q_rd_last & (q_rd_r == rows - 1)
+        m.d.sync += q_loaded.eq(r_rd_last & (r_rd_r == rows - 1))
+        l_last_p = Signal()    # l_p_left == 0: the tile's last pass
+        l_last_all = Signal()  # and the last tile
+        next_tile_base = Signal.like(l_addr)
+        next_pass_base = Signal.like(l_addr)
+        m.d.sync += [
+            l_last_p.eq(l_p_left == 0), l_last_all.eq((l_p_left == 0) & (l_nt_left == 0)),
+            # Next column tile: its first pass starts cols columns further on; next pass:
+            # rows further down B.
+            next_tile_base.eq((l_ntbase + Mux(trans_b, cols_k, cols))[:len(l_addr)]),
+            next_pass_base.eq((l_pass_base + Mux(trans_b, rows, rows_n))[:len(l_addr)]),
+        ]
+        with m.If(q_loaded):
             # This pass's weights are in; set up the next pass's loading.
             m.d.sync += w_bank.eq(~w_bank)
-            last_p = l_p_left == 0
-            with m.If(~(last_p & (l_nt_left == 0))):
-                with m.If(last_p):
-                    # Next column tile: its first pass starts cols columns further on.
-                    base = (l_ntbase + Mux(trans_b, cols_k, cols))[:len(l_addr)]
+            with m.If(~l_last_all):
+                with m.If(l_last_p):
+                    base = next_tile_base
                     m.d.sync += [l_p_left.eq(KB - 1), l_k0.eq(0), l_nt_left.eq(l_nt_left - 1),
                                  l_n0.eq(l_n0 + cols), l_ntbase.eq(base),
                                  l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 with m.Else():
-                    # Next pass: rows further down B.
-                    base = (l_pass_base + Mux(trans_b, rows, rows_n))[:len(l_addr)]
+                    base = next_pass_base
                     m.d.sync += [l_p_left.eq(l_p_left - 1), l_k0.eq(l_k0 + rows),
                                  l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 m.d.sync += l_active.eq(1)
@@ -406,7 +419,7 @@ class GemmEngine(CheckedComponent):
             with m.If(s_i_left == 0):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
-                gap = array.latency + 5
+                gap = array.latency + 7
                 m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank),
                              s_gap.eq(Mux(M >= gap, 0, gap - M))]
                 for b, t in enumerate(bank_timer):
@@ -425,12 +438,19 @@ class GemmEngine(CheckedComponent):
 
         # Block RAM outputs are slow (about 6 ns on an ECP5 without the output register): the
         # data and its control get one more register before the array.
+        # On a large array the block RAMs sit far from the PEs they feed, so the data is
+        # registered twice: next to the memory, then on the way to the array.
+        r_valid = Signal()
+        r_ctl = Signal.like(d_ctl)
+        r_a = Signal(8 * rows)
+        r_acc = Signal.like(acc_rd.data)
+        m.d.sync += [r_valid.eq(d_valid), r_ctl.eq(d_ctl),
+                     r_a.eq(Cat(*(rd.data for rd in a_rd))), r_acc.eq(acc_rd.data)]
         q_valid = Signal()
         q_ctl = Signal.like(d_ctl)
         q_a = Signal(8 * rows)
         q_acc = Signal.like(acc_rd.data)
-        m.d.sync += [q_valid.eq(d_valid), q_ctl.eq(d_ctl),
-                     q_a.eq(Cat(*(rd.data for rd in a_rd))), q_acc.eq(acc_rd.data)]
+        m.d.sync += [q_valid.eq(r_valid), q_ctl.eq(r_ctl), q_a.eq(r_a), q_acc.eq(r_acc)]
         d_kvalid, d_boundary = q_ctl[:rows], q_ctl[rows:2 * rows]
         d_bank, d_first, d_last = q_ctl[2 * rows], q_ctl[2 * rows + 1], q_ctl[2 * rows + 2]
         chunk_lanes = [q_acc[2 * w * c:2 * w * c + w] for c in range(cols)]
@@ -445,7 +465,7 @@ class GemmEngine(CheckedComponent):
             array.total_in.eq(Mux(d_first & ~accumulate, 0, Cat(*total_lanes))),
         ]
 
-        loaded = q_rd_last & (q_rd_r == rows - 1)
+        loaded = q_loaded
         streamed = issue & (s_i_left == 0)
         with m.If(busy):
             m.d.sync += ahead.eq(ahead + loaded - streamed)
