@@ -67,6 +67,21 @@ def _add_demo(sub):
     add_demo_parser(sub)
 
 
+def _add_train(sub):
+    from sim.train import add_train_parser
+    add_train_parser(sub)
+
+
+def _add_study(sub):
+    from sim.study import add_study_parser
+    add_study_parser(sub)
+
+
+def _add_bench(sub):
+    from sim.bench import add_bench_parser
+    add_bench_parser(sub)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fp8accel",
@@ -77,6 +92,9 @@ def build_parser():
     _add_update(sub)
     _add_demo(sub)
     _add_synth(sub)
+    _add_train(sub)
+    _add_study(sub)
+    _add_bench(sub)
     return parser
 
 
