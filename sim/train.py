@@ -26,7 +26,7 @@ import numpy as np
 from sim import golden
 
 __all__ = ["CONFIGS", "MODELS", "Config", "Hyper", "HYPER", "load_data", "Arith", "make_model",
-           "train", "run_all", "add_train_parser"]
+           "train_step", "train", "run_all", "add_train_parser"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,13 @@ class Arith:
         self.wgrad_err.setdefault(name, []).append(err / max(np.linalg.norm(exact), 1e-300))
         return g
 
+    def scalars(self, lr):
+        """DLFLOAT16 codes (rne) of the update's ``lr / S``, ``momentum``, ``weight_decay * S``
+        for loss scale ``S``."""
+        h, s = self.hyper, self.scale
+        return tuple(int(golden.encode(np.array(x), golden.DLFLOAT16, "rne"))
+                     for x in (lr / s, h.momentum, h.weight_decay * s))
+
     def update(self, p, g, lr, seed):
         """SGD with momentum and weight decay of parameter ``p`` (NUMERICS.md section 5).
 
@@ -182,13 +189,11 @@ class Arith:
             p.v = (h.momentum * p.v + g1).astype(np.float32)
             p.w = (p.w - lr * p.v).astype(np.float32)
             return
-        s = self.scale
-        code = lambda x: golden.encode(np.array(x), golden.DLFLOAT16, "rne")  # noqa: E731
+        lr_c, mu_c, wd_c = self.scalars(lr)
         w0 = p.w
-        p.w, p.v = golden.sgd_update(p.w, g, p.v, code(lr / s), code(h.momentum),
-                                     code(h.weight_decay * s), seed,
+        p.w, p.v = golden.sgd_update(p.w, g, p.v, lr_c, mu_c, wd_c, seed,
                                      rounding=self.config.update)
-        dl = golden.DLFLOAT16
+        dl, s = golden.DLFLOAT16, self.scale
         moved = np.abs(golden.decode(p.w, dl) - golden.decode(w0, dl)).sum()
         self.updates[0] += float(moved)
         self.updates[1] += float(np.abs(golden.decode(p.v, dl)).sum() * lr / s)
@@ -305,10 +310,11 @@ def pool_bwd(dy, idx, shape):
 class Model:
     """A sequence of GEMM layers with ReLU (and, for the CNN, max-pooling) between them."""
 
-    def __init__(self, kind):
+    def __init__(self, kind, mlp_sizes=(64, 128, 64, 10)):
         self.kind = kind
         if kind == "mlp":
-            self.layers = [Dense(64, 128, "fc1"), Dense(128, 64, "fc2"), Dense(64, 10, "fc3")]
+            self.layers = [Dense(a, b, f"fc{i + 1}")
+                           for i, (a, b) in enumerate(zip(mlp_sizes[:-1], mlp_sizes[1:]))]
         elif kind == "cnn":
             self.layers = [Conv3x3(1, 16, "conv1"), Conv3x3(16, 32, "conv2"),
                            Dense(2 * 2 * 32, 10, "fc")]
@@ -325,7 +331,7 @@ class Model:
         """Logits (float64) of images ``x`` ``(B, 8, 8)``."""
         self.aux = []
         if self.kind == "mlp":
-            h = x.reshape(len(x), 64)
+            h = x.reshape(len(x), -1)
             for i, (layer, p) in enumerate(zip(self.layers, self.params)):
                 h = layer.forward(ar, p, h, i > 0)
                 if i < len(self.layers) - 1:
@@ -360,8 +366,19 @@ class Model:
         return grads
 
 
-def make_model(kind):
-    return Model(kind)
+def make_model(kind, **kwargs):
+    return Model(kind, **kwargs)
+
+
+def train_step(model, ar, x, y, lr, seeds):
+    """One SGD step on images ``x`` with labels ``y``: forward, loss, backward, one update per
+    parameter (``seeds``: one stochastic-rounding seed each). Returns the loss."""
+    logits = model.forward(ar, x)
+    loss, dlogits = _softmax_xent(logits, y)
+    grads = model.backward(ar, dlogits * ar.scale)
+    for p, g, sd in zip(model.params, grads, seeds):
+        ar.update(p, g, lr, int(sd))
+    return loss
 
 
 def _softmax_xent(logits, y):
@@ -440,13 +457,9 @@ def train(model_kind, config_name, seed=1, epochs=None, data=None, progress=True
         losses = []
         for s in range(steps):
             idx = perm[s * hyper.batch:(s + 1) * hyper.batch]
-            logits = model.forward(ar, x_tr[idx])
-            loss, dlogits = _softmax_xent(logits, y_tr[idx])
+            seeds = order_rng.integers(1, 1 << 32, len(model.params))
+            loss = train_step(model, ar, x_tr[idx], y_tr[idx], lr, seeds)
             losses.append(loss)
-            grads = model.backward(ar, dlogits * ar.scale)
-            seeds = order_rng.integers(1, 1 << 32, len(grads))
-            for p, g, sd in zip(model.params, grads, seeds):
-                ar.update(p, g, lr, int(sd))
             if bar:
                 bar.step(f"epoch {epoch + 1} loss {loss:.4f}" if s == steps - 1 else "")
         acc = evaluate(model, ar, x_te, y_te)
