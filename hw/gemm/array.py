@@ -82,8 +82,9 @@ class ProcessingElement(CheckedComponent):
 
     @property
     def v_latency(self):
-        """Cycles from ``chunk_in``/``total_in`` to ``chunk_out``/``total_out``."""
-        return self._add.latency + 1
+        """Cycles from ``chunk_in``/``total_in`` to ``chunk_out``/``total_out``: the operand
+        register, the adder and the output register."""
+        return self._add.latency + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -107,14 +108,21 @@ class ProcessingElement(CheckedComponent):
         product = Mux(kvalid, mul.p, 0)
         # A restarted chunk is add(+0, p): the product itself, except that -0 becomes +0.
         restart = Mux(product == fmt.sign_mask, 0, product)
-        m.d.comb += [
-            add.a.eq(Mux(boundary, self.total_in, self.chunk_in)),
-            add.b.eq(Mux(boundary, self.chunk_in, product)),
-            add.rna.eq(self.rna_in),
+        # The operands are selected, then registered: in a large array the PEs are packed
+        # tightly and routing is slow, and the selection in front of the adder's first stage
+        # was the longest path of the 8x8 array.
+        add_a = Signal(fmt.width, name="add_a")
+        add_b = Signal(fmt.width, name="add_b")
+        add_rna = Signal(name="add_rna")
+        m.d.sync += [
+            add_a.eq(Mux(boundary, self.total_in, self.chunk_in)),
+            add_b.eq(Mux(boundary, self.chunk_in, product)),
+            add_rna.eq(self.rna_in),
         ]
+        m.d.comb += [add.a.eq(add_a), add.b.eq(add_b), add.rna.eq(add_rna)]
         # What the adder's result is combined with, delayed alongside it in LUT RAM.
-        side = delay_ram(m, Cat(boundary, restart, self.total_in, self.rna_in), add.latency,
-                         "side")
+        side = delay_ram(m, Cat(boundary, restart, self.total_in, self.rna_in),
+                         add.latency + 1, "side")
         w = fmt.width
         boundary_d, restart_d = side[0], side[1:1 + w]
         total_d, rna_d = side[1 + w:1 + 2 * w], side[1 + 2 * w]
