@@ -419,7 +419,7 @@ class GemmEngine(CheckedComponent):
             with m.If(s_i_left == 0):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
-                gap = array.latency + 7
+                gap = array.latency + 8
                 m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank),
                              s_gap.eq(Mux(M >= gap, 0, gap - M))]
                 for b, t in enumerate(bank_timer):
@@ -476,7 +476,16 @@ class GemmEngine(CheckedComponent):
         m.d.sync += wb_end.eq(0)
         with m.If(wb_end):
             m.d.sync += [busy.eq(0), self.done.eq(1)]
-        with m.If(array.out_valid):
+        # The array's outputs leave from its bottom edge, far from the controller: they are
+        # registered first, and the writeback counts the registered valid.
+        o_valid = Signal()
+        o_data = Signal(2 * w * cols)
+        m.d.sync += [
+            o_valid.eq(array.out_valid),
+            o_data.eq(Cat(*(Cat(array.chunk_out[w * c:w * c + w],
+                                array.total_out[w * c:w * c + w]) for c in range(cols)))),
+        ]
+        with m.If(o_valid):
             m.d.sync += [wb_i_left.eq(wb_i_left - 1), wb_acc.eq(wb_acc + NT)]
             with m.If(wb_i_left == 0):
                 m.d.sync += wb_i_left.eq(M - 1)
@@ -490,13 +499,12 @@ class GemmEngine(CheckedComponent):
         host_we = Signal(2 * cols)
         for c in range(cols):
             m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we & (self.c_lane == c))
-        wb_data = Cat(*(Cat(array.chunk_out[w * c:w * c + w], array.total_out[w * c:w * c + w])
-                        for c in range(cols)))
         host_data = Cat(*(Cat(Const(0, w), self.c_data) for _ in range(cols)))
         # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
         m.d.sync += [
-            acc_wp.addr.eq(Mux(array.out_valid, wb_acc, self.c_addr)),
-            acc_wp.data.eq(Mux(array.out_valid, wb_data, host_data)),
-            acc_wp.en.eq(Mux(array.out_valid, (1 << (2 * cols)) - 1, host_we)),
+            # The engine writes only while busy, the host only while idle.
+            acc_wp.addr.eq(Mux(busy, wb_acc, self.c_addr)),
+            acc_wp.data.eq(Mux(busy, o_data, host_data)),
+            acc_wp.en.eq(Mux(busy, Mux(o_valid, (1 << (2 * cols)) - 1, 0), host_we)),
         ]
         return m
