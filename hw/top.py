@@ -372,8 +372,10 @@ class Accelerator(CheckedComponent):
         m.submodules.to_e5m2 = conv5
         m.submodules.to_e4m3 = conv4
         lat = max(conv5.latency, conv4.latency)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 6)
-        inflight = Signal(range(lat + 10))
+        # Room for every read in flight (five cycles to the converters, then their latency)
+        # and a few more, so that reads are issued every cycle while the sink takes them.
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 8)
+        inflight = Signal(range(lat + 12))
         reading = xfer == 4
         issue_last = Signal()  # to_issue == 1
         room = out_fifo.level + inflight + 1 < out_fifo.depth
@@ -387,9 +389,9 @@ class Accelerator(CheckedComponent):
 
 
         # The read data is registered before the converters (block RAM outputs are slow).
-        # Address register, two cycles of block RAM read, the data register.
-        rd_valid = delay(m, issue, 4, "rd_valid", reset_less=False)
-        rd_last = delay(m, issue_last, 4, "rd_last", reset_less=False)
+        # Address register, three cycles of the engine's read, the data register.
+        rd_valid = delay(m, issue, 5, "rd_valid", reset_less=False)
+        rd_last = delay(m, issue_last, 5, "rd_last", reset_less=False)
         c_q = Signal.like(eng.c_rdata)
         m.d.sync += c_q.eq(eng.c_rdata)
         m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
@@ -435,9 +437,11 @@ class Accelerator(CheckedComponent):
             upd.i.valid.eq(elem_valid),
             u_beat.eq(updating & self.s_axis_tvalid & self.s_axis_tready),
         ]
+        # The element register takes a third beat only when empty, so that tready does not
+        # wait for the unit's ready; at three beats per element it is always empty in time.
         with m.If(updating):
             m.d.comb += self.s_axis_tready.eq(
-                ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid | upd.i.ready))
+                ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid))
         with m.If(upd.i.valid & upd.i.ready):
             m.d.sync += elem_valid.eq(0)
         assembled = u_beat & ~u_in_done & (u_phase == 2)

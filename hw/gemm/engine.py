@@ -85,7 +85,7 @@ class GemmEngine(CheckedComponent):
     a_we, a_bank, a_addr, a_data; b_we, b_addr, b_data; c_we, c_addr, c_lane, c_data;
     c_raddr, c_rlane, c_rdata
         Host access to the buffers (while not busy); ``c_rdata`` follows ``c_raddr`` and
-        ``c_rlane`` by two cycles.
+        ``c_rlane`` by three cycles.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
@@ -163,10 +163,11 @@ class GemmEngine(CheckedComponent):
         # Host access to the accumulator memory, while idle.
         # The read word is registered before the lane is selected: block RAM outputs are slow.
         host_lane = Signal.like(self.c_rlane)
+        host_lane_d = Signal.like(self.c_rlane)
         host_lane_q = Signal.like(self.c_rlane)
         host_word = Signal.like(acc_rd.data)
-        m.d.sync += [host_lane.eq(self.c_rlane), host_lane_q.eq(host_lane),
-                     host_word.eq(acc_rd.data)]
+        m.d.sync += [host_lane.eq(self.c_rlane), host_lane_d.eq(host_lane),
+                     host_lane_q.eq(host_lane_d), host_word.eq(acc_rd.data)]
         lanes = [host_word[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
         m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane_q, w))
 
@@ -400,7 +401,12 @@ class GemmEngine(CheckedComponent):
         ]
         for r in range(rows):
             m.d.comb += a_rd[r].addr.eq(s_arow)
-        m.d.comb += acc_rd.addr.eq(Mux(busy, s_acc, self.c_raddr))
+        # The read address comes straight from a register, which follows the host's address
+        # while the engine is idle: a read beside a write is checked for a collision by logic
+        # that compares the two addresses, and a multiplexer in front would lengthen it.
+        m.d.comb += acc_rd.addr.eq(s_acc)
+        with m.If(~busy & (check == 0)):
+            m.d.sync += s_acc.eq(self.c_raddr)
 
         ready = busy & (ahead != 0) & (s_gap == 0) & ~s_active
         with m.If(s_gap != 0):
