@@ -85,7 +85,7 @@ def run_engine(engine, commands):
                     word, lane = c_location(i, j, N, cols)
                     ctx.set(engine.c_raddr, word)
                     ctx.set(engine.c_rlane, lane)
-                    await ctx.tick().repeat(2)
+                    await ctx.tick().repeat(3)
                     C[i, j] = ctx.get(engine.c_rdata)
             out.append((C, ctx.get(engine.cycles), ctx.get(engine.active), 0))
 
