@@ -374,18 +374,24 @@ class Accelerator(CheckedComponent):
         lat = max(conv5.latency, conv4.latency)
         # Room for every read in flight (five cycles to the converters, then their latency)
         # and a few more, so that reads are issued every cycle while the sink takes them.
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 8)
-        inflight = Signal(range(lat + 12))
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 10)
+        inflight = Signal(range(lat + 14))
         reading = xfer == 4
         issue_last = Signal()  # to_issue == 1
-        room = out_fifo.level + inflight + 1 < out_fifo.depth
-        issue = reading & (to_issue != 0) & room
+        issuing = Signal()     # to_issue != 0
+        # Registered, so a cycle late: it keeps room for the read it may issue in the cycle it
+        # is computed and the one after.
+        room = Signal()
+        m.d.sync += room.eq(out_fifo.level + inflight + 3 < out_fifo.depth)
+        issue = reading & issuing & room
         m.d.sync += [eng.c_raddr.eq(addr), eng.c_rlane.eq(bank)]
         with m.If(issue):
             m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2)]
+            with m.If(issue_last):
+                m.d.sync += issuing.eq(0)
             step()
         with m.If(ctrl_we & single & ~action[0] & ~action[5] & ~eng.busy & ~xfer_busy):
-            m.d.sync += issue_last.eq(mn == 1)
+            m.d.sync += [issue_last.eq(mn == 1), issuing.eq(mn != 0)]
 
 
         # The read data is registered before the converters (block RAM outputs are slow).
