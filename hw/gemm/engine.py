@@ -387,8 +387,10 @@ class GemmEngine(CheckedComponent):
 
         # Streamer ----------------------------------------------------------------------------
         # Rows of a pass are read from the buffers in one cycle and enter the array the next.
-        first_pass = s_p == 0
-        last_pass = s_p_left == 0
+        # Registered a cycle after s_p and s_p_left change at the end of a pass (see below).
+        first_pass = Signal()
+        last_pass = Signal()
+        m.d.sync += first_pass.eq(s_p == 0)
         # Per-pass row flags, registered from k0: they settle in the cycle between passes.
         cl_mask = Signal(16)
         m.d.comb += cl_mask.eq((Const(1, 17) << chunk_log2) - 1)
@@ -408,11 +410,21 @@ class GemmEngine(CheckedComponent):
         with m.If(~busy & (check == 0)):
             m.d.sync += s_acc.eq(self.c_raddr)
 
+        # End flags of the loop counters, registered. The row counter's is exact (it moves every
+        # cycle); the pass and tile counters move only at the end of a pass, and their flags,
+        # a cycle late, are read at the end of the next pass at the earliest.
+        gap = array.latency + 8
+        m_is1 = Signal()
+        gap_fill = Signal(16)
+        s_i_end = Signal()
+        s_nt_last = Signal()
+        m.d.sync += [m_is1.eq(M == 1), gap_fill.eq(Mux(M >= gap, 0, gap - M)),
+                     last_pass.eq(s_p_left == 0), s_nt_last.eq(s_nt_left == 0)]
         ready = busy & (ahead != 0) & (s_gap == 0) & ~s_active
         with m.If(s_gap != 0):
             m.d.sync += s_gap.eq(s_gap - 1)
         with m.If(ready & ~all_streamed):
-            m.d.sync += [s_active.eq(1), s_i_left.eq(M - 1)]
+            m.d.sync += [s_active.eq(1), s_i_left.eq(M - 1), s_i_end.eq(m_is1)]
         issue = s_active
         # Per-row control, delayed one cycle to meet the memory data.
         d_valid = Signal()
@@ -421,18 +433,16 @@ class GemmEngine(CheckedComponent):
                      d_ctl.eq(Cat(kvalid, boundary, s_bank, first_pass, last_pass))]
         with m.If(issue):
             m.d.sync += [active.eq(active + 1), s_arow.eq(s_arow + KB), s_acc.eq(s_acc + NT),
-                         s_i_left.eq(s_i_left - 1)]
-            with m.If(s_i_left == 0):
+                         s_i_left.eq(s_i_left - 1), s_i_end.eq(s_i_left == 1)]
+            with m.If(s_i_end):
                 # End of the pass: the next one may overwrite this pass's chunk and total only
                 # after they are written back.
-                gap = array.latency + 8
-                m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank),
-                             s_gap.eq(Mux(M >= gap, 0, gap - M))]
+                m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank), s_gap.eq(gap_fill)]
                 for b, t in enumerate(bank_timer):
                     with m.If(s_bank == b):
                         m.d.sync += t.eq(flush)
                 with m.If(last_pass):
-                    with m.If(s_nt_left == 0):
+                    with m.If(s_nt_last):
                         m.d.sync += all_streamed.eq(1)
                     m.d.sync += [s_p.eq(0), s_p_left.eq(KB - 1), k0.eq(0), kleft.eq(K),
                                  s_nt.eq(s_nt + 1), s_nt_left.eq(s_nt_left - 1),
@@ -472,7 +482,7 @@ class GemmEngine(CheckedComponent):
         ]
 
         loaded = q_loaded
-        streamed = issue & (s_i_left == 0)
+        streamed = issue & s_i_end
         with m.If(busy):
             m.d.sync += ahead.eq(ahead + loaded - streamed)
 
@@ -491,14 +501,21 @@ class GemmEngine(CheckedComponent):
             o_data.eq(Cat(*(Cat(array.chunk_out[w * c:w * c + w],
                                 array.total_out[w * c:w * c + w]) for c in range(cols)))),
         ]
+        wb_i_end = Signal()
+        wb_p_last = Signal()
+        wb_nt_last = Signal()
+        m.d.sync += [wb_p_last.eq(wb_p_left == 0), wb_nt_last.eq(wb_nt_left == 0)]
+        with m.If(check == 4):
+            m.d.sync += wb_i_end.eq(M == 1)
         with m.If(o_valid):
-            m.d.sync += [wb_i_left.eq(wb_i_left - 1), wb_acc.eq(wb_acc + NT)]
-            with m.If(wb_i_left == 0):
-                m.d.sync += wb_i_left.eq(M - 1)
-                with m.If(wb_p_left == 0):
+            m.d.sync += [wb_i_left.eq(wb_i_left - 1), wb_acc.eq(wb_acc + NT),
+                         wb_i_end.eq(wb_i_left == 1)]
+            with m.If(wb_i_end):
+                m.d.sync += [wb_i_left.eq(M - 1), wb_i_end.eq(m_is1)]
+                with m.If(wb_p_last):
                     m.d.sync += [wb_p_left.eq(KB - 1), wb_nt.eq(wb_nt + 1),
                                  wb_nt_left.eq(wb_nt_left - 1), wb_acc.eq(wb_nt + 1)]
-                    with m.If(wb_nt_left == 0):
+                    with m.If(wb_nt_last):
                         m.d.sync += wb_end.eq(1)
                 with m.Else():
                     m.d.sync += [wb_p_left.eq(wb_p_left - 1), wb_acc.eq(wb_nt)]
