@@ -418,11 +418,14 @@ class Accelerator(CheckedComponent):
         updating = xfer == 5
         # The scalars are latched at the start: the unit reads them at different times for
         # one element, and a register write during an UPDATE must not reach half of one.
-        m.d.comb += [upd.seed.eq(reg_seed), upd.load.eq(0)]
-        with m.If(upd_start):
+        # The seed is loaded, and the scalars latched, in the cycle after the start (a
+        # register apart from the CTRL decoding): the first element needs three beats first.
+        upd_go = Signal()
+        m.d.sync += [upd_go.eq(upd_start), upd.load.eq(upd_start)]
+        m.d.comb += upd.seed.eq(reg_seed)
+        with m.If(upd_go):
             m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
                          upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
-            m.d.comb += upd.load.eq(1)
         # Input: three beats make an element.
         u_phase = Signal(2)
         u_w = Signal(16)
