@@ -32,6 +32,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Signal, Value
@@ -359,7 +360,7 @@ def _default_progress(message):
 
 
 def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=None,
-               extra_synth_args=(), progress=_default_progress):
+               extra_synth_args=(), progress=_default_progress, router=None, jobs=1):
     """Synthesise, place and route ``design`` with registered I/O, once per seed.
 
     Parameters
@@ -382,6 +383,12 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
         Appended to the Yosys synthesis command, e.g. ``("-dff",)``.
     progress : callable or None
         Called with one line per step.
+    router : str, optional
+        nextpnr's router, ``"router1"`` or ``"router2"``; nextpnr's default (router1) if
+        ``None``. router2 routes a design of tens of thousands of LUTs in minutes where
+        router1 takes over half an hour.
+    jobs : int
+        Seeds placed and routed at the same time.
 
     Returns
     -------
@@ -394,6 +401,10 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
     target = _check_target(target)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"Number of seeds must be a positive integer, not {seeds!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"Number of jobs must be a positive integer, not {jobs!r}")
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"Router must be 'router1' or 'router2', not {router!r}")
     if freq_mhz is None:
         freq_mhz = target.default_freq_mhz
     if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) or not freq_mhz > 0:
@@ -430,16 +441,22 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
         cells = _yosys_cells(os.path.join(cwd, "stat.json"))
         say(f"yosys: {seconds['yosys']:.1f} s")
 
-        fmax_per_seed, used_first, seconds["nextpnr"] = [], None, []
-        for seed in range(1, seeds + 1):
-            report = f"report-seed{seed}.json"
+        def place_and_route(seed):
             argv = [*nextpnr, *target.nextpnr_args, "--json", "top.json",
-                    "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--report", report,
-                    "--timing-allow-fail"]
-            elapsed = _run(argv, cwd=cwd, log=f"nextpnr-seed{seed}.log",
-                           step=f"{target.nextpnr} (seed {seed})")
+                    "--freq", f"{freq_mhz:g}", "--seed", str(seed),
+                    "--report", f"report-seed{seed}.json", "--timing-allow-fail"]
+            if router is not None:
+                argv += ["--router", router]
+            return _run(argv, cwd=cwd, log=f"nextpnr-seed{seed}.log",
+                        step=f"{target.nextpnr} (seed {seed})")
+
+        # Seeds are independent runs: with jobs > 1 they run side by side (one core each).
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            elapsed_per_seed = list(pool.map(place_and_route, range(1, seeds + 1)))
+        fmax_per_seed, used_first, seconds["nextpnr"] = [], None, []
+        for seed, elapsed in zip(range(1, seeds + 1), elapsed_per_seed):
             seconds["nextpnr"].append(round(elapsed, 2))
-            fmax, used = _parse_report(os.path.join(cwd, report))
+            fmax, used = _parse_report(os.path.join(cwd, f"report-seed{seed}.json"))
             fmax_per_seed.append(None if fmax is None else round(fmax, 2))
             if used_first is None:
                 used_first = used
@@ -476,11 +493,15 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
 
 
 def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
-                    extra_synth_args=(), progress=_default_progress, **unit_opts):
+                    extra_synth_args=(), progress=_default_progress, router=None, jobs=1,
+                    **unit_opts):
     """Synthesise one of :data:`UNITS` with ``unit_opts`` (see :func:`unit_factory`).
 
+    ``router`` defaults to router2 for the accelerator top (see :func:`synthesize`).
     Returns the dict of :func:`synthesize` with ``unit`` and ``config`` added.
     """
+    if router is None and unit == "top":
+        router = "router2"
     target = _check_target(target)
     factory, config = unit_factory(unit, **unit_opts)
     try:
@@ -488,7 +509,8 @@ def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
     except ModuleNotFoundError as exc:
         raise SynthError(f"The {unit} is not available: {exc}") from None
     result = synthesize(design, target, seeds=seeds, freq_mhz=freq_mhz, workdir=workdir,
-                        extra_synth_args=extra_synth_args, progress=progress)
+                        extra_synth_args=extra_synth_args, progress=progress, router=router,
+                        jobs=jobs)
     return {**result, "unit": unit, "config": config}
 
 
@@ -510,6 +532,11 @@ def add_arguments(parser):
                         help="write the report here (default: standard output)")
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="run in DIR and keep every intermediate file and log")
+    parser.add_argument("--jobs", default="1", metavar="N",
+                        help="seeds placed and routed side by side, one core each (default 1)")
+    parser.add_argument("--router", default=None, metavar="{router1,router2}",
+                        help="nextpnr router (default: router2 for top, nextpnr's own "
+                             "(router1) otherwise)")
     parser.add_argument("--synth-args", default="", metavar="ARGS",
                         help="extra options of synth_ecp5/synth_ice40, e.g. "
                              "--synth-args='-nodsp -dff'")
@@ -554,6 +581,9 @@ def run_cli(args):
     if args.json is not None and not os.path.isdir(os.path.dirname(args.json) or "."):
         raise CliError(f"directory of --json {args.json!r} does not exist")
     seeds = _parse_number(args.seeds, "--seeds", int)
+    jobs = _parse_number(args.jobs, "--jobs", int)
+    if args.router not in (None, "router1", "router2"):
+        raise CliError(f"--router must be router1 or router2, not {args.router!r}")
     freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
     opts = {name: getattr(args, name) for name in
             ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate",
@@ -570,7 +600,7 @@ def run_cli(args):
 
     try:
         result = synthesize_unit(args.unit, args.target, seeds=seeds, freq_mhz=freq,
-                                 workdir=args.keep,
+                                 workdir=args.keep, router=args.router, jobs=jobs,
                                  extra_synth_args=shlex.split(args.synth_args),
                                  **opts)
     except SynthError as exc:

@@ -160,6 +160,10 @@ def test_synthesize_checks_seeds_and_freq():
         synthesize(StandInMultiplier, "ecp5-25k", freq_mhz=-5)
     with pytest.raises(ValueError, match=r"Unknown target 'ecp5-12k'"):
         synthesize(StandInMultiplier, "ecp5-12k")
+    with pytest.raises(ValueError, match=r"Number of jobs must be a positive integer, not 0"):
+        synthesize(StandInMultiplier, "ecp5-25k", jobs=0)
+    with pytest.raises(ValueError, match=r"Router must be 'router1' or 'router2', not 'fast'"):
+        synthesize(StandInMultiplier, "ecp5-25k", router="fast")
 
 
 def test_missing_tool_is_one_line():
@@ -189,6 +193,10 @@ def test_missing_tool_is_one_line():
      "--rounding does not apply to the update"),
     (["synth", "update", "--target", "ecp5-25k", "--rbits", "0"],
      "--rbits must be a positive integer, not '0'"),
+    (["synth", "multiplier", "--target", "ecp5-25k", "--jobs", "0"],
+     "--jobs must be a positive integer, not '0'"),
+    (["synth", "multiplier", "--target", "ecp5-25k", "--router", "router3"],
+     "--router must be router1 or router2, not 'router3'"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--json", "/nonexistent/dir/m.json"],
      "directory of --json '/nonexistent/dir/m.json' does not exist"),
 ])
