@@ -116,4 +116,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m sim.cli`: go through the imported module, so that the CliError the
+    # subcommands raise (imported from sim.cli) is the class main() catches.
+    from sim.cli import main as _main
+    sys.exit(_main())
