@@ -227,15 +227,20 @@ def im2col(x, pad_value):
     return np.stack(cols, axis=3).reshape(B * H * W, 9 * C)
 
 
+def _he_init(shape, rng):
+    """He-initialised weights of ``shape`` with a zero bias row appended."""
+    w = np.zeros((shape[0] + 1, shape[1]))
+    w[:-1] = rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])
+    return w
+
+
 class Dense:
     def __init__(self, n_in, n_out, name):
         self.shape = (n_in, n_out)
         self.name = name
 
     def init(self, rng):
-        w = np.zeros((self.shape[0] + 1, self.shape[1]))
-        w[:-1] = rng.standard_normal(self.shape) * np.sqrt(2.0 / self.shape[0])
-        return w
+        return _he_init(self.shape, rng)
 
     def forward(self, ar, p, x, need_dx):
         a = _with_ones(ar.quantise(x, "fwd"), ar.one("fwd"))
@@ -262,9 +267,7 @@ class Conv3x3:
         self.name = name
 
     def init(self, rng):
-        w = np.zeros((self.shape[0] + 1, self.shape[1]))
-        w[:-1] = rng.standard_normal(self.shape) * np.sqrt(2.0 / self.shape[0])
-        return w
+        return _he_init(self.shape, rng)
 
     def forward(self, ar, p, x, need_dx):
         B, H, W, _ = x.shape
