@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.fp import DLFLOAT16, E4M3, E5M2
+from hw.fp import BINARY16, BINARY32, DLFLOAT16, E4M3, E5M2
 from hw.gemm import E5M3, SystolicArray, widen_fp8
 from sim import golden
 
@@ -22,7 +22,8 @@ def run_gemm(array, A, B, *, a_fmt=E5M2, b_fmt=E5M2, chunk=None, rna=False, C=No
     assert N <= cols
     cl = K if chunk is None else chunk
     passes = -(-K // rows)
-    w = 16
+    w = array.acc_fmt.width
+    n = 8 if array.in_fmt is None else array.in_fmt.width
     chunk_v = np.zeros((M, cols), np.int64)
     total_v = np.zeros((M, cols), np.int64)
     if C is not None:
@@ -47,7 +48,7 @@ def run_gemm(array, A, B, *, a_fmt=E5M2, b_fmt=E5M2, chunk=None, rna=False, C=No
             for r in range(rows):
                 k = k0 + r
                 row = [int(B[k, j]) if k < K and j < N else 0 for j in range(cols)]
-                ctx.set(array.w_data, pack(row, 8))
+                ctx.set(array.w_data, pack(row, n))
                 ctx.set(array.w_row, r)
                 ctx.set(array.w_bank, bank)
                 ctx.set(array.w_we, 1)
@@ -64,7 +65,7 @@ def run_gemm(array, A, B, *, a_fmt=E5M2, b_fmt=E5M2, chunk=None, rna=False, C=No
                     i = cycle
                     ctx.set(array.valid, 1)
                     ctx.set(array.a, pack([A[i, k0 + r] if k0 + r < K else 0
-                                           for r in range(rows)], 8))
+                                           for r in range(rows)], n))
                     ctx.set(array.kvalid, kvalid)
                     ctx.set(array.boundary, boundary)
                     ctx.set(array.a_e4m3, int(a_fmt is E4M3))
@@ -89,7 +90,7 @@ def run_gemm(array, A, B, *, a_fmt=E5M2, b_fmt=E5M2, chunk=None, rna=False, C=No
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return results["C"].astype(np.uint16)
+    return results["C"].astype(golden.code_dtype(array.acc_fmt))
 
 
 def test_widen_is_exact_for_every_code():
@@ -167,3 +168,40 @@ def test_array_formats_rna_and_accumulate(rng):
 def test_array_rejects_bad_sizes(value):
     with pytest.raises(ValueError, match="rows must be a positive integer"):
         SystolicArray(value - 1, 2)
+
+
+# The arrays of the area comparison (docs/fpga.md) ------------------------------------------------
+
+def random_binary16(rng, shape):
+    """BINARY16 codes of moderate magnitude, with some zeros of both signs and subnormals."""
+    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-20, 8, shape)
+    codes = vals.astype(np.float16).view(np.uint16).astype(np.int64)
+    codes[rng.random(shape) < 0.05] = 0x8000
+    return codes
+
+
+@pytest.mark.parametrize("acc_fmt", [BINARY32, BINARY16], ids=str)
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_binary16_array_matches_golden(acc_fmt, chunk, rng):
+    """BINARY16 operands into a BINARY32 or BINARY16 accumulator, chunked as ours."""
+    array = SystolicArray(2, 3, acc_fmt, BINARY16)
+    A = random_binary16(rng, (3, 7))
+    B = random_binary16(rng, (7, 3))
+    got = run_gemm(array, A, B, chunk=chunk)
+    ref = golden.gemm(A, B, BINARY16, BINARY16, acc_fmt, chunk=chunk)
+    assert np.array_equal(got, ref), (got, ref)
+
+
+@pytest.mark.parametrize("acc_fmt,in_fmt", [(BINARY32, BINARY16), (DLFLOAT16, None)], ids=str)
+def test_conventional_array_is_a_running_sum(acc_fmt, in_fmt, rng):
+    """``chunked=False``: one running sum per column, in order of k, from C (here +0): the
+    golden model's GEMM with one chunk of all K."""
+    array = SystolicArray(3, 2, acc_fmt, in_fmt, chunked=False)
+    if in_fmt is None:
+        A, B = random_fp8(rng, (4, 8), E5M2), random_fp8(rng, (8, 2), E5M2)
+        ref = golden.gemm(A, B, chunk=None)
+    else:
+        A, B = random_binary16(rng, (4, 8)), random_binary16(rng, (8, 2))
+        ref = golden.gemm(A, B, in_fmt, in_fmt, acc_fmt, chunk=None)
+    got = run_gemm(array, A, B, chunk=None)
+    assert np.array_equal(got, ref), (got, ref)

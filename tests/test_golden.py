@@ -1046,8 +1046,8 @@ def test_gemm_empty_k_and_errors():
         G.gemm(A1, A1.T, chunk=0)
     with pytest.raises(ValueError, match="not supported here"):
         G.gemm(A1, A1.T, rounding="sr")
-    with pytest.raises(ValueError, match="a_fmt must be E5M2 or E4M3"):
-        G.gemm(A1, A1.T, a_fmt=D)
+    with pytest.raises(ValueError, match="Unknown format 'e3m4'"):
+        G.gemm(A1, A1.T, a_fmt="e3m4")
     with pytest.raises(ValueError, match="out_fmt must be the accumulator format"):
         G.gemm(A1, A1.T, acc_fmt=BFLOAT16, out_fmt=D)
     with pytest.raises(ValueError, match="C has shape"):
@@ -1266,3 +1266,26 @@ def test_error_bad_codes():
         G.add(np.array([1.0]), np.array([0]), D)
     with pytest.raises(TypeError, match="rnd must be an integer array"):
         G.add(np.uint16(0), np.uint16(0), D, "sr", rnd=0.5)
+
+
+def test_gemm_binary16_into_binary32_is_float32_accumulation(rng):
+    """The area study's baseline GEMM: BINARY16 products are exact in BINARY32, so one chunk of
+    all K is numpy's float32 running sum of float16 products, added in order of k."""
+    M, K, N = 5, 37, 4
+    A = rng.standard_normal((M, K)).astype(np.float16)
+    B = (rng.standard_normal((K, N)) * 2.0 ** rng.integers(-12, 12, (K, N))).astype(np.float16)
+    want = np.zeros((M, N), np.float32)
+    for k in range(K):
+        want = want + A[:, k:k + 1].astype(np.float32) * B[k:k + 1, :].astype(np.float32)
+    got = G.gemm(A.view(np.uint16), B.view(np.uint16), BINARY16, BINARY16, BINARY32, chunk=None)
+    assert got.dtype == np.uint32
+    check(got, want.view(np.uint32), [A, B], "binary16 x binary16 -> binary32")
+    # Chunks of 4 (section 4): each chunk summed from +0, then added into the total.
+    total = np.zeros((M, N), np.float32)
+    for k0 in range(0, K, 4):
+        part = np.zeros((M, N), np.float32)
+        for k in range(k0, min(k0 + 4, K)):
+            part = part + A[:, k:k + 1].astype(np.float32) * B[k:k + 1, :].astype(np.float32)
+        total = total + part
+    got = G.gemm(A.view(np.uint16), B.view(np.uint16), BINARY16, BINARY16, BINARY32, chunk=4)
+    check(got, total.view(np.uint32), [A, B], "chunked binary16 x binary16 -> binary32")

@@ -49,31 +49,50 @@ class ProcessingElement(CheckedComponent):
     the chunk and total enter from above and leave ``v_latency`` cycles later. An activation
     must enter ``m_latency`` cycles before the chunk and total it meets.
 
+    Parameters
+    ----------
+    acc_fmt : FloatFormat
+        The accumulator format: products are rounded to it and added in it.
+    in_fmt : FloatFormat, optional
+        The operand format. ``None`` (the accelerator): E5M3, to which the array widens E5M2 and
+        E4M3 codes. Anything else, such as BINARY16, builds the PEs of the area comparison in
+        docs/fpga.md.
+    chunked : bool
+        Chunk-based accumulation (a chunk and a total flow down the column). ``False`` builds
+        the plain running sum of a conventional array for comparison: ``chunk_in``/``chunk_out``
+        carry it, ``boundary`` and ``total_in`` are ignored and ``total_out`` is 0.
+
     Members
     -------
     a, kvalid, boundary, bank : In
-        Activation (E5M3), whether it belongs to a real ``k`` (else the product is +0), whether
-        a chunk starts at this ``k``, and which weight bank it multiplies with.
+        Activation (``in_fmt``), whether it belongs to a real ``k`` (else the product is +0),
+        whether a chunk starts at this ``k``, and which weight bank it multiplies with.
     a_out, kvalid_out, boundary_out, bank_out : Out
         The same, registered, for the PE to the right.
     chunk_in, total_in, rna_in : In
     chunk_out, total_out, rna_out : Out
     w_data, w_we, w_bank : In
-        Writes ``w_data`` (E5M3) into weight bank ``w_bank``.
+        Writes ``w_data`` (``in_fmt``) into weight bank ``w_bank``.
     """
 
-    def __init__(self, acc_fmt=DLFLOAT16):
+    def __init__(self, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True):
         self._acc_fmt = format_by_name(acc_fmt)
-        w = self._acc_fmt.width
+        self._in_fmt = E5M3 if in_fmt is None else format_by_name(in_fmt)
+        self._chunked = bool(chunked)
+        w, n = self._acc_fmt.width, self._in_fmt.width
         super().__init__({
-            "a": In(9), "kvalid": In(1), "boundary": In(1), "bank": In(1),
-            "a_out": Out(9), "kvalid_out": Out(1), "boundary_out": Out(1), "bank_out": Out(1),
+            "a": In(n), "kvalid": In(1), "boundary": In(1), "bank": In(1),
+            "a_out": Out(n), "kvalid_out": Out(1), "boundary_out": Out(1), "bank_out": Out(1),
             "chunk_in": In(w), "total_in": In(w), "rna_in": In(1),
             "chunk_out": Out(w), "total_out": Out(w), "rna_out": Out(1),
-            "w_data": In(9), "w_we": In(1), "w_bank": In(1),
+            "w_data": In(n), "w_we": In(1), "w_bank": In(1),
         })
-        self._mul = FPMultiplier(E5M3, E5M3, self._acc_fmt)
+        self._mul = FPMultiplier(self._in_fmt, self._in_fmt, self._acc_fmt)
         self._add = FPAdder(self._acc_fmt, "rne", runtime_rna=True)
+
+    in_fmt = property(lambda self: self._in_fmt)
+    acc_fmt = property(lambda self: self._acc_fmt)
+    chunked = property(lambda self: self._chunked)
 
     @property
     def m_latency(self):
@@ -91,8 +110,9 @@ class ProcessingElement(CheckedComponent):
         m.submodules.mul = mul = self._mul
         m.submodules.add = add = self._add
         fmt = self._acc_fmt
+        n = self._in_fmt.width
 
-        weights = [Signal(9, name=f"w{i}") for i in range(2)]
+        weights = [Signal(n, name=f"w{i}") for i in range(2)]
         for i, w in enumerate(weights):
             with m.If(self.w_we & (self.w_bank == i)):
                 m.d.sync += w.eq(self.w_data)
@@ -102,24 +122,29 @@ class ProcessingElement(CheckedComponent):
         ]
         m.d.comb += [mul.a.eq(self.a), mul.b.eq(Mux(self.bank, weights[1], weights[0]))]
 
-
         kvalid = delay(m, self.kvalid, mul.latency, "kvalid")
-        boundary = delay(m, self.boundary, mul.latency, "boundary")
         product = Mux(kvalid, mul.p, 0)
-        # A restarted chunk is add(+0, p): the product itself, except that -0 becomes +0.
-        restart = Mux(product == fmt.sign_mask, 0, product)
         # The operands are selected, then registered: in a large array the PEs are packed
         # tightly and routing is slow, and the selection in front of the adder's first stage
         # was the longest path of the 8x8 array.
         add_a = Signal(fmt.width, name="add_a")
         add_b = Signal(fmt.width, name="add_b")
         add_rna = Signal(name="add_rna")
+        m.d.comb += [add.a.eq(add_a), add.b.eq(add_b), add.rna.eq(add_rna)]
+        m.d.sync += add_rna.eq(self.rna_in)
+        if not self._chunked:
+            m.d.sync += [add_a.eq(self.chunk_in), add_b.eq(product)]
+            rna_d = delay(m, self.rna_in, add.latency + 1, "rna")
+            m.d.sync += [self.chunk_out.eq(add.s), self.rna_out.eq(rna_d)]
+            return m
+
+        boundary = delay(m, self.boundary, mul.latency, "boundary")
+        # A restarted chunk is add(+0, p): the product itself, except that -0 becomes +0.
+        restart = Mux(product == fmt.sign_mask, 0, product)
         m.d.sync += [
             add_a.eq(Mux(boundary, self.total_in, self.chunk_in)),
             add_b.eq(Mux(boundary, self.chunk_in, product)),
-            add_rna.eq(self.rna_in),
         ]
-        m.d.comb += [add.a.eq(add_a), add.b.eq(add_b), add.rna.eq(add_rna)]
         # What the adder's result is combined with, delayed alongside it in LUT RAM.
         side = delay_ram(m, Cat(boundary, restart, self.total_in, self.rna_in),
                          add.latency + 1, "side")
@@ -147,62 +172,84 @@ class SystolicArray(CheckedComponent):
     ----------
     rows, cols : int
     acc_fmt : FloatFormat
-        A 16-bit accumulator format.
+        The accumulator format (16 bits in the accelerator).
+    in_fmt : FloatFormat, optional
+        ``None`` (the accelerator): FP8 operands, E5M2 or E4M3 per pass (``a_e4m3``,
+        ``w_e4m3``). Anything else: operands are codes of ``in_fmt`` and ``a_e4m3``/``w_e4m3``
+        are ignored. With ``chunked``, these build the arrays of the area comparison.
+    chunked : bool
+        ``False``: a conventional array, one running sum per column in ``chunk_in``, added in
+        order of ``k`` from the ``chunk_in`` of the first pass; ``boundary`` and ``total_in``
+        are ignored, and on the last pass ``total_out`` holds the sum.
 
     Members
     -------
     valid : In(1)
         The inputs of this cycle are a row of a pass.
-    a : In(rows * 8)
-        FP8 activations, row ``r`` in bits ``8r .. 8r+7``.
+    a : In(rows * n)
+        Activations, ``n`` bits each (8, or ``in_fmt.width``), row ``r`` in bits
+        ``n*r .. n*r+n-1``.
     kvalid, boundary : In(rows)
         Per array row: the row's ``k`` exists (else its product is +0); a chunk starts at it.
     a_e4m3 : In(1)
         The activations are E4M3 (else E5M2).
     bank : In(1)
         The weight bank this pass multiplies with.
-    chunk_in, total_in : In(cols * 16)
+    chunk_in, total_in : In(cols * w)
+        ``w = acc_fmt.width``.
     rna : In(1)
         Round accumulation ties away from zero (else to even).
     last : In(1)
         The last pass: the outputs are final.
-    w_data : In(cols * 8), w_row : In(range(rows)), w_we : In(1), w_bank : In(1),
+    w_data : In(cols * n), w_row : In(range(rows)), w_we : In(1), w_bank : In(1),
     w_e4m3 : In(1)
-        Write one row of FP8 weights into bank ``w_bank``; the PEs hold it from the second
-        clock edge after the write.
+        Write one row of weights into bank ``w_bank``; the PEs hold it from the second clock
+        edge after the write.
     out_valid, out_last : Out(1)
-    chunk_out, total_out : Out(cols * 16)
+    chunk_out, total_out : Out(cols * w)
     """
 
-    def __init__(self, rows, cols, acc_fmt=DLFLOAT16):
+    def __init__(self, rows, cols, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True):
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         self._rows, self._cols = rows, cols
         self._acc_fmt = format_by_name(acc_fmt)
-        if self._acc_fmt.width != 16:
-            raise ValueError(f"The accumulator format must be a 16-bit format, not "
-                             f"{self._acc_fmt}")
+        self._in_fmt = None if in_fmt is None else format_by_name(in_fmt)
+        self._chunked = bool(chunked)
         w = self._acc_fmt.width
+        n = 8 if self._in_fmt is None else self._in_fmt.width
+        self._n = n
         super().__init__({
-            "valid": In(1), "a": In(rows * 8), "kvalid": In(rows), "boundary": In(rows),
+            "valid": In(1), "a": In(rows * n), "kvalid": In(rows), "boundary": In(rows),
             "a_e4m3": In(1), "bank": In(1),
             "chunk_in": In(cols * w), "total_in": In(cols * w), "rna": In(1), "last": In(1),
-            "w_data": In(cols * 8), "w_row": In(range(max(rows, 2))), "w_we": In(1),
+            "w_data": In(cols * n), "w_row": In(range(max(rows, 2))), "w_we": In(1),
             "w_bank": In(1), "w_e4m3": In(1),
             "out_valid": Out(1), "out_last": Out(1),
             "chunk_out": Out(cols * w), "total_out": Out(cols * w),
         })
         # Latencies of the parts, from throwaway instances that are never elaborated.
-        probe = ProcessingElement(self._acc_fmt)
+        probe = self._pe()
         final = FPAdder(self._acc_fmt, "rne", runtime_rna=True)
         for unit in (probe, probe._mul, probe._add, final):
             unit._MustUse__silence = True
         self._m_lat, self._v_lat = probe.m_latency, probe.v_latency
-        self._final_lat = final.latency
+        # A conventional array ends without the final add.
+        self._final_lat = final.latency if self._chunked else 0
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
+    acc_fmt = property(lambda self: self._acc_fmt)
+    in_fmt = property(lambda self: self._in_fmt)
+    chunked = property(lambda self: self._chunked)
+
+    def _pe(self):
+        return ProcessingElement(self._acc_fmt, self._in_fmt, chunked=self._chunked)
+
+    def _widen(self, code, is_e4m3):
+        """An operand as the PEs take it: FP8 codes widen to E5M3, others pass unchanged."""
+        return code if self._in_fmt is not None else widen_fp8(code, is_e4m3)
 
     @property
     def latency(self):
@@ -212,10 +259,10 @@ class SystolicArray(CheckedComponent):
     def elaborate(self, platform):
         m = Module()
         rows, cols, fmt = self._rows, self._cols, self._acc_fmt
-        w = fmt.width
+        w, n = fmt.width, self._n
+        pe_n = E5M3.width if self._in_fmt is None else n
 
-
-        pes = [[ProcessingElement(fmt) for _ in range(cols)] for _ in range(rows)]
+        pes = [[self._pe() for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -228,8 +275,8 @@ class SystolicArray(CheckedComponent):
         m.d.sync += [w_bank.eq(self.w_bank),
                      w_row_we.eq(Cat(*(self.w_we & (self.w_row == r) for r in range(rows))))]
         for c in range(cols):
-            wide = Signal(9, name=f"w_wide{c}")
-            m.d.sync += wide.eq(widen_fp8(self.w_data[8 * c:8 * c + 8], self.w_e4m3))
+            wide = Signal(pe_n, name=f"w_wide{c}")
+            m.d.sync += wide.eq(self._widen(self.w_data[n * c:n * c + n], self.w_e4m3))
             for r in range(rows):
                 pe = pes[r][c]
                 m.d.comb += [pe.w_data.eq(wide), pe.w_bank.eq(w_bank),
@@ -238,13 +285,13 @@ class SystolicArray(CheckedComponent):
         # Activations: widened, registered, then row r delayed by r PE latencies; they move
         # right by one column per cycle inside the PEs.
         for r in range(rows):
-            wide = widen_fp8(self.a[8 * r:8 * r + 8], self.a_e4m3)
+            wide = self._widen(self.a[n * r:n * r + n], self.a_e4m3)
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
             # One register after the conversion, then the skew.
             act = delay_ram(m, delay(m, act, 1, f"conv_a{r}"), r * self._v_lat, f"skew_a{r}")
             first = pes[r][0]
-            m.d.comb += [first.a.eq(act[:9]), first.kvalid.eq(act[9]),
-                         first.boundary.eq(act[10]), first.bank.eq(act[11])]
+            m.d.comb += [first.a.eq(act[:pe_n]), first.kvalid.eq(act[pe_n]),
+                         first.boundary.eq(act[pe_n + 1]), first.bank.eq(act[pe_n + 2])]
             for c in range(1, cols):
                 left, pe = pes[r][c - 1], pes[r][c]
                 m.d.comb += [pe.a.eq(left.a_out), pe.kvalid.eq(left.kvalid_out),
@@ -255,12 +302,17 @@ class SystolicArray(CheckedComponent):
         # the activations' conversion).
         outs = []
         for c in range(cols):
-            n = 1 + self._m_lat + c
-            top = Cat(delay_ram(m, Cat(self.chunk_in[w * c:w * c + w],
-                                       self.total_in[w * c:w * c + w], self.rna),
-                                n, f"skew_top{c}"),
-                      delay(m, Cat(self.last, self.valid), n, f"skew_flags{c}",
+            n_skew = 1 + self._m_lat + c
+            chunk_in = self.chunk_in[w * c:w * c + w]
+            # A conventional array has no total to carry down.
+            total_in = self.total_in[w * c:w * c + w] if self._chunked else Const(0, w)
+            top = Cat(delay_ram(m, Cat(chunk_in, self.rna) if not self._chunked
+                               else Cat(chunk_in, total_in, self.rna), n_skew,
+                               f"skew_top{c}"),
+                      delay(m, Cat(self.last, self.valid), n_skew, f"skew_flags{c}",
                             reset_less=False))
+            if not self._chunked:
+                top = Cat(top[:w], total_in, top[w:])
             pe0 = pes[0][c]
             m.d.comb += [pe0.chunk_in.eq(top[:w]), pe0.total_in.eq(top[w:2 * w]),
                          pe0.rna_in.eq(top[2 * w])]
@@ -271,15 +323,19 @@ class SystolicArray(CheckedComponent):
             bottom = pes[rows - 1][c]
             flags = delay(m, top[2 * w + 1:], rows * self._v_lat, f"flags{c}",   # last, valid
                           reset_less=False)
-            # The final add of section 4: total = add(total, chunk), on the last pass.
-            m.submodules[f"final_{c}"] = final = FPAdder(fmt, "rne", runtime_rna=True)
-            m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
-                         final.rna.eq(bottom.rna_out)]
-            chunk = delay(m, bottom.chunk_out, final.latency, f"chunk{c}")
-            total = delay(m, bottom.total_out, final.latency, f"total{c}")
-            flags = delay(m, flags, final.latency, f"flags_f{c}", reset_less=False)
+            chunk = delay(m, bottom.chunk_out, self._final_lat, f"chunk{c}")
+            flags = delay(m, flags, self._final_lat, f"flags_f{c}", reset_less=False)
             res = Signal(2 * w + 2, name=f"res{c}")
-            m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total), flags))
+            if self._chunked:
+                # The final add of section 4: total = add(total, chunk), on the last pass.
+                m.submodules[f"final_{c}"] = final = FPAdder(fmt, "rne", runtime_rna=True)
+                m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
+                             final.rna.eq(bottom.rna_out)]
+                total = delay(m, bottom.total_out, self._final_lat, f"total{c}")
+                m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total), flags))
+            else:
+                # The running sum is the result; it is delayed like a final add would be.
+                m.d.sync += res.eq(Cat(chunk, Mux(flags[0], chunk, 0), flags))
             outs.append(delay(m, res, cols - 1 - c, f"deskew{c}", reset_less=False))
         m.d.comb += [
             self.chunk_out.eq(Cat(*(o[:w] for o in outs))),
