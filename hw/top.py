@@ -60,6 +60,8 @@ class TopError(Error):
     BAD_CTRL = 6
     #: UPDATE with SEED = 0, which xorshift32 never leaves.
     BAD_SEED = 7
+    #: UPDATE on a build without the weight-update unit.
+    NO_UPDATE = 8
 
 
 class OutFmt:
@@ -90,6 +92,9 @@ class Accelerator(CheckedComponent):
     acc_fmt : FloatFormat
     update_rbits : int
         Random bits per stochastic rounding of the weight-update unit (1 to 32).
+    update : bool
+        Include the weight-update unit. Without it (a small FPGA), CTRL.UPDATE fails with
+        error 8 (NO_UPDATE) and CONFIG[29] is 0.
 
     Members
     -------
@@ -99,10 +104,10 @@ class Accelerator(CheckedComponent):
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16, update_rbits=16):
+                 acc_fmt=DLFLOAT16, update_rbits=16, update=True):
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
                                   acc_depth=acc_depth, acc_fmt=acc_fmt)
-        self._update = SGDUpdate(rbits=update_rbits)
+        self._update = SGDUpdate(rbits=update_rbits) if update else None
         self._acc_fmt = format_by_name(acc_fmt)
         self._rows, self._cols = rows, cols
         self._depths = (a_depth, b_depth, acc_depth)
@@ -123,12 +128,15 @@ class Accelerator(CheckedComponent):
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     engine = property(lambda self: self._engine)
+    #: The weight-update unit, or ``None`` in a build without it.
     update = property(lambda self: self._update)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = eng = self._engine
-        m.submodules.update = upd = self._update
+        upd = self._update
+        if upd is not None:
+            m.submodules.update = upd
         rows, cols = self._rows, self._cols
         a_depth, b_depth, acc_depth = self._depths
 
@@ -201,7 +209,8 @@ class Accelerator(CheckedComponent):
             m.d.sync += self.s_axil_rvalid.eq(0)
         status = Cat(eng.busy | xfer_busy, done, error != 0, Const(0, 5), error)
         config = Cat(Const(rows, 8), Const(cols, 8), Const(self._acc_fmt.e, 4),
-                     Const(self._acc_fmt.m, 4), Const(self._update.rbits - 1, 5))
+                     Const(self._acc_fmt.m, 4), Const(0 if upd is None else upd.rbits - 1, 5),
+                     Const(upd is not None, 1))
         with m.If(ar_ok):
             m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(0)]
             with m.Switch(self.s_axil_araddr & 0xFC):
@@ -213,7 +222,7 @@ class Accelerator(CheckedComponent):
                                     (Reg.ACC_WORDS, acc_depth), (Reg.LR, reg_lr),
                                     (Reg.MOMENTUM, reg_mu), (Reg.WEIGHT_DECAY, reg_wd),
                                     (Reg.SEED, reg_seed), (Reg.LENGTH, reg_len),
-                                    (Reg.RNG_STATE, upd.state)):
+                                    (Reg.RNG_STATE, 0 if upd is None else upd.state)):
                     with m.Case(addr):
                         m.d.sync += self.s_axil_rdata.eq(value)
                 with m.Default():
@@ -260,7 +269,9 @@ class Accelerator(CheckedComponent):
                     with m.Case(Ctrl.READ_C):
                         m.d.sync += xfer.eq(4)
                     with m.Case(Ctrl.UPDATE):
-                        with m.If(len_zero):
+                        with m.If(Const(upd is None)):
+                            m.d.sync += [error.eq(TopError.NO_UPDATE), done.eq(1)]
+                        with m.Elif(len_zero):
                             m.d.sync += [error.eq(TopError.ZERO_DIM), done.eq(1)]
                         with m.Elif(len_big):
                             m.d.sync += [error.eq(TopError.TOO_LARGE), done.eq(1)]
@@ -415,93 +426,103 @@ class Accelerator(CheckedComponent):
             m.d.sync += [xfer.eq(0), done.eq(1)]
 
         # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit ------------------
-        updating = xfer == 5
-        # The scalars are latched at the start: the unit reads them at different times for
-        # one element, and a register write during an UPDATE must not reach half of one.
-        # The seed is loaded, and the scalars latched, in the cycle after the start (a
-        # register apart from the CTRL decoding): the first element needs three beats first.
-        upd_go = Signal()
-        m.d.sync += [upd_go.eq(upd_start), upd.load.eq(upd_start)]
-        m.d.comb += upd.seed.eq(reg_seed)
-        with m.If(upd_go):
-            m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
-                         upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
-        # Input: three beats make an element.
-        u_phase = Signal(2)
-        u_w = Signal(16)
-        u_g = Signal(16)
-        u_left = Signal(24)      # elements still to assemble
-        u_last = Signal()        # u_left == 1
-        u_in_done = Signal()     # no element will be assembled any more
-        u_closed = Signal()      # the input frame has ended (tlast)
-        u_bad = Signal()         # the input frame had the wrong length
-        u_pending = Signal(range(upd.fifo_depth + 8))   # assembled, v beat not yet sent
-        elem_valid = Signal()
-        with m.If(upd_start):
-            m.d.sync += [u_phase.eq(0), u_left.eq(reg_len), u_last.eq(reg_len == 1),
-                         u_in_done.eq(0), u_closed.eq(0), u_bad.eq(0), u_pending.eq(0),
-                         elem_valid.eq(0)]
-        u_beat = Signal()
-        m.d.comb += [
-            upd.i.valid.eq(elem_valid),
-            u_beat.eq(updating & self.s_axis_tvalid & self.s_axis_tready),
-        ]
-        # The element register takes a third beat only when empty, so that tready does not
-        # wait for the unit's ready; at three beats per element it is always empty in time.
-        with m.If(updating):
-            m.d.comb += self.s_axis_tready.eq(
-                ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid))
-        with m.If(upd.i.valid & upd.i.ready):
-            m.d.sync += elem_valid.eq(0)
-        assembled = u_beat & ~u_in_done & (u_phase == 2)
-        with m.If(u_beat & ~u_in_done):
-            m.d.sync += u_phase.eq(Mux(u_phase == 2, 0, u_phase + 1))
-            with m.Switch(u_phase):
-                with m.Case(0):
-                    m.d.sync += u_w.eq(self.s_axis_tdata)
-                with m.Case(1):
-                    m.d.sync += u_g.eq(self.s_axis_tdata)
-                with m.Case(2):
-                    m.d.sync += [upd.i.payload.eq(Cat(u_w, u_g, self.s_axis_tdata)),
-                                 elem_valid.eq(1), u_left.eq(u_left - 1),
-                                 u_last.eq(u_left == 2)]
-                    with m.If(u_last):
-                        m.d.sync += u_in_done.eq(1)
-        with m.If(u_beat):
-            with m.If(self.s_axis_tlast):
-                # The frame ends: complete elements go on, a partial one is dropped.
-                m.d.sync += [u_closed.eq(1), u_in_done.eq(1)]
-                with m.If(~(assembled & u_last)):
-                    m.d.sync += u_bad.eq(1)
-            with m.Elif(u_in_done):
-                m.d.sync += u_bad.eq(1)      # past the length: dropped until tlast
-        # Output: an element leaves as two beats, w then v. The v beat of an element waits
-        # until it is known whether it is the last (a later element was assembled, or the
-        # input is over), so that tlast is on it even when the input frame ends early.
-        o_valid = Signal()
-        o_phase = Signal()
-        o_w = Signal(16)
-        o_v = Signal(16)
-        last_known = (u_pending > 1) | u_in_done
-        o_last = u_in_done & (u_pending == 1)
-        o_fire = updating & self.m_axis_tvalid & self.m_axis_tready
-        v_sent = o_fire & o_phase
-        m.d.comb += upd.o.ready.eq(~o_valid | v_sent)
-        with m.If(v_sent):
-            m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
-        with m.If(o_fire & ~o_phase):
-            m.d.sync += o_phase.eq(1)
-        with m.If(upd.o.valid & upd.o.ready):
-            m.d.sync += [o_valid.eq(1), o_phase.eq(0), o_w.eq(upd.o.payload.w),
-                         o_v.eq(upd.o.payload.v)]
-        with m.If(upd_start):
-            m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
-        m.d.sync += u_pending.eq(u_pending + assembled - v_sent)
-        with m.If(upd_start):
-            m.d.sync += u_pending.eq(0)
-        with m.If(updating & u_closed & (u_pending == 0)):
-            m.d.sync += [xfer.eq(0), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
+        if upd is not None:
+            updating = xfer == 5
+            # The scalars are latched at the start: the unit reads them at different times for
+            # one element, and a register write during an UPDATE must not reach half of one.
+            # The seed is loaded, and the scalars latched, in the cycle after the start (a
+            # register apart from the CTRL decoding): the first element needs three beats first.
+            upd_go = Signal()
+            m.d.sync += [upd_go.eq(upd_start), upd.load.eq(upd_start)]
+            m.d.comb += upd.seed.eq(reg_seed)
+            with m.If(upd_go):
+                m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
+                             upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
+            # Input: three beats make an element.
+            u_phase = Signal(2)
+            u_w = Signal(16)
+            u_g = Signal(16)
+            u_left = Signal(24)      # elements still to assemble
+            u_last = Signal()        # u_left == 1
+            u_in_done = Signal()     # no element will be assembled any more
+            u_closed = Signal()      # the input frame has ended (tlast)
+            u_bad = Signal()         # the input frame had the wrong length
+            u_pending = Signal(range(upd.fifo_depth + 8))   # assembled, v beat not yet sent
+            elem_valid = Signal()
+            with m.If(upd_start):
+                m.d.sync += [u_phase.eq(0), u_left.eq(reg_len), u_last.eq(reg_len == 1),
+                             u_in_done.eq(0), u_closed.eq(0), u_bad.eq(0), u_pending.eq(0),
+                             elem_valid.eq(0)]
+            u_beat = Signal()
+            m.d.comb += [
+                upd.i.valid.eq(elem_valid),
+                u_beat.eq(updating & self.s_axis_tvalid & self.s_axis_tready),
+            ]
+            # The element register takes a third beat only when empty, so that tready does not
+            # wait for the unit's ready; at three beats per element it is always empty in time.
+            with m.If(updating):
+                m.d.comb += self.s_axis_tready.eq(
+                    ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid))
+            with m.If(upd.i.valid & upd.i.ready):
+                m.d.sync += elem_valid.eq(0)
+            assembled = u_beat & ~u_in_done & (u_phase == 2)
+            with m.If(u_beat & ~u_in_done):
+                m.d.sync += u_phase.eq(Mux(u_phase == 2, 0, u_phase + 1))
+                with m.Switch(u_phase):
+                    with m.Case(0):
+                        m.d.sync += u_w.eq(self.s_axis_tdata)
+                    with m.Case(1):
+                        m.d.sync += u_g.eq(self.s_axis_tdata)
+                    with m.Case(2):
+                        m.d.sync += [upd.i.payload.eq(Cat(u_w, u_g, self.s_axis_tdata)),
+                                     elem_valid.eq(1), u_left.eq(u_left - 1),
+                                     u_last.eq(u_left == 2)]
+                        with m.If(u_last):
+                            m.d.sync += u_in_done.eq(1)
+            with m.If(u_beat):
+                with m.If(self.s_axis_tlast):
+                    # The frame ends: complete elements go on, a partial one is dropped.
+                    m.d.sync += [u_closed.eq(1), u_in_done.eq(1)]
+                    with m.If(~(assembled & u_last)):
+                        m.d.sync += u_bad.eq(1)
+                with m.Elif(u_in_done):
+                    m.d.sync += u_bad.eq(1)      # past the length: dropped until tlast
+            # Output: an element leaves as two beats, w then v. The v beat of an element waits
+            # until it is known whether it is the last (a later element was assembled, or the
+            # input is over), so that tlast is on it even when the input frame ends early.
+            o_valid = Signal()
+            o_phase = Signal()
+            o_w = Signal(16)
+            o_v = Signal(16)
+            last_known = (u_pending > 1) | u_in_done
+            o_last = u_in_done & (u_pending == 1)
+            o_fire = updating & self.m_axis_tvalid & self.m_axis_tready
+            v_sent = o_fire & o_phase
+            m.d.comb += upd.o.ready.eq(~o_valid | v_sent)
+            with m.If(v_sent):
+                m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
+            with m.If(o_fire & ~o_phase):
+                m.d.sync += o_phase.eq(1)
+            with m.If(upd.o.valid & upd.o.ready):
+                m.d.sync += [o_valid.eq(1), o_phase.eq(0), o_w.eq(upd.o.payload.w),
+                             o_v.eq(upd.o.payload.v)]
+            with m.If(upd_start):
+                m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
+            m.d.sync += u_pending.eq(u_pending + assembled - v_sent)
+            with m.If(upd_start):
+                m.d.sync += u_pending.eq(0)
+            with m.If(updating & u_closed & (u_pending == 0)):
+                m.d.sync += [xfer.eq(0), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
 
+        fifo_out = [
+            self.m_axis_tdata.eq(out_fifo.r_data[:16]),
+            self.m_axis_tlast.eq(out_fifo.r_data[16]),
+            self.m_axis_tvalid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.m_axis_tready),
+        ]
+        if upd is None:
+            m.d.comb += fifo_out
+            return m
         with m.If(updating):
             m.d.comb += [
                 self.m_axis_tdata.eq(Mux(o_phase, o_v, o_w)),
@@ -509,10 +530,5 @@ class Accelerator(CheckedComponent):
                 self.m_axis_tlast.eq(o_phase & o_last),
             ]
         with m.Else():
-            m.d.comb += [
-                self.m_axis_tdata.eq(out_fifo.r_data[:16]),
-                self.m_axis_tlast.eq(out_fifo.r_data[16]),
-                self.m_axis_tvalid.eq(out_fifo.r_rdy),
-                out_fifo.r_en.eq(self.m_axis_tready),
-            ]
+            m.d.comb += fifo_out
         return m

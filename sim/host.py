@@ -34,6 +34,7 @@ ERROR_NAMES = {
     TopError.FRAME: ("FRAME", "a stream frame of the wrong length"),
     TopError.BAD_CTRL: ("BAD_CTRL", "a CTRL write with no or several action bits"),
     TopError.BAD_SEED: ("BAD_SEED", "UPDATE with seed 0"),
+    TopError.NO_UPDATE: ("NO_UPDATE", "UPDATE on a build without the weight-update unit"),
 }
 
 _ACTIONS = {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
@@ -447,6 +448,7 @@ class AcceleratorHost:
                                        f"bits")
             self._config = {
                 "rows": rows, "cols": cols, "acc_fmt": acc,
+                "update": bool((word >> 29) & 1),
                 "update_rbits": ((word >> 24) & 0x1F) + 1,
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),

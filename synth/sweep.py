@@ -1,0 +1,356 @@
+"""Many synthesis runs, one table: the size and format sweep, and the area study.
+
+``fp8accel synth sweep`` places and routes a unit (the accelerator top by default) for every
+array size and format pair asked for, ``--seeds`` runs each, and writes one row per point:
+LUT/FF/DSP/BRAM, the median Fmax, the peak throughput ``2 * rows * cols * Fmax`` and that
+throughput per 1,000 LUTs.
+
+``fp8accel synth area`` measures the paper's hardware claim with the same flow: the processing
+element and an 8x8 array for
+
+* (a) E5M2/E4M3 operands, DLFLOAT16 chunk-based accumulation (ours);
+* (b) BINARY16 operands, BINARY32 accumulation, one running sum (the 2018 mainstream);
+* (c) BINARY16 operands, BINARY16 accumulation, one running sum;
+
+and reports the logic per multiply-accumulate (MAC) and the ratio (b)/(a).
+
+A point whose netlist needs more LUTs than the device has is not placed: its row gives Yosys's
+count and ``fits: false``.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+from .flow import TARGETS, DoesNotFit, SynthError, synthesize_unit
+
+__all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study",
+           "sweep_markdown", "area_markdown", "plot_sweep", "Progress"]
+
+#: The area study's configurations: ``key -> (in_fmt, acc_fmt, chunked, description)``.
+AREA_CONFIGS = {
+    "a": ("fp8", "dlfloat16", True, "E5M2/E4M3 x E5M2/E4M3, DLFLOAT16 chunked accumulation"),
+    "b": ("binary16", "binary32", False, "BINARY16 x BINARY16, BINARY32 accumulation"),
+    "c": ("binary16", "binary16", False, "BINARY16 x BINARY16, BINARY16 accumulation"),
+}
+
+
+def parse_sizes(text):
+    """``"2x2,4x4,8x8"`` as ``[(2, 2), (4, 4), (8, 8)]``."""
+    sizes = []
+    for item in str(text).split(","):
+        parts = item.strip().lower().split("x")
+        try:
+            rows, cols = (int(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"Array size {item.strip()!r} is not ROWSxCOLS, e.g. 4x4") from None
+        if not (1 <= rows <= 64 and 1 <= cols <= 64):
+            raise ValueError(f"Array size {item.strip()!r}: rows and columns must be 1 to 64")
+        sizes.append((rows, cols))
+    return sizes
+
+
+def parse_formats(text):
+    """``"fp8/dlfloat16,binary16/binary32"`` as ``[("fp8", "dlfloat16"), ...]``:
+    operand format / accumulator format."""
+    from hw.fp.format import format_by_name
+    formats = []
+    for item in str(text).split(","):
+        parts = item.strip().lower().split("/")
+        if len(parts) != 2:
+            raise ValueError(f"Format {item.strip()!r} is not IN/ACC, e.g. fp8/dlfloat16")
+        for name in parts:
+            if name != "fp8":
+                format_by_name(name)
+        formats.append(tuple(parts))
+    return formats
+
+
+class Progress:
+    """A progress bar over ``total`` tool runs on standard error, redrawn in place on a
+    terminal, one line per step otherwise (a CI log)."""
+
+    def __init__(self, total, stream=None, width=30):
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.start = time.monotonic()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, label, message, advance):
+        self.done += advance
+        frac = min(self.done / self.total, 1.0) if self.total else 1.0
+        filled = int(round(frac * self.width))
+        elapsed = time.monotonic() - self.start
+        eta = (elapsed / frac - elapsed) if frac > 0 else float("nan")
+        bar = "#" * filled + "." * (self.width - filled)
+        line = (f"[{bar}] {self.done}/{self.total} {_minutes(elapsed)} elapsed"
+                f"{'' if math.isnan(eta) else ', ~' + _minutes(eta) + ' left'}  "
+                f"{label}: {message}")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+            if self.done >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _minutes(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _point_progress(progress, label):
+    """The per-step callback of :func:`synthesize`, advancing ``progress`` on every finished
+    tool run (Yosys, then each seed)."""
+    if progress is None:
+        return None
+
+    def say(message):
+        finished = message.endswith(" s)") or (message.startswith("yosys:")
+                                             and message.endswith(" s"))
+        progress.step(label, message, 1 if finished else 0)
+    return say
+
+
+def _row(unit, rows, cols, in_fmt, acc_fmt, chunked, result, target, seeds):
+    """One table row from a :func:`synthesize_unit` result (or a :class:`DoesNotFit`)."""
+    macs = rows * cols
+    row = {"unit": unit, "rows": rows, "cols": cols, "macs": macs, "in_fmt": in_fmt,
+           "acc_fmt": acc_fmt, "chunked": chunked, "target": target, "seeds": seeds}
+    if isinstance(result, DoesNotFit):
+        row.update({"fits": False, "fmax_mhz": None, "fmax_per_seed": [],
+                    "comb": result.estimate, "ff": None, "dsp": None, "bram": None,
+                    "yosys_luts": result.estimate, "timing_met": False,
+                    "peak_gflops": None, "gflops_per_klut": None, "seconds": result.seconds})
+        return row
+    fmax = result["fmax_mhz"]
+    peak = None if fmax is None else 2 * macs * fmax / 1000.0
+    row.update({
+        "fits": True, "fmax_mhz": fmax, "fmax_per_seed": result["fmax_per_seed"],
+        "comb": result["comb"], "ff": result["ff"], "dsp": result["dsp"],
+        "bram": result["bram"], "yosys_luts": result["yosys_luts"],
+        "lutram": result["utilization"].get("TRELLIS_RAMW", 0) if result["utilization"] else 0,
+        "freq_mhz": result["freq_mhz"], "timing_met": result["timing_met"],
+        "peak_gflops": None if peak is None else round(peak, 3),
+        "gflops_per_klut": None if peak is None else round(peak / (result["comb"] / 1000.0), 4),
+        "seconds": result["seconds"],
+    })
+    return row
+
+
+def _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, *, seeds, freq_mhz, jobs,
+               progress, workdir):
+    label = (f"{unit} {rows}x{cols} {in_fmt}/{acc_fmt}"
+             f"{'' if chunked else ' conventional'}")
+    opts = {"in_fmt": in_fmt, "acc_fmt": acc_fmt, "chunked": chunked}
+    if unit == "top":
+        if in_fmt != "fp8" or not chunked:
+            raise ValueError(f"The accelerator top takes FP8 operands and accumulates in chunks;"
+                             f" {in_fmt}/{acc_fmt} is for the pe and array units")
+        opts = {"acc_fmt": acc_fmt}
+    if unit != "pe":
+        opts.update(rows=rows, cols=cols)
+    keep = None if workdir is None else os.path.join(
+        workdir, f"{unit}-{rows}x{cols}-{in_fmt}-{acc_fmt}{'' if chunked else '-conv'}")
+    say = _point_progress(progress, label)
+    try:
+        result = synthesize_unit(unit, target, seeds=seeds, freq_mhz=freq_mhz, workdir=keep,
+                                 progress=say, jobs=jobs, **opts)
+    except DoesNotFit as exc:
+        if progress is not None:
+            # The seeds that will not run count as done.
+            progress.step(label, f"does not fit: {exc}", seeds)
+        result = exc
+    pe_rows, pe_cols = (1, 1) if unit == "pe" else (rows, cols)
+    return _row(unit, pe_rows, pe_cols, in_fmt, acc_fmt, chunked, result,
+                TARGETS[target].name if isinstance(target, str) else target.name, seeds)
+
+
+def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
+          formats=(("fp8", "dlfloat16"),), chunked=True, seeds=3, freq_mhz=None, jobs=1,
+          progress=True, workdir=None):
+    """Synthesise ``unit`` for every size and format pair; return the rows.
+
+    Parameters
+    ----------
+    target : str
+    unit : str
+        ``"top"`` (the accelerator, buffers for 128^3), ``"array"`` or ``"pe"`` (sizes
+        ignored, one PE).
+    sizes : sequence of (rows, cols)
+    formats : sequence of (in_fmt, acc_fmt)
+        ``in_fmt`` ``"fp8"`` is the accelerator's E5M2/E4M3 operands.
+    chunked : bool
+        ``False``: conventional arrays (``pe`` and ``array`` only).
+    seeds, freq_mhz, jobs, workdir
+        As for :func:`synth.flow.synthesize`; ``workdir`` keeps one directory per point.
+    progress : bool or Progress
+        Draw a progress bar on standard error.
+    """
+    if unit not in ("top", "array", "pe"):
+        raise ValueError(f"A sweep runs the top, array or pe unit, not {unit!r}")
+    if target not in TARGETS:
+        raise ValueError(f"Unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    points = [(r, c, i, a) for (r, c) in (sizes if unit != "pe" else [(1, 1)])
+              for (i, a) in formats]
+    if progress is True:
+        progress = Progress(len(points) * (1 + seeds))
+    elif progress is False:
+        progress = None
+    rows = []
+    for r, c, i, a in points:
+        rows.append(_run_point(unit, target, r, c, i, a, chunked, seeds=seeds,
+                               freq_mhz=freq_mhz, jobs=jobs, progress=progress,
+                               workdir=workdir))
+    return rows
+
+
+def area_study(target, *, rows=8, cols=8, seeds=3, freq_mhz=100.0, jobs=1, progress=True,
+               workdir=None, configs=tuple(AREA_CONFIGS)):
+    """The PE and a ``rows x cols`` array of every :data:`AREA_CONFIGS` configuration.
+
+    Returns a dict: ``rows`` (one per configuration and unit, as :func:`sweep`'s, with
+    ``config`` and ``lut_per_mac``, ``ff_per_mac``, ``dsp_per_mac``, ``macs_per_klut``),
+    ``ratio_b_over_a`` (``{"pe": ..., "array": ...}``: LUTs per MAC of (b) over (a); for an
+    array that does not fit, from Yosys's counts of both) and the run's parameters.
+    """
+    for key in configs:
+        if key not in AREA_CONFIGS:
+            raise ValueError(f"Unknown configuration {key!r}; expected one of "
+                             f"{', '.join(AREA_CONFIGS)}")
+    if progress is True:
+        progress = Progress(2 * len(configs) * (1 + seeds))
+    elif progress is False:
+        progress = None
+    out = []
+    for key in configs:
+        in_fmt, acc_fmt, chunked, description = AREA_CONFIGS[key]
+        for unit in ("pe", "array"):
+            row = _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, seeds=seeds,
+                             freq_mhz=freq_mhz, jobs=jobs, progress=progress,
+                             workdir=workdir)
+            macs = row["macs"]
+            row.update({"config": key, "description": description,
+                        "lut_per_mac": round(row["comb"] / macs, 1),
+                        "yosys_lut_per_mac": round(row["yosys_luts"] / macs, 1),
+                        "ff_per_mac": None if row["ff"] is None else round(row["ff"] / macs, 1),
+                        "dsp_per_mac": None if row["dsp"] is None
+                        else round(row["dsp"] / macs, 3),
+                        "macs_per_klut": round(1000 * macs / row["comb"], 3)})
+            out.append(row)
+
+    ratio = {}
+    for unit in ("pe", "array"):
+        by = {r["config"]: r for r in out if r["unit"] == unit}
+        if "a" in by and "b" in by:
+            a, b = by["a"], by["b"]
+            # Compare like with like: nextpnr's counts when both were placed, else Yosys's.
+            key = "lut_per_mac" if a["fits"] and b["fits"] else "yosys_lut_per_mac"
+            ratio[unit] = {"ratio": round(b[key] / a[key], 2), "from": key}
+    return {"target": target, "rows": rows, "cols": cols, "seeds": seeds,
+            "freq_mhz": freq_mhz, "results": out, "ratio_b_over_a": ratio}
+
+
+# Reports ---------------------------------------------------------------------------------------
+
+def _fmt(value, spec="", none="–"):
+    return none if value is None else format(value, spec)
+
+
+def _fmax_cell(row):
+    if not row["fits"]:
+        return "does not fit"
+    seeds = ", ".join(_fmt(f, ".1f") for f in row["fmax_per_seed"])
+    return f"{_fmt(row['fmax_mhz'], '.1f')} ({seeds})"
+
+
+def sweep_markdown(rows, *, title=None):
+    """The sweep as a Markdown table."""
+    lines = []
+    if title:
+        lines += [f"## {title}", ""]
+    lines += ["| unit | array | formats | Fmax MHz, median (seeds) | LUT | FF | DSP | BRAM | "
+              "peak GFLOP/s | GFLOP/s per 1k LUT |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fmts = f"{r['in_fmt']}/{r['acc_fmt']}{'' if r['chunked'] else ' (conventional)'}"
+        lines.append(
+            f"| {r['unit']} | {r['rows']}x{r['cols']} | {fmts} | {_fmax_cell(r)} | "
+            f"{_fmt(r['comb'], ',')} | {_fmt(r['ff'], ',')} | {_fmt(r['dsp'])} | "
+            f"{_fmt(r['bram'])} | {_fmt(r['peak_gflops'], '.2f')} | "
+            f"{_fmt(r['gflops_per_klut'], '.3f')} |")
+    target = rows[0]["target"] if rows else "?"
+    seeds = rows[0]["seeds"] if rows else "?"
+    lines += ["", f"Target {target}, nextpnr seeds 1-{seeds}. LUT = nextpnr's TRELLIS_COMB "
+                  f"(LUT4s and carry halves); peak = 2 x rows x cols x Fmax.", ""]
+    return "\n".join(lines)
+
+
+def area_markdown(study):
+    """The area study as a Markdown table and the ratio."""
+    lines = ["| config | unit | MACs | Fmax MHz, median (seeds) | LUT | FF | DSP | LUT/MAC | "
+             "FF/MAC | DSP/MAC | MACs per 1k LUT |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in study["results"]:
+        unit = "PE" if r["unit"] == "pe" else f"{r['rows']}x{r['cols']} array"
+        lut = _fmt(r["comb"], ",") + ("" if r["fits"] else " (Yosys)")
+        lines.append(
+            f"| ({r['config']}) {r['description']} | {unit} | {r['macs']} | {_fmax_cell(r)} | "
+            f"{lut} | {_fmt(r['ff'], ',')} | {_fmt(r['dsp'])} | {r['lut_per_mac']:.1f} | "
+            f"{_fmt(r['ff_per_mac'], '.1f')} | {_fmt(r['dsp_per_mac'], '.3f')} | "
+            f"{r['macs_per_klut']:.2f} |")
+    lines.append("")
+    for unit, ratio in study["ratio_b_over_a"].items():
+        source = "nextpnr" if ratio["from"] == "lut_per_mac" else "Yosys"
+        name = "PE" if unit == "pe" else f"{study['rows']}x{study['cols']} array"
+        lines.append(f"- {name}: LUTs per MAC of (b) / (a) = **{ratio['ratio']:.2f}** "
+                     f"({source} counts)")
+    lines += ["", f"Target {study['target']}, nextpnr --freq {study['freq_mhz']:g}, seeds "
+                  f"1-{study['seeds']}.", ""]
+    return "\n".join(lines)
+
+
+def plot_sweep(rows, path, *, title=None):
+    """Peak throughput against LUTs, one series per format pair, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    series = {}
+    for r in rows:
+        if r["fits"] and r["peak_gflops"] is not None:
+            key = f"{r['unit']} {r['in_fmt']}/{r['acc_fmt']}" + ("" if r["chunked"] else " conv.")
+            series.setdefault(key, []).append(r)
+    for key, rs in series.items():
+        rs = sorted(rs, key=lambda r: r["comb"])
+        ax.plot([r["comb"] for r in rs], [r["peak_gflops"] for r in rs], "o-", label=key)
+        for r in rs:
+            ax.annotate(f"{r['rows']}x{r['cols']}", (r["comb"], r["peak_gflops"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("LUTs (nextpnr TRELLIS_COMB)")
+    ax.set_ylabel("peak GFLOP/s (2 x MACs x Fmax)")
+    ax.set_title(title or f"fp8accel on {rows[0]['target'] if rows else '?'}")
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(data, markdown_text, *, json_path=None, markdown_path=None):
+    if json_path is not None:
+        with open(json_path, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+    if markdown_path is not None:
+        with open(markdown_path, "w") as f:
+            f.write(markdown_text)
+
+
+__all__ += ["write_reports", "SynthError"]
