@@ -62,6 +62,8 @@ class TopError(Error):
     BAD_SEED = 7
     #: UPDATE on a build without the weight-update unit.
     NO_UPDATE = 8
+    #: READ_C in an FP8 format on a build without the output converters.
+    NO_FP8_OUT = 9
 
 
 class OutFmt:
@@ -94,7 +96,13 @@ class Accelerator(CheckedComponent):
         Random bits per stochastic rounding of the weight-update unit (1 to 32).
     update : bool
         Include the weight-update unit. Without it (a small FPGA), CTRL.UPDATE fails with
-        error 8 (NO_UPDATE) and CONFIG[29] is 0.
+        error 8 (NO_UPDATE), CONFIG[29] is set and the UPDATE registers read 0.
+    fp8_out : bool
+        Include the converters that return ``C`` as E5M2 or E4M3. Without them, READ_C with
+        OPTIONS[17:16] != 0 fails with error 9 (NO_FP8_OUT) and CONFIG[30] is set; the host
+        driver then reads the accumulator codes and converts them itself, bit for bit alike.
+    ram : str
+        Where the array's delay lines go: ``"lutram"`` (ECP5) or ``"bram"`` (iCE40).
 
     Members
     -------
@@ -104,9 +112,11 @@ class Accelerator(CheckedComponent):
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16, update_rbits=16, update=True):
+                 acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
+                 ram="lutram"):
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
-                                  acc_depth=acc_depth, acc_fmt=acc_fmt)
+                                  acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram)
+        self._fp8_out = bool(fp8_out)
         self._update = SGDUpdate(rbits=update_rbits) if update else None
         self._acc_fmt = format_by_name(acc_fmt)
         self._rows, self._cols = rows, cols
@@ -182,16 +192,13 @@ class Accelerator(CheckedComponent):
                     m.d.sync += reg_k.eq(data[:16])
                 with m.Case(Reg.OPTIONS):
                     m.d.sync += options.eq(data[:18])
-                with m.Case(Reg.LR):
-                    m.d.sync += reg_lr.eq(data[:16])
-                with m.Case(Reg.MOMENTUM):
-                    m.d.sync += reg_mu.eq(data[:16])
-                with m.Case(Reg.WEIGHT_DECAY):
-                    m.d.sync += reg_wd.eq(data[:16])
-                with m.Case(Reg.SEED):
-                    m.d.sync += reg_seed.eq(data)
-                with m.Case(Reg.LENGTH):
-                    m.d.sync += reg_len.eq(data)
+                # Without the update unit its registers are not built: writes are ignored.
+                for reg, sig in (() if self._update is None else
+                                 ((Reg.LR, reg_lr), (Reg.MOMENTUM, reg_mu),
+                                  (Reg.WEIGHT_DECAY, reg_wd), (Reg.SEED, reg_seed),
+                                  (Reg.LENGTH, reg_len))):
+                    with m.Case(reg):
+                        m.d.sync += sig.eq(data[:len(sig)])
                 with m.Case(Reg.CTRL):
                     # Decoded as it is written: the action's checks then take one LUT level.
                     bits = data[:6]
@@ -210,7 +217,7 @@ class Accelerator(CheckedComponent):
         status = Cat(eng.busy | xfer_busy, done, error != 0, Const(0, 5), error)
         config = Cat(Const(rows, 8), Const(cols, 8), Const(self._acc_fmt.e, 4),
                      Const(self._acc_fmt.m, 4), Const(0 if upd is None else upd.rbits - 1, 5),
-                     Const(upd is not None, 1))
+                     Const(upd is None, 1), Const(not self._fp8_out, 1))
         with m.If(ar_ok):
             m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(0)]
             with m.Switch(self.s_axil_araddr & 0xFC):
@@ -219,10 +226,13 @@ class Accelerator(CheckedComponent):
                                     (Reg.K, reg_k), (Reg.OPTIONS, options),
                                     (Reg.CYCLES, eng.cycles), (Reg.ACTIVE, eng.active),
                                     (Reg.A_WORDS, a_depth), (Reg.B_BYTES, b_depth),
-                                    (Reg.ACC_WORDS, acc_depth), (Reg.LR, reg_lr),
-                                    (Reg.MOMENTUM, reg_mu), (Reg.WEIGHT_DECAY, reg_wd),
-                                    (Reg.SEED, reg_seed), (Reg.LENGTH, reg_len),
-                                    (Reg.RNG_STATE, 0 if upd is None else upd.state)):
+                                    (Reg.ACC_WORDS, acc_depth),
+                                    *(((Reg.LR, 0), (Reg.MOMENTUM, 0), (Reg.WEIGHT_DECAY, 0),
+                                       (Reg.SEED, 0), (Reg.LENGTH, 0), (Reg.RNG_STATE, 0))
+                                      if upd is None else
+                                      ((Reg.LR, reg_lr), (Reg.MOMENTUM, reg_mu),
+                                       (Reg.WEIGHT_DECAY, reg_wd), (Reg.SEED, reg_seed),
+                                       (Reg.LENGTH, reg_len), (Reg.RNG_STATE, upd.state)))):
                     with m.Case(addr):
                         m.d.sync += self.s_axil_rdata.eq(value)
                 with m.Default():
@@ -267,7 +277,10 @@ class Accelerator(CheckedComponent):
                     with m.Case(Ctrl.LOAD_C):
                         m.d.sync += xfer.eq(3)
                     with m.Case(Ctrl.READ_C):
-                        m.d.sync += xfer.eq(4)
+                        with m.If(Const(not self._fp8_out) & (out_fmt != OutFmt.ACC)):
+                            m.d.sync += [error.eq(TopError.NO_FP8_OUT), done.eq(1)]
+                        with m.Else():
+                            m.d.sync += xfer.eq(4)
                     with m.Case(Ctrl.UPDATE):
                         with m.If(Const(upd is None)):
                             m.d.sync += [error.eq(TopError.NO_UPDATE), done.eq(1)]
@@ -378,11 +391,14 @@ class Accelerator(CheckedComponent):
                 m.d.sync += dropping.eq(1)
 
         # Read C: addresses in row-major order of C, through the output conversion -----------
-        conv5 = FPConvert(self._acc_fmt, E5M2, "rne", True)
-        conv4 = FPConvert(self._acc_fmt, E4M3, "rne", True)
-        m.submodules.to_e5m2 = conv5
-        m.submodules.to_e4m3 = conv4
-        lat = max(conv5.latency, conv4.latency)
+        if self._fp8_out:
+            conv5 = FPConvert(self._acc_fmt, E5M2, "rne", True)
+            conv4 = FPConvert(self._acc_fmt, E4M3, "rne", True)
+            m.submodules.to_e5m2 = conv5
+            m.submodules.to_e4m3 = conv4
+            lat = max(conv5.latency, conv4.latency)
+        else:
+            lat = 0
         # Room for every read in flight (five cycles to the converters, then their latency)
         # and a few more, so that reads are issued every cycle while the sink takes them.
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 10)
@@ -411,13 +427,16 @@ class Accelerator(CheckedComponent):
         rd_last = delay(m, issue_last, 5, "rd_last", reset_less=False)
         c_q = Signal.like(eng.c_rdata)
         m.d.sync += c_q.eq(eng.c_rdata)
-        m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
         raw = delay(m, c_q, lat, "raw")
-        r5 = delay(m, conv5.r, lat - conv5.latency, "r5")
-        r4 = delay(m, conv4.r, lat - conv4.latency, "r4")
         valid_d = delay(m, rd_valid, lat, "rd_valid_c", reset_less=False)
         last_d = delay(m, rd_last, lat, "rd_last_c", reset_less=False)
-        value = Mux(out_fmt == OutFmt.E5M2, r5, Mux(out_fmt == OutFmt.E4M3, r4, raw))
+        if self._fp8_out:
+            m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
+            r5 = delay(m, conv5.r, lat - conv5.latency, "r5")
+            r4 = delay(m, conv4.r, lat - conv4.latency, "r4")
+            value = Mux(out_fmt == OutFmt.E5M2, r5, Mux(out_fmt == OutFmt.E4M3, r4, raw))
+        else:
+            value = raw
         m.d.comb += [out_fifo.w_data.eq(Cat(value, last_d)), out_fifo.w_en.eq(valid_d)]
         inc = issue
         dec = valid_d

@@ -35,6 +35,7 @@ ERROR_NAMES = {
     TopError.BAD_CTRL: ("BAD_CTRL", "a CTRL write with no or several action bits"),
     TopError.BAD_SEED: ("BAD_SEED", "UPDATE with seed 0"),
     TopError.NO_UPDATE: ("NO_UPDATE", "UPDATE on a build without the weight-update unit"),
+    TopError.NO_FP8_OUT: ("NO_FP8_OUT", "READ_C in FP8 on a build without the converters"),
 }
 
 _ACTIONS = {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
@@ -434,8 +435,9 @@ class AcceleratorHost:
 
     async def config(self):
         """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
-        ``update_rbits`` (random bits per stochastic rounding of UPDATE), ``a_words``,
-        ``b_bytes`` and ``acc_words`` (buffer capacities)."""
+        ``update`` (the weight-update unit is built), ``fp8_out`` (READ_C converts to FP8 on
+        the device), ``update_rbits`` (random bits per stochastic rounding of UPDATE),
+        ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities)."""
         if self._config is None:
             word = await self._t.read_reg(Reg.CONFIG)
             rows, cols = word & 0xFF, (word >> 8) & 0xFF
@@ -448,7 +450,8 @@ class AcceleratorHost:
                                        f"bits")
             self._config = {
                 "rows": rows, "cols": cols, "acc_fmt": acc,
-                "update": bool((word >> 29) & 1),
+                "update": not (word >> 29) & 1,
+                "fp8_out": not (word >> 30) & 1,
                 "update_rbits": ((word >> 24) & 0x1F) + 1,
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),
@@ -692,12 +695,17 @@ class AcceleratorHost:
     async def read_c(self, m, n, out_fmt=None):
         """Read ``C`` (``m x n``) as accumulator codes (``uint16``) or, with ``out_fmt``
         ``"e5m2"``/``"e4m3"``, converted to FP8 (``uint8``). The default is the ``out_fmt`` of
-        the last :meth:`gemm`."""
+        the last :meth:`gemm`. A device built without the FP8 converters returns the
+        accumulator codes, which are converted here exactly as the device would (``rne``,
+        saturating; ``sim.golden.convert``)."""
         m, n = _check_dim(m, "M"), _check_dim(n, "N")
         cfg = await self.config()
         if out_fmt is None:
             out_fmt = self._out_fmt
         code = _out_code(out_fmt, cfg["acc_fmt"])
+        on_host = code != OutFmt.ACC and not cfg.get("fp8_out", True)
+        if on_host:
+            code = OutFmt.ACC
         if m * -(-n // cfg["cols"]) > cfg["acc_words"]:
             raise ValueError(f"C ({m}x{n}) needs M * ceil(N / {cfg['cols']}) = "
                              f"{m * -(-n // cfg['cols'])} accumulator words, the device has "
@@ -716,6 +724,10 @@ class AcceleratorHost:
                                           f"{m * n}")
         await self.wait_done("READ_C", timeout)
         arr = np.array(beats, np.uint16).reshape(m, n)
+        if on_host:
+            from sim import golden
+            return golden.convert(arr, cfg["acc_fmt"], out_fmt, "rne", saturate=True)\
+                .astype(np.uint8)
         return arr.astype(np.uint8) if code != OutFmt.ACC else arr
 
     async def run_gemm(self, A, B, C=None, **opts):

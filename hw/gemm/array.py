@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
 from ..fp.adder import FPAdder
-from ..fp.common import delay, delay_ram, lzc
+from ..fp.common import RAM_KINDS, delay, delay_ram, lzc
 from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
 from ..fp.multiplier import FPMultiplier
 from ..fp.unit import CheckedComponent
@@ -61,6 +61,9 @@ class ProcessingElement(CheckedComponent):
         Chunk-based accumulation (a chunk and a total flow down the column). ``False`` builds
         the plain running sum of a conventional array for comparison: ``chunk_in``/``chunk_out``
         carry it, ``boundary`` and ``total_in`` are ignored and ``total_out`` is 0.
+    ram : str
+        Where the delay lines go: ``"lutram"`` (ECP5) or ``"bram"`` (iCE40, which has no LUT
+        RAM); see :func:`hw.fp.common.delay_ram`.
 
     Members
     -------
@@ -75,7 +78,10 @@ class ProcessingElement(CheckedComponent):
         Writes ``w_data`` (``in_fmt``) into weight bank ``w_bank``.
     """
 
-    def __init__(self, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True):
+    def __init__(self, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True, ram="lutram"):
+        if ram not in RAM_KINDS:
+            raise ValueError(f"ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
+        self._ram = ram
         self._acc_fmt = format_by_name(acc_fmt)
         self._in_fmt = E5M3 if in_fmt is None else format_by_name(in_fmt)
         self._chunked = bool(chunked)
@@ -147,7 +153,7 @@ class ProcessingElement(CheckedComponent):
         ]
         # What the adder's result is combined with, delayed alongside it in LUT RAM.
         side = delay_ram(m, Cat(boundary, restart, self.total_in, self.rna_in),
-                         add.latency + 1, "side")
+                         add.latency + 1, "side", self._ram)
         w = fmt.width
         boundary_d, restart_d = side[0], side[1:1 + w]
         total_d, rna_d = side[1 + w:1 + 2 * w], side[1 + 2 * w]
@@ -181,6 +187,8 @@ class SystolicArray(CheckedComponent):
         ``False``: a conventional array, one running sum per column in ``chunk_in``, added in
         order of ``k`` from the ``chunk_in`` of the first pass; ``boundary`` and ``total_in``
         are ignored, and on the last pass ``total_out`` holds the sum.
+    ram : str
+        ``"lutram"`` or ``"bram"``, as for :class:`ProcessingElement`.
 
     Members
     -------
@@ -209,7 +217,11 @@ class SystolicArray(CheckedComponent):
     chunk_out, total_out : Out(cols * w)
     """
 
-    def __init__(self, rows, cols, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True):
+    def __init__(self, rows, cols, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True,
+                 ram="lutram"):
+        if ram not in RAM_KINDS:
+            raise ValueError(f"ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
+        self._ram = ram
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -245,7 +257,8 @@ class SystolicArray(CheckedComponent):
     chunked = property(lambda self: self._chunked)
 
     def _pe(self):
-        return ProcessingElement(self._acc_fmt, self._in_fmt, chunked=self._chunked)
+        return ProcessingElement(self._acc_fmt, self._in_fmt, chunked=self._chunked,
+                                 ram=self._ram)
 
     def _widen(self, code, is_e4m3):
         """An operand as the PEs take it: FP8 codes widen to E5M3, others pass unchanged."""
@@ -288,7 +301,8 @@ class SystolicArray(CheckedComponent):
             wide = self._widen(self.a[n * r:n * r + n], self.a_e4m3)
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
             # One register after the conversion, then the skew.
-            act = delay_ram(m, delay(m, act, 1, f"conv_a{r}"), r * self._v_lat, f"skew_a{r}")
+            act = delay_ram(m, delay(m, act, 1, f"conv_a{r}"), r * self._v_lat, f"skew_a{r}",
+                            self._ram)
             first = pes[r][0]
             m.d.comb += [first.a.eq(act[:pe_n]), first.kvalid.eq(act[pe_n]),
                          first.boundary.eq(act[pe_n + 1]), first.bank.eq(act[pe_n + 2])]
@@ -308,7 +322,7 @@ class SystolicArray(CheckedComponent):
             total_in = self.total_in[w * c:w * c + w] if self._chunked else Const(0, w)
             top = Cat(delay_ram(m, Cat(chunk_in, self.rna) if not self._chunked
                                else Cat(chunk_in, total_in, self.rna), n_skew,
-                               f"skew_top{c}"),
+                               f"skew_top{c}", self._ram),
                       delay(m, Cat(self.last, self.valid), n_skew, f"skew_flags{c}",
                             reset_less=False))
             if not self._chunked:

@@ -59,6 +59,9 @@ class GemmEngine(CheckedComponent):
         Accumulator words (``M * ceil(N / cols) <= acc_depth``).
     acc_fmt : FloatFormat
         16-bit accumulator format.
+    ram : str
+        Where the array's delay lines go, ``"lutram"`` or ``"bram"`` (see
+        :class:`~hw.gemm.array.SystolicArray`).
 
     Members
     -------
@@ -89,10 +92,10 @@ class GemmEngine(CheckedComponent):
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16):
+                 acc_fmt=DLFLOAT16, ram="lutram"):
         if format_by_name(acc_fmt).width != 16:
             raise ValueError(f"The accumulator format must be a 16-bit format, not {acc_fmt}")
-        self._array = SystolicArray(rows, cols, acc_fmt)
+        self._array = SystolicArray(rows, cols, acc_fmt, ram=ram)
         for name, v in (("a_depth", a_depth), ("b_depth", b_depth), ("acc_depth", acc_depth)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
