@@ -277,22 +277,28 @@ class Accelerator(CheckedComponent):
                     with m.Case(Ctrl.LOAD_C):
                         m.d.sync += xfer.eq(3)
                     with m.Case(Ctrl.READ_C):
-                        with m.If(Const(not self._fp8_out) & (out_fmt != OutFmt.ACC)):
-                            m.d.sync += [error.eq(TopError.NO_FP8_OUT), done.eq(1)]
-                        with m.Else():
+                        if self._fp8_out:
                             m.d.sync += xfer.eq(4)
+                        else:
+                            with m.If(out_fmt != OutFmt.ACC):
+                                m.d.sync += [error.eq(TopError.NO_FP8_OUT), done.eq(1)]
+                            with m.Else():
+                                m.d.sync += xfer.eq(4)
                     with m.Case(Ctrl.UPDATE):
-                        with m.If(Const(upd is None)):
+                        # (Python conditions, not constant If()s: an If(0) leaves an empty,
+                        # attributed statement that Yosys writes as invalid Verilog.)
+                        if upd is None:
                             m.d.sync += [error.eq(TopError.NO_UPDATE), done.eq(1)]
-                        with m.Elif(len_zero):
-                            m.d.sync += [error.eq(TopError.ZERO_DIM), done.eq(1)]
-                        with m.Elif(len_big):
-                            m.d.sync += [error.eq(TopError.TOO_LARGE), done.eq(1)]
-                        with m.Elif(seed_zero):
-                            m.d.sync += [error.eq(TopError.BAD_SEED), done.eq(1)]
-                        with m.Else():
-                            m.d.sync += xfer.eq(5)
-                            m.d.comb += upd_start.eq(1)
+                        else:
+                            with m.If(len_zero):
+                                m.d.sync += [error.eq(TopError.ZERO_DIM), done.eq(1)]
+                            with m.Elif(len_big):
+                                m.d.sync += [error.eq(TopError.TOO_LARGE), done.eq(1)]
+                            with m.Elif(seed_zero):
+                                m.d.sync += [error.eq(TopError.BAD_SEED), done.eq(1)]
+                            with m.Else():
+                                m.d.sync += xfer.eq(5)
+                                m.d.comb += upd_start.eq(1)
         with m.If(eng.done & own_run):
             # The command ran, or its checks rejected it (zero or too large a dimension).
             m.d.sync += [done.eq(1), error.eq(eng.error)]

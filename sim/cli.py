@@ -82,6 +82,11 @@ def _add_bench(sub):
     add_bench_parser(sub)
 
 
+def _add_build(sub):
+    from synth.boards import add_build_parser
+    add_build_parser(sub)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fp8accel",
@@ -92,6 +97,7 @@ def build_parser():
     _add_update(sub)
     _add_demo(sub)
     _add_synth(sub)
+    _add_build(sub)
     _add_train(sub)
     _add_study(sub)
     _add_bench(sub)

@@ -1,10 +1,12 @@
-"""``fp8accel gemm`` and ``fp8accel demo``: GEMMs on the accelerator top, simulated.
+"""``fp8accel gemm`` and ``fp8accel demo``: GEMMs on the accelerator top, simulated or on a
+board.
 
 Both build ``hw.top.Accelerator`` as Verilog, run it under cocotb (Verilator or Icarus) and drive
-it with :class:`sim.host.AcceleratorHost`, the same driver a board will use; the cocotb side is
+it with :class:`sim.host.AcceleratorHost`, the same driver a board uses; the cocotb side is
 ``run_job`` in :mod:`sim.tb.top`, which reads the operands from ``.npy`` files, writes the
-results and a report of counters and timings. Every result can be checked bit for bit against
-``sim.golden.gemm``.
+results and a report of counters and timings. ``fp8accel gemm --device PORT`` runs the same
+host on a board built by ``fp8accel build``, through the UART bridge (:mod:`sim.link`). Every
+result can be checked bit for bit against ``sim.golden.gemm``.
 """
 
 import json
@@ -189,6 +191,68 @@ class _SimulationFailed(Exception):
     """The simulator or the job failed (not a user error)."""
 
 
+def _gemm_on_device(args, A, B, C, opts, out, shape):
+    """``fp8accel gemm --device``: the GEMM on a board, through the UART bridge."""
+    import asyncio
+
+    from sim.host import AcceleratorError, AcceleratorHost
+    from sim.link import BridgeTransport, SerialLink
+
+    CliError = _cli_error()
+    baud = 1_000_000 if args.baud is None else args.baud
+    clock_mhz = 12.0 if args.clock_mhz is None else args.clock_mhz
+    if baud <= 0 or not clock_mhz > 0:
+        raise CliError("--baud and --clock-mhz must be positive")
+    m, n, k = shape
+    host_opts = {**opts, "out_fmt": None if opts["out_fmt"] == "dlfloat16" else opts["out_fmt"]}
+
+    async def job():
+        try:
+            link = SerialLink(args.device, baud)
+        except (ConnectionError, ValueError) as exc:
+            raise CliError(str(exc)) from None
+        with link:
+            host = AcceleratorHost(BridgeTransport(link, clock_hz=clock_mhz * 1e6))
+            print(f"fp8accel gemm: connecting to {args.device} at {baud} baud ...",
+                  file=sys.stderr, flush=True)
+            await host.reset()
+            cfg = await host.config()
+            print(f"fp8accel gemm: a {cfg['rows']}x{cfg['cols']} accelerator; loading "
+                  f"{m}x{k} and {k}x{n} operands ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            result, cycles, active = await host.run_gemm(A, B, C, **host_opts)
+            return cfg, result, cycles, active, time.perf_counter() - t0
+
+    try:
+        cfg, result, cycles, active, seconds = asyncio.run(job())
+    except (AcceleratorError, TimeoutError) as exc:
+        print(f"fp8accel gemm: the device failed: {exc}", file=sys.stderr)
+        return 1
+    np.save(out, result)
+    rows, cols = cfg["rows"], cfg["cols"]
+    util = m * n * k / (rows * cols * cycles) if cycles else 0.0
+    report = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "device": args.device,
+              "baud": baud, "options": opts, "cycles": cycles, "active": active,
+              "utilization": util, "seconds": round(seconds, 3), "out": str(out)}
+    status = 0
+    if args.check:
+        exp = _golden(A, B, C, opts)
+        bad = int(np.count_nonzero(result != exp))
+        report["check"] = {"mismatches": bad, "results": int(exp.size)}
+        status = 1 if bad else 0
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {cycles} cycles, {active} active, "
+          f"utilization {util:.3f} on the {rows}x{cols} board ({seconds:.1f} s with transfers)")
+    if args.check:
+        if status:
+            print(f"CHECK FAILED: {report['check']['mismatches']} of "
+                  f"{report['check']['results']} results differ from sim.golden.gemm")
+        else:
+            print("Check: every result matches sim.golden.gemm bit for bit.")
+    return status
+
+
 def _golden(A, B, C, opts):
     from sim import golden
     A = A.T if opts["transpose_a"] else A
@@ -208,7 +272,11 @@ def run_gemm_cli(args):
             "rounding": _choice(args.rounding, ("rne", "rna"), "--rounding"),
             "transpose_a": args.transpose_a, "transpose_b": args.transpose_b,
             "out_fmt": _choice(args.out_fmt, _OUT_FMTS, "--out-fmt")}
-    rows, cols = _array_size(args.rows, "--rows"), _array_size(args.cols, "--cols")
+    rows = None if args.rows is None else _array_size(args.rows, "--rows")
+    cols = None if args.cols is None else _array_size(args.cols, "--cols")
+    if args.device is not None and (rows is not None or cols is not None):
+        raise CliError("--rows and --cols build a simulated top; a board reports its own "
+                       "array (leave them out with --device)")
     out = Path(args.out)
     if out.suffix != ".npy":
         raise CliError(f"--out must name a .npy file, not {args.out!r}")
@@ -247,6 +315,12 @@ def run_gemm_cli(args):
         C = _load_codes(args.c, "C", 16)
         if C.shape != (m, n):
             raise CliError(f"C has shape {C.shape}, expected {(m, n)}")
+    if args.device is not None:
+        return _gemm_on_device(args, A, B, C, opts, out, (m, n, k))
+    if args.baud is not None or args.clock_mhz is not None:
+        raise CliError("--baud and --clock-mhz apply to --device only")
+    rows = 4 if rows is None else rows
+    cols = 4 if cols is None else cols
     sim = _simulator(args.sim)
     depths = depths_for(m, n, k, rows, cols)
 
@@ -319,10 +393,19 @@ def add_gemm_parser(sub):
     p.add_argument("--transpose-b", action="store_true", help="B.npy holds B transposed")
     p.add_argument("--out-fmt", default="dlfloat16",
                    help="dlfloat16, e5m2 or e4m3 (default: %(default)s)")
-    p.add_argument("--rows", type=int, default=4, help="array rows (default: %(default)s)")
-    p.add_argument("--cols", type=int, default=4, help="array columns (default: %(default)s)")
+    p.add_argument("--rows", type=int, default=None, help="array rows (default: 4)")
+    p.add_argument("--cols", type=int, default=None, help="array columns (default: 4)")
     p.add_argument("--sim", default="verilator", help="verilator or icarus "
                                                       "(default: %(default)s)")
+    p.add_argument("--device", metavar="PORT",
+                   help="run on a board built by 'fp8accel build' behind this serial port "
+                        "(/dev/ttyUSB0, COM3, or a pyserial URL such as socket://host:port) "
+                        "instead of simulating")
+    p.add_argument("--baud", type=int, default=None,
+                   help="with --device: the board's UART rate (default: 1000000)")
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="with --device: the board's clock, for timeouts and the report "
+                        "(default: 12, the slowest supported board)")
     p.add_argument("--json", metavar="R.json", help="write a report: cycles, utilization, "
                                                     "configuration, timings")
     p.add_argument("--random", type=int, nargs=3, metavar=("M", "N", "K"),

@@ -269,6 +269,13 @@ class SystolicArray(CheckedComponent):
         """Cycles from a row entering to its results leaving."""
         return self._m_lat + self._cols + self._rows * self._v_lat + self._final_lat + 1
 
+    def _line(self, m, value, n, name):
+        """A data delay beside the final adder: registers (ECP5, where they are close to the
+        adder), or block RAM on a device without LUT RAM, whose logic cells are scarce."""
+        if self._ram == "bram":
+            return delay_ram(m, value, n, name, "bram")
+        return delay(m, value, n, name)
+
     def elaborate(self, platform):
         m = Module()
         rows, cols, fmt = self._rows, self._cols, self._acc_fmt
@@ -337,7 +344,7 @@ class SystolicArray(CheckedComponent):
             bottom = pes[rows - 1][c]
             flags = delay(m, top[2 * w + 1:], rows * self._v_lat, f"flags{c}",   # last, valid
                           reset_less=False)
-            chunk = delay(m, bottom.chunk_out, self._final_lat, f"chunk{c}")
+            chunk = self._line(m, bottom.chunk_out, self._final_lat, f"chunk{c}")
             flags = delay(m, flags, self._final_lat, f"flags_f{c}", reset_less=False)
             res = Signal(2 * w + 2, name=f"res{c}")
             if self._chunked:
@@ -345,7 +352,7 @@ class SystolicArray(CheckedComponent):
                 m.submodules[f"final_{c}"] = final = FPAdder(fmt, "rne", runtime_rna=True)
                 m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
                              final.rna.eq(bottom.rna_out)]
-                total = delay(m, bottom.total_out, self._final_lat, f"total{c}")
+                total = self._line(m, bottom.total_out, self._final_lat, f"total{c}")
                 m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total), flags))
             else:
                 # The running sum is the result; it is delayed like a final add would be.

