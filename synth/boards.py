@@ -176,11 +176,13 @@ class _Ticker:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _step(self):
-        for suffix, step in ((".bit", "packing"), (".bin", "packing"), (".tim", "nextpnr"),
-                             (".rpt", "yosys")):
+        # Each tool's output file appears as it starts or ends: nextpnr logs to .tim from its
+        # start, the bitstream is written last.
+        for suffix, step in ((".bit", "packing"), (".bin", "packing"),
+                             (".tim", "place and route (nextpnr)")):
             if (self.dir / f"{self.name}{suffix}").is_file():
                 return step
-        return "converting"
+        return "synthesis (Yosys)"
 
     def _run(self):
         while not self.stop.wait(self.interval):
@@ -228,6 +230,9 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
     name = f"fp8accel_{board.replace('-', '_')}"
     out = Path(build_dir) / board
     out.mkdir(parents=True, exist_ok=True)
+    # A previous build's outputs would pass for this one's (and mislead the progress report).
+    for stale in (f"{name}.tim", f"{name}.bit", f"{name}.bin", "report.json", "build.json"):
+        (out / stale).unlink(missing_ok=True)
     env = _tool_env(b.family)
     # router2: router1 takes over half an hour on the 8x8 array.
     nextpnr_opts = f"--seed {seed} --report report.json"
@@ -241,9 +246,11 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
             try:
                 # -dsp: the UP5K's multipliers (SB_MAC16) take the engine's size checks;
                 # without it they become thousands of LUTs.
-                platform.build(top, name=name, build_dir=str(out), do_program=False,
-                               nextpnr_opts=nextpnr_opts,
-                               synth_opts="-dsp" if b.family == "ice40" else "")
+                # prepare + execute_local rather than build(): the board files list the
+                # programmer (openFPGALoader, iceprog) among the tools a build requires.
+                plan = platform.prepare(top, name=name, nextpnr_opts=nextpnr_opts,
+                                        synth_opts="-dsp" if b.family == "ice40" else "")
+                plan.execute_local(str(out))
             except Exception as exc:   # amaranth raises subprocess.CalledProcessError
                 log = out / f"{name}.tim"
                 text = log.read_text(errors="replace") if log.is_file() else ""

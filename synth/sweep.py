@@ -144,7 +144,7 @@ def _row(unit, rows, cols, in_fmt, acc_fmt, chunked, result, target, seeds):
 
 def _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, *, seeds, freq_mhz, jobs,
                progress, workdir):
-    label = (f"{unit} {rows}x{cols} {in_fmt}/{acc_fmt}"
+    label = (f"{unit}{'' if unit == 'pe' else f' {rows}x{cols}'} {in_fmt}/{acc_fmt}"
              f"{'' if chunked else ' conventional'}")
     opts = {"in_fmt": in_fmt, "acc_fmt": acc_fmt, "chunked": chunked}
     if unit == "top":
