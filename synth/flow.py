@@ -32,7 +32,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Signal, Value
@@ -504,17 +504,25 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
                         step=f"{target.nextpnr} (seed {seed})")
 
         # Seeds are independent runs: with jobs > 1 they run side by side (one core each).
+        # Each seed is reported as it finishes (a seed of a large array takes minutes).
+        results = {}
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            elapsed_per_seed = list(pool.map(place_and_route, range(1, seeds + 1)))
+            running = {pool.submit(place_and_route, seed): seed
+                       for seed in range(1, seeds + 1)}
+            for future in as_completed(running):
+                seed = running[future]
+                elapsed = future.result()
+                fmax, used = _parse_report(os.path.join(cwd, f"report-seed{seed}.json"))
+                results[seed] = (elapsed, fmax, used)
+                shown = "no register-to-register path" if fmax is None else f"{fmax:.1f} MHz"
+                say(f"seed {seed}/{seeds}: {shown} ({elapsed:.1f} s)")
         fmax_per_seed, used_first, seconds["nextpnr"] = [], None, []
-        for seed, elapsed in zip(range(1, seeds + 1), elapsed_per_seed):
+        for seed in range(1, seeds + 1):
+            elapsed, fmax, used = results[seed]
             seconds["nextpnr"].append(round(elapsed, 2))
-            fmax, used = _parse_report(os.path.join(cwd, f"report-seed{seed}.json"))
             fmax_per_seed.append(None if fmax is None else round(fmax, 2))
             if used_first is None:
                 used_first = used
-            shown = "no register-to-register path" if fmax is None else f"{fmax:.1f} MHz"
-            say(f"seed {seed}/{seeds}: {shown} ({elapsed:.1f} s)")
     except DoesNotFit:
         if workdir is None:
             shutil.rmtree(cwd, ignore_errors=True)
