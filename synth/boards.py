@@ -207,7 +207,8 @@ def _parse_timing(log_text):
     """``{clock: (fmax_mhz, passed, target_mhz)}`` from nextpnr's log, last report wins."""
     result = {}
     for clock, fmax, verdict, target in _FMAX.findall(log_text):
-        result[clock] = (float(fmax), verdict == "PASS", float(target))
+        # nextpnr names a clock on a global network "$glbnet$<net>".
+        result[clock.replace("$glbnet$", "")] = (float(fmax), verdict == "PASS", float(target))
     return result
 
 

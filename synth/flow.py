@@ -410,7 +410,8 @@ def _default_progress(message):
 
 
 def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=None,
-               extra_synth_args=(), progress=_default_progress, router=None, jobs=1):
+               extra_synth_args=(), progress=_default_progress, router=None, jobs=1,
+               estimate_only=False):
     """Synthesise, place and route ``design`` with registered I/O, once per seed.
 
     Parameters
@@ -439,6 +440,10 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
         router1 takes over half an hour.
     jobs : int
         Seeds placed and routed at the same time.
+    estimate_only : bool
+        Stop after Yosys and return ``target``, ``latency``, ``yosys_cells``, ``yosys_luts``
+        (:func:`estimate_luts`), ``luts_available``, ``fits`` and ``seconds``: whether a
+        design fits, in minutes rather than the hour a large array's place and route takes.
 
     Returns
     -------
@@ -491,6 +496,12 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
         cells = _yosys_cells(os.path.join(cwd, "stat.json"))
         say(f"yosys: {seconds['yosys']:.1f} s")
         estimate = estimate_luts(target, cells)
+        if estimate_only:
+            if workdir is None:
+                shutil.rmtree(cwd, ignore_errors=True)
+            return {"target": target.name, "latency": latency, "yosys_cells": cells,
+                    "yosys_luts": estimate, "luts_available": target.luts,
+                    "fits": estimate <= target.luts, "seconds": seconds}
         if estimate > target.luts:
             raise DoesNotFit(target, estimate, cells, seconds)
 
@@ -560,7 +571,7 @@ def synthesize(design, target, *, seeds=3, freq_mhz=None, workdir=None, ports=No
 
 def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
                     extra_synth_args=(), progress=_default_progress, router=None, jobs=1,
-                    **unit_opts):
+                    estimate_only=False, **unit_opts):
     """Synthesise one of :data:`UNITS` with ``unit_opts`` (see :func:`unit_factory`).
 
     ``router`` defaults to router2 for the accelerator top and the array (see
@@ -577,7 +588,7 @@ def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
         raise SynthError(f"The {unit} is not available: {exc}") from None
     result = synthesize(design, target, seeds=seeds, freq_mhz=freq_mhz, workdir=workdir,
                         extra_synth_args=extra_synth_args, progress=progress, router=router,
-                        jobs=jobs)
+                        jobs=jobs, estimate_only=estimate_only)
     return {**result, "unit": unit, "config": config}
 
 
@@ -606,6 +617,9 @@ def add_arguments(parser):
     parser.add_argument("--router", default=None, metavar="{router1,router2}",
                         help="nextpnr router (default: router2 for top, nextpnr's own "
                              "(router1) otherwise)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="stop after Yosys: LUTs needed and whether the design fits the "
+                             "device, without place and route")
     parser.add_argument("--synth-args", default="", metavar="ARGS",
                         help="extra options of synth_ecp5/synth_ice40, e.g. "
                              "--synth-args='-nodsp -dff'")
@@ -697,7 +711,7 @@ def run_cli(args):
         result = synthesize_unit(args.unit, args.target, seeds=seeds, freq_mhz=freq,
                                  workdir=args.keep, router=args.router, jobs=jobs,
                                  extra_synth_args=shlex.split(args.synth_args),
-                                 **opts)
+                                 estimate_only=args.estimate, **opts)
     except SynthError as exc:
         # A tool failure rather than a user error: exit status 1.
         print(f"fp8accel synth: error: {exc}", file=sys.stderr)
@@ -709,6 +723,11 @@ def run_cli(args):
     else:
         with open(args.json, "w") as f:
             f.write(text)
+    if args.estimate:
+        print(f"{args.unit} on {args.target}: {result['yosys_luts']:,} LUTs after synthesis of "
+              f"{result['luts_available']:,}: "
+              f"{'fits' if result['fits'] else 'does not fit'}", file=sys.stderr)
+        return 0
     fmax = result["fmax_mhz"]
     print(f"{args.unit} on {args.target}: "
           + (f"{fmax:.1f} MHz" if fmax is not None else "no register-to-register path")
@@ -733,8 +752,8 @@ def _run_many(args):
     if wrong:
         raise CliError(f"--{wrong[0].replace('_', '-')} does not apply to {args.unit}; "
                        f"give formats with --formats")
-    if args.synth_args or args.router is not None:
-        raise CliError(f"--synth-args and --router do not apply to {args.unit}")
+    if args.synth_args or args.router is not None or args.estimate:
+        raise CliError(f"--synth-args, --router and --estimate do not apply to {args.unit}")
     try:
         if args.unit == "sweep":
             if args.rows is not None or args.cols is not None:

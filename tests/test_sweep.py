@@ -134,3 +134,13 @@ def test_sweep_of_small_tops():
     rows = sw.sweep("ecp5-85k", unit="top", sizes=[(1, 1), (2, 2)], seeds=3, progress=False)
     assert [r["macs"] for r in rows] == [1, 4]
     assert all(r["fits"] and len(r["fmax_per_seed"]) == 3 for r in rows)
+
+
+def test_cli_estimate_stops_after_yosys(tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["synth", "pe", "--target", "ice40-up5k", "--estimate", "--json",
+                 str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["fits"] is True and 200 < result["yosys_luts"] <= result["luts_available"]
+    assert "LUTs after synthesis of 5,280: fits" in capsys.readouterr().err
+    assert "fmax_mhz" not in result
