@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,7 +244,7 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
     os.environ.update(env)
     start = time.monotonic()
     try:
-        with (_Ticker(out, name) if progress else _NullContext()):
+        with (_Ticker(out, name) if progress else nullcontext()):
             try:
                 # -dsp: the UP5K's multipliers (SB_MAC16) take the engine's size checks;
                 # without it they become thousands of LUTs.
@@ -291,14 +292,6 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
                          f"[log {out / (name + '.tim')}]")
     (out / "build.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # Command line -----------------------------------------------------------------------------

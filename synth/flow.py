@@ -615,8 +615,8 @@ def add_arguments(parser):
     parser.add_argument("--jobs", default="1", metavar="N",
                         help="seeds placed and routed side by side, one core each (default 1)")
     parser.add_argument("--router", default=None, metavar="{router1,router2}",
-                        help="nextpnr router (default: router2 for top, nextpnr's own "
-                             "(router1) otherwise)")
+                        help="nextpnr router (default: router2 for top and array, "
+                             "nextpnr's own (router1) otherwise)")
     parser.add_argument("--estimate", action="store_true",
                         help="stop after Yosys: LUTs needed and whether the design fits the "
                              "device, without place and route")
