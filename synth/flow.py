@@ -630,7 +630,8 @@ def add_arguments(parser):
                       help="sweep: array sizes (default %(default)s)")
     many.add_argument("--formats", default="fp8/dlfloat16", metavar="IN/ACC,...",
                       help="sweep: operand/accumulator format pairs, e.g. "
-                           "fp8/dlfloat16,fp8/binary16 (default %(default)s)")
+                           "fp8/dlfloat16,binary16/binary32/conventional (a conventional "
+                           "array, one running sum) (default %(default)s)")
     many.add_argument("--markdown", default=None, metavar="OUT.md",
                       help="sweep, area: write the table here too")
     many.add_argument("--plot", default=None, metavar="OUT.png",

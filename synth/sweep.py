@@ -26,7 +26,7 @@ import time
 
 from .flow import TARGETS, DoesNotFit, SynthError, synthesize_unit
 
-__all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study",
+__all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study", "area_ratios",
            "sweep_markdown", "area_markdown", "plot_sweep", "Progress"]
 
 #: The area study's configurations: ``key -> (in_fmt, acc_fmt, chunked, description)``.
@@ -53,18 +53,22 @@ def parse_sizes(text):
 
 
 def parse_formats(text):
-    """``"fp8/dlfloat16,binary16/binary32"`` as ``[("fp8", "dlfloat16"), ...]``:
-    operand format / accumulator format."""
+    """``"fp8/dlfloat16,binary16/binary32/conventional"`` as
+    ``[("fp8", "dlfloat16"), ("binary16", "binary32", False)]``: operand format / accumulator
+    format, and ``/conventional`` for an array with one running sum instead of chunks (the
+    third item, ``chunked``, is present only then)."""
     from hw.fp.format import format_by_name
     formats = []
     for item in str(text).split(","):
         parts = item.strip().lower().split("/")
-        if len(parts) != 2:
-            raise ValueError(f"Format {item.strip()!r} is not IN/ACC, e.g. fp8/dlfloat16")
-        for name in parts:
+        conventional = len(parts) == 3 and parts[2] == "conventional"
+        if len(parts) != 2 and not conventional:
+            raise ValueError(f"Format {item.strip()!r} is not IN/ACC or IN/ACC/conventional, "
+                             f"e.g. fp8/dlfloat16")
+        for name in parts[:2]:
             if name != "fp8":
                 format_by_name(name)
-        formats.append(tuple(parts))
+        formats.append((parts[0], parts[1], False) if conventional else tuple(parts))
     return formats
 
 
@@ -182,8 +186,9 @@ def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
         ``"top"`` (the accelerator, buffers for 128^3), ``"array"`` or ``"pe"`` (sizes
         ignored, one PE).
     sizes : sequence of (rows, cols)
-    formats : sequence of (in_fmt, acc_fmt)
-        ``in_fmt`` ``"fp8"`` is the accelerator's E5M2/E4M3 operands.
+    formats : sequence of (in_fmt, acc_fmt) or (in_fmt, acc_fmt, chunked)
+        ``in_fmt`` ``"fp8"`` is the accelerator's E5M2/E4M3 operands; a third item overrides
+        ``chunked`` for that pair.
     chunked : bool
         ``False``: conventional arrays (``pe`` and ``array`` only).
     seeds, freq_mhz, jobs, workdir
@@ -195,15 +200,15 @@ def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
         raise ValueError(f"A sweep runs the top, array or pe unit, not {unit!r}")
     if target not in TARGETS:
         raise ValueError(f"Unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    points = [(r, c, i, a) for (r, c) in (sizes if unit != "pe" else [(1, 1)])
-              for (i, a) in formats]
+    points = [(r, c, f[0], f[1], f[2] if len(f) > 2 else chunked)
+              for (r, c) in (sizes if unit != "pe" else [(1, 1)]) for f in formats]
     if progress is True:
         progress = Progress(len(points) * (1 + seeds))
     elif progress is False:
         progress = None
     rows = []
-    for r, c, i, a in points:
-        rows.append(_run_point(unit, target, r, c, i, a, chunked, seeds=seeds,
+    for r, c, i, a, ch in points:
+        rows.append(_run_point(unit, target, r, c, i, a, ch, seeds=seeds,
                                freq_mhz=freq_mhz, jobs=jobs, progress=progress,
                                workdir=workdir))
     return rows
@@ -243,16 +248,32 @@ def area_study(target, *, rows=8, cols=8, seeds=3, freq_mhz=100.0, jobs=1, progr
                         "macs_per_klut": round(1000 * macs / row["comb"], 3)})
             out.append(row)
 
+    return {"target": target, "rows": rows, "cols": cols, "seeds": seeds,
+            "freq_mhz": freq_mhz, "results": out, "ratio_b_over_a": area_ratios(out)}
+
+
+def area_ratios(results):
+    """LUTs per MAC of (b) over (a), per unit, from :func:`area_study`'s rows.
+
+    Like is compared with like: nextpnr's counts when both were placed, else Yosys's. When (b)
+    was not placed but (a) was, ``calibrated`` also scales (b)'s Yosys count by the ratio of
+    nextpnr's to Yosys's count on (b)'s PE (packing adds LUTs, more for (a), whose delay
+    lines are LUT RAM), the best estimate of what nextpnr would have counted.
+    """
     ratio = {}
+    pe_b = next((r for r in results if r["unit"] == "pe" and r["config"] == "b"
+                 and r["fits"]), None)
     for unit in ("pe", "array"):
-        by = {r["config"]: r for r in out if r["unit"] == unit}
+        by = {r["config"]: r for r in results if r["unit"] == unit}
         if "a" in by and "b" in by:
             a, b = by["a"], by["b"]
-            # Compare like with like: nextpnr's counts when both were placed, else Yosys's.
             key = "lut_per_mac" if a["fits"] and b["fits"] else "yosys_lut_per_mac"
             ratio[unit] = {"ratio": round(b[key] / a[key], 2), "from": key}
-    return {"target": target, "rows": rows, "cols": cols, "seeds": seeds,
-            "freq_mhz": freq_mhz, "results": out, "ratio_b_over_a": ratio}
+            if a["fits"] and not b["fits"] and pe_b is not None:
+                scale = pe_b["comb"] / pe_b["yosys_luts"]
+                ratio[unit]["calibrated"] = round(b["yosys_lut_per_mac"] * scale
+                                                  / a["lut_per_mac"], 2)
+    return ratio
 
 
 # Reports ---------------------------------------------------------------------------------------
@@ -307,8 +328,12 @@ def area_markdown(study):
     for unit, ratio in study["ratio_b_over_a"].items():
         source = "nextpnr" if ratio["from"] == "lut_per_mac" else "Yosys"
         name = "PE" if unit == "pe" else f"{study['rows']}x{study['cols']} array"
-        lines.append(f"- {name}: LUTs per MAC of (b) / (a) = **{ratio['ratio']:.2f}** "
-                     f"({source} counts)")
+        line = (f"- {name}: LUTs per MAC of (b) / (a) = **{ratio['ratio']:.2f}** "
+                f"({source} counts)")
+        if "calibrated" in ratio:
+            line += (f"; about **{ratio['calibrated']:.2f}** in nextpnr's terms, (b)'s Yosys "
+                     f"count scaled by nextpnr/Yosys on its PE")
+        lines.append(line)
     lines += ["", f"Target {study['target']}, nextpnr --freq {study['freq_mhz']:g}, seeds "
                   f"1-{study['seeds']}.", ""]
     return "\n".join(lines)

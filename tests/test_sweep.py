@@ -16,14 +16,16 @@ from test_synth import StandInMultiplier
 
 def test_parse_sizes_and_formats():
     assert sw.parse_sizes("2x2, 4X8,1x1") == [(2, 2), (4, 8), (1, 1)]
-    assert sw.parse_formats("fp8/dlfloat16,BINARY16/binary32") == [
-        ("fp8", "dlfloat16"), ("binary16", "binary32")]
+    assert sw.parse_formats("fp8/dlfloat16,BINARY16/binary32/conventional") == [
+        ("fp8", "dlfloat16"), ("binary16", "binary32", False)]
     with pytest.raises(ValueError, match="is not ROWSxCOLS"):
         sw.parse_sizes("4")
     with pytest.raises(ValueError, match="1 to 64"):
         sw.parse_sizes("0x4")
     with pytest.raises(ValueError, match="is not IN/ACC"):
         sw.parse_formats("fp8")
+    with pytest.raises(ValueError, match="is not IN/ACC"):
+        sw.parse_formats("fp8/dlfloat16/chunked")
     with pytest.raises(ValueError, match="Unknown format 'fp7'"):
         sw.parse_formats("fp7/dlfloat16")
 
@@ -144,3 +146,17 @@ def test_cli_estimate_stops_after_yosys(tmp_path, capsys):
     assert result["fits"] is True and 200 < result["yosys_luts"] <= result["luts_available"]
     assert "LUTs after synthesis of 5,280: fits" in capsys.readouterr().err
     assert "fmax_mhz" not in result
+
+
+def test_area_ratio_calibrated_when_b_does_not_fit():
+    def r(config, unit, comb, yosys, fits=True, macs=1):
+        return {"config": config, "unit": unit, "fits": fits, "comb": comb,
+                "yosys_luts": yosys, "lut_per_mac": comb / macs,
+                "yosys_lut_per_mac": yosys / macs}
+    rows = [r("a", "pe", 700, 600), r("b", "pe", 2200, 2000),
+            r("a", "array", 70_000, 60_000, macs=100),
+            r("b", "array", 200_000, 200_000, fits=False, macs=100)]
+    ratio = sw.area_ratios(rows)
+    assert ratio["pe"] == {"ratio": 3.14, "from": "lut_per_mac"}
+    # Yosys against Yosys: 2000 / 600; calibrated: 2000 * 1.1 / 700.
+    assert ratio["array"] == {"ratio": 3.33, "from": "yosys_lut_per_mac", "calibrated": 3.14}
