@@ -127,29 +127,31 @@ class BoardTop(Elaboratable):
                                        **board.accelerator)
 
     def elaborate(self, platform):
+        from amaranth.build import ResourceError
+        from amaranth.lib import io
+
         m = Module()
         m.submodules.core = core = self.core
-        uart = platform.request("uart", 0)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
 
         # Heartbeat and activity LEDs.
         beat = Signal(range(int(self.board.clock_hz)))
         m.d.sync += beat.eq(beat + 1)
         activity = Signal(20)
-        with m.If(~uart.rx.i | ~core.tx):
+        with m.If(~rx.i | ~core.tx):
             m.d.sync += activity.eq(-1)
         with m.Elif(activity != 0):
             m.d.sync += activity.eq(activity - 1)
-        leds = []
-        for i in range(2):
+        for i, value in enumerate((beat[-1], activity != 0)):
             try:
-                leds.append(platform.request("led", i))
-            except Exception:      # a board with fewer LEDs
+                pin = platform.request("led", i, dir="-")
+            except ResourceError:      # a board with fewer LEDs
                 break
-        if leds:
-            m.d.comb += leds[0].o.eq(beat[-1])
-        if len(leds) > 1:
-            m.d.comb += leds[1].o.eq(activity != 0)
+            m.submodules[f"led{i}_buffer"] = led = io.Buffer("o", pin)
+            m.d.comb += led.o.eq(value)
         return m
 
 

@@ -96,8 +96,9 @@ def test_divisor_checks():
     assert divisor_for(12e6, 1_000_000) == 12
     with pytest.raises(ValueError, match="too fast"):
         divisor_for(12e6, 4_000_000)
+    assert divisor_for(12e6, 921_600) == 13        # 923,077 baud, 0.2 % off
     with pytest.raises(ValueError, match="off at 12 MHz"):
-        divisor_for(12e6, 921_600)
+        divisor_for(12e6, 2_600_000)                # divisor 5: 2,400,000, 7.7 % off
 
 
 def test_build_cli_errors(capsys):
