@@ -27,7 +27,17 @@ def check_divisor(divisor):
     return divisor
 
 
-class UartRx(CheckedComponent):
+class _UartLine(CheckedComponent):
+    """What the receiver and the transmitter share: a checked ``divisor``."""
+
+    def __init__(self, divisor):
+        self._divisor = check_divisor(divisor)
+        super().__init__()
+
+    divisor = property(lambda self: self._divisor)
+
+
+class UartRx(_UartLine):
     """8N1 receiver.
 
     The line goes through a two-flop synchroniser. A falling edge starts a frame; the start bit
@@ -61,12 +71,6 @@ class UartRx(CheckedComponent):
     rx: In(1, init=1)
     o: Out(stream.Signature(8, always_ready=True))
     framing_error: Out(1)
-
-    def __init__(self, divisor):
-        self._divisor = check_divisor(divisor)
-        super().__init__()
-
-    divisor = property(lambda self: self._divisor)
 
     def elaborate(self, platform):
         m = Module()
@@ -105,7 +109,7 @@ class UartRx(CheckedComponent):
         return m
 
 
-class UartTx(CheckedComponent):
+class UartTx(_UartLine):
     """8N1 transmitter.
 
     A byte taken from ``i`` goes out as a start bit, its eight bits LSB first and a stop bit,
@@ -127,12 +131,6 @@ class UartTx(CheckedComponent):
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor):
-        self._divisor = check_divisor(divisor)
-        super().__init__()
-
-    divisor = property(lambda self: self._divisor)
 
     def elaborate(self, platform):
         m = Module()
