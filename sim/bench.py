@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from sim import golden
+from sim.cli_util import check_output_file, positive_int, write_text
 
 __all__ = ["SHAPES", "bench_golden", "add_bench_parser"]
 
@@ -60,9 +61,8 @@ def bench_golden(shapes=SHAPES, repeat=3, reference=True, seed=1):
 
 
 def _run_cli(args):
-    from sim.cli import CliError
-    if args.repeat < 1:
-        raise CliError(f"--repeat must be at least 1, not {args.repeat}")
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     rows = bench_golden(repeat=args.repeat, reference=not args.no_reference)
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(f"golden.gemm (E5M2 x E5M2, DLFLOAT16, chunk 64) vs float32 numpy.matmul "
@@ -74,9 +74,8 @@ def _run_cli(args):
             line += (f"; step-by-step NumPy path {r['reference_macs']:.3g} MAC/s, "
                      f"{'bit-exact' if r['bit_exact'] else 'DIFFERENT'}")
         print(line)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    if args.json is not None:
+        write_text(args.json, json.dumps(rows, indent=1))
     if any(not r.get("bit_exact", True) for r in rows):
         return 1
     return 0
@@ -88,8 +87,8 @@ def add_bench_parser(sub):
                                    "chunk 64) on 256^3 and 1024x256 by 256x1024, next to "
                                    "float32 numpy.matmul in the same run.")
     p.add_argument("what", choices=["golden"], help="what to measure")
-    p.add_argument("--repeat", type=int, default=3, help="timed runs per shape, the best "
-                   "counts (default: %(default)s)")
+    p.add_argument("--repeat", type=positive_int("--repeat"), default=3,
+                   help="timed runs per shape, the best counts (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the step-by-step NumPy path on 256^3 (about 2 s)")
     p.add_argument("--json", help="also write the figures here")

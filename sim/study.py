@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from sim import golden
+from sim.cli_util import CliError, check_output_dir, int_arg, non_negative_int, positive_int, \
+    save_figure, write_text
 
 __all__ = ["METHODS", "CHUNKS", "accumulation_errors", "run_study", "add_study_parser"]
 
@@ -76,8 +78,8 @@ def run_study(out_dir, max_log2=16, trials=32, seed=1):
                 cells.append(f"**{cell}**" if m == f"chunk {best[d][k]}" else cell)
             lines.append(f"| {k} | " + " | ".join(cells) + f" | {best[d][k]} |")
         lines.append("")
-    (out_dir / "accumulation.md").write_text("\n".join(lines))
-    (out_dir / "accumulation.json").write_text(json.dumps(
+    write_text(out_dir / "accumulation.md", "\n".join(lines))
+    write_text(out_dir / "accumulation.json", json.dumps(
         {"trials": trials, "seed": seed, "seconds": elapsed, "best_chunk": best,
          "errors": results}, indent=1) + "\n")
     _plot(results, best, lengths, out_dir / "accumulation.png")
@@ -103,16 +105,21 @@ def _plot(results, best, lengths, path):
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
+#: Random products per kind of data and length at most (``--trials`` times the longest
+#: length): 2**24 float64 values are 128 MiB, and the study holds a few such arrays at once.
+_PRODUCTS_MAX = 1 << 24
+
+
 def _run_cli(args):
-    from sim.cli import CliError
-    if not 4 <= args.max_log2 <= 16:
-        raise CliError(f"--max-log2 must be from 4 to 16, not {args.max_log2}")
-    if args.trials < 1:
-        raise CliError(f"--trials must be at least 1, not {args.trials}")
+    if args.trials << args.max_log2 > _PRODUCTS_MAX:
+        most = _PRODUCTS_MAX >> args.max_log2
+        raise CliError(f"--trials {args.trials} is too many for dot products of length "
+                       f"2**{args.max_log2}: at most {most} (or a smaller --max-log2)")
+    check_output_dir(args.out)
     results, best = run_study(args.out, args.max_log2, args.trials, args.seed)
     for d in DATA:
         print(f"{d}: best chunk per length " + ", ".join(f"2^{int(np.log2(k))}:{c}"
@@ -129,9 +136,10 @@ def add_study_parser(sub):
     p.add_argument("study", choices=["accumulation"], help="which study")
     p.add_argument("--out", default="docs/results", help="output directory "
                                                           "(default: %(default)s)")
-    p.add_argument("--max-log2", type=int, default=16, help="longest dot product, 2**N "
-                   "(default: %(default)s)")
-    p.add_argument("--trials", type=int, default=32, help="dot products per length "
-                   "(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    p.add_argument("--max-log2", type=int_arg("--max-log2", 4, 16), default=16,
+                   help="longest dot product, 2**N (default: %(default)s)")
+    p.add_argument("--trials", type=positive_int("--trials"), default=32,
+                   help="dot products per length (default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int("--seed"), default=1,
+                   help="random seed (default: %(default)s)")
     p.set_defaults(func=_run_cli)

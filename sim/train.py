@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from sim import golden
+from sim.cli_util import CliError, check_output_dir, check_output_file, non_negative_int, \
+    positive_int, save_figure, write_text
 
 __all__ = ["CONFIGS", "MODELS", "Config", "Hyper", "HYPER", "load_data", "Arith", "make_model",
            "train_step", "train", "run_all", "add_train_parser"]
@@ -577,7 +579,7 @@ def plot_curves(results, path, model):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -596,8 +598,8 @@ def run_all(out_dir, seeds=(1, 2, 3), models=MODELS, configs=tuple(CONFIGS), epo
     elapsed = time.perf_counter() - t0
     summary = summarise(results)
     hypers = {r["model"]: r["hyper"] for r in results}
-    (out_dir / "training.md").write_text(markdown_table(summary, hypers, elapsed))
-    (out_dir / "training.json").write_text(json.dumps(
+    write_text(out_dir / "training.md", markdown_table(summary, hypers, elapsed))
+    write_text(out_dir / "training.json", json.dumps(
         {"summary": summary, "seconds": elapsed, "runs": results}, indent=1) + "\n")
     for model in models:
         plot_curves(results, out_dir / f"training-{model}.png", model)
@@ -607,21 +609,17 @@ def run_all(out_dir, seeds=(1, 2, 3), models=MODELS, configs=tuple(CONFIGS), epo
 # Command line -----------------------------------------------------------------------------------
 
 def _run_cli(args):
-    from sim.cli import CliError
-    if args.epochs is not None and args.epochs < 1:
-        raise CliError(f"--epochs must be at least 1, not {args.epochs}")
     if args.all:
         for flag, value in (("--model", args.model), ("--config", args.config),
                             ("--json", args.json)):
             if value is not None:
                 raise CliError(f"--all runs every model and config; drop {flag}")
-        if args.seeds < 1:
-            raise CliError(f"--seeds must be at least 1, not {args.seeds}")
         models = args.models.split(",") if args.models else list(MODELS)
         bad = [m for m in models if m not in MODELS]
         if bad:
             raise CliError(f"unknown model {bad[0]!r} in --models (choose from "
                            f"{', '.join(MODELS)})")
+        check_output_dir(args.out)
         summary, elapsed = run_all(args.out, range(args.seed, args.seed + args.seeds), models,
                                    epochs=args.epochs)
         for r in summary:
@@ -634,13 +632,9 @@ def _run_cli(args):
                               ("--json", args.json)) if v is None]
     if missing:
         raise CliError(f"{', '.join(missing)} required (or --all)")
-    out = Path(args.json)
-    if not out.parent.is_dir():
-        raise CliError(f"cannot write {out}: {out.parent} is not a directory")
-    if args.seed < 0:
-        raise CliError(f"--seed must be non-negative, not {args.seed}")
+    out = check_output_file(args.json, "--json")
     result = train(args.model, args.config, args.seed, args.epochs)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_text(out, json.dumps(result, indent=1) + "\n")
     print(f"{args.model} {args.config} seed {args.seed}: test accuracy "
           f"{result['final_test_accuracy']:.2f} % after {len(result['curve'])} epochs "
           f"({result['seconds']:.1f} s); wrote {out}")
@@ -658,15 +652,16 @@ def add_train_parser(sub):
     p.add_argument("--config", choices=list(CONFIGS),
                    help="numerics: " + "; ".join(f"{c.name}: {c.what}"
                                                  for c in CONFIGS.values()))
-    p.add_argument("--seed", type=int, default=1, help="initialisation, batch order and "
-                   "rounding seed (default: %(default)s; with --all the first seed)")
-    p.add_argument("--epochs", type=int, help="epochs (default: the model's, "
-                   "see docs/training.md)")
+    p.add_argument("--seed", type=non_negative_int("--seed"), default=1,
+                   help="initialisation, batch order and rounding seed (default: "
+                        "%(default)s; with --all the first seed)")
+    p.add_argument("--epochs", type=positive_int("--epochs"),
+                   help="epochs (default: the model's, see docs/training.md)")
     p.add_argument("--json", help="write the result (final accuracy, per-epoch curve) here")
     p.add_argument("--all", action="store_true", help="every model and config over several "
                    "seeds: table and plots in --out")
-    p.add_argument("--seeds", type=int, default=3, help="with --all: seeds per config "
-                   "(default: %(default)s)")
+    p.add_argument("--seeds", type=positive_int("--seeds"), default=3,
+                   help="with --all: seeds per config (default: %(default)s)")
     p.add_argument("--models", help="with --all: comma-separated subset of the models")
     p.add_argument("--out", default="docs/results", help="with --all: output directory "
                    "(default: %(default)s)")

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.cli_util import CliError, atomic_output, check_distinct_outputs, check_output_dir, \
+    check_output_file, choice, load_codes, write_text
+
 __all__ = ["add_update_parser", "run_update_cli", "scalar_code"]
 
 #: The top built for updates: the smallest array, small buffers (the update does not use
@@ -25,64 +28,34 @@ def scalar_code(text, flag):
     """A decimal number as a DLFLOAT16 code, rounded to nearest even (the issue's rule for
     the scalars of an update)."""
     from sim import golden
-    from sim.gemm_cli import _cli_error
     try:
         value = float(text)
     except ValueError:
-        raise _cli_error()(f"{flag} must be a decimal number, not {text!r}") from None
+        raise CliError(f"{flag} must be a decimal number, not {text!r}") from None
     if not np.isfinite(value):
-        raise _cli_error()(f"{flag} must be finite, not {text!r}")
+        raise CliError(f"{flag} must be finite, not {text!r}")
     code = int(golden.encode(np.array(value), "dlfloat16", "rne"))
     if not np.isfinite(golden.decode(np.array(code), "dlfloat16")):
-        raise _cli_error()(f"{flag} {text} is beyond the largest DLFLOAT16 value")
+        raise CliError(f"{flag} {text} is beyond the largest DLFLOAT16 value")
     return code
-
-
-def _load_vector(path, what):
-    from sim.gemm_cli import _cli_error
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise _cli_error()(f"cannot read {what} from {path}: {exc}") from None
-    if arr.dtype.kind not in "ui":
-        raise _cli_error()(f"{what} ({path}) must hold DLFLOAT16 codes (uint16), not "
-                           f"{arr.dtype}")
-    if arr.size == 0:
-        raise _cli_error()(f"{what} ({path}) is empty (shape {arr.shape})")
-    if arr.min() < 0 or arr.max() > 0xFFFF:
-        raise _cli_error()(f"{what} ({path}) holds values outside 0..65535")
-    return arr.astype(np.uint16)
-
-
-def _out_path(text, flag):
-    from sim.gemm_cli import _cli_error
-    path = Path(text)
-    if path.suffix != ".npy":
-        raise _cli_error()(f"{flag} must name a .npy file, not {text!r}")
-    if not path.parent.resolve().is_dir():
-        raise _cli_error()(f"the directory of {flag} ({path.parent}) does not exist")
-    return path
 
 
 def run_update_cli(args):
     from hw.top import UPDATE_MAX
     from sim import golden
-    from sim.gemm_cli import _SimulationFailed, _choice, _cli_error, _simulator, run_jobs
-    CliError = _cli_error()
+    from sim.gemm_cli import _SimulationFailed, _simulator, run_jobs
 
-    rounding = _choice(args.rounding, ("sr", "rne"), "--rounding")
-    if not 0 < args.seed < 1 << 32:
-        raise CliError(f"--seed must be from 1 to 2**32 - 1 (xorshift32 never leaves 0), "
-                       f"not {args.seed}")
+    rounding = choice(args.rounding, ("sr", "rne"), "--rounding")
     scalars = {name: scalar_code(getattr(args, name), flag) for name, flag in
                (("lr", "--lr"), ("momentum", "--momentum"),
                 ("weight_decay", "--weight-decay"))}
-    out_w, out_v = _out_path(args.out_w, "--out-w"), _out_path(args.out_v, "--out-v")
-    if out_w.resolve() == out_v.resolve():
-        raise CliError("--out-w and --out-v name the same file")
-    if args.json and not Path(args.json).parent.resolve().is_dir():
-        raise CliError(f"the directory of --json ({Path(args.json).parent}) does not exist")
-    w, g, v = (_load_vector(path, what) for path, what in
+    out_w = check_output_file(args.out_w, "--out-w", (".npy",))
+    out_v = check_output_file(args.out_v, "--out-v", (".npy",))
+    if args.json:
+        check_output_file(args.json, "--json")
+    check_distinct_outputs({"--out-w": args.out_w, "--out-v": args.out_v, "--json": args.json})
+    check_output_dir(args.build_dir)
+    w, g, v = (load_codes(path, what, np.uint16, "DLFLOAT16 codes") for path, what in
                ((args.w, "W"), (args.g, "G"), (args.v, "V")))
     if not w.shape == g.shape == v.shape:
         raise CliError(f"W, G and V must have one shape, not {w.shape}, {g.shape}, {v.shape}")
@@ -97,11 +70,16 @@ def run_update_cli(args):
     for name, arr in (("w", w), ("g", g), ("v", v)):
         paths[name] = str(data / f"{name}.npy")
         np.save(paths[name], arr)
-    job = {"name": "update", **paths, **scalars, "seed": args.seed, "rounding": rounding,
-           "out_w": str(out_w.resolve()), "out_v": str(out_v.resolve())}
+    job = {"name": "update", **paths, **scalars, "seed": args.seed, "rounding": rounding}
     try:
-        report = run_jobs([], updates=[job], rows=_ROWS, cols=_COLS, sim=sim, depths=_DEPTHS,
-                          build_dir=build_dir, command="update")
+        # The job writes W and V under temporary names, renamed once both are complete.
+        with atomic_output(out_w) as tmp_w, atomic_output(out_v) as tmp_v:
+            job.update(out_w=str(tmp_w), out_v=str(tmp_v))
+            report = run_jobs([], updates=[job], rows=_ROWS, cols=_COLS, sim=sim,
+                              depths=_DEPTHS, build_dir=build_dir, command="update")
+            if not (tmp_w.is_file() and tmp_v.is_file()):
+                raise _SimulationFailed(f"the job wrote no result; see "
+                                        f"{build_dir / 'test.log'}")
     except _SimulationFailed as exc:
         print(f"fp8accel update: the simulation failed: {exc}", file=sys.stderr)
         return 1
@@ -121,7 +99,7 @@ def run_update_cli(args):
         result["check"] = {"mismatches": bad, "results": 2 * int(w.size)}
         status = 1 if bad else 0
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_text(args.json, json.dumps(result, indent=1) + "\n")
     print(f"Updated {w.size} weights ({rounding}, seed {args.seed}): W to {out_w}, V to {out_v}; "
           f"{u['cycles']} cycles, next seed {u['rng_state']} (build {report['build_s']:.1f} s, "
           f"simulation {report['sim_s']:.1f} s)")
@@ -135,7 +113,7 @@ def run_update_cli(args):
 
 
 def add_update_parser(sub):
-    from sim.gemm_cli import _one_line_errors
+    from sim.gemm_cli import xorshift_seed
     p = sub.add_parser(
         "update", help="run the SGD weight update on the simulated accelerator",
         description="Build the accelerator top (Verilator or Icarus) and run SGD with momentum "
@@ -150,7 +128,7 @@ def add_update_parser(sub):
     p.add_argument("--lr", required=True, metavar="X", help="learning rate")
     p.add_argument("--momentum", required=True, metavar="X", help="momentum factor")
     p.add_argument("--weight-decay", required=True, metavar="X", help="weight decay")
-    p.add_argument("--seed", required=True, type=int, metavar="S",
+    p.add_argument("--seed", required=True, type=xorshift_seed, metavar="S",
                    help="start of the random stream, 1 to 2**32 - 1; the report's rng_state "
                         "continues it")
     p.add_argument("--rounding", default="sr", help="sr or rne (default: %(default)s)")
@@ -164,5 +142,4 @@ def add_update_parser(sub):
                    help="compare with sim.golden.sgd_update; exit 1 on any difference")
     p.add_argument("--build-dir", default="build/cocotb",
                    help="where the simulator builds go (default: %(default)s)")
-    _one_line_errors(p, "update")
     p.set_defaults(func=run_update_cli)

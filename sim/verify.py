@@ -68,8 +68,12 @@ def generate_verilog(out_dir):
     return paths
 
 
-def run_checks(count=20000, seed=1, out=sys.stdout):
-    """Run every check; prints one line each and returns the number of mismatching results."""
+def run_checks(count=20000, seed=1, out=None):
+    """Run every check; prints one line each (to ``out``, standard output by default) and
+    returns the number of mismatching results."""
+    # Looked up now rather than bound as a default: sys.stdout may have been replaced since
+    # the import (pytest's capture does).
+    out = sys.stdout if out is None else out
     rng = np.random.default_rng(seed)
     total_bad = 0
     print(f"{'check':52} {'vectors':>9} {'mismatches':>10} {'latency':>7} {'time':>7}",

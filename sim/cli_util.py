@@ -1,0 +1,340 @@
+"""The checks every ``fp8accel`` subcommand makes of its arguments, and how it writes its
+outputs: one function per rule.
+
+* Numbers: :func:`int_arg` (and its common cases :func:`positive_int` and
+  :func:`non_negative_int`) and :func:`positive_float` are argparse ``type`` functions that
+  name their flag; :func:`check_int` is the same rule for a number found after parsing.
+* Names: :func:`choice`.
+* Input files: :func:`load_codes` reads a ``.npy`` file of integer codes of a given dtype and
+  rank.
+* Output paths: :func:`check_output_file` and :func:`check_output_dir`, called before any work
+  starts, refuse a path that cannot be written (a directory that does not exist, a parent that
+  is a file, a read-only file system) by trying to create a file there;
+  :func:`check_distinct_outputs` refuses two outputs that are one file.
+* Writes: :func:`atomic_output` (and :func:`write_text`, :func:`save_npy`,
+  :func:`save_figure` on top of it) write under a temporary name beside the output and rename
+  it into place when complete, so that a failure leaves no partial file.
+
+Every check raises :class:`CliError`, which ``fp8accel`` prints as the one line
+``fp8accel <command>: error: <message>`` with exit status 2.
+"""
+
+import argparse
+import math
+import os
+import secrets
+import stat
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CliError", "ArgumentParser", "check_int", "int_arg", "positive_int",
+           "non_negative_int", "positive_float", "choice", "load_codes", "check_output_file",
+           "check_output_dir", "check_distinct_outputs", "atomic_output", "write_text",
+           "save_npy", "save_figure"]
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's own errors (an unknown, missing or malformed argument) as the one line
+    ``<prog>: error: <message>``, exit status 2, without the usage text."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+# Numbers and names -------------------------------------------------------------------------------
+
+def _bound(n):
+    """``2**32 - 1`` rather than ``4294967295``; small bounds as they are."""
+    if n >= 1 << 20 and not n & (n + 1):
+        return f"2**{n.bit_length()} - 1"
+    return str(n)
+
+
+def check_int(value, flag, lo=0, hi=None, why=None):
+    """``value``, an integer or its decimal text, as an ``int`` from ``lo`` to ``hi``.
+
+    Parameters
+    ----------
+    value : int or str
+    flag : str
+        The argument, for the message: ``"--seed"``.
+    lo : int
+    hi : int, optional
+        No upper bound if ``None``.
+    why : str, optional
+        Why the range is what it is, added to the message in parentheses.
+    """
+    try:
+        if isinstance(value, str):
+            n = int(value, 10)
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            n = int(value)
+        else:
+            raise ValueError(value)
+    except ValueError:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, "an integer")
+        raise CliError(f"{flag} must be {kind}, not {value!r}") from None
+    if n < lo or (hi is not None and n > hi):
+        if hi is not None:
+            bounds = f"from {lo} to {_bound(hi)}"
+        else:
+            bounds = "non-negative" if lo == 0 else f"at least {lo}"
+        note = f" ({why})" if why else ""
+        raise CliError(f"{flag} must be {bounds}{note}, not {n}")
+    return n
+
+
+def int_arg(flag, lo=0, hi=None, why=None):
+    """An argparse ``type`` for :func:`check_int`.
+
+    It raises :class:`CliError` rather than ``argparse.ArgumentTypeError``: argparse passes
+    other exceptions through, and ``fp8accel`` prints the message as every other user error
+    (``--seed must be non-negative, not -5``) and returns 2.
+    """
+    def parse(text):
+        return check_int(text, flag, lo, hi, why)
+    return parse
+
+
+def positive_int(flag, hi=None, why=None):
+    """An argparse ``type``: an integer of at least 1 (and at most ``hi``)."""
+    return int_arg(flag, 1, hi, why)
+
+
+def non_negative_int(flag, hi=None, why=None):
+    """An argparse ``type``: an integer of at least 0 (and at most ``hi``)."""
+    return int_arg(flag, 0, hi, why)
+
+
+def positive_float(flag):
+    """An argparse ``type``: a finite number above 0 (not ``nan``, not ``inf``)."""
+    def parse(text):
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        if not (math.isfinite(x) and x > 0):
+            raise CliError(f"{flag} must be a positive number, not {text!r}")
+        return x
+    return parse
+
+
+def choice(value, choices, flag):
+    """``value``, in lower case, if it is one of ``choices``."""
+    v = str(value).lower()
+    if v not in choices:
+        raise CliError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return v
+
+
+# Input files -------------------------------------------------------------------------------------
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def load_codes(path, what, dtype, codes="integer codes", ndim=None):
+    """The array of integer codes in the ``.npy`` file ``path``, as ``dtype``.
+
+    The header is checked before the data is read: the file must be a ``.npy`` file (not a
+    text file, not an ``.npz`` archive; nothing is unpickled), of an integer dtype (not
+    float, complex, bool or object), of rank ``ndim`` and not empty; then every value must
+    fit ``dtype``.
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        The array's name in messages: ``"A"``.
+    dtype : numpy dtype
+        ``uint8`` or ``uint16``.
+    codes : str
+        What the values are, for messages: ``"DLFLOAT16 codes"``.
+    ndim : int, optional
+        The rank required; any rank if ``None``.
+    """
+    dtype = np.dtype(dtype)
+    fmt = np.lib.format
+
+    def unreadable(why):
+        return CliError(f"cannot read {what} from {path}: {why}")
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+            if magic != _NPY_MAGIC:
+                archive = " (an .npz archive)" if magic.startswith(_ZIP_MAGIC) else ""
+                raise unreadable(f"it is not a NumPy .npy file{archive}")
+            f.seek(0)
+            version = fmt.read_magic(f)
+            header = fmt.read_array_header_1_0 if version == (1, 0) else \
+                fmt.read_array_header_2_0
+            shape, _, stored = header(f)
+            if stored.kind not in "ui":
+                raise CliError(f"{what} ({path}) must hold {codes} ({dtype.name}), not "
+                               f"{'object' if stored.hasobject else stored}")
+            if ndim is not None and len(shape) != ndim:
+                raise CliError(f"{what} ({path}) must be a {ndim}-D array, not shape {shape}")
+            if 0 in shape:
+                raise CliError(f"{what} ({path}) is empty (shape {shape})")
+            f.seek(0)
+            arr = np.load(f, allow_pickle=False)
+    except OSError as exc:
+        raise unreadable(exc.strerror or exc) from None
+    except (ValueError, EOFError) as exc:
+        raise unreadable(f"it is a damaged .npy file ({exc})") from None
+    info = np.iinfo(dtype)
+    if arr.min() < info.min or arr.max() > info.max:
+        raise CliError(f"{what} ({path}) holds values outside {info.min}..{info.max}")
+    return arr.astype(dtype)
+
+
+# Output paths ------------------------------------------------------------------------------------
+
+def _check_can_create_in(directory, target):
+    """Raise :class:`CliError` unless a file can be created in ``directory``.
+
+    Tried rather than asked of ``os.access``: root may write where the permission bits say
+    no, and no one writes to a read-only file system or to ``/proc``.
+    """
+    if not directory.is_dir():
+        raise CliError(f"cannot write {target}: {directory} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".fp8accel-probe-")
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: no file can be created in {directory} "
+                       f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path, flag, suffixes=None):
+    """``path`` as a :class:`Path`, once it is sure that a file can be written there.
+
+    Its directory must exist and take a new file (the output is written beside it and
+    renamed, see :func:`atomic_output`); it must not be a directory. A device or a FIFO
+    (``/dev/stdout``) is written in place if it is writable.
+
+    Parameters
+    ----------
+    path : str
+    flag : str
+        The argument, for messages: ``"--json"``.
+    suffixes : tuple of str, optional
+        The suffixes the name may end with: ``(".npy",)``.
+    """
+    p = Path(path)
+    if suffixes is not None and p.suffix not in suffixes:
+        what = f"a {suffixes[0]} file" if len(suffixes) == 1 else \
+            f"a file ending with {', '.join(suffixes)}"
+        raise CliError(f"{flag} must name {what}, not {str(path)!r}")
+    if p.is_dir():
+        raise CliError(f"cannot write {p}: it is a directory")
+    if p.exists() and not p.is_file():
+        if not os.access(p, os.W_OK):
+            raise CliError(f"cannot write {p}: permission denied")
+        return p
+    if not p.parent.is_dir():
+        raise CliError(f"cannot write {p}: {p.parent} is not a directory")
+    _check_can_create_in(Path(os.path.realpath(p)).parent, p)
+    return p
+
+
+def check_output_dir(path):
+    """``path`` as a :class:`Path`, once it is sure that files can be written in it: it is a
+    directory that takes a new file, or the nearest of its parents that exists does (the
+    command creates the rest)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CliError(f"cannot write {p}: it is not a directory")
+    nearest = p
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    _check_can_create_in(nearest, p)
+    return p
+
+
+def check_distinct_outputs(paths):
+    """Refuse two outputs that are one file.
+
+    Parameters
+    ----------
+    paths : dict of str to str or None
+        ``{flag: path}``; a ``None`` path (an output not asked for) is left out.
+    """
+    seen = {}
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise CliError(f"{seen[key]} and {flag} name the same file")
+        seen[key] = flag
+
+
+# Writing -----------------------------------------------------------------------------------------
+
+def _mode_of_new_file(path):
+    """The permission bits ``path`` keeps (if it exists) or would get from ``open``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_output(path):
+    """A temporary path to write ``path``'s contents to; renamed to ``path`` when the block
+    ends without an exception, removed when it raises.
+
+    The temporary file is in the same directory (a rename is atomic only within a file
+    system), hidden, and ends with ``path``'s suffix (``numpy.save`` adds ``.npy`` to a name
+    without it; matplotlib picks the format from it). It does not exist when the block
+    starts; a writer that does not create it makes the rename fail. A symbolic link is
+    followed (its target is replaced, not the link); a device or a FIFO (``/dev/stdout``)
+    is written in place.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        yield path
+        return
+    real = Path(os.path.realpath(path))
+    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp{real.suffix}")
+    try:
+        yield tmp
+        os.chmod(tmp, _mode_of_new_file(real))
+        os.replace(tmp, real)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_npy(path, arr):
+    """``numpy.save`` ``arr`` to ``path`` (which ends with ``.npy``) through
+    :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        np.save(tmp, arr)
+
+
+def save_figure(fig, path, **kwargs):
+    """``fig.savefig(path, **kwargs)`` through :func:`atomic_output`, in the format that
+    ``path``'s suffix names (PNG if it has none)."""
+    fmt = Path(path).suffix[1:].lower() or "png"
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
