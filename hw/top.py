@@ -4,7 +4,7 @@ Ref: docs/host-interface.md (register map and stream framing).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import fifo
+from amaranth.lib import enum, fifo
 from amaranth.lib.wiring import In, Out
 
 from .fp.common import delay
@@ -14,8 +14,8 @@ from .fp.unit import CheckedComponent
 from .gemm.engine import Error, GemmEngine
 from .update import SGDUpdate
 
-__all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt", "UPDATE_RNE", "UPDATE_MAX",
-           "ID_VALUE"]
+__all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt", "Resp", "UPDATE_RNE",
+           "UPDATE_MAX", "ID_VALUE", "REG_MASK", "READ_ONLY", "OPTIONS_MASK", "DECIDE_CYCLES"]
 
 
 class Reg:
@@ -39,6 +39,47 @@ class Reg:
     SEED = 0x40
     LENGTH = 0x44
     RNG_STATE = 0x48
+
+
+#: The bits a write may set in each writable register: a write with any other bit set is
+#: refused (SLVERR) and changes nothing.
+REG_MASK = {
+    Reg.CTRL: 0xFFFF_FFFF,      # any word: one that is not a single action bit is error 6
+    Reg.M: 0xFFFF, Reg.N: 0xFFFF, Reg.K: 0xFFFF,
+    Reg.LR: 0xFFFF, Reg.MOMENTUM: 0xFFFF, Reg.WEIGHT_DECAY: 0xFFFF,
+    Reg.SEED: 0xFFFF_FFFF, Reg.LENGTH: 0xFFFF_FFFF,
+}
+
+#: OPTIONS fields: [1:0] operand formats, [7:4] chunk, [13:8] flags, [17:16] READ_C format.
+OPTIONS_MASK = 0x3_3FF3
+REG_MASK[Reg.OPTIONS] = OPTIONS_MASK
+
+#: Registers that can only be read: a write answers SLVERR.
+READ_ONLY = (Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE, Reg.A_WORDS,
+             Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE)
+
+#: Cycles from a CTRL write to its decision (and its write response).
+DECIDE_CYCLES = 4
+
+
+class Resp:
+    """AXI4-Lite BRESP and RRESP."""
+    OKAY = 0b00
+    #: The register exists but refuses the access: a partial write (WSTRB != 0b1111), a value
+    #: with bits outside the register's fields, a write of a read-only register, a read of CTRL.
+    SLVERR = 0b10
+    #: No register at this address.
+    DECERR = 0b11
+
+
+class Xfer(enum.Enum, shape=3):
+    """What the stream ports carry."""
+    IDLE = 0
+    A = 1
+    B = 2
+    C = 3
+    READ = 4
+    UPDATE = 5
 
 
 class Ctrl:
@@ -167,59 +208,80 @@ class Accelerator(CheckedComponent):
         out_fmt = options[16:18]
         done = Signal()
         error = Signal(8)
-        xfer = Signal(3)       # 0 idle, 1 A, 2 B, 3 C, 4 read C, 5 update
-        xfer_busy = xfer != 0
-        ctrl_write = Signal(32)
-        ctrl_we = Signal()
-        ctrl_single = Signal()   # exactly one action bit of ctrl_write is set
+        xfer = Signal(Xfer)
+        xfer_busy = xfer != Xfer.IDLE
+        ctrl_word = Signal(32)
+        ctrl_single = Signal()     # exactly one action bit of ctrl_word is set, no other bit
+        # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
+        # below (each registered from the registers: products and divisions get stages of
+        # their own). Until then no other write is accepted, so the checks see the registers
+        # the action will use, and the write response waits for the decision: once a host has
+        # its response, STATUS tells whether the action was taken.
+        deciding = Signal(range(DECIDE_CYCLES + 1))
+        decide = deciding == 1
 
-        # AXI4-Lite: accept a write when address and data are both there ---------------------
-        aw_ok = self.s_axil_awvalid & self.s_axil_wvalid & ~self.s_axil_bvalid
+        # AXI4-Lite writes (docs/host-interface.md, "AXI4-Lite rules") -----------------------
+        aw_ok = (self.s_axil_awvalid & self.s_axil_wvalid & ~self.s_axil_bvalid
+                 & (deciding == 0))
         m.d.comb += [self.s_axil_awready.eq(aw_ok), self.s_axil_wready.eq(aw_ok)]
         with m.If(self.s_axil_bvalid & self.s_axil_bready):
             m.d.sync += self.s_axil_bvalid.eq(0)
-        m.d.sync += ctrl_we.eq(0)
+        with m.If(deciding != 0):
+            m.d.sync += deciding.eq(deciding - 1)
+        with m.If(decide):
+            m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(Resp.OKAY)]
+        writable = {Reg.M: reg_m, Reg.N: reg_n, Reg.K: reg_k, Reg.OPTIONS: options}
+        # Without the update unit its registers are not built: writes that fit are accepted
+        # and ignored, reads give 0, and UPDATE fails with NO_UPDATE.
+        for reg, sig in ((Reg.LR, reg_lr), (Reg.MOMENTUM, reg_mu), (Reg.WEIGHT_DECAY, reg_wd),
+                         (Reg.SEED, reg_seed), (Reg.LENGTH, reg_len)):
+            writable[reg] = sig if upd is not None else None
         with m.If(aw_ok):
-            m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(0)]
-            addr = self.s_axil_awaddr & 0xFC
+            m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(Resp.OKAY)]
             data = self.s_axil_wdata
-            with m.Switch(addr):
-                with m.Case(Reg.M):
-                    m.d.sync += reg_m.eq(data[:16])
-                with m.Case(Reg.N):
-                    m.d.sync += reg_n.eq(data[:16])
-                with m.Case(Reg.K):
-                    m.d.sync += reg_k.eq(data[:16])
-                with m.Case(Reg.OPTIONS):
-                    m.d.sync += options.eq(data[:18])
-                # Without the update unit its registers are not built: writes are ignored.
-                for reg, sig in (() if self._update is None else
-                                 ((Reg.LR, reg_lr), (Reg.MOMENTUM, reg_mu),
-                                  (Reg.WEIGHT_DECAY, reg_wd), (Reg.SEED, reg_seed),
-                                  (Reg.LENGTH, reg_len))):
+            whole = self.s_axil_wstrb == 0b1111
+            with m.Switch(self.s_axil_awaddr & 0xFC):
+                for reg, sig in writable.items():
                     with m.Case(reg):
-                        m.d.sync += sig.eq(data[:len(sig)])
+                        # A value with bits outside the register's fields is refused, never
+                        # truncated; so is a write of part of a register.
+                        fits = (data & ~REG_MASK[reg]) == 0
+                        if reg == Reg.OPTIONS:
+                            fits &= data[16:18] != 3      # no such READ_C format
+                        with m.If(~whole | ~fits):
+                            m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
+                        with m.Elif(Const(sig is not None)):
+                            if sig is not None:
+                                m.d.sync += sig.eq(data[:len(sig)])
                 with m.Case(Reg.CTRL):
-                    # Decoded as it is written: the action's checks then take one LUT level.
-                    bits = data[:6]
-                    m.d.sync += [ctrl_write.eq(data), ctrl_we.eq(1),
-                                 ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0))]
-                with m.Case(Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE,
-                            Reg.A_WORDS, Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE):
-                    pass
+                    with m.If(~whole):
+                        m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
+                    with m.Else():
+                        # The response comes with the decision.
+                        bits = data[:6]
+                        m.d.sync += [
+                            self.s_axil_bvalid.eq(0), deciding.eq(DECIDE_CYCLES),
+                            ctrl_word.eq(data),
+                            ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0)
+                                           & (data[6:] == 0)),
+                        ]
+                with m.Case(*READ_ONLY):
+                    m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
                 with m.Default():
-                    m.d.sync += self.s_axil_bresp.eq(0b10)      # SLVERR
+                    m.d.sync += self.s_axil_bresp.eq(Resp.DECERR)
 
+        # AXI4-Lite reads ---------------------------------------------------------------------
         ar_ok = self.s_axil_arvalid & ~self.s_axil_rvalid
         m.d.comb += self.s_axil_arready.eq(ar_ok)
         with m.If(self.s_axil_rvalid & self.s_axil_rready):
             m.d.sync += self.s_axil_rvalid.eq(0)
-        status = Cat(eng.busy | xfer_busy, done, error != 0, Const(0, 5), error)
+        status = Cat(eng.busy | xfer_busy | (deciding != 0), done, error != 0, Const(0, 5),
+                     error)
         config = Cat(Const(rows, 8), Const(cols, 8), Const(self._acc_fmt.e, 4),
                      Const(self._acc_fmt.m, 4), Const(0 if upd is None else upd.rbits - 1, 5),
                      Const(upd is None, 1), Const(not self._fp8_out, 1))
         with m.If(ar_ok):
-            m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(0)]
+            m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(Resp.OKAY)]
             with m.Switch(self.s_axil_araddr & 0xFC):
                 for addr, value in ((Reg.ID, ID_VALUE), (Reg.CONFIG, config),
                                     (Reg.STATUS, status), (Reg.M, reg_m), (Reg.N, reg_n),
@@ -235,8 +297,35 @@ class Accelerator(CheckedComponent):
                                        (Reg.LENGTH, reg_len), (Reg.RNG_STATE, upd.state)))):
                     with m.Case(addr):
                         m.d.sync += self.s_axil_rdata.eq(value)
+                with m.Case(Reg.CTRL):          # write-only
+                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(Resp.SLVERR)]
                 with m.Default():
-                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(0b10)]
+                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(Resp.DECERR)]
+
+        # The checks of every action, registered from the registers ---------------------------
+        KB = Signal(16)        # ceil(K / rows): A words per row of A
+        NT = Signal(16)        # ceil(N / cols): accumulator words per row of C
+        # Registered: a division by a constant is deep logic.
+        m.d.sync += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
+                     NT.eq((reg_n + cols - 1) // cols if cols > 1 else reg_n)]
+        # Element counts of the three transfer shapes and the words they need: the products
+        # come from DSP blocks, each registered.
+        mk, kn, mn = Signal(32), Signal(32), Signal(32)
+        a_words, c_words = Signal(32), Signal(32)
+        m.d.sync += [mk.eq(reg_m * reg_k), kn.eq(reg_k * reg_n), mn.eq(reg_m * reg_n),
+                     a_words.eq(reg_m * KB), c_words.eq(reg_m * NT)]
+        zero_a, zero_b, zero_c = Signal(), Signal(), Signal()
+        big_a, big_b, big_c = Signal(), Signal(), Signal()
+        m.d.sync += [zero_a.eq((reg_m == 0) | (reg_k == 0)),
+                     zero_b.eq((reg_k == 0) | (reg_n == 0)),
+                     zero_c.eq((reg_m == 0) | (reg_n == 0)),
+                     big_a.eq(a_words > a_depth), big_b.eq(kn > b_depth),
+                     big_c.eq(c_words > acc_depth)]
+        len_zero = Signal()
+        len_big = Signal()
+        seed_zero = Signal()
+        m.d.sync += [len_zero.eq(reg_len == 0), len_big.eq(reg_len > UPDATE_MAX),
+                     seed_zero.eq(reg_seed == 0)]
 
         # Engine command --------------------------------------------------------------------
         m.d.comb += [
@@ -246,75 +335,72 @@ class Accelerator(CheckedComponent):
             eng.accumulate.eq(accumulate),
         ]
         m.d.comb += eng.start.eq(0)
-        action = ctrl_write[:6]
-        # UPDATE's checks, registered from the registers (written before CTRL).
-        len_zero = Signal()
-        len_big = Signal()
-        seed_zero = Signal()
-        m.d.sync += [len_zero.eq(reg_len == 0), len_big.eq(reg_len > UPDATE_MAX),
-                     seed_zero.eq(reg_seed == 0)]
+        action = ctrl_word[:6]
         upd_start = Signal()
-        single = ctrl_single
+        xfer_start = Signal()        # a load or READ_C is taken: its walk starts
+        rd_fmt = Signal(2)           # READ_C's format, latched when it is taken
         # The engine's done and error belong to the host's last action only if that action was
         # the START the engine accepted: a rejected action after it keeps its own error code.
         own_run = Signal()
-        with m.If(ctrl_we):
-            m.d.sync += [done.eq(0), own_run.eq(0)]
-            with m.If(~single):
-                m.d.sync += error.eq(TopError.BAD_CTRL)
+
+        def reject(code):
+            m.d.sync += [error.eq(code), done.eq(1)]
+
+        def transfer(kind, zero, big):
+            with m.If(zero):
+                reject(TopError.ZERO_DIM)
+            with m.Elif(big):
+                reject(TopError.TOO_LARGE)
+            with m.Else():
+                m.d.sync += xfer.eq(kind)
+                m.d.comb += xfer_start.eq(1)
+
+        with m.If(decide):
+            m.d.sync += [done.eq(0), own_run.eq(0), error.eq(0)]
+            with m.If(~ctrl_single):
+                reject(TopError.BAD_CTRL)
             with m.Elif(eng.busy | xfer_busy):
                 m.d.sync += error.eq(TopError.BUSY)
-            with m.Elif(action[0]):
-                m.d.comb += eng.start.eq(1)
-                m.d.sync += [error.eq(0), own_run.eq(1)]
             with m.Else():
-                m.d.sync += error.eq(0)
                 with m.Switch(action):
+                    with m.Case(Ctrl.START):
+                        m.d.comb += eng.start.eq(1)
+                        m.d.sync += own_run.eq(1)
                     with m.Case(Ctrl.LOAD_A):
-                        m.d.sync += xfer.eq(1)
+                        transfer(Xfer.A, zero_a, big_a)
                     with m.Case(Ctrl.LOAD_B):
-                        m.d.sync += xfer.eq(2)
+                        transfer(Xfer.B, zero_b, big_b)
                     with m.Case(Ctrl.LOAD_C):
-                        m.d.sync += xfer.eq(3)
+                        transfer(Xfer.C, zero_c, big_c)
                     with m.Case(Ctrl.READ_C):
-                        if self._fp8_out:
-                            m.d.sync += xfer.eq(4)
-                        else:
-                            with m.If(out_fmt != OutFmt.ACC):
-                                m.d.sync += [error.eq(TopError.NO_FP8_OUT), done.eq(1)]
-                            with m.Else():
-                                m.d.sync += xfer.eq(4)
-                    with m.Case(Ctrl.UPDATE):
+                        m.d.sync += rd_fmt.eq(out_fmt)
                         # (Python conditions, not constant If()s: an If(0) leaves an empty,
                         # attributed statement that Yosys writes as invalid Verilog.)
+                        if self._fp8_out:
+                            transfer(Xfer.READ, zero_c, big_c)
+                        else:
+                            with m.If(out_fmt != OutFmt.ACC):
+                                reject(TopError.NO_FP8_OUT)
+                            with m.Else():
+                                transfer(Xfer.READ, zero_c, big_c)
+                    with m.Case(Ctrl.UPDATE):
                         if upd is None:
-                            m.d.sync += [error.eq(TopError.NO_UPDATE), done.eq(1)]
+                            reject(TopError.NO_UPDATE)
                         else:
                             with m.If(len_zero):
-                                m.d.sync += [error.eq(TopError.ZERO_DIM), done.eq(1)]
+                                reject(TopError.ZERO_DIM)
                             with m.Elif(len_big):
-                                m.d.sync += [error.eq(TopError.TOO_LARGE), done.eq(1)]
+                                reject(TopError.TOO_LARGE)
                             with m.Elif(seed_zero):
-                                m.d.sync += [error.eq(TopError.BAD_SEED), done.eq(1)]
+                                reject(TopError.BAD_SEED)
                             with m.Else():
-                                m.d.sync += xfer.eq(5)
+                                m.d.sync += xfer.eq(Xfer.UPDATE)
                                 m.d.comb += upd_start.eq(1)
         with m.If(eng.done & own_run):
             # The command ran, or its checks rejected it (zero or too large a dimension).
             m.d.sync += [done.eq(1), error.eq(eng.error)]
 
         # Transfers: counters that walk the buffer layouts (hw.gemm.layout) -----------------
-        KB = Signal(16)
-        NT = Signal(16)
-        # Registered: a division by a constant is deep logic, and K and N are written well
-        # before a transfer starts.
-        m.d.sync += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
-                     NT.eq((reg_n + cols - 1) // cols if cols > 1 else reg_n)]
-        # Element counts of the three transfer shapes, registered from the dimension registers
-        # (a host writes them well before CTRL): the products come from DSP blocks, and a
-        # product in the same cycle as the CTRL write would be the slowest path of the top.
-        mk, kn, mn = Signal(32), Signal(32), Signal(32)
-        m.d.sync += [mk.eq(reg_m * reg_k), kn.eq(reg_k * reg_n), mn.eq(reg_m * reg_n)]
         left = Signal(32)      # elements still to come in this frame
         at_last = Signal()     # left == 1
         to_issue = Signal(32)  # read addresses still to issue
@@ -332,7 +418,7 @@ class Accelerator(CheckedComponent):
         ibase = Signal(32)     # i * KB for A, i * NT for C
         baddr = Signal(32)
         dropping = Signal()
-        with m.If(ctrl_we & single & ~action[0] & ~action[5] & ~eng.busy & ~xfer_busy):
+        with m.If(xfer_start):
             is_a = action == Ctrl.LOAD_A
             total = Mux(is_a, mk, Mux(action == Ctrl.LOAD_B, kn, mn))
             inner = Mux(is_a, Mux(trans_a, reg_m, reg_k), reg_n) - 1
@@ -343,7 +429,7 @@ class Accelerator(CheckedComponent):
                          bank.eq(0), word_hi.eq(0), ibase.eq(0), baddr.eq(0),
                          dropping.eq(0)]
 
-        loading = (xfer == 1) | (xfer == 2) | (xfer == 3)
+        loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
         beat = self.s_axis_tvalid & self.s_axis_tready & loading
         with m.If(loading):
             m.d.comb += self.s_axis_tready.eq(1)
@@ -352,11 +438,11 @@ class Accelerator(CheckedComponent):
         # cycle of their own before the write enables fan out to the banks.
         addr = (ibase + word_hi)[:32]
         m.d.sync += [
-            eng.a_we.eq(beat & (xfer == 1) & ~dropping),
+            eng.a_we.eq(beat & (xfer == Xfer.A) & ~dropping),
             eng.a_bank.eq(bank), eng.a_addr.eq(addr), eng.a_data.eq(data8),
-            eng.b_we.eq(beat & (xfer == 2) & ~dropping),
+            eng.b_we.eq(beat & (xfer == Xfer.B) & ~dropping),
             eng.b_addr.eq(baddr), eng.b_data.eq(data8),
-            eng.c_we.eq(beat & (xfer == 3) & ~dropping),
+            eng.c_we.eq(beat & (xfer == Xfer.C) & ~dropping),
             eng.c_addr.eq(addr), eng.c_lane.eq(bank),
             eng.c_data.eq(self.s_axis_tdata),
         ]
@@ -389,7 +475,7 @@ class Accelerator(CheckedComponent):
             m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), baddr.eq(baddr + 1)]
             step()
             with m.If(self.s_axis_tlast):
-                m.d.sync += [xfer.eq(0), done.eq(1)]
+                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
                 with m.If(~at_last | dropping):
                     m.d.sync += error.eq(TopError.FRAME)
             with m.Elif(at_last):
@@ -409,7 +495,7 @@ class Accelerator(CheckedComponent):
         # and a few more, so that reads are issued every cycle while the sink takes them.
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 10)
         inflight = Signal(range(lat + 14))
-        reading = xfer == 4
+        reading = xfer == Xfer.READ
         issue_last = Signal()  # to_issue == 1
         issuing = Signal()     # to_issue != 0
         # Registered, so a cycle late: it keeps room for the read it may issue in the cycle it
@@ -423,7 +509,7 @@ class Accelerator(CheckedComponent):
             with m.If(issue_last):
                 m.d.sync += issuing.eq(0)
             step()
-        with m.If(ctrl_we & single & ~action[0] & ~action[5] & ~eng.busy & ~xfer_busy):
+        with m.If(xfer_start):
             m.d.sync += [issue_last.eq(mn == 1), issuing.eq(mn != 0)]
 
 
@@ -440,7 +526,7 @@ class Accelerator(CheckedComponent):
             m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
             r5 = delay(m, conv5.r, lat - conv5.latency, "r5")
             r4 = delay(m, conv4.r, lat - conv4.latency, "r4")
-            value = Mux(out_fmt == OutFmt.E5M2, r5, Mux(out_fmt == OutFmt.E4M3, r4, raw))
+            value = Mux(rd_fmt == OutFmt.E5M2, r5, Mux(rd_fmt == OutFmt.E4M3, r4, raw))
         else:
             value = raw
         m.d.comb += [out_fifo.w_data.eq(Cat(value, last_d)), out_fifo.w_en.eq(valid_d)]
@@ -448,11 +534,11 @@ class Accelerator(CheckedComponent):
         dec = valid_d
         m.d.sync += inflight.eq(inflight + inc - dec)
         with m.If(reading & self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast):
-            m.d.sync += [xfer.eq(0), done.eq(1)]
+            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
 
         # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit ------------------
         if upd is not None:
-            updating = xfer == 5
+            updating = xfer == Xfer.UPDATE
             # The scalars are latched at the start: the unit reads them at different times for
             # one element, and a register write during an UPDATE must not reach half of one.
             # The seed is loaded, and the scalars latched, in the cycle after the start (a
@@ -537,7 +623,7 @@ class Accelerator(CheckedComponent):
             with m.If(upd_start):
                 m.d.sync += u_pending.eq(0)
             with m.If(updating & u_closed & (u_pending == 0)):
-                m.d.sync += [xfer.eq(0), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
+                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
 
         fifo_out = [
             self.m_axis_tdata.eq(out_fifo.r_data[:16]),

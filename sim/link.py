@@ -22,7 +22,7 @@ import math
 from collections import deque
 
 from hw.bridge import BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES
-from sim.host import AcceleratorError, AcceleratorTimeout, Transport
+from sim.host import AcceleratorError, AcceleratorTimeout, Transport, bus_error
 
 __all__ = ["BridgeTransport", "SerialLink", "CocotbUartLink"]
 
@@ -168,9 +168,9 @@ class BridgeTransport(Transport):
         what = f"Reading register 0x{addr:02x}"
         await self._link.write(bytes([ord("R"), addr]))
         payload = await self._answer(ord("r"), what, self.budget_s(0, 2 + 6 + 3))
-        if payload[4] != 0:
-            raise AcceleratorError(0, "SLVERR", what, f"the AXI4-Lite slave answered with an "
-                                                      f"error (RRESP {payload[4]})")
+        error = bus_error(payload[4], what)
+        if error:
+            raise error
         return int.from_bytes(payload[:4], "little")
 
     async def write_reg(self, addr, value):
@@ -181,9 +181,9 @@ class BridgeTransport(Transport):
         what = f"Writing register 0x{addr:02x}"
         await self._link.write(bytes([ord("W"), addr]) + value.to_bytes(4, "little"))
         payload = await self._answer(ord("w"), what, self.budget_s(0, 6 + 2 + 3))
-        if payload[0] != 0:
-            raise AcceleratorError(0, "SLVERR", what, f"the AXI4-Lite slave answered with an "
-                                                      f"error (BRESP {payload[0]})")
+        error = bus_error(payload[0], what)
+        if error:
+            raise error
 
     # Frames ------------------------------------------------------------------------------------
 

@@ -380,7 +380,7 @@ def test_gemm_bad_files_are_one_line(tmp_path, capsys):
                     "--out must name a .npy file, not 'c.txt'")
     _one_line_error(capsys, ["gemm", "--random", "2", "2", "2", "--out", out,
                              "--json", str(tmp_path / "no" / "r.json")],
-                    f"the directory of --json ({tmp_path / 'no'}) does not exist")
+                    f"cannot write {tmp_path / 'no' / 'r.json'}: {tmp_path / 'no'} is not a directory")
 
 
 def test_demo_bad_arguments_are_one_line(capsys):

@@ -178,7 +178,7 @@ def test_missing_tool_is_one_line():
     (["synth", "multiplier", "--target", "ecp5-12k"], "unknown target 'ecp5-12k'"),
     (["synth", "adder", "--target", "ecp5-25k", "--fmt", "e9m9"], "Unknown format 'e9m9'"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--seeds", "0"],
-     "--seeds must be a positive integer, not '0'"),
+     "--seeds must be at least 1, not 0"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--seeds", "two"],
      "--seeds must be a positive integer, not 'two'"),
     (["synth", "multiplier", "--target", "ice40-up5k", "--freq", "fast"],
@@ -192,13 +192,13 @@ def test_missing_tool_is_one_line():
     (["synth", "update", "--target", "ecp5-25k", "--rounding", "rne"],
      "--rounding does not apply to the update"),
     (["synth", "update", "--target", "ecp5-25k", "--rbits", "0"],
-     "--rbits must be a positive integer, not '0'"),
+     "--rbits must be at least 1, not 0"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--jobs", "0"],
-     "--jobs must be a positive integer, not '0'"),
+     "--jobs must be at least 1, not 0"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--router", "router3"],
-     "--router must be router1 or router2, not 'router3'"),
+     "--router must be one of router1, router2, not 'router3'"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--json", "/nonexistent/dir/m.json"],
-     "directory of --json '/nonexistent/dir/m.json' does not exist"),
+     "cannot write /nonexistent/dir/m.json: /nonexistent/dir is not a directory"),
 ])
 def test_cli_argument_error(capsys, argv, message):
     assert main(argv) == 2

@@ -38,8 +38,7 @@ class Error:
     ZERO_DIM = 1
     #: An operand or the result does not fit its buffer.
     TOO_LARGE = 2
-    #: The chunk length is not a power of two from 1 to 2**15.
-    BAD_CHUNK = 3
+    # 3 is not used: the 4-bit chunk field has no invalid value.
     #: ``start`` while a command runs.
     BUSY = 4
 
@@ -235,7 +234,6 @@ class GemmEngine(CheckedComponent):
         # runs it or ends it with an error code and a done pulse.
         check = Signal(3)      # 0: idle, else the check stage
         zero_dim = Signal()
-        chunk_bad = Signal()
         sizes = [Signal(33, name=f"size_{n}") for n in ("a", "b", "acc")]
         too_large = Signal()
         rows_n = Signal(24)    # rows * N: B address step between passes
@@ -256,7 +254,6 @@ class GemmEngine(CheckedComponent):
                     KB.eq((K + rows - 1) // rows if rows > 1 else K),
                     NT.eq((N + cols - 1) // cols if cols > 1 else N),
                     zero_dim.eq((M == 0) | (N == 0) | (K == 0)),
-                    chunk_bad.eq(~no_chunk & (chunk_log2 > 15)),
                     check.eq(2),
                 ]
             with m.Case(2):
@@ -272,8 +269,6 @@ class GemmEngine(CheckedComponent):
                 m.d.sync += check.eq(0)
                 with m.If(zero_dim):
                     m.d.sync += [self.error.eq(Error.ZERO_DIM), self.done.eq(1)]
-                with m.Elif(chunk_bad):
-                    m.d.sync += [self.error.eq(Error.BAD_CHUNK), self.done.eq(1)]
                 with m.Elif(too_large):
                     m.d.sync += [self.error.eq(Error.TOO_LARGE), self.done.eq(1)]
                 with m.Else():
