@@ -18,18 +18,17 @@ from typing import NamedTuple
 import numpy as np
 
 from hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
-from hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, TopError
+from hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, Resp, TopError
 
 __all__ = [
     "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
-    "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound",
+    "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound", "bus_error",
 ]
 
 #: STATUS error codes: ``code -> (name, meaning)``.
 ERROR_NAMES = {
     TopError.ZERO_DIM: ("ZERO_DIM", "a zero dimension"),
     TopError.TOO_LARGE: ("TOO_LARGE", "an operand or the result does not fit its buffer"),
-    TopError.BAD_CHUNK: ("BAD_CHUNK", "bad chunk length"),
     TopError.BUSY: ("BUSY", "an action while the engine or a transfer is busy"),
     TopError.FRAME: ("FRAME", "a stream frame of the wrong length"),
     TopError.BAD_CTRL: ("BAD_CTRL", "a CTRL write with no or several action bits"),
@@ -66,6 +65,20 @@ class AcceleratorError(Exception):
         self.action = action
         what = f"{action} failed" if action else "The accelerator reported an error"
         super().__init__(f"{what}: error {self.code} ({self.name}: {detail or known[1]})")
+
+
+def bus_error(resp, what):
+    """The :class:`AcceleratorError` for AXI4-Lite response ``resp`` (BRESP or RRESP) of
+    ``what`` (``"Writing register 0x10"``), or ``None`` for OKAY."""
+    resp = int(resp)
+    if resp == Resp.OKAY:
+        return None
+    if resp == Resp.DECERR:
+        return AcceleratorError(0, "DECERR", what, "no register at this address (RESP 3)")
+    return AcceleratorError(0, "SLVERR", what,
+                            f"the register refused the access: a read-only register, a "
+                            f"write-only one, or a value with bits outside its fields "
+                            f"(RESP {resp})")
 
 
 class AcceleratorTimeout(TimeoutError):
@@ -276,16 +289,16 @@ class CocotbTransport(Transport):
 
     async def read_reg(self, addr):
         resp = await self.axil.read(addr, 4)
-        if int(resp.resp) != 0:
-            raise AcceleratorError(0, "SLVERR", f"Reading register 0x{addr:02x}",
-                                   "the AXI4-Lite slave answered with an error")
+        error = bus_error(resp.resp, f"Reading register 0x{addr:02x}")
+        if error:
+            raise error
         return int.from_bytes(resp.data, "little")
 
     async def write_reg(self, addr, value):
         resp = await self.axil.write(addr, int(value).to_bytes(4, "little"))
-        if int(resp.resp) != 0:
-            raise AcceleratorError(0, "SLVERR", f"Writing register 0x{addr:02x}",
-                                   "the AXI4-Lite slave answered with an error")
+        error = bus_error(resp.resp, f"Writing register 0x{addr:02x}")
+        if error:
+            raise error
 
     async def _timed(self, awaitable, timeout_cycles, what):
         from cocotb.triggers import SimTimeoutError, with_timeout
@@ -432,6 +445,13 @@ class AcceleratorHost:
         if ident != ID_VALUE:
             raise AcceleratorError(0, "BAD_ID", "Identifying the device",
                                    f"ID is 0x{ident:08x}, expected 0x{ID_VALUE:08x}")
+
+    def forget(self, *keys):
+        """Forget what this host loaded into buffers ``keys`` (``"A"``, ``"B"``, ``"C"``), after
+        writing them through :meth:`write_reg` and :meth:`command`: the next GEMM then takes
+        them as the device holds them."""
+        for key in keys:
+            self._loaded.pop(key, None)
 
     async def config(self):
         """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
