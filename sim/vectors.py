@@ -4,7 +4,8 @@ testbenches."""
 
 import numpy as np
 
-__all__ = ["edge_codes", "make_operations"]
+__all__ = ["edge_codes", "make_operations", "TOP_OUTCOMES", "top_values", "top_expected",
+           "top_operations"]
 
 
 def edge_codes(fmt):
@@ -22,6 +23,152 @@ def edge_codes(fmt):
         mags.add(fmt.nan_code)
     mags = sorted(x for x in mags if 0 <= x <= fmt.mag_mask)
     return np.array(mags + [x | fmt.sign_mask for x in mags], np.int64)
+
+
+# Around the top of the range -----------------------------------------------------------------
+#
+# Where overflow is decided. M is the largest finite value of the result format and q its ulp;
+# the exact results below are M + k * q / 4, k = -1 to 3, and M + q or more (k = 4), which is
+# the next binade in an ``ieee`` format and the value the special code would have in ``fn`` and
+# ``single`` ones (so those also get M + 2 q, their next binade, and far beyond).
+
+#: What NUMERICS.md section 2 makes of the exact magnitude M + k * q / 4 (k = 4: M + q or
+#: more), by k and mode. "below" is the code under M, "max" the code of M, "over" an overflow
+#: (Inf or NaN; M when saturating), "tie" the even one of "max" and "over": M's mantissa is all
+#: ones, odd, in an ``ieee`` format and even in ``fn`` and ``single`` formats. Stochastic
+#: rounding comes twice: ``rnd = 0`` keeps ``lo`` whatever the discarded fraction, and
+#: ``rnd = 2**R - 1`` takes ``hi`` for any fraction of at least ``2**-R`` (every k here with
+#: ``R >= 2``). Rounding toward zero never overflows.
+TOP_OUTCOMES = {
+    #    rne      rna      rtz      sr, rnd = 0   sr, rnd = 2**R - 1
+    -1: ("max",  "max",  "below", "below",      "max"),
+    0:  ("max",  "max",  "max",   "max",        "max"),
+    1:  ("max",  "max",  "max",   "max",        "over"),
+    2:  ("tie",  "over", "max",   "max",        "over"),
+    3:  ("over", "over", "max",   "max",        "over"),
+    4:  ("over", "over", "max",   "over",       "over"),
+}
+_TOP_COLUMNS = {"rne": 0, "rna": 1, "rtz": 2}
+
+
+def _top(fmt):
+    """M and q of ``fmt`` as floats (exact: every preset's M is a float64)."""
+    top = fmt.max_finite()
+    return top, 2.0 ** (fmt.emax - fmt.m)
+
+
+def top_values(fmt):
+    """Positive float64 values around the top of ``fmt``'s range and their k of
+    :data:`TOP_OUTCOMES`: M + k q / 4 for k = -1 to 4, M + 2 q, 2 M and M * 2**20."""
+    top, q = _top(fmt)
+    values = [top + k * q / 4 for k in range(-1, 5)] + [top + 2 * q, 2 * top, top * 2.0 ** 20]
+    return np.array(values), np.array(list(range(-1, 5)) + [4, 4, 4])
+
+
+def top_expected(fmt, mode, k, sign, *, saturate=False, rnd_high=None):
+    """Result codes of :data:`TOP_OUTCOMES` for magnitudes of case ``k`` with sign bit
+    ``sign`` (arrays). ``rnd_high`` says, for mode ``sr``, which results were rounded with
+    ``rnd = 2**R - 1`` (the others with ``rnd = 0``)."""
+    k = np.asarray(k, np.int64)
+    sign = np.broadcast_to(np.asarray(sign, np.int64), k.shape) << (fmt.e + fmt.m)
+    if mode == "sr":
+        column = np.where(np.broadcast_to(rnd_high, k.shape), 4, 3)
+    else:
+        column = np.full(k.shape, _TOP_COLUMNS[mode])
+    top = fmt.max_finite_mag
+    if saturate or not fmt.has_nan:
+        over = sign | top
+    elif fmt.has_inf:
+        over = sign | fmt.inf_mag
+    else:
+        over = np.full(k.shape, fmt.nan_code)
+    codes = {"below": sign | (top - 1), "max": sign | top, "over": over}
+    codes["tie"] = codes["over"] if top & 1 else codes["max"]
+    names = np.array([TOP_OUTCOMES[int(i)][int(c)] for i, c in zip(k.ravel(), column.ravel())])
+    out = np.zeros(k.shape, np.int64)
+    for name, code in codes.items():
+        out = np.where(names.reshape(k.shape) == name, code, out)
+    return out
+
+
+def _exact_codes(values, fmt):
+    """Codes of ``fmt`` for float64 ``values`` and a mask of those it holds exactly."""
+    from sim import golden
+
+    codes = golden.encode(values, fmt, "rtz").astype(np.int64)
+    return codes, golden.decode(codes, fmt) == values
+
+
+def top_operations(spec):
+    """Directed operations of an adder, FMA or converter whose exact results lie around the top
+    of the output format's range, both signs, and the codes :data:`TOP_OUTCOMES` gives for them.
+
+    The adder adds M and -q/4, 0, q/4, ..., q, 2 q or M, in both orders. The FMA computes
+    M * 1 + c with the same c; M * 2 - M, which overflows only before the addition; (M / 2) * 2
+    + q / 4; and the far overflows M * M + 0, M * M - M and M * (1 + 2**-m). The converter
+    rounds the values of :func:`top_values` that its input format holds. With stochastic
+    rounding every operation comes twice, with ``rnd = 0`` and ``rnd = 2**R - 1``.
+
+    Returns
+    -------
+    ops : dict
+        Port name -> ``int64`` array, as :func:`make_operations` returns.
+    expected : array of int64
+        The result codes.
+    """
+    from sim import golden
+
+    kind, o = spec.kind, spec.options
+    fmt = spec.output[1]
+    if kind == "convert":
+        fi = spec.fmt("in_fmt")
+        values, k = top_values(fmt)
+        codes, exact = _exact_codes(values, fi)
+        cols = {"a": codes[exact]}
+        k = k[exact]
+    else:
+        top, q = _top(fmt)
+        sm = fmt.sign_mask
+        values = np.array([top / 2, 1.0, 2.0, q / 4, q / 2, 3 * q / 4, q, 2 * q])
+        codes, exact = _exact_codes(values, fmt)
+        assert exact.all(), (fmt, values[~exact])
+        code = dict(zip(values.tolist(), codes.tolist()))
+        big = fmt.max_finite_mag
+        one, two, half = code[1.0], code[2.0], code[top / 2]
+        # (addend, k of M + addend)
+        addends = [(code[q / 4] | sm, -1), (0, 0), (code[q / 4], 1), (code[q / 2], 2),
+                   (code[3 * q / 4], 3), (code[q], 4), (code[2 * q], 4), (big, 4)]
+        if kind == "adder":
+            a = [big] * len(addends) + [c for c, _ in addends]
+            b = [c for c, _ in addends] + [big] * len(addends)
+            cols = {"a": a, "b": b}
+            k = [i for _, i in addends] * 2
+        else:
+            rows = [(big, one, c, i) for c, i in addends] + [
+                (one, big, code[q / 2], 2),               # the large factor second
+                (big, two, big | sm, 0),                  # 2 M - M = M
+                (big, two, (big - 1) | sm, 4),            # 2 M - (M - q) = M + q
+                (half, two, code[q / 4], 1),              # (M / 2) * 2 + q / 4
+                (big, big, 0, 4), (big, big, big | sm, 4), (big, one + 1, 0, 4)]
+            cols = {n: [r[i] for r in rows] for i, n in enumerate("abc")}
+            k = [r[3] for r in rows]
+        cols = {n: np.array(v, np.int64) for n, v in cols.items()}
+    k = np.asarray(k, np.int64)
+    # The negative results: flip the signs of the operands that make the result's sign
+    # (-(a + b) = -a + -b, -(a * b + c) = (-a) * b + -c).
+    flip = {"adder": "ab", "fma": "ac", "convert": "a"}[kind]
+    mask = (spec.fmt("in_fmt") if kind == "convert" else fmt).sign_mask
+    ops = {n: np.concatenate([v, v ^ mask if n in flip else v]) for n, v in cols.items()}
+    sign = np.repeat([0, 1], len(k))
+    k = np.tile(k, 2)
+    rnd_high = None
+    if spec.stochastic:
+        ops = {n: np.tile(v, 2) for n, v in ops.items()}
+        ops["rnd"] = np.repeat([0, (1 << o["rbits"]) - 1], len(k))
+        rnd_high = ops["rnd"] != 0
+        sign, k = np.tile(sign, 2), np.tile(k, 2)
+    return ops, top_expected(fmt, o["rounding"], k, sign, saturate=o.get("saturate", False),
+                             rnd_high=rnd_high)
 
 
 def _pack(fmt, sign, exp, man):
@@ -78,8 +225,8 @@ def _directed(spec, rng):
                            fo)
         with np.errstate(invalid="ignore", over="ignore"):
             vals = np.concatenate([lo, (lo + hi) / 2, lo * 0.75])
-        return {"a": np.concatenate([edge_codes(fi),
-                                     golden.encode(vals, fi).astype(np.int64)])}
+        return {"a": np.concatenate([edge_codes(fi), golden.encode(vals, fi).astype(np.int64),
+                                     top_operations(spec)[0]["a"]])}
     names = [n for n, f in spec.inputs if f is not None]
     fmts = [f for n, f in spec.inputs if f is not None]
     ea, eb = edge_codes(fmts[0]), edge_codes(fmts[1])
@@ -99,6 +246,10 @@ def _directed(spec, rng):
         ops["a"] = np.concatenate([a, one, zeros])
         ops["b"] = np.concatenate([b, ec, np.zeros(2 * len(ec), np.int64)])
         ops["c"] = np.concatenate([c, ec, np.repeat(ec, 2)])
+    if kind in ("adder", "fma"):
+        # Results around the overflow threshold (the random rnd of make_operations applies).
+        top, _ = top_operations(spec)
+        ops = {n: np.concatenate([v, top[n]]) for n, v in ops.items()}
     return ops
 
 
@@ -136,6 +287,8 @@ def make_operations(spec, count, rng, directed=True):
                      _random_codes(f, n, rng))
         b = np.where(rng.random(n) < 0.75, _random_codes(f, n, rng, f.bias - q, f.bias + q),
                      _random_codes(f, n, rng))
+        # Rounded toward zero, an overflowing product stays finite (the largest value), so c is
+        # still drawn near its magnitude.
         prod = golden.fma(a, b, np.zeros(n, np.int64), f, "rtz").astype(np.int64)
         pick = rng.random(n)
         c = np.where(pick < 0.5, _near(f, prod, rng, f.m + 3), _random_codes(f, n, rng))
