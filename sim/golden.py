@@ -86,8 +86,10 @@ def _unpack(codes, fmt):
 def _round(sign, sig, exp, fmt, mode, rnd=None, rbits=16, saturate=False):
     """Round the exact value ``(-1)**sign * sig * 2**exp`` to a code of ``fmt``.
 
-    NUMERICS.md section 2. ``sig`` must be positive and below ``2**62``; if bit 0 of ``sig`` is a
-    jammed sticky bit it must lie more than ``rbits`` bits below the kept LSB (see module doc).
+    NUMERICS.md section 2: an overflow gives the largest finite value with ``saturate``, in mode
+    ``rtz`` and in a format without specials, otherwise Inf or NaN. ``sig`` must be positive and
+    below ``2**62``; if bit 0 of ``sig`` is a jammed sticky bit it must lie more than ``rbits``
+    bits below the kept LSB (see module doc).
     """
     m = fmt.m
     msb = _msb(sig)
@@ -124,7 +126,9 @@ def _round(sign, sig, exp, fmt, mode, rnd=None, rbits=16, saturate=False):
     over = mag > fmt.max_finite_mag
     mag = np.where(under, 0, mag)
     nan = np.zeros(sig.shape, bool)
-    if saturate or fmt.specials is Specials.NONE:
+    # Rounding toward zero never produces an infinity from a finite value (IEEE 754 7.4): its
+    # overflow gives the largest finite value, in every format and whatever ``saturate`` says.
+    if saturate or mode is Rounding.RTZ or fmt.specials is Specials.NONE:
         mag = np.where(over, fmt.max_finite_mag, mag)
     elif fmt.has_inf:
         mag = np.where(over, fmt.inf_mag, mag)
@@ -182,8 +186,8 @@ def decode(codes, fmt):
 def encode(values, fmt, rounding="rne", saturate=False, rnd=None, rbits=16):
     """Round ``float64`` values to codes of ``fmt`` (NUMERICS.md section 2).
 
-    Inf stays Inf (NaN in formats without Inf) even with ``saturate``; NaN becomes the canonical
-    NaN.
+    A finite value beyond the range becomes the largest finite value with ``saturate`` or in mode
+    ``rtz``. Inf stays Inf (NaN in formats without Inf) even then; NaN becomes the canonical NaN.
     """
     fmt = format_by_name(fmt)
     mode, rnd = _rounding_args(rounding, rnd, rbits)
@@ -280,8 +284,8 @@ def fma(a, b, c, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
 def convert(a, in_fmt, out_fmt, rounding="rne", saturate=True, rnd=None, rbits=16):
     """Round codes of ``in_fmt`` into ``out_fmt`` (NUMERICS.md section 3).
 
-    Saturation applies to finite values only: Inf stays Inf (or becomes NaN in a format without
-    Inf) and NaN stays NaN.
+    Saturation (which mode ``rtz`` implies) applies to finite values only: Inf stays Inf (or
+    becomes NaN in a format without Inf) and NaN stays NaN.
     """
     in_fmt, out_fmt = format_by_name(in_fmt), format_by_name(out_fmt)
     mode, rnd = _rounding_args(rounding, rnd, rbits)

@@ -211,10 +211,11 @@ def round_to(sign, x, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
         fR = f * 2 ** rbits
         t = fR.numerator // fR.denominator
         y = hi if t + rnd >= 2 ** rbits else lo
-    # 5. Sign, then range checks on the magnitude.
+    # 5. Sign, then range checks on the magnitude. In rtz, as whenever saturating, an overflow
+    # is the largest finite value of the sign (IEEE 754: rtz never makes an infinity).
     if y > max_finite(fmt):
         sp = _specials(fmt)
-        if saturate or sp == "none":
+        if saturate or mode == "rtz" or sp == "none":
             return code_of(sign, max_finite(fmt), fmt)
         if sp == "ieee":
             return inf_code(sign, fmt)
@@ -227,8 +228,9 @@ def round_to(sign, x, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
 def round_val(val, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
     """Code of an exact :class:`Val` result: specials as in section 3, finite ones rounded.
 
-    ``saturate`` applies to finite values only. An Inf result stays Inf in an ``ieee`` format and
-    is NaN in ``fn`` and ``single`` formats (a ``none`` format saturates).
+    ``saturate``, like the overflow rule of ``rtz``, applies to finite values only. An Inf
+    result stays Inf in an ``ieee`` format and is NaN in ``fn`` and ``single`` formats (a
+    ``none`` format saturates).
     """
     sp = _specials(fmt)
     if val.kind == "nan":

@@ -4,7 +4,8 @@ References (NUMERICS.md section 6):
 
 * ``ml_dtypes`` for E5M2/E4M3 decode, encode and convert, ``numpy`` float16/float32 and
   ``ml_dtypes.bfloat16`` for the wider IEEE-style formats;
-* Berkeley SoftFloat (``softfloatpy``) for BINARY16 add, mul and fma;
+* Berkeley SoftFloat (``softfloatpy``) for BINARY16 and BINARY32 add and fma in rne, rna and rtz,
+  and BINARY16 mul;
 * ``tests/fraction_ref.py``, an exact ``fractions.Fraction`` transcription of sections 2-5, for
   everything, DLFLOAT16 included, in every rounding mode.
 
@@ -28,6 +29,8 @@ from hypothesis import given, settings, strategies as st
 from hw.fp.format import (E5M2, E4M3, DLFLOAT16, BINARY16, BFLOAT16, BINARY32, PRESETS,
                           Specials)
 from sim import golden as G
+from sim.tb import UnitSpec
+from sim.vectors import top_expected, top_operations, top_values
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import fraction_ref as ref  # noqa: E402
@@ -374,118 +377,146 @@ def test_encode_vs_ref(fmt, mode, rbits):
         check(got, want, [x], f"encode {fmt} {mode} rbits={rbits} saturate={sat}")
 
 
-# BINARY16 against Berkeley SoftFloat --------------------------------------------------------------
+# BINARY16 and BINARY32 against Berkeley SoftFloat ------------------------------------------------
 
 SF_MODES = {"rne": sf.RoundingMode.NEAR_EVEN, "rna": sf.RoundingMode.NEAR_MAX_MAG,
             "rtz": sf.RoundingMode.MIN_MAG}
+#: Per IEEE format: SoftFloat's type, its add, mul and fma, and NumPy's type.
+SF_FORMATS = {
+    BINARY16: (sf.Float16, {"add": sf.f16_add, "mul": sf.f16_mul, "fma": sf.f16_mul_add},
+               np.float16),
+    BINARY32: (sf.Float32, {"add": sf.f32_add, "mul": sf.f32_mul, "fma": sf.f32_mul_add},
+               np.float32),
+}
 SF_N = 100_000
+SF_ARITY = {"add": 2, "mul": 2, "fma": 3}
 
 
-def f16(code):
-    return sf.Float16.from_bytes(int(code).to_bytes(2, "big"))
+def sf_float(code, fmt):
+    return SF_FORMATS[fmt][0].from_bytes(int(code).to_bytes(fmt.width // 8, "big"))
 
 
-def f16_bits(x):
+def sf_bits(x):
     return int.from_bytes(x.to_bytes(), "big")
 
 
-def b16_operands(n, rng, arity):
-    """Random codes; one fifth from a list of edge codes; close exponents and cancellation."""
-    fmt = BINARY16
-    ops = [rng.integers(0, 1 << 16, n) for _ in range(arity)]
-    edges = np.array(edge_codes(fmt) + [0x0001, 0x03FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0xFBFF])
+def ieee_operands(fmt, n, rng, arity):
+    """Random codes; one fifth from a list of edge codes; close exponents, cancellation, and
+    results around the overflow threshold (where rtz differs from the other modes)."""
+    m, sm, mag, top = fmt.m, fmt.sign_mask, fmt.mag_mask, fmt.max_finite_mag
+    one = fmt.bias << m
+    ops = [rng.integers(0, 1 << fmt.width, n) for _ in range(arity)]
+    edges = np.array(edge_codes(fmt) + [1, (1 << m) - 1, 1 << m, one, one | sm, top, top | sm])
     for x in ops:
         pick = rng.integers(0, 5, n) == 0
         x[pick] = rng.choice(edges, pick.sum())
     last = ops[-1]
-    kind = rng.integers(0, 3, n)
+    kind = rng.integers(0, 4, n)
+    over = kind == 3
+
+    def top_codes(binades, sign):
+        """Finite codes in the top ``binades`` binades, with the given sign bits."""
+        return (top - rng.integers(0, binades << m, n)) | sign
+
     if arity == 2:
         a = ops[0]
-        close = near(a & 0x7FFF, 12 << 10, fmt, rng) | random_sign(n, fmt, rng)
-        cancel = near(a & 0x7FFF, 2, fmt, rng) | ((a & 0x8000) ^ 0x8000)
-        ops[1] = np.select([kind == 1, kind == 2], [close, cancel], last)
+        close = near(a & mag, 12 << m, fmt, rng) | random_sign(n, fmt, rng)
+        cancel = near(a & mag, 2, fmt, rng) | ((a & sm) ^ sm)
+        # Two values of one sign in the top two binades: sums from 2**emax to 2 M.
+        a[over] = top_codes(2, random_sign(n, fmt, rng))[over]
+        ops[1] = np.select([kind == 1, kind == 2, over], [close, cancel, top_codes(2, a & sm)],
+                           last)
     elif arity == 3:
         a, b = ops[0], ops[1]
         mid = rng.integers(0, 2, n).astype(bool)
         for x in (a, b):   # keep many products in range
             x[mid] = codes_in_range(fmt, -8, 7, mid.sum(), rng)
+        # A large factor times one within a binade of one, plus a large c of either sign.
+        a[over] = top_codes(2, random_sign(n, fmt, rng))[over]
+        b[over] = codes_in_range(fmt, -1, 0, n, rng)[over]
+        dt = SF_FORMATS[fmt][2]
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            p = (a.astype(np.uint16).view(np.float16).astype(np.float64)
-                 * b.astype(np.uint16).view(np.float16).astype(np.float64))
-            pc = (-p).astype(np.float16).view(np.uint16).astype(np.int64)
-        cancel = np.where(np.isfinite(p), near(pc & 0x7FFF, 2, fmt, rng) | (pc & 0x8000), last)
-        ops[2] = np.where(kind == 1, cancel, last)
-    return [x.astype(np.uint16) for x in ops]
+            # Exact in float64: the significand product has at most 2 * 24 bits.
+            p = (a.astype(codes_dtype(fmt)).view(dt).astype(np.float64)
+                 * b.astype(codes_dtype(fmt)).view(dt).astype(np.float64))
+            pc = (-p).astype(dt).view(codes_dtype(fmt)).astype(np.int64)
+        cancel = np.where(np.isfinite(p), near(pc & mag, 2, fmt, rng) | (pc & sm), last)
+        ops[2] = np.select([kind == 1, over], [cancel, top_codes(4, random_sign(n, fmt, rng))],
+                           last)
+    return [x.astype(codes_dtype(fmt)) for x in ops]
 
 
-def softfloat_run(op, mode, ops):
-    sf.set_rounding_mode(SF_MODES[mode])
-    fn = {"add": sf.f16_add, "mul": sf.f16_mul, "fma": sf.f16_mul_add}[op]
-    xs = [[f16(c) for c in col] for col in ops]
+def softfloat_run(fmt, op, mode, ops):
+    """SoftFloat's result codes and overflow flags."""
+    fn = SF_FORMATS[fmt][1][op]
+    xs = [[sf_float(c, fmt) for c in col] for col in ops]
     out, ovf = [], []
-    for args in zip(*xs):
-        sf.set_exception_flags(0)
-        r = fn(*args)
-        out.append(f16_bits(r))
-        ovf.append(sf.test_exception_flags(sf.ExceptionFlag.OVERFLOW))
-    sf.set_rounding_mode(sf.RoundingMode.NEAR_EVEN)
-    return np.array(out, np.int64), np.array(ovf)
+    sf.set_rounding_mode(SF_MODES[mode])
+    try:
+        for args in zip(*xs):
+            sf.set_exception_flags(0)
+            out.append(sf_bits(fn(*args)))
+            ovf.append(sf.test_exception_flags(sf.ExceptionFlag.OVERFLOW))
+    finally:
+        sf.set_rounding_mode(sf.RoundingMode.NEAR_EVEN)
+    return np.array(out, np.int64), np.array(ovf, bool)
 
 
-def golden_b16(op, mode, ops):
+def golden_ieee(fmt, op, mode, ops):
     if op == "add":
-        return G.add(ops[0], ops[1], BINARY16, mode)
+        return G.add(ops[0], ops[1], fmt, mode)
     if op == "fma":
-        return G.fma(ops[0], ops[1], ops[2], BINARY16, mode)
-    return G.mul(ops[0], ops[1], BINARY16, BINARY16, BINARY16)
+        return G.fma(ops[0], ops[1], ops[2], fmt, mode)
+    assert mode == "rne"
+    return G.mul(ops[0], ops[1], fmt, fmt, fmt)
 
 
-@pytest.mark.parametrize("op", ["add", "mul", "fma"])
-def test_binary16_rne_vs_softfloat(op):
-    ops = b16_operands(SF_N, rng_for("sf", op), {"add": 2, "mul": 2, "fma": 3}[op])
-    want, _ = softfloat_run(op, "rne", ops)
-    got = golden_b16(op, "rne", ops)
-    sf_nan = ((want & 0x7C00) == 0x7C00) & ((want & 0x3FF) != 0)
+def is_nan_code(codes, fmt):
+    return (np.asarray(codes, np.int64) & fmt.mag_mask) > fmt.inf_mag
+
+
+SF_CASES = [(BINARY16, "mul", "rne")] + [(fmt, op, mode) for fmt in (BINARY16, BINARY32)
+                                         for op in ("add", "fma") for mode in SF_MODES]
+
+
+@pytest.mark.parametrize("fmt,op,mode", SF_CASES,
+                         ids=[f"{f.name.lower()}-{op}-{mode}" for f, op, mode in SF_CASES])
+def test_ieee_vs_softfloat(fmt, op, mode):
+    """Bit for bit with SoftFloat in each IEEE mode, NaN payloads aside (our NaN is always the
+    canonical one). In rtz an overflow gives the largest finite value in both."""
+    ops = ieee_operands(fmt, SF_N, rng_for("sf", fmt.name, op, mode), SF_ARITY[op])
+    want, ovf = softfloat_run(fmt, op, mode, ops)
+    got = golden_ieee(fmt, op, mode, ops)
+    sf_nan = is_nan_code(want, fmt)
     assert sf_nan.any() and (~sf_nan).any()
-    assert (got[sf_nan] == 0x7E00).all(), "NaN results must be the canonical 0x7E00"
-    check(got[~sf_nan], want[~sf_nan], [o[~sf_nan] for o in ops], f"binary16 {op} rne")
-    # The operands did exercise the interesting classes.
-    assert (want[~sf_nan] & 0x7FFF == 0).sum() > 100                    # zeros
-    assert ((want & 0x7C00) == 0).sum() > 1000                          # subnormal or zero
-    assert (want & 0x7FFF == 0x7C00).sum() > 100                        # Inf
-
-
-@pytest.mark.parametrize("mode", ["rna", "rtz"])
-@pytest.mark.parametrize("op", ["add", "fma"])
-def test_binary16_rna_rtz_vs_softfloat(op, mode):
-    """SoftFloat's near_maxMag is rna. Its minMag matches rtz except on overflow, where IEEE 754
-    gives the largest finite value but NUMERICS.md section 2 gives Inf (lo > largest finite)."""
-    ops = b16_operands(20_000, rng_for("sf2", op, mode), {"add": 2, "fma": 3}[op])
-    want, ovf = softfloat_run(op, mode, ops)
-    got = golden_b16(op, mode, ops)
-    sf_nan = ((want & 0x7C00) == 0x7C00) & ((want & 0x3FF) != 0)
-    assert (got[sf_nan] == 0x7E00).all()
-    if mode == "rtz":
-        assert ovf.any()
-        assert np.array_equal(want[ovf] & 0x7FFF, np.full(ovf.sum(), 0x7BFF))
-        want = np.where(ovf, (want & 0x8000) | 0x7C00, want)
-    check(got[~sf_nan], want[~sf_nan], [o[~sf_nan] for o in ops], f"binary16 {op} {mode}")
+    assert (got[sf_nan] == fmt.nan_code).all(), f"NaN results must be {fmt.nan_code:#x}"
+    check(got[~sf_nan], want[~sf_nan], [o[~sf_nan] for o in ops], f"{fmt} {op} {mode}")
+    # The operands did exercise the interesting classes: zeros, subnormals, Inf and overflow,
+    # the last in both signs and as SoftFloat rounds it in this mode.
+    mag = want & fmt.mag_mask
+    assert (mag[~sf_nan] == 0).sum() > 100
+    assert ((mag > 0) & (mag < 1 << fmt.m)).sum() > 100
+    assert (mag == fmt.inf_mag).sum() > 100
+    negative = want >= fmt.sign_mask
+    assert (ovf & ~negative).sum() > 100 and (ovf & negative).sum() > 100
+    over = fmt.max_finite_mag if mode == "rtz" else fmt.inf_mag
+    assert (mag[ovf] == over).all()
 
 
 def test_reference_itself_vs_outside_references():
     """The Fraction reference agrees with SoftFloat and ml_dtypes on a sample, so that the
     formats where only it checks the golden model (DLFLOAT16, rna/rtz/sr) rest on tested code."""
     rng = rng_for("refself")
-    a, b, c = b16_operands(3000, rng, 3)
-    for op, ops in (("add", (a, b)), ("mul", (a, b)), ("fma", (a, b, c))):
-        want, _ = softfloat_run(op, "rne", ops)
-        fn = {"add": lambda x, y: ref.add(x, y, BINARY16),
-              "mul": lambda x, y: ref.mul(x, y, BINARY16, BINARY16, BINARY16),
-              "fma": lambda x, y, z: ref.fma(x, y, z, BINARY16)}[op]
+    for fmt, op, mode in SF_CASES:
+        ops = ieee_operands(fmt, 1000, rng, SF_ARITY[op])
+        want, _ = softfloat_run(fmt, op, mode, ops)
+        fn = {"add": lambda x, y: ref.add(x, y, fmt, mode),
+              "mul": lambda x, y: ref.mul(x, y, fmt, fmt, fmt),
+              "fma": lambda x, y, z: ref.fma(x, y, z, fmt, mode)}[op]
         got = ref_codes(fn, *ops)
-        sf_nan = ((want & 0x7C00) == 0x7C00) & ((want & 0x3FF) != 0)
-        assert (got[sf_nan] == 0x7E00).all()
-        assert np.array_equal(got[~sf_nan], want[~sf_nan]), op
+        sf_nan = is_nan_code(want, fmt)
+        assert (got[sf_nan] == fmt.nan_code).all()
+        assert np.array_equal(got[~sf_nan], want[~sf_nan]), (fmt, op, mode)
     for fmt in FP8:
         xs = fp8_encode_inputs(fmt, rng)[::10]
         want = cast(cast(xs, np.float32), ML_FP8[fmt.name])
@@ -757,7 +788,8 @@ def test_dlfloat16_rounding_near_smallest():
 def test_dlfloat16_overflow_and_specials():
     top = 0x7FFE
     assert d_add(top, top) == 0x7FFF and d_add(top | 0x8000, top | 0x8000) == 0x7FFF
-    assert d_add(top, top, "rtz") == 0x7FFF           # rtz of 2 * max is still > max
+    # rtz never overflows to the special code: 2 * max is the largest finite value.
+    assert d_add(top, top, "rtz") == 0x7FFE and d_add(top | 0x8000, top | 0x8000, "rtz") == 0xFFFE
     assert d_add(0x7FFF, ONE) == 0x7FFF and d_add(0xFFFF, ONE) == 0x7FFF
     assert d_fma(0xFFFF, 0, 0) == 0x7FFF
     # Above the largest finite value 1022 * 2^23 the grid continues with 1023 * 2^23 (the value
@@ -767,7 +799,9 @@ def test_dlfloat16_overflow_and_specials():
     assert d_conv(tie, "rna", saturate=False) == 0x7FFF
     assert d_conv(tie, "rna", saturate=True) == 0x7FFE
     assert d_conv(tie, "rtz", saturate=False) == 0x7FFE
-    assert d_conv(1023 * 2.0 ** 23, "rtz", saturate=False) == 0x7FFF     # exact, but > max
+    assert d_conv(1023 * 2.0 ** 23, "rne", saturate=False) == 0x7FFF     # exact, but > max
+    assert d_conv(1023 * 2.0 ** 23, "rtz", saturate=False) == 0x7FFE     # rtz: the largest
+    assert d_conv(-1023 * 2.0 ** 23, "rtz", saturate=False) == 0xFFFE
     assert d_conv(1023 * 2.0 ** 23, "rtz") == 0x7FFE
     assert d_conv(-(2.0 ** 40), saturate=False) == 0x7FFF
     assert d_conv(-(2.0 ** 40)) == 0xFFFE
@@ -775,6 +809,109 @@ def test_dlfloat16_overflow_and_specials():
     assert list(G.convert(np.array([0x7C, 0xFC], np.uint8), E5M2, D)) == [0x7FFF] * 2
     m = G.mul(np.array([0x7C, 0x7C, 0xFC], np.uint8), np.array([0x3C, 0x80, 0x3C], np.uint8))
     assert list(m) == [0x7FFF] * 3                     # Inf * 1, Inf * -0: the special code
+
+
+# Around the overflow threshold, every format and mode ---------------------------------------------
+
+#: The largest finite codes of the presets, positive and negative, written out.
+MAX_CODES = {E5M2: (0x7B, 0xFB), E4M3: (0x7E, 0xFE), DLFLOAT16: (0x7FFE, 0xFFFE),
+             BINARY16: (0x7BFF, 0xFBFF), BFLOAT16: (0x7F7F, 0xFF7F),
+             BINARY32: (0x7F7FFFFF, 0xFF7FFFFF)}
+TOP_MODES = ("rne", "rna", "rtz", "sr")
+#: Converters with results around the top of the output's range: (input, output) formats.
+TOP_CONVERSIONS = [(BINARY32, E5M2), (BINARY32, E4M3), (BINARY32, DLFLOAT16),
+                   (BINARY32, BINARY16), (BINARY32, BFLOAT16), (DLFLOAT16, E5M2),
+                   (DLFLOAT16, E4M3), (BINARY16, E5M2), (BINARY16, E4M3)]
+
+
+def top_rnd(mode, n):
+    """``rnd`` for the results of :func:`sim.vectors.top_expected`: all 0, then all 2**16 - 1."""
+    if mode != "sr":
+        return None, None
+    rnd = np.repeat([0, 0xFFFF], n)
+    return rnd, rnd != 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+def test_rtz_overflow_gives_the_largest_finite_value(fmt):
+    """NUMERICS.md section 2: in rtz an overflow is the largest finite value of its sign, in
+    every format (DLFLOAT16: 0x7FFE, not the special code); the other modes overflow."""
+    top, neg = MAX_CODES[fmt]
+    dt = codes_dtype(fmt)
+    a, b = np.array([top, neg], dt), np.array([top, neg], dt)
+    one = np.full(2, fmt.bias << fmt.m, dt)
+    for mode in ("rtz", "rne"):
+        want = [top, neg] if mode == "rtz" else (
+            [fmt.inf_mag, fmt.inf_mag | fmt.sign_mask] if fmt.has_inf else [fmt.nan_code] * 2)
+        check(G.add(a, b, fmt, mode), want, [a, b], f"add {fmt} {mode}")
+        check(G.fma(a, one, b, fmt, mode), want, [a, b], f"fma {fmt} {mode}")
+        check(G.fma(a, a, np.zeros(2, dt), fmt, mode), [want[0], want[0]], [a],
+              f"fma square {fmt} {mode}")
+        check(G.encode([1e300, -1e300], fmt, mode), want, [], f"encode {fmt} {mode}")
+    # 62400 + 4094 = 66494 lies beyond 65520, halfway between 65504 (the largest binary16 value)
+    # and 65536: rne overflows to Inf, rtz gives 65504 with both signs.
+    if fmt is BINARY16:
+        assert int(G.add(np.uint16(0x7B9E), np.uint16(0x6BFF), fmt, "rtz")) == 0x7BFF
+        assert int(G.add(np.uint16(0xFB9E), np.uint16(0xEBFF), fmt, "rtz")) == 0xFBFF
+        assert int(G.add(np.uint16(0x7B9E), np.uint16(0x6BFF), fmt, "rne")) == 0x7C00
+
+
+@pytest.mark.parametrize("saturate", [False, True], ids=["overflow", "saturate"])
+@pytest.mark.parametrize("mode", TOP_MODES)
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+def test_encode_around_the_top(fmt, mode, saturate):
+    """M - q/4, M, M + q/4, the tie M + q/2, M + 3q/4, M + q, M + 2q and far beyond, both signs
+    (the outcomes are spelled out in sim.vectors.TOP_OUTCOMES)."""
+    values, k = top_values(fmt)
+    x = np.concatenate([values, -values])
+    k, sign = np.tile(k, 2), np.repeat([0, 1], len(values))
+    rnd, high = top_rnd(mode, len(x))
+    if rnd is not None:
+        x, k, sign = np.tile(x, 2), np.tile(k, 2), np.tile(sign, 2)
+    got = G.encode(x, fmt, mode, saturate, rnd)
+    want = top_expected(fmt, mode, k, sign, saturate=saturate, rnd_high=high)
+    check(got, want, [x], f"encode {fmt} {mode} saturate={saturate}")
+    # The Fraction reference says the same.
+    rnds = [None] * len(x) if rnd is None else [int(r) for r in rnd]
+    ref_want = [ref.encode_float(v, fmt, mode, saturate, r) for v, r in zip(x, rnds)]
+    check(got, ref_want, [x], f"encode {fmt} {mode} saturate={saturate} (Fraction)")
+
+
+@pytest.mark.parametrize("mode", TOP_MODES)
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+@pytest.mark.parametrize("kind", ["adder", "fma"])
+def test_add_fma_around_the_top(kind, fmt, mode):
+    """Sums and FMAs whose exact results lie around the largest finite value M: just below it,
+    between it and the next binade, and far beyond, both signs (sim.vectors.top_operations)."""
+    spec = UnitSpec(kind, {"fmt": fmt, "rounding": mode})
+    ops, want = top_operations(spec)
+    dt = codes_dtype(fmt)
+    names = "ab" if kind == "adder" else "abc"
+    args = [ops[n].astype(dt) for n in names]
+    fn = G.add if kind == "adder" else G.fma
+    got = fn(*args, fmt, mode, ops.get("rnd"))
+    check(got, want, args, f"{kind} {fmt} {mode}")
+    ref_fn = ref.add if kind == "adder" else ref.fma
+    rnd = ops.get("rnd", np.zeros(len(want), np.int64))
+    ref_want = [ref_fn(*(int(a[i]) for a in args), fmt=fmt, mode=mode,
+                       rnd=int(rnd[i]) if mode == "sr" else None) for i in range(len(want))]
+    check(got, ref_want, args, f"{kind} {fmt} {mode} (Fraction)")
+
+
+@pytest.mark.parametrize("saturate", [False, True], ids=["overflow", "saturate"])
+@pytest.mark.parametrize("mode", TOP_MODES)
+@pytest.mark.parametrize("in_fmt,out_fmt", TOP_CONVERSIONS, ids=str)
+def test_convert_around_the_top(in_fmt, out_fmt, mode, saturate):
+    """The values of sim.vectors.top_values that the input format holds, converted."""
+    spec = UnitSpec("convert", {"in_fmt": in_fmt, "out_fmt": out_fmt, "rounding": mode,
+                                "saturate": saturate})
+    ops, want = top_operations(spec)
+    # At least M - q/4 to M + 3q/4, both signs (and both rnd for sr): BINARY32 holds no more
+    # of BFLOAT16's top.
+    assert len(want) >= (20 if mode == "sr" else 10)
+    a = ops["a"].astype(codes_dtype(in_fmt))
+    got = G.convert(a, in_fmt, out_fmt, mode, saturate, ops.get("rnd"))
+    check(got, want, [a], f"convert {in_fmt}->{out_fmt} {mode} saturate={saturate}")
 
 
 def test_dlfloat16_carry_and_alignment():

@@ -5,14 +5,15 @@ Every run feeds one operation per cycle, so the pipelines are checked at full th
 
 import numpy as np
 import pytest
+import softfloatpy as sf
 from amaranth.hdl import Fragment
 
-from hw.fp import (FPAdder, FPConvert, FPFMA, FPMultiplier, BFLOAT16, BINARY16, DLFLOAT16,
-                   E4M3, E5M2)
+from hw.fp import (FPAdder, FPConvert, FPFMA, FPMultiplier, BFLOAT16, BINARY16, BINARY32,
+                   DLFLOAT16, E4M3, E5M2)
 from sim import golden
 from sim.pysim import run_unit
 from sim.tb import UnitSpec
-from sim.vectors import make_operations
+from sim.vectors import make_operations, top_operations
 
 from conftest import count_from_env
 
@@ -107,6 +108,80 @@ def test_adder(fmt, mode, rng):
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)
 def test_fma(fmt, mode, rng):
     check_spec(UnitSpec("fma", {"fmt": fmt, "rounding": mode}), RANDOM, rng)
+
+
+# Around the overflow threshold, every format and mode -------------------------------------------
+
+#: Converters with results around the top of the output's range: (input, output) formats.
+TOP_CONVERSIONS = [(BINARY32, E5M2), (BINARY32, E4M3), (BINARY32, DLFLOAT16),
+                   (BINARY32, BINARY16), (BINARY32, BFLOAT16), (DLFLOAT16, E5M2),
+                   (BINARY16, E4M3)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", FORMATS + [BINARY32], ids=str)
+@pytest.mark.parametrize("kind", ["adder", "fma"])
+def test_around_the_top(kind, fmt, mode):
+    """Exact results just below the largest finite value M, between it and the next binade, and
+    far beyond, both signs, against the outcomes spelled out in sim.vectors.TOP_OUTCOMES (rtz:
+    never beyond M)."""
+    spec = UnitSpec(kind, {"fmt": fmt, "rounding": mode})
+    ops, want = top_operations(spec)
+    assert_codes_equal(run_unit(spec.build(), ops, spec.output[0]), want, ops)
+
+
+@pytest.mark.parametrize("saturate", [True, False], ids=["saturate", "overflow"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt_in,fmt_out", TOP_CONVERSIONS, ids=str)
+def test_convert_around_the_top(fmt_in, fmt_out, mode, saturate):
+    spec = UnitSpec("convert", {"in_fmt": fmt_in, "out_fmt": fmt_out, "rounding": mode,
+                                "saturate": saturate})
+    ops, want = top_operations(spec)
+    assert len(want) >= (20 if mode == "sr" else 10)
+    assert_codes_equal(run_unit(spec.build(), ops, "r"), want, ops)
+
+
+# IEEE formats against Berkeley SoftFloat --------------------------------------------------------
+
+SF_MODES = {"rne": sf.RoundingMode.NEAR_EVEN, "rna": sf.RoundingMode.NEAR_MAX_MAG,
+            "rtz": sf.RoundingMode.MIN_MAG}
+SF_FUNCTIONS = {(BINARY16, "adder"): (sf.Float16, sf.f16_add),
+                (BINARY16, "fma"): (sf.Float16, sf.f16_mul_add),
+                (BINARY32, "adder"): (sf.Float32, sf.f32_add),
+                (BINARY32, "fma"): (sf.Float32, sf.f32_mul_add)}
+
+
+def softfloat(fmt, kind, mode, columns):
+    """SoftFloat's result codes of ``kind`` over the operand ``columns``."""
+    typ, fn = SF_FUNCTIONS[fmt, kind]
+    nbytes = fmt.width // 8
+    args = [[typ.from_bytes(int(c).to_bytes(nbytes, "big")) for c in col] for col in columns]
+    sf.set_rounding_mode(SF_MODES[mode])
+    try:
+        out = [int.from_bytes(fn(*xs).to_bytes(), "big") for xs in zip(*args)]
+    finally:
+        sf.set_rounding_mode(sf.RoundingMode.NEAR_EVEN)
+    return np.array(out, np.int64)
+
+
+@pytest.mark.parametrize("mode", list(SF_MODES))
+@pytest.mark.parametrize("fmt", [BINARY16, BINARY32], ids=str)
+@pytest.mark.parametrize("kind", ["adder", "fma"])
+def test_ieee_vs_softfloat(kind, fmt, mode, rng):
+    """The RTL against Berkeley SoftFloat directly, bit for bit, NaN payloads aside (ours is
+    always the canonical NaN): directed operands, overflow thresholds included, and 20,000
+    structured random ones."""
+    spec = UnitSpec(kind, {"fmt": fmt, "rounding": mode})
+    ops = make_operations(spec, 20000, rng)
+    got = run_unit(spec.build(), ops, spec.output[0])
+    want = softfloat(fmt, kind, mode, [ops[n] for n, _ in spec.inputs])
+    nan = (want & fmt.mag_mask) > fmt.inf_mag
+    assert (got[nan] == fmt.nan_code).all()
+    assert_codes_equal(got[~nan], want[~nan], {n: v[~nan] for n, v in ops.items()})
+    # Not vacuous: results at the top of the range (the largest finite value, of either sign,
+    # and Inf) are among them.
+    mag = want & fmt.mag_mask
+    assert (mag == fmt.max_finite_mag).sum() > 50 and (mag == fmt.inf_mag).sum() > 50
 
 
 @pytest.mark.parametrize("kind", ["adder", "fma"])

@@ -254,7 +254,8 @@ class Rounder:
         Width ``W`` of the incoming significand. It must hold the ``m + 1`` kept bits, the
         decision bits (:func:`guard_bits`) and one more bit below them for a jammed sticky bit.
     saturate : bool
-        Overflow gives the largest finite value instead of Inf or NaN.
+        Overflow gives the largest finite value instead of Inf or NaN. Mode ``rtz`` always
+        does so (NUMERICS.md section 2).
     """
 
     def __init__(self, fmt, mode, rbits, width, *, saturate=False):
@@ -324,7 +325,9 @@ class Rounder:
         over = ~s.hi[-1] & ((s.hi > max_hi) | ((s.hi == max_hi) & s.lo_over))
         mag_u = Cat(s.lo, s.hi[:fmt.e])
         nan = s.nan
-        if self.saturate or fmt.specials is Specials.NONE:
+        # Rounding toward zero never makes an infinity of a finite value (IEEE 754 7.4): its
+        # overflow is the largest finite value, whatever the format and ``saturate``.
+        if self.saturate or self.mode is Rounding.RTZ or fmt.specials is Specials.NONE:
             mag_u = Mux(over, fmt.max_finite_mag, mag_u)
         elif fmt.has_inf:
             mag_u = Mux(over, fmt.inf_mag, mag_u)

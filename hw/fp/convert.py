@@ -22,8 +22,9 @@ class FPConvert(PipelinedUnit):
     rounding : str
         ``"rne"``, ``"rna"``, ``"rtz"`` or ``"sr"``.
     saturate : bool
-        A finite value beyond the output range becomes the largest finite value; Inf stays Inf
-        (NaN in a format without Inf) and NaN stays NaN.
+        A finite value beyond the output range becomes the largest finite value (with
+        ``rounding="rtz"`` it always does); Inf stays Inf (NaN in a format without Inf) and NaN
+        stays NaN.
     rbits : int
         Random bits per stochastic rounding (1 to 32).
 
