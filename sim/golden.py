@@ -13,7 +13,7 @@ that keeps at least ``58 - m`` exact bits below the result's last kept bit, more
 
 import numpy as np
 
-from hw.fp.format import (FloatFormat, Rounding, Specials, E5M2, E4M3, DLFLOAT16, BINARY16,
+from fp8accel.hw.fp.format import (FloatFormat, Rounding, Specials, E5M2, E4M3, DLFLOAT16, BINARY16,
                           BFLOAT16, BINARY32, PRESETS, FP8_FORMATS, format_by_name,
                           rounding_by_name, check_rbits)
 

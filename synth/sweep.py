@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from sim.cli_util import save_figure, write_text
+from fp8accel.sim.files import save_figure, write_text
 
 from .flow import TARGETS, DoesNotFit, SynthError, synthesize_unit
 
@@ -59,7 +59,7 @@ def parse_formats(text):
     ``[("fp8", "dlfloat16"), ("binary16", "binary32", False)]``: operand format / accumulator
     format, and ``/conventional`` for an array with one running sum instead of chunks (the
     third item, ``chunked``, is present only then)."""
-    from hw.fp.format import format_by_name
+    from fp8accel.hw.fp.format import format_by_name
     formats = []
     for item in str(text).split(","):
         parts = item.strip().lower().split("/")

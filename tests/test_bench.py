@@ -8,8 +8,9 @@ import zlib
 import numpy as np
 import pytest
 
-from sim import bench, golden as G
-from sim.cli import main
+from fp8accel.sim import golden as G
+from fp8accel.sim.experiments import bench
+from fp8accel.sim.cli import main
 
 
 def _reference(A, B, a_fmt, b_fmt, chunk, rounding, C):

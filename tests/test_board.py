@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import golden
-from sim.cli import main
-from sim.runner import have_simulator, run_cocotb
-from synth.boards import BOARDS, divisor_for
+from fp8accel.sim import golden
+from fp8accel.sim.cli import main
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
+from fp8accel.synth.boards import BOARDS, divisor_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -35,7 +35,7 @@ def _free_port():
 
 
 def _board_core(name, divisor):
-    from hw.bridge import BridgedAccelerator
+    from fp8accel.hw.bridge import BridgedAccelerator
     b = BOARDS[name]
     a, bb, acc = b.depths
     return BridgedAccelerator(b.rows, b.cols, divisor=divisor, a_depth=a, b_depth=bb,
@@ -53,7 +53,7 @@ def test_gemm_cli_on_a_simulated_board(tmp_path):
     def simulate():
         try:
             run_cocotb(_board_core("icebreaker", divisor), toplevel="board",
-                       test_module="sim.tb.board", build_dir=BUILD / "cocotb" / "board-icebreaker",
+                       test_module="fp8accel.sim.tb.board", build_dir=BUILD / "cocotb" / "board-icebreaker",
                        config={"port": port, "divisor": divisor, "period_ns": 83,
                                "idle_s": 300, "ready_file": str(ready)})
         except BaseException as exc:      # reported by the main thread
@@ -82,7 +82,7 @@ def test_gemm_cli_on_a_simulated_board(tmp_path):
     assert rep["check"] == {"mismatches": 0, "results": 15}
     assert (rep["rows"], rep["cols"]) == (board.rows, board.cols)
     # The file holds what the check compared: E5M2 codes of the golden GEMM.
-    from sim.tb.top import random_fp8
+    from fp8accel.sim.tb.top import random_fp8
     rng = np.random.default_rng(1)
     A = random_fp8(rng, (5, 7), "e4m3", specials=False)
     B = random_fp8(rng, (7, 3), "e5m2", specials=False)

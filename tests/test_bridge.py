@@ -18,13 +18,13 @@ import pytest
 from amaranth.hdl import Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
 
-from hw.bridge import (BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES, TIMEOUT_MIN_BITS,
+from fp8accel.hw.bridge import (BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES, TIMEOUT_MIN_BITS,
                        BridgedAccelerator, UartBridge)
-from hw.top import ID_VALUE, Ctrl, Reg
-from hw.uart import UartRx, UartTx
-from sim.host import AcceleratorError, AcceleratorHost, AcceleratorTimeout
-from sim.link import BridgeTransport, SerialLink
-from sim.runner import have_simulator, run_cocotb
+from fp8accel.hw.top import ID_VALUE, Ctrl, Reg
+from fp8accel.hw.uart import UartRx, UartTx
+from fp8accel.sim.host import AcceleratorError, AcceleratorHost, AcceleratorTimeout
+from fp8accel.sim.host.link import BridgeTransport, SerialLink
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "cocotb"
@@ -745,7 +745,7 @@ def run_bridge(sim, cfg, testcase=None):
                              fifo_depth=cfg["fifo_depth"], timeout_cycles=cfg["timeout_cycles"],
                              a_depth=cfg["depths"][0], b_depth=cfg["depths"][1],
                              acc_depth=cfg["depths"][2])
-    return run_cocotb(top, toplevel="bridged", test_module="sim.tb.bridge",
+    return run_cocotb(top, toplevel="bridged", test_module="fp8accel.sim.tb.bridge",
                       build_dir=BUILD / f"bridge-{sim}-{cfg['rows']}x{cfg['cols']}", sim=sim,
                       config=cfg, testcase=testcase)
 

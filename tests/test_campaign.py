@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hw.bridge import BridgedAccelerator
-from hw.top import Accelerator
-from sim.runner import have_simulator, run_cocotb
+from fp8accel.hw.bridge import BridgedAccelerator
+from fp8accel.hw.top import Accelerator
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "cocotb"
@@ -45,7 +45,7 @@ def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, r
     else:
         top = Accelerator(rows, cols, **kwargs)
         toplevel = "top"
-    results = run_cocotb(top, toplevel=toplevel, test_module="sim.tb.campaign",
+    results = run_cocotb(top, toplevel=toplevel, test_module="fp8accel.sim.tb.campaign",
                          build_dir=build_dir, sim=sim, config=cfg)
     report = json.loads((build_dir / "campaign.json").read_text())
     print(f"{name}: seed {seed}, {report['ops']} operations ({report['host_calls']} host calls) "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim.cli import build_parser, main
+from fp8accel.sim.cli import build_parser, main
 
 
 def test_every_subcommand_has_help(capsys):

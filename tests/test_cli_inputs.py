@@ -14,9 +14,10 @@ import stat
 import numpy as np
 import pytest
 
-from sim.cli import main
-from sim.cli_util import CliError, atomic_output, check_int, check_output_dir, \
-    check_output_file, load_codes, write_text
+from fp8accel.sim.cli import main
+from fp8accel.sim.cli.util import (CliError, check_int, check_output_dir, check_output_file,
+    load_codes)
+from fp8accel.sim.files import atomic_output, write_text
 
 #: A message ending with this is compared up to it (the rest comes from NumPy or the kernel).
 ANY = "..."
@@ -326,7 +327,7 @@ def test_bad_input_is_one_line_and_leaves_no_file(dirs, tmp_path, capsys, comman
 
 
 def test_every_subcommand_has_cases():
-    from sim.cli import build_parser
+    from fp8accel.sim.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(sub.choices) == {case.values[0] for case in CASES}
 

@@ -17,11 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.top import Accelerator, Ctrl, Reg
-from sim.cli import main
-from sim.host import (AcceleratorError, AcceleratorHost, AcceleratorTimeout, Status, Transport,
-                      options_word)
-from sim.runner import have_simulator, run_cocotb
+from fp8accel.hw.top import Accelerator, Ctrl, Reg
+from fp8accel.sim.cli import main
+from fp8accel.sim.host import (
+    AcceleratorError,
+    AcceleratorHost,
+    AcceleratorTimeout,
+    Status,
+    Transport,
+    options_word,
+)
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "cocotb"
@@ -100,7 +106,7 @@ def summarize(sim, rows, cols, results, cfg):
 def run_top(sim, rows, cols, cfg, build_dir, testcase=None, depths=None):
     depths = depths or cfg["depths"]
     top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])
-    return run_cocotb(top, toplevel="top", test_module="sim.tb.top", build_dir=build_dir,
+    return run_cocotb(top, toplevel="top", test_module="fp8accel.sim.tb.top", build_dir=build_dir,
                       sim=sim, config={**cfg, "depths": list(depths)}, testcase=testcase)
 
 
@@ -413,7 +419,7 @@ def test_gemm_random_check_on_icarus(tmp_path, capsys):
 
 
 def _update_files(tmp_path, shape=(3, 7), seed=5):
-    from sim import golden
+    from fp8accel.sim import golden
     rng = np.random.default_rng(seed)
     files = {}
     for name, scale in (("w", 1.0), ("g", 1e-2), ("v", 1e-3)):
@@ -428,7 +434,7 @@ def test_update_cli_check(tmp_path, capsys, sim):
     """fp8accel update on both simulators: the results are those of sim.golden.sgd_update
     (checked here too, not only by --check), the report has the state that continues the
     stream."""
-    from sim import golden
+    from fp8accel.sim import golden
     files = _update_files(tmp_path)
     report = tmp_path / "r.json"
     argv = ["update", "--w", str(files["w"]), "--g", str(files["g"]), "--v", str(files["v"]),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.update import SGDUpdate
-from sim.runner import have_simulator, run_cocotb
+from fp8accel.hw.update import SGDUpdate
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "cocotb"
@@ -26,7 +26,7 @@ def _sim_param(sim):
 def run_update(sim, *, testcase, tag="", rbits=16, **config):
     unit = SGDUpdate(rbits=rbits)
     config = {"latency": unit.latency, "rbits": rbits, **config}
-    return run_cocotb(unit, toplevel="sgd_update", test_module="sim.tb.update",
+    return run_cocotb(unit, toplevel="sgd_update", test_module="fp8accel.sim.tb.update",
                       build_dir=BUILD / f"{sim}-update{tag}", sim=sim, config=config,
                       testcase=testcase)
 
@@ -67,5 +67,5 @@ def test_testbench_catches_a_wrong_rbits():
               "seed": 5}
     with pytest.raises(AssertionError, match=r"2 of 2 cocotb tests failed on icarus(.|\n)*"
                                              r"differ from sim.golden.sgd_update"):
-        run_cocotb(unit, toplevel="sgd_update", test_module="sim.tb.update",
+        run_cocotb(unit, toplevel="sgd_update", test_module="fp8accel.sim.tb.update",
                    build_dir=BUILD / "icarus-update-wrong-rbits", sim="icarus", config=config)

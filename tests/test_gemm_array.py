@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.fp import BINARY16, BINARY32, DLFLOAT16, E4M3, E5M2
-from hw.gemm import E5M3, SystolicArray, widen_fp8
-from sim import golden
+from fp8accel.hw.fp import BINARY16, BINARY32, DLFLOAT16, E4M3, E5M2
+from fp8accel.hw.gemm import E5M3, SystolicArray, widen_fp8
+from fp8accel.sim import golden
 
 
 def run_gemm(array, A, B, *, a_fmt=E5M2, b_fmt=E5M2, chunk=None, rna=False, C=None):

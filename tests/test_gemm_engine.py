@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.fp import DLFLOAT16, E4M3, E5M2
-from hw.gemm.engine import Error, GemmEngine
-from hw.gemm.layout import a_location, b_address, c_location
-from sim import golden
+from fp8accel.hw.fp import DLFLOAT16, E4M3, E5M2
+from fp8accel.hw.gemm.engine import Error, GemmEngine
+from fp8accel.hw.gemm.layout import a_location, b_address, c_location
+from fp8accel.sim import golden
 
 
 def random_fp8(rng, shape, fmt):

@@ -26,11 +26,11 @@ import pytest
 import softfloatpy as sf
 from hypothesis import given, settings, strategies as st
 
-from hw.fp.format import (E5M2, E4M3, DLFLOAT16, BINARY16, BFLOAT16, BINARY32, PRESETS,
+from fp8accel.hw.fp.format import (E5M2, E4M3, DLFLOAT16, BINARY16, BFLOAT16, BINARY32, PRESETS,
                           Specials)
-from sim import golden as G
-from sim.tb import UnitSpec
-from sim.vectors import top_expected, top_operations, top_values
+from fp8accel.sim import golden as G
+from fp8accel.sim.run.units import UnitSpec
+from fp8accel.sim.vectors import top_expected, top_operations, top_values
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import fraction_ref as ref  # noqa: E402

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from sim import study
-from sim.cli import main
+from fp8accel.sim.experiments import study
+from fp8accel.sim.cli import main
 
 
 def test_errors_against_float64():

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from sim.cli import main
-from synth import sweep as sw
-from synth.flow import TARGETS, DoesNotFit, estimate_luts, synthesize
+from fp8accel.sim.cli import main
+from fp8accel.synth import sweep as sw
+from fp8accel.synth.flow import TARGETS, DoesNotFit, estimate_luts, synthesize
 
 from test_synth import StandInMultiplier
 

@@ -15,8 +15,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from sim.cli import main
-from synth.flow import (TARGETS, RegisteredIO, SynthError, _tool, synthesize,
+from fp8accel.sim.cli import main
+from fp8accel.synth.flow import (TARGETS, RegisteredIO, SynthError, _tool, synthesize,
                         synthesize_unit, unit_factory)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.top import Accelerator, Ctrl, Reg, TopError
-from sim import golden
-from sim.host import options_word
+from fp8accel.hw.top import Accelerator, Ctrl, Reg, TopError
+from fp8accel.sim import golden
+from fp8accel.sim.host import options_word
 
 
 async def axil_write(ctx, dut, addr, value):

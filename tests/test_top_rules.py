@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.top import (Accelerator, Ctrl, OPTIONS_MASK, READ_ONLY, REG_MASK, Reg, Resp,
+from fp8accel.hw.top import (Accelerator, Ctrl, OPTIONS_MASK, READ_ONLY, REG_MASK, Reg, Resp,
                     TopError)
-from sim import golden
-from sim.host import options_word
+from fp8accel.sim import golden
+from fp8accel.sim.host import options_word
 
 ROWS, COLS = 2, 3
 A_WORDS, B_BYTES, ACC_WORDS = 16, 48, 16

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import golden
-from sim import train as T
-from sim.cli import main
-from sim.runner import have_simulator, run_cocotb
+from fp8accel.sim import golden
+from fp8accel.sim.experiments import train as T
+from fp8accel.sim.cli import main
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "cocotb"
@@ -204,10 +204,10 @@ STEP = {"sizes": [64, 16, 12, 10], "batch": 8, "config": "fp8", "seed": 1, "lr":
 
 
 def _run_step(cfg, build_dir):
-    from hw.top import Accelerator
+    from fp8accel.hw.top import Accelerator
     # The largest operands: A 65x8 (transposed load) and 8x65, B 65x16, C 65x16.
     top = Accelerator(2, 2, a_depth=1024, b_depth=2048, acc_depth=1024)
-    return run_cocotb(top, toplevel="top", test_module="sim.tb.train_step",
+    return run_cocotb(top, toplevel="top", test_module="fp8accel.sim.tb.train_step",
                       build_dir=build_dir, sim="verilator", config=cfg)
 
 

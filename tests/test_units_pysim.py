@@ -8,12 +8,12 @@ import pytest
 import softfloatpy as sf
 from amaranth.hdl import Fragment
 
-from hw.fp import (FPAdder, FPConvert, FPFMA, FPMultiplier, BFLOAT16, BINARY16, BINARY32,
+from fp8accel.hw.fp import (FPAdder, FPConvert, FPFMA, FPMultiplier, BFLOAT16, BINARY16, BINARY32,
                    DLFLOAT16, E4M3, E5M2)
-from sim import golden
-from sim.pysim import run_unit
-from sim.tb import UnitSpec
-from sim.vectors import make_operations, top_operations
+from fp8accel.sim import golden
+from fp8accel.sim.run.pysim import run_unit
+from fp8accel.sim.run.units import UnitSpec
+from fp8accel.sim.vectors import make_operations, top_operations
 
 from conftest import count_from_env
 

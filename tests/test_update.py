@@ -13,10 +13,10 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from hw.fp.format import DLFLOAT16
-from hw.update import SGDUpdate, XorshiftWords, xorshift32_matrix, xorshift32_step
-from sim import golden
-from sim.vectors import edge_codes
+from fp8accel.hw.fp.format import DLFLOAT16
+from fp8accel.hw.update import SGDUpdate, XorshiftWords, xorshift32_matrix, xorshift32_step
+from fp8accel.sim import golden
+from fp8accel.sim.vectors import edge_codes
 
 F = DLFLOAT16
 
@@ -342,7 +342,7 @@ def test_full_throughput_and_latency(unit16, rng):
 
 def test_latency_value(unit16):
     Fragment.get(unit16, None)
-    from hw.fp.fma import FPFMA
+    from fp8accel.hw.fp.fma import FPFMA
     fma = FPFMA(F, "sr", runtime_rne=True)
     Fragment.get(fma, None)
     assert unit16.latency == 3 * fma.latency + 1 == 34

@@ -18,7 +18,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from sim.runner import read_tb_config
+from fp8accel.sim.run.runner import read_tb_config
 
 __all__ = ["serve"]
 

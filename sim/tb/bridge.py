@@ -25,11 +25,20 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.top import ID_VALUE, Ctrl, Reg
-from sim.host import AcceleratorError, AcceleratorHost, AcceleratorTimeout, Status
-from sim.link import BridgeTransport, CocotbUartLink
-from sim.tb.top import (Case, Scoreboard, check_update, expect_error, load_config, random_acc,
-                        random_case, random_fp8, run_case)
+from fp8accel.hw.top import ID_VALUE, Ctrl, Reg
+from fp8accel.sim.host import AcceleratorError, AcceleratorHost, AcceleratorTimeout, Status
+from fp8accel.sim.host.link import BridgeTransport, CocotbUartLink
+from fp8accel.sim.tb.top import (
+    Case,
+    Scoreboard,
+    check_update,
+    expect_error,
+    load_config,
+    random_acc,
+    random_case,
+    random_fp8,
+    run_case,
+)
 
 __all__ = ["start"]
 

@@ -43,12 +43,17 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
-from hw.top import OPTIONS_MASK, READ_ONLY, REG_MASK, UPDATE_MAX, Ctrl, OutFmt, Reg, TopError
-from sim import golden
-from sim.host import (AcceleratorError, AcceleratorHost, AcceleratorTimeout, CocotbTransport,
-                      options_word)
-from sim.runner import read_tb_config
-from sim.tb.top import random_acc, random_fp8, random_update
+from fp8accel.hw.top import READ_ONLY, REG_MASK, UPDATE_MAX, Ctrl, OutFmt, Reg, TopError
+from fp8accel.sim import golden
+from fp8accel.sim.host import (
+    AcceleratorError,
+    AcceleratorHost,
+    AcceleratorTimeout,
+    CocotbTransport,
+    options_word,
+)
+from fp8accel.sim.run.runner import read_tb_config
+from fp8accel.sim.tb.top import random_acc, random_fp8, random_update
 
 __all__ = ["Campaign"]
 
@@ -789,7 +794,7 @@ class Campaign:
 async def start(dut, cfg):
     Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
     if cfg["link"] == "uart":
-        from sim.link import BridgeTransport, CocotbUartLink
+        from fp8accel.sim.host.link import BridgeTransport, CocotbUartLink
         link = CocotbUartLink(dut, cfg["divisor"], PERIOD_NS)
         dut.rst.value = 1
         await ClockCycles(dut.clk, 4)

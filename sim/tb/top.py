@@ -40,16 +40,15 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.utils import get_sim_time
 
-from hw.top import OPTIONS_MASK, Ctrl, Reg
-from sim import golden
-from sim.host import (AcceleratorError, AcceleratorHost, CocotbTransport, Status,
+from fp8accel.hw.top import OPTIONS_MASK, Ctrl, Reg
+from fp8accel.sim import golden
+from fp8accel.sim.host import (AcceleratorError, AcceleratorHost, CocotbTransport, Status,
                       options_word)
-from sim.runner import CONFIG_ENV, read_tb_config
-from sim.vectors import edge_codes
+from fp8accel.sim.run.runner import CONFIG_ENV, read_tb_config
+from fp8accel.sim.vectors import edge_codes, random_acc, random_fp8
 
-__all__ = ["load_config", "random_fp8", "random_acc", "Scoreboard", "start"]
+__all__ = ["load_config", "Scoreboard", "start"]
 
 PERIOD_NS = 10
 #: The pause pattern of cocotbext-axi's own tests: paused three cycles in four.
@@ -86,35 +85,6 @@ def _job_config():
 
 
 # Operands ------------------------------------------------------------------------------------
-
-def random_fp8(rng, shape, fmt, edge_rate=0.03, specials=True):
-    """FP8 codes: normal-distributed values over about 2**-6 to 2**6 (most products and sums
-    stay finite), ``edge_rate`` of them replaced by finite edge codes (zeros of both signs,
-    subnormals, the largest values) and, with ``specials``, one NaN or Inf in half the
-    matrices: a NaN in every element would make every result NaN and check nothing."""
-    fmt = golden.format_by_name(fmt)
-    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-4, 5, shape)
-    codes = golden.encode(vals, fmt, saturate=True).astype(np.int64)
-    edges = edge_codes(fmt)
-    finite = edges[np.isfinite(golden.decode(edges, fmt))]
-    mask = rng.random(shape) < edge_rate
-    codes[mask] = rng.choice(finite, int(mask.sum()))
-    if specials and rng.random() < 0.5:
-        special = edges[~np.isfinite(golden.decode(edges, fmt))]
-        codes[tuple(rng.integers(0, s) for s in shape)] = rng.choice(special)
-    return codes.astype(np.uint8)
-
-
-def random_acc(rng, shape, fmt="dlfloat16"):
-    """Accumulator codes for ``C``: values like those of a GEMM result, a few edge codes."""
-    fmt = golden.format_by_name(fmt)
-    vals = rng.standard_normal(shape) * 2.0 ** rng.integers(-6, 10, shape)
-    codes = golden.encode(vals, fmt).astype(np.int64)
-    edges = edge_codes(fmt)
-    mask = rng.random(shape) < 0.03
-    codes[mask] = rng.choice(edges, int(mask.sum()))
-    return codes.astype(np.uint16)
-
 
 class Case:
     """One GEMM: logical operands ``A`` (``M x K``), ``B`` (``K x N``), optional ``C``, and the
@@ -784,71 +754,4 @@ async def test_update_scalars_latched_and_reset(dut):
     await check_update(host, rng, 33, "sr", "after a reset during UPDATE")
 
 
-# The runner of fp8accel gemm and demo -----------------------------------------------------------
 
-@cocotb.skipif(_job_config() is None, reason="no job in the configuration")
-@cocotb.test()
-async def run_job(dut):
-    """Run the GEMMs, then the weight updates, of ``cfg["job"]``: operands from ``.npy``
-    files (an update's gradient may be an earlier GEMM's result), results to ``.npy``,
-    counters and timings to the report. An update's ``cycles`` are simulated clock cycles
-    from its first register write to its last result."""
-    job = _job_config()
-    progress = job.get("progress")
-
-    def note(text):
-        if progress:
-            with open(progress, "w") as f:
-                f.write(text)
-
-    host = await start(dut)
-    config = await host.config()
-    report = {"config": {k: (v.name.lower() if k == "acc_fmt" else v)
-                         for k, v in config.items()}, "gemms": []}
-    for i, g in enumerate(job.get("gemms", [])):
-        name = g.get("name", f"GEMM {i + 1}")
-        note(f"{name} ({i + 1} of {len(job['gemms'])})")
-        A, B = np.load(g["a"]), np.load(g["b"])
-        C = np.load(g["c"]) if g.get("c") else None
-        opts = dict(g["opts"])
-        ta, tb = bool(opts.get("transpose_a")), bool(opts.get("transpose_b"))
-        m, k = A.shape[::-1] if ta else A.shape
-        n = B.shape[0] if tb else B.shape[1]
-        # run_gemm's steps one by one, to time the transfers and the GEMM apart.
-        t0 = time.perf_counter()
-        await host.load_a(A, transposed=ta, fmt=opts["a_fmt"])
-        await host.load_b(B, transposed=tb, fmt=opts["b_fmt"])
-        if C is not None:
-            await host.load_c(C)
-        t1 = time.perf_counter()
-        await host.gemm(m, n, k, **opts, accumulate=C is not None)
-        t2 = time.perf_counter()
-        out = await host.read_c(m, n, opts.get("out_fmt"))
-        t3 = time.perf_counter()
-        cycles, active = await host.counters()
-        np.save(g["out"], out)
-        report["gemms"].append({
-            "name": name, "m": m, "n": n, "k": k, "cycles": cycles, "active": active,
-            "utilization": m * n * k / (config["rows"] * config["cols"] * cycles),
-            "load_s": t1 - t0, "gemm_s": t2 - t1, "read_s": t3 - t2,
-            "cycles_per_s": cycles / (t2 - t1), "out": g["out"]})
-    report["updates"] = []
-    for i, u in enumerate(job.get("updates", [])):
-        name = u.get("name", f"update {i + 1}")
-        note(f"{name} ({i + 1} of {len(job['updates'])})")
-        w, g, v = (np.load(u[key]) for key in ("w", "g", "v"))
-        t0 = time.perf_counter()
-        c0 = get_sim_time("ns")
-        w1, v1 = await host.update(w, g, v, lr=u["lr"], momentum=u["momentum"],
-                                   weight_decay=u["weight_decay"], seed=u["seed"],
-                                   rounding=u["rounding"])
-        cycles = round((get_sim_time("ns") - c0) / PERIOD_NS)
-        t1 = time.perf_counter()
-        np.save(u["out_w"], w1)
-        np.save(u["out_v"], v1)
-        report["updates"].append({
-            "name": name, "elements": int(w.size), "cycles": cycles,
-            "rng_state": await host.rng_state(), "update_s": t1 - t0,
-            "out_w": u["out_w"], "out_v": u["out_v"]})
-    with open(job["report"], "w") as f:
-        json.dump(report, f, indent=1)

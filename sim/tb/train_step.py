@@ -22,14 +22,21 @@ Configuration (``$FP8ACCEL_TB_CONFIG``)::
 
 import dataclasses
 
+import cocotb
 import numpy as np
 
-import cocotb
-
-from sim import golden
-from sim.runner import read_tb_config
-from sim.tb.top import start
-from sim.train import CONFIGS, HYPER, Arith, _softmax_xent, _with_ones, load_data, make_model
+from fp8accel.sim import golden
+from fp8accel.sim.experiments.train import (
+    CONFIGS,
+    HYPER,
+    Arith,
+    _softmax_xent,
+    _with_ones,
+    load_data,
+    make_model,
+)
+from fp8accel.sim.run.runner import read_tb_config
+from fp8accel.sim.tb.top import start
 
 __all__ = ["golden_step", "RecordingArith"]
 
@@ -65,7 +72,7 @@ def setup(cfg):
 
 def golden_step(cfg):
     """The golden model's step: ``(gemm results in order, [(w, v) per parameter])``."""
-    from sim.train import train_step
+    from fp8accel.sim.experiments.train import train_step
     model, ar, x, y, lr, seeds = setup(cfg)
     train_step(model, ar, x, y, lr, seeds)
     return ar.log, [(p.w, p.v) for p in model.params]

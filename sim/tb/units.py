@@ -23,9 +23,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from sim.runner import read_tb_config
-from sim.tb import UnitSpec
-from sim.vectors import make_operations
+from fp8accel.sim.run.runner import read_tb_config
+from fp8accel.sim.run.units import UnitSpec
+from fp8accel.sim.vectors import make_operations
 
 __all__ = ["load_config"]
 

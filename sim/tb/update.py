@@ -27,9 +27,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from sim import golden
-from sim.runner import read_tb_config
-from sim.vectors import edge_codes
+from fp8accel.sim import golden
+from fp8accel.sim.run.runner import read_tb_config
+from fp8accel.sim.vectors import edge_codes
 
 __all__ = ["load_config", "small_increment_sigma"]
 

@@ -29,7 +29,7 @@ def read_tb_config():
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set; run this module through "
-                           f"sim.runner.run_cocotb")
+                           f"fp8accel.sim.run.runner.run_cocotb")
     with open(path) as f:
         return json.load(f)
 

