@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.runner import have_simulator, run_cocotb
-from sim.tb import UnitSpec
+from fp8accel.sim.run.runner import have_simulator, run_cocotb
+from fp8accel.sim.run.units import UnitSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "cocotb"
@@ -47,8 +47,8 @@ CONFIGS = [
     _spec("convert", in_fmt="binary16", out_fmt="dlfloat16", rounding="rne"),
 ]
 
-_MODULES = {"multiplier": "hw.fp.multiplier", "adder": "hw.fp.adder", "fma": "hw.fp.fma",
-            "convert": "hw.fp.convert"}
+_MODULES = {"multiplier": "fp8accel.hw.fp.multiplier", "adder": "fp8accel.hw.fp.adder",
+            "fma": "fp8accel.hw.fp.fma", "convert": "fp8accel.hw.fp.convert"}
 
 
 def vectors(sim):
@@ -87,7 +87,7 @@ def run_unit(sim, spec, *, count, seed=1, tag="", latency_offset=0):
         "idle_pattern": [1, 0, 1, 1, 0, 0, 1, 0, 0, 0],
         "seed": seed,
     }
-    return run_cocotb(unit, toplevel=spec.kind, test_module="sim.tb.units",
+    return run_cocotb(unit, toplevel=spec.kind, test_module="fp8accel.sim.tb.units",
                       build_dir=BUILD / f"{sim}-{spec.name}{tag}", sim=sim, config=config)
 
 
