@@ -13,14 +13,14 @@ The host talks to the board with ``fp8accel gemm --device PORT`` (:mod:`sim.link
 import json
 import os
 import re
-import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module, Signal
+
+from fp8accel.sim.progress import StageTicker
 
 __all__ = ["Board", "BOARDS", "BoardTop", "build_board", "add_build_parser"]
 
@@ -167,38 +167,16 @@ def _tool_env(family):
     return {var: _tool(tool)[0] for var, tool in names.items()}
 
 
-class _Ticker:
-    """Prints the build's current step and elapsed time to stderr every ``interval``
-    seconds: Yosys and nextpnr run for minutes without output."""
-
-    def __init__(self, build_dir, name, interval=15.0):
-        self.dir, self.name, self.interval = Path(build_dir), name, interval
-        self.start = time.monotonic()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _step(self):
-        # Each tool's output file appears as it starts or ends: nextpnr logs to .tim from its
-        # start, the bitstream is written last.
+def _build_stage(build_dir, name):
+    """The step a board build is at, from the files its tools have written so far: nextpnr logs
+    to ``.tim`` from its start, the bitstream is written last."""
+    def stage():
         for suffix, step in ((".bit", "packing"), (".bin", "packing"),
                              (".tim", "place and route (nextpnr)")):
-            if (self.dir / f"{self.name}{suffix}").is_file():
+            if (Path(build_dir) / f"{name}{suffix}").is_file():
                 return step
         return "synthesis (Yosys)"
-
-    def _run(self):
-        while not self.stop.wait(self.interval):
-            elapsed = time.monotonic() - self.start
-            print(f"fp8accel build: {self._step()} ... {elapsed / 60:.1f} min", file=sys.stderr,
-                  flush=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
+    return stage
 
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
@@ -245,7 +223,9 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
     os.environ.update(env)
     start = time.monotonic()
     try:
-        with (_Ticker(out, name) if progress else nullcontext()):
+        # Yosys and nextpnr run for minutes without output: report the step and the time.
+        with (StageTicker("fp8accel build", _build_stage(out, name)) if progress
+              else nullcontext()):
             try:
                 # -dsp: the UP5K's multipliers (SB_MAC16) take the engine's size checks;
                 # without it they become thousands of LUTs.

@@ -19,17 +19,16 @@ count and ``fits: false``.
 """
 
 import json
-import math
 import os
-import sys
-import time
+from contextlib import nullcontext
 
 from fp8accel.sim.files import save_figure, write_text
+from fp8accel.sim.progress import Progress
 
 from .flow import TARGETS, DoesNotFit, SynthError, synthesize_unit
 
 __all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study", "area_ratios",
-           "sweep_markdown", "area_markdown", "plot_sweep", "Progress"]
+           "sweep_markdown", "area_markdown", "plot_sweep"]
 
 #: The area study's configurations: ``key -> (in_fmt, acc_fmt, chunked, description)``.
 AREA_CONFIGS = {
@@ -74,52 +73,25 @@ def parse_formats(text):
     return formats
 
 
-class Progress:
-    """A progress bar over ``total`` tool runs on standard error, redrawn in place on a
-    terminal, one line per step otherwise (a CI log)."""
-
-    def __init__(self, total, stream=None, width=30):
-        self.total, self.done = total, 0
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.start = time.monotonic()
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def step(self, label, message, advance):
-        self.done += advance
-        frac = min(self.done / self.total, 1.0) if self.total else 1.0
-        filled = int(round(frac * self.width))
-        elapsed = time.monotonic() - self.start
-        eta = (elapsed / frac - elapsed) if frac > 0 else float("nan")
-        bar = "#" * filled + "." * (self.width - filled)
-        line = (f"[{bar}] {self.done}/{self.total} {_minutes(elapsed)} elapsed"
-                f"{'' if math.isnan(eta) else ', ~' + _minutes(eta) + ' left'}  "
-                f"{label}: {message}")
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line)
-            if self.done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def _minutes(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def _point_progress(progress, label):
-    """The per-step callback of :func:`synthesize`, advancing ``progress`` on every finished
-    tool run (Yosys, then each seed)."""
+    """The per-step callback of :func:`synthesize`: shows its message on ``progress`` and
+    advances it on every finished tool run (Yosys, then each seed)."""
     if progress is None:
         return None
 
     def say(message):
         finished = message.endswith(" s)") or (message.startswith("yosys:")
                                              and message.endswith(" s"))
-        progress.step(label, message, 1 if finished else 0)
+        progress.update(1 if finished else 0, status=f"{label}: {message}")
     return say
+
+
+def _progress(progress, total, desc):
+    """The report of a sweep of ``total`` tool runs: a new :class:`Progress` (closed at the
+    end of the ``with`` block) for ``True``, none for ``False``, else the caller's."""
+    if progress is True:
+        return Progress(total, desc=desc, unit="run")
+    return nullcontext(progress or None)
 
 
 def _row(unit, rows, cols, in_fmt, acc_fmt, chunked, result, target, seeds):
@@ -173,7 +145,7 @@ def _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, *, seeds, fre
     except DoesNotFit as exc:
         if progress is not None:
             # The seeds that will not run count as done.
-            progress.step(label, f"does not fit: {exc}", seeds)
+            progress.update(seeds, status=f"{label}: does not fit: {exc}")
         result = exc
     pe_rows, pe_cols = (1, 1) if unit == "pe" else (rows, cols)
     return _row(unit, pe_rows, pe_cols, in_fmt, acc_fmt, chunked, result,
@@ -199,8 +171,9 @@ def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
         ``False``: conventional arrays (``pe`` and ``array`` only).
     seeds, freq_mhz, jobs, workdir
         As for :func:`synth.flow.synthesize`; ``workdir`` keeps one directory per point.
-    progress : bool or Progress
-        Draw a progress bar on standard error.
+    progress : bool or fp8accel.sim.progress.Progress
+        Report progress on standard error (a bar on a terminal, a line per tool run
+        otherwise), or on this report (which the caller closes).
     """
     if unit not in ("top", "array", "pe"):
         raise ValueError(f"A sweep runs the top, array or pe unit, not {unit!r}")
@@ -211,15 +184,12 @@ def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
     # Every point before the first tool run: a bad one would otherwise end the sweep midway.
     for _, _, in_fmt, acc_fmt, ch in points:
         _check_point(unit, in_fmt, acc_fmt, ch)
-    if progress is True:
-        progress = Progress(len(points) * (1 + seeds))
-    elif progress is False:
-        progress = None
     rows = []
-    for r, c, i, a, ch in points:
-        rows.append(_run_point(unit, target, r, c, i, a, ch, seeds=seeds,
-                               freq_mhz=freq_mhz, jobs=jobs, progress=progress,
-                               workdir=workdir))
+    with _progress(progress, len(points) * (1 + seeds), "sweep") as bar:
+        for r, c, i, a, ch in points:
+            rows.append(_run_point(unit, target, r, c, i, a, ch, seeds=seeds,
+                                   freq_mhz=freq_mhz, jobs=jobs, progress=bar,
+                                   workdir=workdir))
     return rows
 
 
@@ -236,26 +206,24 @@ def area_study(target, *, rows=8, cols=8, seeds=3, freq_mhz=100.0, jobs=1, progr
         if key not in AREA_CONFIGS:
             raise ValueError(f"Unknown configuration {key!r}; expected one of "
                              f"{', '.join(AREA_CONFIGS)}")
-    if progress is True:
-        progress = Progress(2 * len(configs) * (1 + seeds))
-    elif progress is False:
-        progress = None
     out = []
-    for key in configs:
-        in_fmt, acc_fmt, chunked, description = AREA_CONFIGS[key]
-        for unit in ("pe", "array"):
-            row = _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, seeds=seeds,
-                             freq_mhz=freq_mhz, jobs=jobs, progress=progress,
-                             workdir=workdir)
-            macs = row["macs"]
-            row.update({"config": key, "description": description,
-                        "lut_per_mac": round(row["comb"] / macs, 1),
-                        "yosys_lut_per_mac": round(row["yosys_luts"] / macs, 1),
-                        "ff_per_mac": None if row["ff"] is None else round(row["ff"] / macs, 1),
-                        "dsp_per_mac": None if row["dsp"] is None
-                        else round(row["dsp"] / macs, 3),
-                        "macs_per_klut": round(1000 * macs / row["comb"], 3)})
-            out.append(row)
+    with _progress(progress, 2 * len(configs) * (1 + seeds), "area study") as bar:
+        for key in configs:
+            in_fmt, acc_fmt, chunked, description = AREA_CONFIGS[key]
+            for unit in ("pe", "array"):
+                row = _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked,
+                                 seeds=seeds, freq_mhz=freq_mhz, jobs=jobs, progress=bar,
+                                 workdir=workdir)
+                macs = row["macs"]
+                row.update({"config": key, "description": description,
+                            "lut_per_mac": round(row["comb"] / macs, 1),
+                            "yosys_lut_per_mac": round(row["yosys_luts"] / macs, 1),
+                            "ff_per_mac": None if row["ff"] is None
+                            else round(row["ff"] / macs, 1),
+                            "dsp_per_mac": None if row["dsp"] is None
+                            else round(row["dsp"] / macs, 3),
+                            "macs_per_klut": round(1000 * macs / row["comb"], 3)})
+                out.append(row)
 
     return {"target": target, "rows": rows, "cols": cols, "seeds": seeds,
             "freq_mhz": freq_mhz, "results": out, "ratio_b_over_a": area_ratios(out)}

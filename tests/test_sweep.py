@@ -105,7 +105,7 @@ def test_cli_sweep_smoke(tmp_path, capsys):
                  "--formats", "fp8/dlfloat16,fp8/binary16", "--freq", "100",
                  "--json", str(out), "--markdown", str(md), "--plot", str(png)]) == 0
     err = capsys.readouterr().err
-    assert "] 4/4 " in err                         # the progress bar reached the end
+    assert "sweep: 4/4 " in err                    # the progress bar reached the end
     data = json.loads(out.read_text())
     rows = data["rows"]
     assert [(r["in_fmt"], r["acc_fmt"]) for r in rows] == [("fp8", "dlfloat16"),

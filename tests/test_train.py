@@ -154,7 +154,7 @@ def test_cli_train_writes_json(tmp_path, capsys):
     assert main(["train", "--model", "mlp", "--config", "fp8-rne", "--epochs", "1",
                  "--seed", "4", "--json", str(out)]) == 0
     cap = capsys.readouterr()
-    assert "mlp/fp8-rne/seed 4 [" in cap.err and "12/12" in cap.err      # the progress bar
+    assert "mlp/fp8-rne/seed 4: " in cap.err and "12/12" in cap.err      # the progress bar
     r = json.loads(out.read_text())
     assert r["model"] == "mlp" and r["config"] == "fp8-rne" and r["seed"] == 4
     assert len(r["curve"]) == 1 and r["final_test_accuracy"] == r["curve"][0]["test_accuracy"]

@@ -16,8 +16,8 @@ sets the initialisation, the order of the batches and the stochastic-rounding se
 """
 
 import json
-import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from fp8accel.sim import golden
 from fp8accel.sim.files import save_figure, write_text
+from fp8accel.sim.progress import Progress
 
 __all__ = ["CONFIGS", "MODELS", "Config", "Hyper", "HYPER", "load_data", "Arith", "make_model",
            "train_step", "train", "run_all", "add_train_parser"]
@@ -397,28 +398,6 @@ def _softmax_xent(logits, y):
 
 # Training ---------------------------------------------------------------------------------------
 
-class Progress:
-    """A one-line progress bar on stderr (rewritten in place on a terminal)."""
-
-    def __init__(self, total, label, stream=None, width=30):
-        self.total, self.label, self.width = total, label, width
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.done = 0
-        self.t0 = time.perf_counter()
-
-    def step(self, note=""):
-        self.done += 1
-        if self.tty or self.done == self.total or note:
-            fill = self.width * self.done // self.total
-            bar = "#" * fill + "." * (self.width - fill)
-            el = time.perf_counter() - self.t0
-            line = f"{self.label} [{bar}] {self.done}/{self.total} {el:5.1f}s {note}"
-            end = "\n" if self.done == self.total or not self.tty else ""
-            self.stream.write(("\r" if self.tty else "") + line + end)
-            self.stream.flush()
-
-
 def evaluate(model, ar, x, y, batch=360):
     correct = 0
     for i in range(0, len(x), batch):
@@ -451,29 +430,34 @@ def train(model_kind, config_name, seed=1, epochs=None, data=None, progress=True
     # Shuffling and stochastic-rounding seeds: one stream per seed, the same for every config.
     order_rng = np.random.default_rng([seed, 1])
     steps = -(-len(x_tr) // hyper.batch)
-    bar = Progress(hyper.epochs * steps, f"{model_kind}/{config_name}/seed {seed}",
-                   stream) if progress else None
+    # The bar shows the quantities the result records, under their names: train_loss is the
+    # mean loss of the epoch's batches so far, the epoch's train_loss at its last batch.
+    bar = (Progress(hyper.epochs * steps, desc=f"{model_kind}/{config_name}/seed {seed}",
+                    unit="batch", file=stream) if progress else nullcontext())
     curve = []
     t0 = time.perf_counter()
-    for epoch in range(hyper.epochs):
-        lr = lr_at(hyper, epoch)
-        perm = order_rng.permutation(len(x_tr))
-        losses = []
-        for s in range(steps):
-            idx = perm[s * hyper.batch:(s + 1) * hyper.batch]
-            seeds = order_rng.integers(1, 1 << 32, len(model.params))
-            loss = train_step(model, ar, x_tr[idx], y_tr[idx], lr, seeds)
-            losses.append(loss)
-            if bar:
-                bar.step(f"epoch {epoch + 1} loss {loss:.4f}" if s == steps - 1 else "")
-        acc = evaluate(model, ar, x_te, y_te)
-        point = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
-                 "test_accuracy": acc}
-        if not ar.fp32:
-            point["update_ratio"] = ar.updates[0] / max(ar.updates[1], 1e-300)
-            point["wgrad_rel_error"] = {k: float(np.mean(v)) for k, v in ar.wgrad_err.items()}
-        curve.append(point)
-        ar.reset_stats()
+    with bar:
+        for epoch in range(hyper.epochs):
+            lr = lr_at(hyper, epoch)
+            perm = order_rng.permutation(len(x_tr))
+            losses = []
+            for s in range(steps):
+                idx = perm[s * hyper.batch:(s + 1) * hyper.batch]
+                seeds = order_rng.integers(1, 1 << 32, len(model.params))
+                losses.append(train_step(model, ar, x_tr[idx], y_tr[idx], lr, seeds))
+                if progress:
+                    bar.update(1, epoch=epoch + 1, train_loss=float(np.mean(losses)))
+            acc = evaluate(model, ar, x_te, y_te)
+            point = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
+                     "test_accuracy": acc}
+            if not ar.fp32:
+                point["update_ratio"] = ar.updates[0] / max(ar.updates[1], 1e-300)
+                point["wgrad_rel_error"] = {k: float(np.mean(v))
+                                            for k, v in ar.wgrad_err.items()}
+            curve.append(point)
+            ar.reset_stats()
+            if progress:
+                bar.update(0, force=True, train_loss=point["train_loss"], test_accuracy=acc)
     seconds = time.perf_counter() - t0
     train_acc = evaluate(model, ar, x_tr, y_tr, batch=512)
     return {"model": model_kind, "config": config_name, "seed": int(seed),

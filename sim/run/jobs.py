@@ -5,10 +5,11 @@ counters and timings. The runner of ``fp8accel gemm``, ``demo`` and ``update``."
 
 import json
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
+
+from fp8accel.sim.progress import StageTicker
 
 __all__ = ["run_jobs", "depths_for", "SimulationFailed", "JobProgress", "DEFAULT_DEPTHS"]
 
@@ -26,41 +27,57 @@ def depths_for(m, n, k, rows, cols):
 # Running -----------------------------------------------------------------------------------------
 
 class JobProgress:
-    """Prints what the run is doing to stderr every few seconds while the simulator builds
-    and runs (a first build of a 4x4 top takes about a minute)."""
+    """Reports what the run is doing on standard error while the simulator builds and runs (a
+    first Verilator build of a 4x4 top takes about a minute): a first line naming the design,
+    then the stage (generating Verilog, compiling the model, simulating: the job's step) with
+    the elapsed time, redrawn in place on a terminal and a line per stage in a log.
 
-    def __init__(self, command, build_dir, what, interval=5.0):
-        self._command, self._dir, self._what = command, Path(build_dir), what
-        self._interval = interval
-        self._stop = threading.Event()
-        self._start = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    The stage is read from the files the run writes: ``build.log`` as the simulator's build
+    starts, ``test.log`` as the simulation starts, and the job's ``progress.txt``. The caller
+    removes stale ones first.
+
+    Parameters
+    ----------
+    command : str
+        The ``fp8accel`` command, the start of every line.
+    build_dir : path
+        The run's build directory.
+    what : str
+        The design and the simulator (``"the 2x2 top with icarus"``).
+    interval : float
+        In a log, seconds between lines while the stage stays the same.
+    file : file, optional
+        The stream; standard error by default.
+    poll : float
+        Seconds between looks at the files.
+    """
+
+    def __init__(self, command, build_dir, what, interval=10.0, file=None, poll=1.0):
+        self._dir = Path(build_dir)
+        self._file = sys.stderr if file is None else file
+        self._header = f"fp8accel {command}: building {what}"
+        self._ticker = StageTicker(f"fp8accel {command}", self._stage, file=self._file,
+                                   interval=interval, poll=poll)
 
     def __enter__(self):
-        print(f"fp8accel {self._command}: converting and building {self._what} ...",
-              file=sys.stderr, flush=True)
-        self._thread.start()
+        self._file.write(self._header + "\n")
+        self._file.flush()
+        self._ticker.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        self._ticker.__exit__(*exc)
 
-    def _phase(self):
-        log = self._dir / "test.log"
-        if log.is_file() and log.stat().st_mtime >= self._start - 1:
+    def _stage(self):
+        if (self._dir / "test.log").is_file():
             try:
                 step = (self._dir / "progress.txt").read_text().strip()
             except OSError:
-                step = "starting"
-            return f"simulating: {step}"
-        return f"building {self._what}"
-
-    def _run(self):
-        while not self._stop.wait(self._interval):
-            elapsed = time.monotonic() - self._start
-            print(f"fp8accel {self._command}: {self._phase()} ... {elapsed:.0f} s",
-                  file=sys.stderr, flush=True)
+                step = ""
+            return f"simulating: {step or 'starting'}"
+        if (self._dir / "build.log").is_file():
+            return "compiling the model"
+        return "generating Verilog"
 
 
 def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet=False,
@@ -87,7 +104,9 @@ def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet
     config = {"rows": rows, "cols": cols, "depths": list(depths), "job": job}
     top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])
     what = f"the {rows}x{cols} top with {sim}"
-    (build_dir / "progress.txt").unlink(missing_ok=True)
+    # The progress report tells the stages apart by these files.
+    for stale in ("progress.txt", "build.log", "test.log"):
+        (build_dir / stale).unlink(missing_ok=True)
     start = time.monotonic()
     progress = nullcontext() if quiet else JobProgress(command, build_dir, what)
     try:
