@@ -46,7 +46,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import fifo
 from amaranth.lib.wiring import Flow, In, Out
 
-from .fp.unit import CheckedComponent
+from .common import CheckedComponent
 from .top import Accelerator
 from .uart import UartRx, UartTx, check_divisor
 
@@ -114,7 +114,10 @@ class UartBridge(CheckedComponent):
         cycles on ``'Z'``.
     """
 
-    def __init__(self, divisor, *, fifo_depth=512, timeout_cycles=None):
+    @staticmethod
+    def check_parameters(divisor, fifo_depth=512, timeout_cycles=None):
+        """Raise ``ValueError`` unless the parameters make a bridge; returns the timeout in
+        cycles (its default filled in)."""
         check_divisor(divisor)
         if (isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int)
                 or not 16 <= fifo_depth < 4 << 16):
@@ -129,6 +132,10 @@ class UartBridge(CheckedComponent):
             raise ValueError(f"Timeout must be an integer of at least {TIMEOUT_MIN_BITS} bit "
                              f"times ({least} cycles at divisor {divisor}), not "
                              f"{timeout_cycles!r}")
+        return timeout_cycles
+
+    def __init__(self, divisor, *, fifo_depth=512, timeout_cycles=None):
+        timeout_cycles = self.check_parameters(divisor, fifo_depth, timeout_cycles)
         self._divisor = divisor
         self._fifo_depth = fifo_depth
         self._timeout = timeout_cycles
@@ -400,12 +407,11 @@ class BridgedAccelerator(CheckedComponent):
 
     def __init__(self, rows=4, cols=4, *, divisor, fifo_depth=512, timeout_cycles=None,
                  **accelerator_kwargs):
+        # The bridge's parameters are checked first: a constructor that raises leaves nothing
+        # behind, and the accelerator then has none to fail after it.
+        UartBridge.check_parameters(divisor, fifo_depth, timeout_cycles)
+        self._accelerator = Accelerator(rows, cols, **accelerator_kwargs)
         self._bridge = UartBridge(divisor, fifo_depth=fifo_depth, timeout_cycles=timeout_cycles)
-        try:
-            self._accelerator = Accelerator(rows, cols, **accelerator_kwargs)
-        except Exception:
-            self._bridge._MustUse__silence = True
-            raise
         super().__init__()
 
     bridge = property(lambda self: self._bridge)

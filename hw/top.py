@@ -7,10 +7,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, fifo
 from amaranth.lib.wiring import In, Out
 
-from .fp.common import delay
+from .common import delay
 from .fp.convert import FPConvert
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
-from .fp.unit import CheckedComponent
+from .common import CheckedComponent
 from .gemm.engine import Error, GemmEngine
 from .update import SGDUpdate
 
@@ -155,8 +155,10 @@ class Accelerator(CheckedComponent):
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
                  acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
                  ram="lutram"):
+        # The top checks every command before it reaches the engine (error codes 1 and 2, as
+        # for the loads), so the engine's own checks are not built.
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
-                                  acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram)
+                                  acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram, check=False)
         self._fp8_out = bool(fp8_out)
         self._update = SGDUpdate(rbits=update_rbits) if update else None
         self._acc_fmt = format_by_name(acc_fmt)
@@ -207,7 +209,7 @@ class Accelerator(CheckedComponent):
         upd_rne = options[13]
         out_fmt = options[16:18]
         done = Signal()
-        error = Signal(8)
+        error = Signal(4)         # STATUS[15:8]: the codes go up to 9
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
         ctrl_word = Signal(32)
@@ -311,9 +313,20 @@ class Accelerator(CheckedComponent):
         # Element counts of the three transfer shapes and the words they need: the products
         # come from DSP blocks, each registered.
         mk, kn, mn = Signal(32), Signal(32), Signal(32)
-        a_words, c_words = Signal(32), Signal(32)
-        m.d.sync += [mk.eq(reg_m * reg_k), kn.eq(reg_k * reg_n), mn.eq(reg_m * reg_n),
-                     a_words.eq(reg_m * KB), c_words.eq(reg_m * NT)]
+        m.d.sync += [mk.eq(reg_m * reg_k), kn.eq(reg_k * reg_n), mn.eq(reg_m * reg_n)]
+        # With one row (one column), KB is K (NT is N): the element count is the word count,
+        # and a multiplier is saved (on the iCE40 a product beyond its eight DSPs costs some
+        # 300 logic cells).
+        if rows == 1:
+            a_words = mk
+        else:
+            a_words = Signal(32)
+            m.d.sync += a_words.eq(reg_m * KB)
+        if cols == 1:
+            c_words = mn
+        else:
+            c_words = Signal(32)
+            m.d.sync += c_words.eq(reg_m * NT)
         zero_a, zero_b, zero_c = Signal(), Signal(), Signal()
         big_a, big_b, big_c = Signal(), Signal(), Signal()
         m.d.sync += [zero_a.eq((reg_m == 0) | (reg_k == 0)),
@@ -364,8 +377,13 @@ class Accelerator(CheckedComponent):
             with m.Else():
                 with m.Switch(action):
                     with m.Case(Ctrl.START):
-                        m.d.comb += eng.start.eq(1)
-                        m.d.sync += own_run.eq(1)
+                        with m.If(zero_a | zero_b):
+                            reject(TopError.ZERO_DIM)
+                        with m.Elif(big_a | big_b | big_c):
+                            reject(TopError.TOO_LARGE)
+                        with m.Else():
+                            m.d.comb += eng.start.eq(1)
+                            m.d.sync += own_run.eq(1)
                     with m.Case(Ctrl.LOAD_A):
                         transfer(Xfer.A, zero_a, big_a)
                     with m.Case(Ctrl.LOAD_B):

@@ -9,7 +9,7 @@ from amaranth.lib import stream
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from .fp.unit import CheckedComponent
+from .common import CheckedComponent
 
 __all__ = ["UartRx", "UartTx", "check_divisor"]
 

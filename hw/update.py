@@ -11,10 +11,10 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, fifo, stream
 from amaranth.lib.wiring import In, Out
 
-from .fp.common import delay, delay_ram
+from .common import delay, delay_ram
 from .fp.fma import FPFMA
 from .fp.format import DLFLOAT16, check_rbits
-from .fp.unit import CheckedComponent
+from .common import CheckedComponent
 
 __all__ = ["xorshift32_step", "xorshift32_matrix", "gf2_apply", "XorshiftWords", "SGDUpdate"]
 
@@ -186,10 +186,10 @@ class SGDUpdate(CheckedComponent):
     def __init__(self, *, rbits=16):
         check_rbits(rbits)
         self._rbits = rbits
-        # The FMA latency from a throwaway instance that is never elaborated.
-        probe = FPFMA(DLFLOAT16, "sr", rbits=rbits, runtime_rne=True)
-        probe._MustUse__silence = True
-        self._fma_latency = probe.latency
+        # The three FMAs are made here, so that their latency gives the unit's before
+        # elaboration.
+        self._fmas = [FPFMA(DLFLOAT16, "sr", rbits=rbits, runtime_rne=True) for _ in range(3)]
+        self._fma_latency = self._fmas[0].latency
         super().__init__()
 
     rbits = property(lambda self: self._rbits)
@@ -234,12 +234,8 @@ class SGDUpdate(CheckedComponent):
 
         # Datapath -----------------------------------------------------------------------------
 
-        def fma(name):
-            unit = FPFMA(fmt, "sr", rbits=R, runtime_rne=True)
-            m.submodules[name] = unit
-            return unit
-
-        fma_g, fma_v, fma_w = fma("fma_g"), fma("fma_v"), fma("fma_w")
+        fma_g, fma_v, fma_w = self._fmas
+        m.submodules.fma_g, m.submodules.fma_v, m.submodules.fma_w = self._fmas
         w, g, v = self.i.payload.w, self.i.payload.g, self.i.payload.v
         rne = ~self.sr
         m.d.comb += [

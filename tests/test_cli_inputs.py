@@ -225,7 +225,7 @@ CASES += _cases("train", TRAIN, [
      "cannot write {d}/file.txt/r.json: {d}/file.txt is not a directory"),
     (["--json", "/proc/r.json"], f"cannot write /proc/r.json: {_PROC}" + ANY),
     (["--json", "{o}"], "cannot write {o}: it is a directory"),
-    (["--model", "rnn"], "argument --model: invalid choice: 'rnn'" + ANY),
+    (["--model", "rnn"], "--model must be one of mlp, cnn, not 'rnn'"),
 ]) + _cases("train", ["train", "--all", "--models", "mlp", "--out", "{o}/results"], [
     (["--seeds", "0"], "--seeds must be at least 1, not 0"),
     (["--models", "mlp,rnn"], "unknown model 'rnn' in --models (choose from mlp, cnn)"),

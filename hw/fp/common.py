@@ -15,10 +15,11 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
+from ..common import delay
 from .format import Rounding, Specials, check_rbits, rounding_by_name
 
-__all__ = ["Pipeline", "delay", "delay_ram", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width", "guard_bits",
-           "Rounder", "add_path", "round_sum", "special_code", "normalize_input", "saturate_amount",
+__all__ = ["Pipeline", "to_signed", "unpack", "lzc", "shift_right_jam", "signed_width",
+           "guard_bits", "Rounder", "add_path", "round_sum", "special_code", "normalize_input", "saturate_amount",
            "small_product", "check_unit_rounding"]
 
 
@@ -81,57 +82,6 @@ class Pipeline:
     def delay(self, value, n, name):
         """``value`` delayed by ``n`` cycles."""
         return delay(self._m, value, n, name)
-
-
-#: Where :func:`delay_ram` keeps its lines.
-RAM_KINDS = ("lutram", "bram")
-
-
-def delay_ram(m, value, n, name, ram="lutram"):
-    """``value`` delayed by ``n`` cycles through a ring buffer: far fewer flip-flops than
-    :func:`delay` for a long or wide line. Its contents are not reset, so it is for data only,
-    never for valid flags.
-
-    ``ram="lutram"``: distributed (LUT) RAM, one write and one asynchronous read per cycle at
-    the same address, so the read returns what was written ``n`` cycles ago (ECP5).
-    ``ram="bram"``: block RAM, for devices without LUT RAM (iCE40, where the LUT-RAM form
-    becomes flip-flops and multiplexers): a synchronous read one address ahead of the write,
-    whose output register is the last cycle of the delay.
-    """
-    if ram not in RAM_KINDS:
-        raise ValueError(f"ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
-    if n < 3:
-        return delay(m, value, n, name)
-    from amaranth.lib import memory
-    width = len(value)
-    attrs = {"ram_style": "block"} if ram == "bram" else None
-    mem = memory.Memory(shape=width, depth=n, init=[], attrs=attrs)
-    m.submodules[f"{name}_ram"] = mem
-    ptr = Signal(range(n), name=f"{name}_ptr")
-    m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
-    wp = mem.write_port()
-    m.d.comb += [wp.addr.eq(ptr), wp.data.eq(value), wp.en.eq(1)]
-    out = Signal(value.shape(), name=f"{name}_out")
-    if ram == "lutram":
-        rp = mem.read_port(domain="comb")
-        m.d.comb += [rp.addr.eq(ptr), out.eq(rp.data)]
-    else:
-        # Read at cycle t the slot written at t + 1 - n (the next one to be overwritten); the
-        # read register returns it at t + 1.
-        rp = mem.read_port(transparent_for=())
-        m.d.comb += [rp.addr.eq(Mux(ptr == n - 1, 0, ptr + 1)), out.eq(rp.data)]
-    return out
-
-
-def delay(m, value, n, name, *, reset_less=True):
-    """``value`` delayed by ``n`` cycles through registers of module ``m``. Datapath values
-    need no reset; anything that says a value is valid does (``reset_less=False``), so that a
-    reset empties the pipeline."""
-    for i in range(n):
-        reg = Signal(value.shape(), name=f"{name}_d{i + 1}", reset_less=reset_less)
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 def unpack(fmt, code):

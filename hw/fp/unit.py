@@ -1,38 +1,11 @@
 """The base class of the arithmetic units: a fixed-latency pipeline with registered outputs."""
 
-import functools
-
 from amaranth.hdl import Module
-from amaranth.lib import wiring
 
+from ..common import CheckedComponent
 from .common import Pipeline
 
-__all__ = ["CheckedComponent", "PipelinedUnit"]
-
-
-class CheckedComponent(wiring.Component):
-    """A component whose constructor validates its parameters: one that raises stays quiet.
-
-    Amaranth warns when an elaboratable is created and never used; a component whose
-    parameters were rejected can never be used, and the warning, emitted much later, would
-    only hide the real error.
-    """
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-
-        @functools.wraps(init)
-        def checked_init(self, *args, **kw):
-            try:
-                init(self, *args, **kw)
-            except Exception:
-                self._MustUse__silence = True
-                raise
-
-        cls.__init__ = checked_init
+__all__ = ["PipelinedUnit"]
 
 
 class PipelinedUnit(CheckedComponent):
@@ -45,10 +18,11 @@ class PipelinedUnit(CheckedComponent):
 
     def __init__(self, signature):
         super().__init__(signature)
-        # Elaborate once to count the stages, so ``latency`` is known before elaboration.
-        probe = Module()
-        self._latency = self._build(probe)
-        probe._MustUse__silence = True
+        # The pipeline is built here, so that ``latency`` (its stage count, which follows
+        # from the parameters) is known before elaboration; elaborate() hands this module out
+        # and builds another only if asked again.
+        self._module = Module()
+        self._latency = self._build(self._module)
 
     @property
     def latency(self):
@@ -65,6 +39,8 @@ class PipelinedUnit(CheckedComponent):
         raise NotImplementedError
 
     def elaborate(self, platform):
-        m = Module()
-        self._build(m)
+        m, self._module = self._module, None
+        if m is None:
+            m = Module()
+            self._build(m)
         return m

@@ -16,10 +16,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
 from ..fp.adder import FPAdder
-from ..fp.common import RAM_KINDS, delay, delay_ram, lzc
+from ..common import RAM_KINDS, delay, delay_ram
+from ..fp.common import lzc
 from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
 from ..fp.multiplier import FPMultiplier
-from ..fp.unit import CheckedComponent
+from ..common import CheckedComponent
 
 __all__ = ["E5M3", "widen_fp8", "ProcessingElement", "SystolicArray"]
 
@@ -241,14 +242,14 @@ class SystolicArray(CheckedComponent):
             "out_valid": Out(1), "out_last": Out(1),
             "chunk_out": Out(cols * w), "total_out": Out(cols * w),
         })
-        # Latencies of the parts, from throwaway instances that are never elaborated.
-        probe = self._pe()
-        final = FPAdder(self._acc_fmt, "rne", runtime_rna=True)
-        for unit in (probe, probe._mul, probe._add, final):
-            unit._MustUse__silence = True
-        self._m_lat, self._v_lat = probe.m_latency, probe.v_latency
+        # The PEs and the final adders are made here, so that their latencies (which follow
+        # from the formats) give the array's before elaboration.
+        self._pes = [[self._pe() for _ in range(cols)] for _ in range(rows)]
         # A conventional array ends without the final add.
-        self._final_lat = final.latency if self._chunked else 0
+        self._finals = ([FPAdder(self._acc_fmt, "rne", runtime_rna=True) for _ in range(cols)]
+                        if self._chunked else [])
+        self._m_lat, self._v_lat = self._pes[0][0].m_latency, self._pes[0][0].v_latency
+        self._final_lat = self._finals[0].latency if self._chunked else 0
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
@@ -282,7 +283,7 @@ class SystolicArray(CheckedComponent):
         w, n = fmt.width, self._n
         pe_n = E5M3.width if self._in_fmt is None else n
 
-        pes = [[self._pe() for _ in range(cols)] for _ in range(rows)]
+        pes = self._pes
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -349,7 +350,7 @@ class SystolicArray(CheckedComponent):
             res = Signal(2 * w + 2, name=f"res{c}")
             if self._chunked:
                 # The final add of section 4: total = add(total, chunk), on the last pass.
-                m.submodules[f"final_{c}"] = final = FPAdder(fmt, "rne", runtime_rna=True)
+                m.submodules[f"final_{c}"] = final = self._finals[c]
                 m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
                              final.rna.eq(bottom.rna_out)]
                 total = self._line(m, bottom.total_out, self._final_lat, f"total{c}")

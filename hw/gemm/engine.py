@@ -25,7 +25,7 @@ from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
 from ..fp.format import DLFLOAT16, format_by_name
-from ..fp.unit import CheckedComponent
+from ..common import CheckedComponent
 from .array import SystolicArray
 
 __all__ = ["GemmEngine", "Error"]
@@ -61,6 +61,10 @@ class GemmEngine(CheckedComponent):
     ram : str
         Where the array's delay lines go, ``"lutram"`` or ``"bram"`` (see
         :class:`~hw.gemm.array.SystolicArray`).
+    check : bool
+        Check each command (zero dimensions: error 1; operands or result beyond the buffers:
+        error 2). ``False`` when the caller has checked it already (the accelerator top checks
+        every action before it is taken): the engine then runs what it is given.
 
     Members
     -------
@@ -91,7 +95,7 @@ class GemmEngine(CheckedComponent):
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16, ram="lutram"):
+                 acc_fmt=DLFLOAT16, ram="lutram", check=True):
         if format_by_name(acc_fmt).width != 16:
             raise ValueError(f"The accumulator format must be a 16-bit format, not {acc_fmt}")
         self._array = SystolicArray(rows, cols, acc_fmt, ram=ram)
@@ -99,6 +103,7 @@ class GemmEngine(CheckedComponent):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         self._rows, self._cols = rows, cols
+        self._check = bool(check)
         self._a_depth, self._b_depth, self._acc_depth = a_depth, b_depth, acc_depth
         self._acc_fmt = format_by_name(acc_fmt)
         w = self._acc_fmt.width
@@ -253,18 +258,20 @@ class GemmEngine(CheckedComponent):
                 m.d.sync += [
                     KB.eq((K + rows - 1) // rows if rows > 1 else K),
                     NT.eq((N + cols - 1) // cols if cols > 1 else N),
-                    zero_dim.eq((M == 0) | (N == 0) | (K == 0)),
                     check.eq(2),
                 ]
+                if self._check:
+                    m.d.sync += zero_dim.eq((M == 0) | (N == 0) | (K == 0))
             with m.Case(2):
-                m.d.sync += [sizes[0].eq(M * KB), sizes[1].eq(K * N), sizes[2].eq(M * NT),
-                             rows_n.eq(N * rows), cols_k.eq(K * cols), check.eq(3)]
+                m.d.sync += [rows_n.eq(N * rows), cols_k.eq(K * cols), check.eq(3)]
+                if self._check:
+                    m.d.sync += [sizes[0].eq(M * KB), sizes[1].eq(K * N), sizes[2].eq(M * NT)]
             with m.Case(3):
-                m.d.sync += [
-                    too_large.eq((sizes[0] > self._a_depth) | (sizes[1] > self._b_depth)
-                                 | (sizes[2] > self._acc_depth)),
-                    check.eq(4),
-                ]
+                m.d.sync += check.eq(4)
+                if self._check:
+                    m.d.sync += too_large.eq((sizes[0] > self._a_depth)
+                                             | (sizes[1] > self._b_depth)
+                                             | (sizes[2] > self._acc_depth))
             with m.Case(4):
                 m.d.sync += check.eq(0)
                 with m.If(zero_dim):

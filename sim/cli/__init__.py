@@ -118,7 +118,12 @@ def main(argv=None):
     args = argparse.Namespace(command=None)
     prog = "fp8accel"
     try:
-        _, extra = parser.parse_known_args(argv, args)
+        try:
+            _, extra = parser.parse_known_args(argv, args)
+        except SystemExit as exc:
+            # argparse has printed its one line (or the help): the status, not an exit, so
+            # that main() returns for every outcome.
+            return exc.code
         prog = f"fp8accel {args.command}"
         if extra:
             # As argparse reports them, but naming the subcommand they were given to.

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from fp8accel.sim.cli.util import (
+    SIMULATORS,
     CliError,
     array_size,
     check_distinct_outputs,
     check_int,
     check_output_dir,
     check_output_file,
-    choice,
     chunk_arg,
     load_codes,
     non_negative_int,
@@ -116,12 +116,9 @@ def _golden(A, B, C, opts):
 # fp8accel gemm -----------------------------------------------------------------------------------
 
 def run_gemm_cli(args):
-    opts = {"a_fmt": choice(args.a_fmt, _FMTS, "--a-fmt"),
-            "b_fmt": choice(args.b_fmt, _FMTS, "--b-fmt"),
-            "chunk": chunk_arg(args.chunk),
-            "rounding": choice(args.rounding, ("rne", "rna"), "--rounding"),
-            "transpose_a": args.transpose_a, "transpose_b": args.transpose_b,
-            "out_fmt": choice(args.out_fmt, _OUT_FMTS, "--out-fmt")}
+    opts = {"a_fmt": args.a_fmt, "b_fmt": args.b_fmt, "chunk": chunk_arg(args.chunk),
+            "rounding": args.rounding, "transpose_a": args.transpose_a,
+            "transpose_b": args.transpose_b, "out_fmt": args.out_fmt}
     rows, cols = args.rows, args.cols
     if args.device is not None and (rows is not None or cols is not None):
         raise CliError("--rows and --cols build a simulated top; a board reports its own "
@@ -236,22 +233,24 @@ def add_gemm_parser(sub):
     p.add_argument("--b", metavar="B.npy", help="B (K x N, or N x K with --transpose-b)")
     p.add_argument("--c", metavar="C.npy", help="accumulate into these DLFLOAT16 codes (M x N)")
     p.add_argument("--out", metavar="OUT.npy", required=True, help="where C goes")
-    p.add_argument("--a-fmt", default="e5m2", help="e5m2 or e4m3 (default: %(default)s)")
-    p.add_argument("--b-fmt", default="e5m2", help="e5m2 or e4m3 (default: %(default)s)")
+    p.add_argument("--a-fmt", default="e5m2", type=str.lower, choices=_FMTS,
+                   help="e5m2 or e4m3 (default: %(default)s)")
+    p.add_argument("--b-fmt", default="e5m2", type=str.lower, choices=_FMTS,
+                   help="e5m2 or e4m3 (default: %(default)s)")
     p.add_argument("--chunk", default="64", help="chunk length, a power of two up to 32768, "
                                                  "or 'none' (default: %(default)s)")
-    p.add_argument("--rounding", default="rne", help="accumulation rounding, rne or rna "
-                                                     "(default: %(default)s)")
+    p.add_argument("--rounding", default="rne", type=str.lower, choices=("rne", "rna"),
+                   help="accumulation rounding, rne or rna (default: %(default)s)")
     p.add_argument("--transpose-a", action="store_true", help="A.npy holds A transposed")
     p.add_argument("--transpose-b", action="store_true", help="B.npy holds B transposed")
-    p.add_argument("--out-fmt", default="dlfloat16",
+    p.add_argument("--out-fmt", default="dlfloat16", type=str.lower, choices=_OUT_FMTS,
                    help="dlfloat16, e5m2 or e4m3 (default: %(default)s)")
     p.add_argument("--rows", type=array_size("--rows"), default=None,
                    help="array rows (default: 4)")
     p.add_argument("--cols", type=array_size("--cols"), default=None,
                    help="array columns (default: 4)")
-    p.add_argument("--sim", default="verilator", help="verilator or icarus "
-                                                      "(default: %(default)s)")
+    p.add_argument("--sim", default="verilator", type=str.lower, choices=SIMULATORS,
+                   help="verilator or icarus (default: %(default)s)")
     p.add_argument("--device", metavar="PORT",
                    help="run on a board built by 'fp8accel build' behind this serial port "
                         "(/dev/ttyUSB0, COM3, or a pyserial URL such as socket://host:port) "
@@ -431,8 +430,8 @@ def add_demo_parser(sub):
                    help="output features (default: %(default)s)")
     p.add_argument("--chunk", default="32", help="chunk length, a power of two, or 'none' "
                                                  "(default: %(default)s)")
-    p.add_argument("--sim", default="verilator", help="verilator or icarus "
-                                                      "(default: %(default)s)")
+    p.add_argument("--sim", default="verilator", type=str.lower, choices=SIMULATORS,
+                   help="verilator or icarus (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-4,
                    help="learning rate of the weight update (default: %(default)s)")
     p.add_argument("--seed", type=xorshift_seed, default=1,

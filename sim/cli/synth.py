@@ -1,4 +1,5 @@
-"""``fp8accel synth``: the command line of :mod:`fp8accel.synth.flow` and :mod:`fp8accel.synth.sweep`."""
+"""``fp8accel synth``: the command line of :mod:`fp8accel.synth.flow` and
+:mod:`fp8accel.synth.sweep`."""
 
 import json
 import shlex
@@ -9,7 +10,6 @@ from fp8accel.sim.cli.util import (
     check_distinct_outputs,
     check_output_dir,
     check_output_file,
-    choice,
     int_arg,
     positive_float,
     positive_int,
@@ -40,7 +40,7 @@ def add_arguments(parser):
                         help="run in DIR and keep every intermediate file and log")
     parser.add_argument("--jobs", type=positive_int("--jobs"), default=1, metavar="N",
                         help="seeds placed and routed side by side, one core each (default 1)")
-    parser.add_argument("--router", default=None, metavar="{router1,router2}",
+    parser.add_argument("--router", default=None, type=str.lower, choices=("router1", "router2"),
                         help="nextpnr router (default: router2 for top and array, "
                              "nextpnr's own (router1) otherwise)")
     parser.add_argument("--estimate", action="store_true",
@@ -50,7 +50,8 @@ def add_arguments(parser):
                         help="extra options of synth_ecp5/synth_ice40, e.g. "
                              "--synth-args='-nodsp -dff'")
     many = parser.add_argument_group("sweep and area")
-    many.add_argument("--of", default="top", metavar="UNIT",
+    many.add_argument("--of", default="top", metavar="UNIT", type=str.lower,
+                      choices=("top", "array", "pe"),
                       help="sweep: the unit swept, top, array or pe (default top)")
     many.add_argument("--sizes", default="2x2,4x4,8x8", metavar="RxC,...",
                       help="sweep: array sizes (default %(default)s)")
@@ -116,8 +117,7 @@ def run_cli(args):
                             ("formats", "fp8/dlfloat16"), ("markdown", None), ("plot", None)):
         if getattr(args, option) != default:
             raise CliError(f"--{option} applies to sweep and area only")
-    router = None if args.router is None else choice(args.router, ("router1", "router2"),
-                                                     "--router")
+    router = args.router
     opts = {name: getattr(args, name) for name in
             ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate",
              "rows", "cols", "acc_fmt", "chunked")
@@ -177,7 +177,7 @@ def _run_many(args):
             raise CliError("give sweep sizes with --sizes, not --rows/--cols")
         sizes = sw.parse_sizes(args.sizes)
         formats = sw.parse_formats(args.formats)
-        of = choice(args.of, ("top", "array", "pe"), "--of")
+        of = args.of
     else:
         if args.plot is not None or args.chunked is not None:
             raise CliError("--plot and --conventional do not apply to area")

