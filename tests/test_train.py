@@ -4,18 +4,16 @@ accelerator top under Verilator checked bit for bit against the golden step
 (sim/tb/train_step.py). ``@pytest.mark.slow``: the full table of docs/results/."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import BUILD
 from fp8accel.sim import golden
 from fp8accel.sim.experiments import train as T
 from fp8accel.sim.cli import main
-from fp8accel.sim.run.runner import have_simulator, run_cocotb
+from fp8accel.sim.run.runner import run_cocotb
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "cocotb"
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +209,7 @@ def _run_step(cfg, build_dir):
                       build_dir=build_dir, sim="verilator", config=cfg)
 
 
-@pytest.mark.skipif(not have_simulator("verilator"), reason="Verilator is not available")
+@pytest.mark.verilator
 def test_training_step_on_the_top_matches_golden():
     """Forward, backward and weight-gradient GEMMs of a 64-16-12-10 MLP on a batch of 8, and
     the three SGD updates with stochastic rounding, on a 2x2 top; then the same step with the
