@@ -29,6 +29,7 @@ from fp8accel.sim.cli.util import (
     non_negative_int,
     positive_float,
     positive_int,
+    print_check,
     simulator,
     xorshift_seed,
 )
@@ -96,11 +97,7 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
     print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {cycles} cycles, {active} active, "
           f"utilization {util:.3f} on the {rows}x{cols} board ({seconds:.1f} s with transfers)")
     if args.check:
-        if status:
-            print(f"CHECK FAILED: {report['check']['mismatches']} of "
-                  f"{report['check']['results']} results differ from sim.golden.gemm")
-        else:
-            print("Check: every result matches sim.golden.gemm bit for bit.")
+        print_check(report, "sim.golden.gemm")
     return status
 
 
@@ -214,11 +211,7 @@ def run_gemm_cli(args):
           f"{g['active']} active, utilization {g['utilization']:.3f} on {rows}x{cols} "
           f"(build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s)")
     if args.check:
-        if status:
-            print(f"CHECK FAILED: {result['check']['mismatches']} of {result['check']['results']}"
-                  f" results differ from sim.golden.gemm")
-        else:
-            print("Check: every result matches sim.golden.gemm bit for bit.")
+        print_check(result, "sim.golden.gemm")
     return status
 
 

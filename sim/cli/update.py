@@ -5,7 +5,7 @@ the vectors through its UPDATE action with :class:`sim.host.AcceleratorHost` (th
 ``run_job`` in :mod:`sim.tb.top`, shared with ``fp8accel gemm``). ``--check`` compares the
 result bit for bit with ``sim.golden.sgd_update``.
 
-Ref: NUMERICS.md section 5; docs/weight-update.md.
+Ref: docs/numerics.md section 5; docs/weight-update.md.
 """
 
 import json
@@ -21,6 +21,7 @@ from fp8accel.sim.cli.util import (
     check_output_dir,
     check_output_file,
     load_codes,
+    print_check,
     simulator,
     xorshift_seed,
 )
@@ -113,11 +114,7 @@ def run_update_cli(args):
           f"{u['cycles']} cycles, next seed {u['rng_state']} (build {report['build_s']:.1f} s, "
           f"simulation {report['sim_s']:.1f} s)")
     if args.check:
-        if status:
-            print(f"CHECK FAILED: {result['check']['mismatches']} of {result['check']['results']}"
-                  f" results differ from sim.golden.sgd_update")
-        else:
-            print("Check: every result matches sim.golden.sgd_update bit for bit.")
+        print_check(result, "sim.golden.sgd_update")
     return status
 
 
@@ -125,11 +122,11 @@ def add_update_parser(sub):
     p = sub.add_parser(
         "update", help="run the SGD weight update on the simulated accelerator",
         description="Build the accelerator top (Verilator or Icarus) and run SGD with momentum "
-                    "and weight decay on it (NUMERICS.md section 5): per element three fused "
-                    "multiply-adds rounded stochastically (or rne) to DLFLOAT16, random bits "
-                    "from xorshift32 started at --seed. W, G and V are .npy files of DLFLOAT16 "
-                    "codes (uint16) of one shape; the scalars are decimal numbers, rounded to "
-                    "DLFLOAT16 (rne).")
+                    "and weight decay on it (docs/numerics.md section 5): per element three "
+                    "fused multiply-adds rounded stochastically (or rne) to DLFLOAT16, random "
+                    "bits from xorshift32 started at --seed. W, G and V are .npy files of "
+                    "DLFLOAT16 codes (uint16) of one shape; the scalars are decimal numbers, "
+                    "rounded to DLFLOAT16 (rne).")
     p.add_argument("--w", required=True, metavar="W.npy", help="weights")
     p.add_argument("--g", required=True, metavar="G.npy", help="gradient")
     p.add_argument("--v", required=True, metavar="V.npy", help="momentum")

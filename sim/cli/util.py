@@ -31,7 +31,7 @@ import numpy as np
 __all__ = ["CliError", "ArgumentParser", "check_int", "int_arg", "positive_int",
            "non_negative_int", "positive_float", "choice", "load_codes", "check_output_file",
            "check_output_dir", "check_distinct_outputs", "SIMULATORS", "chunk_arg",
-           "array_size", "xorshift_seed", "simulator"]
+           "array_size", "xorshift_seed", "simulator", "print_check"]
 
 
 class CliError(Exception):
@@ -326,3 +326,11 @@ def simulator(sim):
     return sim
 
 
+def print_check(result, model):
+    """The last line of a ``--check``: every result matched ``model``, or how many did not."""
+    check = result["check"]
+    if check["mismatches"]:
+        print(f"CHECK FAILED: {check['mismatches']} of {check['results']} results differ from "
+              f"{model}")
+    else:
+        print(f"Check: every result matches {model} bit for bit.")

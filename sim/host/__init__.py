@@ -2,9 +2,9 @@
 simulation (:class:`CocotbTransport`) and over the UART bridge (:mod:`.link`)."""
 
 from .driver import (ERROR_NAMES, AcceleratorError, AcceleratorHost, AcceleratorTimeout,
-                     CocotbTransport, Status, Transport, bus_error, gemm_cycle_bound,
+                     CocotbTransport, Status, Transport, attach, bus_error, gemm_cycle_bound,
                      options_word)
 
 __all__ = ["AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
            "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound",
-           "bus_error"]
+           "bus_error", "attach"]

@@ -23,6 +23,7 @@ from fp8accel.hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg,
 __all__ = [
     "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
     "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound", "bus_error",
+    "attach",
 ]
 
 #: STATUS error codes: ``code -> (name, meaning)``.
@@ -353,6 +354,26 @@ class CocotbTransport(Transport):
         await RisingEdge(self._dut.clk)
 
 
+async def attach(dut, period_ns=10, *, idle=None, backpressure=None):
+    """Start the clock of the simulated top ``dut``, attach an :class:`AcceleratorHost` over
+    a :class:`CocotbTransport` and reset the device; returns the host.
+
+    ``idle`` and ``backpressure`` are cocotbext-axi pause generators (an iterable of 0 and 1,
+    1 pausing) for the stream source and sink, or ``None``.
+    """
+    from cocotb.clock import Clock
+
+    Clock(dut.clk, period_ns, unit="ns").start(start_high=False)
+    transport = CocotbTransport(dut, period_ns)
+    if idle is not None:
+        transport.source.set_pause_generator(idle)
+    if backpressure is not None:
+        transport.sink.set_pause_generator(backpressure)
+    host = AcceleratorHost(transport)
+    await host.reset()
+    return host
+
+
 # The host -------------------------------------------------------------------------------------
 
 class AcceleratorHost:
@@ -492,8 +513,8 @@ class AcceleratorHost:
 
     async def update(self, w, g, v, *, lr, momentum, weight_decay, seed, rounding="sr",
                      timeout_cycles=None):
-        """SGD with momentum and weight decay on the device (NUMERICS.md section 5), as
-        :func:`sim.golden.sgd_update`.
+        """SGD with momentum and weight decay on the device (docs/numerics.md section 5),
+        as :func:`sim.golden.sgd_update`.
 
         Parameters
         ----------

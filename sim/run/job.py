@@ -9,10 +9,9 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.utils import get_sim_time
 
-from fp8accel.sim.host import AcceleratorHost, CocotbTransport
+from fp8accel.sim.host import attach
 from fp8accel.sim.run.runner import CONFIG_ENV
 
 __all__ = []
@@ -26,14 +25,6 @@ def _job_config():
         return None
     with open(path) as f:
         return json.load(f).get("job")
-
-
-async def start(dut):
-    """Start the clock, attach the host and reset the device."""
-    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
-    host = AcceleratorHost(CocotbTransport(dut, PERIOD_NS))
-    await host.reset()
-    return host
 
 
 @cocotb.skipif(_job_config() is None, reason="no job in the configuration")
@@ -51,7 +42,7 @@ async def run_job(dut):
             with open(progress, "w") as f:
                 f.write(text)
 
-    host = await start(dut)
+    host = await attach(dut, PERIOD_NS)
     config = await host.config()
     report = {"config": {k: (v.name.lower() if k == "acc_fmt" else v)
                          for k, v in config.items()}, "gemms": []}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-__all__ = ["SIMULATORS", "read_tb_config", "verilator_root", "verilator_env", "have_simulator", "write_verilog",
-           "CocotbResults", "run_cocotb", "CONFIG_ENV"]
+__all__ = ["SIMULATORS", "read_tb_config", "verilator_root", "verilator_env", "have_simulator",
+           "write_verilog", "CocotbResults", "run_cocotb", "CONFIG_ENV"]
 
 #: The simulators :func:`run_cocotb` drives.
 SIMULATORS = ("verilator", "icarus")

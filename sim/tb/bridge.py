@@ -54,10 +54,11 @@ def _config():
     return cfg
 
 
-async def start(dut):
+async def start(dut, cfg=None):
     """Start the clock, reset the design with ``rst``, attach the host over the UART and
-    reset the accelerator through the bridge (``'Z'``, ``'I'``). Returns ``(host, link)``."""
-    cfg = _config()
+    reset the accelerator through the bridge (``'Z'``, ``'I'``). Returns ``(host, link)``.
+    ``cfg`` needs ``divisor`` and ``timeout_cycles`` (default: this module's configuration)."""
+    cfg = cfg or _config()
     Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
     link = CocotbUartLink(dut, cfg["divisor"], PERIOD_NS)
     dut.rst.value = 1

@@ -40,16 +40,14 @@ from collections import Counter
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from fp8accel.hw.top import READ_ONLY, REG_MASK, UPDATE_MAX, Ctrl, OutFmt, Reg, TopError
 from fp8accel.sim import golden
 from fp8accel.sim.host import (
     AcceleratorError,
-    AcceleratorHost,
     AcceleratorTimeout,
-    CocotbTransport,
+    attach,
     options_word,
 )
 from fp8accel.sim.run.runner import read_tb_config
@@ -792,21 +790,12 @@ class Campaign:
 
 
 async def start(dut, cfg):
-    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
+    """The host, on the top's own ports or through the UART bridge."""
     if cfg["link"] == "uart":
-        from fp8accel.sim.host.link import BridgeTransport, CocotbUartLink
-        link = CocotbUartLink(dut, cfg["divisor"], PERIOD_NS)
-        dut.rst.value = 1
-        await ClockCycles(dut.clk, 4)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
-        transport = BridgeTransport(link, clock_hz=1e9 / PERIOD_NS,
-                                    resync_cycles=cfg["timeout_cycles"])
-    else:
-        transport = CocotbTransport(dut, PERIOD_NS)
-    host = AcceleratorHost(transport)
-    await host.reset()
-    return host
+        from fp8accel.sim.tb.bridge import start as start_bridge
+        host, _ = await start_bridge(dut, cfg)
+        return host
+    return await attach(dut, PERIOD_NS)
 
 
 async def _trace(dut, path):

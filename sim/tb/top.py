@@ -39,12 +39,15 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 
 from fp8accel.hw.top import OPTIONS_MASK, Ctrl, Reg
 from fp8accel.sim import golden
-from fp8accel.sim.host import (AcceleratorError, AcceleratorHost, CocotbTransport, Status,
-                      options_word)
+from fp8accel.sim.host import (
+    AcceleratorError,
+    Status,
+    attach,
+    options_word,
+)
 from fp8accel.sim.run.runner import CONFIG_ENV, read_tb_config
 from fp8accel.sim.vectors import edge_codes, random_acc, random_fp8
 
@@ -230,16 +233,10 @@ class Scoreboard:
 
 
 async def start(dut, idle=False, backpressure=False):
-    """Start the clock, attach the host and reset the device."""
-    Clock(dut.clk, PERIOD_NS, unit="ns").start(start_high=False)
-    transport = CocotbTransport(dut, PERIOD_NS)
-    if idle:
-        transport.source.set_pause_generator(itertools.cycle(PAUSES))
-    if backpressure:
-        transport.sink.set_pause_generator(itertools.cycle(PAUSES))
-    host = AcceleratorHost(transport)
-    await host.reset()
-    return host
+    """Start the clock, attach the host and reset the device; with ``idle`` (``backpressure``)
+    the source (sink) pauses three cycles in four."""
+    return await attach(dut, PERIOD_NS, idle=itertools.cycle(PAUSES) if idle else None,
+                        backpressure=itertools.cycle(PAUSES) if backpressure else None)
 
 
 async def run_case(host, board, case, what=""):

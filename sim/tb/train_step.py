@@ -1,7 +1,7 @@
 """cocotb test: one full training step of a small MLP on the accelerator top, through the host
 driver, checked bit for bit against the golden model's step (:func:`sim.train.train_step`).
 
-Ref: docs/training.md ("On the RTL"); NUMERICS.md sections 4-5.
+Ref: docs/training.md ("On the RTL"); docs/numerics.md sections 4-5.
 
 The device step is computed from the device's own results: every GEMM (forward ``X . W``,
 backward ``E . W^T`` with ``B`` loaded transposed, weight gradient ``X^T . E`` with ``A``

@@ -190,12 +190,12 @@ async def test_random_vector_with_backpressure(dut):
 
 @cocotb.test()
 async def test_small_increments_kept(dut):
-    """NUMERICS.md section 5's reason for stochastic rounding, on the RTL: ``weights`` weights
-    1.0, each updated ``steps`` times by +2**-14 (lr = 2**-7, g = -2**-7, mu = wd = v = 0),
-    every result fed back as the next step's input, the random stream never reloaded. The
-    weights form a ring longer than the pipeline, so the unit runs at full throughput while
-    each weight's updates stay sequential. With sr the movement must be the exact total
-    ``steps * 2**-14`` within the band derived in :func:`small_increment_sigma` (5 sigma per
+    """The reason docs/weight-update.md ("What it computes") gives for stochastic rounding, on the
+    RTL: ``weights`` weights 1.0, each updated ``steps`` times by +2**-14 (lr = 2**-7,
+    g = -2**-7, mu = wd = v = 0), every result fed back as the next step's input, the random
+    stream never reloaded. The weights form a ring longer than the pipeline, so the unit runs at
+    full throughput while each weight's updates stay sequential. With sr the movement must be
+    the exact total ``steps * 2**-14`` within the band derived in :func:`small_increment_sigma` (5 sigma per
     weight, 4 sigma / sqrt(weights) for their mean); with rne (run second, for ``rne_steps``
     steps) no weight moves."""
     cfg = load_config()
