@@ -1,6 +1,6 @@
 """Streaming SGD weight update with stochastic rounding: three fused multiply-adds per element.
 
-Ref: NUMERICS.md section 5 (the update and its xorshift32 stream); docs/weight-update.md;
+Ref: docs/numerics.md section 5 (the update and its xorshift32 stream); docs/weight-update.md;
 Wang et al., "Training Deep Neural Networks with 8-bit Floating Point Numbers", NeurIPS 2018
 (stochastic rounding of 16-bit weight updates); G. Marsaglia, "Xorshift RNGs", Journal of
 Statistical Software 8(14), 2003 (the generator, and its matrix ``T = (I + L^5)(I + R^17)(I +
@@ -22,7 +22,7 @@ _MASK32 = 0xFFFF_FFFF
 
 
 def xorshift32_step(s):
-    """One step of the generator of NUMERICS.md section 5 on a Python integer."""
+    """One step of the generator of docs/numerics.md section 5 on a Python integer."""
     s ^= (s << 13) & _MASK32
     s ^= s >> 17
     s ^= (s << 5) & _MASK32
@@ -62,7 +62,7 @@ def gf2_apply(rows, value):
 
 
 class XorshiftWords(CheckedComponent):
-    """The xorshift32 generator of NUMERICS.md section 5, three words per step.
+    """The xorshift32 generator of docs/numerics.md section 5, three words per step.
 
     The state register holds ``s``; the outputs are the low ``rbits`` bits of the next three
     words, ``T(s)``, ``T^2(s)`` and ``T^3(s)``, each a flat XOR network of ``s`` (see
@@ -119,7 +119,7 @@ class XorshiftWords(CheckedComponent):
 class SGDUpdate(CheckedComponent):
     """SGD with momentum and weight decay on DLFLOAT16 weights, one element per cycle.
 
-    Per element, as NUMERICS.md section 5 and :func:`sim.golden.sgd_update`::
+    Per element, as docs/numerics.md section 5 and :func:`sim.golden.sgd_update`::
 
         g1 = fma(wd, w, g)     rounded with random word u[3j]
         v1 = fma(mu, v, g1)    rounded with random word u[3j+1]
@@ -160,7 +160,7 @@ class SGDUpdate(CheckedComponent):
         A cycle with ``load`` set loads ``seed`` into the generator; ``i.ready`` is 0 in that
         cycle, so no element is accepted with it. Pulse it only while ``busy`` is 0: elements
         in flight already have their random words, but ``state`` would no longer tell which
-        stream they came from. The seed must be nonzero (NUMERICS.md section 5): zero is a
+        stream they came from. The seed must be nonzero (docs/numerics.md section 5): zero is a
         fixed point of xorshift32, and would round every element as if ``rnd`` were 0, which
         is not an error the unit can report; the host must reject it. After reset the
         state is 1, as if seed 1 had been loaded.

@@ -1,6 +1,6 @@
 """Bit-exact NumPy golden model of the accelerator's arithmetic.
 
-Ref: NUMERICS.md sections 1-5; docs/numerics.md restates them in the project's words.
+Ref: docs/numerics.md sections 1-5.
 
 Every function works on arrays of codes (``uint8`` for FP8 formats, ``uint16`` for 16-bit formats,
 ``uint32`` for BINARY32) and is vectorised: there is no Python loop over elements. Internally a
@@ -86,10 +86,10 @@ def _unpack(codes, fmt):
 def _round(sign, sig, exp, fmt, mode, rnd=None, rbits=16, saturate=False):
     """Round the exact value ``(-1)**sign * sig * 2**exp`` to a code of ``fmt``.
 
-    NUMERICS.md section 2: an overflow gives the largest finite value with ``saturate``, in mode
-    ``rtz`` and in a format without specials, otherwise Inf or NaN. ``sig`` must be positive and
-    below ``2**62``; if bit 0 of ``sig`` is a jammed sticky bit it must lie more than ``rbits``
-    bits below the kept LSB (see module doc).
+    docs/numerics.md section 2: an overflow gives the largest finite value with ``saturate``, in
+    mode ``rtz`` and in a format without specials, otherwise Inf or NaN. ``sig`` must be positive
+    and below ``2**62``; if bit 0 of ``sig`` is a jammed sticky bit it must lie more than
+    ``rbits`` bits below the kept LSB (see module doc).
     """
     m = fmt.m
     msb = _msb(sig)
@@ -174,7 +174,7 @@ def _rounding_args(rounding, rnd, rbits):
 # Public API -----------------------------------------------------------------------------------
 
 def decode(codes, fmt):
-    """Value of each code as ``float64`` (NUMERICS.md section 1)."""
+    """Value of each code as ``float64`` (docs/numerics.md section 1)."""
     fmt = format_by_name(fmt)
     sign, sig, exp, cls = _unpack(_codes(codes, fmt), fmt)
     val = np.ldexp(sig.astype(np.float64), exp.astype(np.int32))
@@ -184,7 +184,7 @@ def decode(codes, fmt):
 
 
 def encode(values, fmt, rounding="rne", saturate=False, rnd=None, rbits=16):
-    """Round ``float64`` values to codes of ``fmt`` (NUMERICS.md section 2).
+    """Round ``float64`` values to codes of ``fmt`` (docs/numerics.md section 2).
 
     A finite value beyond the range becomes the largest finite value with ``saturate`` or in mode
     ``rtz``. Inf stays Inf (NaN in formats without Inf) even then; NaN becomes the canonical NaN.
@@ -203,7 +203,8 @@ def encode(values, fmt, rounding="rne", saturate=False, rnd=None, rbits=16):
 
 
 def mul(a, b, a_fmt=E5M2, b_fmt=E5M2, out_fmt=DLFLOAT16):
-    """Product of two codes rounded ``rne`` to ``out_fmt``, no saturation (section 3)."""
+    """Product of two codes rounded ``rne`` to ``out_fmt``, no saturation (docs/numerics.md
+    section 3)."""
     a_fmt, b_fmt, out_fmt = map(format_by_name, (a_fmt, b_fmt, out_fmt))
     sa, ma, ea, ca = _unpack(_codes(a, a_fmt, "a"), a_fmt)
     sb, mb, eb, cb = _unpack(_codes(b, b_fmt, "b"), b_fmt)
@@ -241,7 +242,7 @@ def _exact_sum(s1, m1, e1, s2, m2, e2):
 
 
 def add(a, b, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
-    """``a + b`` in one format, rounded once (NUMERICS.md section 3)."""
+    """``a + b`` in one format, rounded once (docs/numerics.md section 3)."""
     fmt = format_by_name(fmt)
     mode, rnd = _rounding_args(rounding, rnd, rbits)
     sa, ma, ea, ca = _unpack(_codes(a, fmt, "a"), fmt)
@@ -259,7 +260,7 @@ def add(a, b, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
 
 
 def fma(a, b, c, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
-    """``a * b + c`` in one format with a single rounding (NUMERICS.md section 3)."""
+    """``a * b + c`` in one format with a single rounding (docs/numerics.md section 3)."""
     fmt = format_by_name(fmt)
     mode, rnd = _rounding_args(rounding, rnd, rbits)
     sa, ma, ea, ca = _unpack(_codes(a, fmt, "a"), fmt)
@@ -282,7 +283,7 @@ def fma(a, b, c, fmt=DLFLOAT16, rounding="rne", rnd=None, rbits=16):
 
 
 def convert(a, in_fmt, out_fmt, rounding="rne", saturate=True, rnd=None, rbits=16):
-    """Round codes of ``in_fmt`` into ``out_fmt`` (NUMERICS.md section 3).
+    """Round codes of ``in_fmt`` into ``out_fmt`` (docs/numerics.md section 3).
 
     Saturation (which mode ``rtz`` implies) applies to finite values only: Inf stays Inf (or
     becomes NaN in a format without Inf) and NaN stays NaN.
@@ -310,8 +311,8 @@ def mul_table(a_fmt=E5M2, b_fmt=E5M2, out_fmt=DLFLOAT16):
 
 # The fast GEMM path ---------------------------------------------------------------------------
 #
-# Section 4 with DLFLOAT16 accumulation, emulated in float64 and compiled with numba. Why it is
-# bit-exact:
+# docs/numerics.md section 4 with DLFLOAT16 accumulation, emulated in float64 and compiled with
+# numba. Why it is bit-exact:
 #
 # * An FP8 product has at most 8 significant bits, and E5M2 x E5M2 stays below 3.3e9, inside
 #   DLFLOAT16's range (max 1.996 * 2**32): ``mul`` rounds it only when it is tiny (see below).
@@ -321,8 +322,8 @@ def mul_table(a_fmt=E5M2, b_fmt=E5M2, out_fmt=DLFLOAT16):
 #   significant bits, done on the bit pattern, equals the rounding of the exact sum.
 # * DLFLOAT16 has no subnormals and code 0 is zero, so a result whose rounded magnitude is at
 #   most 2**-31 becomes a zero with the sign of the exact result (the ``mag <= 0`` step of
-#   section 2); float64 zeros then follow the same sign rules as ``add`` (``+0`` unless both
-#   operands are ``-0``).
+#   :func:`_round`, docs/numerics.md section 2); float64 zeros then follow the same sign rules
+#   as ``add`` (``+0`` unless both operands are ``-0``).
 # * Anything the float64 path does not model, Inf or NaN operands and overflow to NaN, sends the
 #   GEMM to :func:`_gemm_reference`.
 
@@ -417,8 +418,8 @@ def _fp8_values(fmt):
 
 
 def _gemm_fast(A, B, a_fmt, b_fmt, cl, mode, total):
-    """Totals of section 4 as DLFLOAT16 codes (``int64``), or ``None`` when this path does not
-    apply (Inf or NaN among the operands or in ``C``, or a sum overflows)."""
+    """Totals of docs/numerics.md section 4 as DLFLOAT16 codes (``int64``), or ``None`` when this
+    path does not apply (Inf or NaN among the operands or in ``C``, or a sum overflows)."""
     Ad = _fp8_values(a_fmt)[A]
     Bd = _fp8_values(b_fmt)[B]
     Cd = decode(total, DLFLOAT16)
@@ -432,8 +433,8 @@ def _gemm_fast(A, B, a_fmt, b_fmt, cl, mode, total):
 
 
 def _gemm_reference(A, B, a_fmt, b_fmt, acc_fmt, cl, mode, total):
-    """Section 4 step by step on codes: one vectorised :func:`add` per position in the chunk,
-    all chunks and output elements at once. Any formats, specials and overflow."""
+    """docs/numerics.md section 4 step by step on codes: one vectorised :func:`add` per position
+    in the chunk, all chunks and output elements at once. Any formats, specials and overflow."""
     M, K = A.shape
     N = B.shape[1]
     # FP8 operands look their products up in a 256 x 256 table; wider ones multiply.
@@ -467,7 +468,7 @@ def _gemm_reference(A, B, a_fmt, b_fmt, acc_fmt, cl, mode, total):
 
 def gemm(A, B, a_fmt=E5M2, b_fmt=E5M2, acc_fmt=DLFLOAT16, chunk=64, rounding="rne", C=None,
          out_fmt=None):
-    """Chunk-based GEMM ``C = A . B`` (NUMERICS.md section 4).
+    """Chunk-based GEMM ``C = A . B`` (docs/numerics.md section 4).
 
     Parameters
     ----------
@@ -524,14 +525,15 @@ def gemm(A, B, a_fmt=E5M2, b_fmt=E5M2, acc_fmt=DLFLOAT16, chunk=64, rounding="rn
 
 
 def xorshift32(seed, count):
-    """The first ``count`` words of the xorshift32 stream started at ``seed`` (section 5)."""
+    """The first ``count`` words of the xorshift32 stream started at ``seed`` (docs/numerics.md
+    section 5)."""
     if isinstance(seed, bool) or int(seed) != seed or not 0 < int(seed) < (1 << 32):
         raise ValueError(f"Seed must be an integer from 1 to 2**32 - 1, not {seed!r}")
     return _numba_kernels()["xorshift"](int(seed), int(count))
 
 
 def sgd_update(w, g, v, lr, momentum, weight_decay, seed, rounding="sr", rbits=16):
-    """SGD with momentum and weight decay on DLFLOAT16 codes (NUMERICS.md section 5).
+    """SGD with momentum and weight decay on DLFLOAT16 codes (docs/numerics.md section 5).
 
     ``lr``, ``momentum`` and ``weight_decay`` are DLFLOAT16 codes; returns ``(w, v)``.
     """

@@ -32,7 +32,7 @@ def edge_codes(fmt):
 # the next binade in an ``ieee`` format and the value the special code would have in ``fn`` and
 # ``single`` ones (so those also get M + 2 q, their next binade, and far beyond).
 
-#: What NUMERICS.md section 2 makes of the exact magnitude M + k * q / 4 (k = 4: M + q or
+#: What docs/numerics.md section 2 makes of the exact magnitude M + k * q / 4 (k = 4: M + q or
 #: more), by k and mode. "below" is the code under M, "max" the code of M, "over" an overflow
 #: (Inf or NaN; M when saturating), "tie" the even one of "max" and "over": M's mantissa is all
 #: ones, odd, in an ``ieee`` format and even in ``fn`` and ``single`` formats. Stochastic

@@ -1,9 +1,9 @@
-"""Slow, exact reference of NUMERICS.md sections 1-5 built on :class:`fractions.Fraction`.
+"""Slow, exact reference of docs/numerics.md sections 1-5 built on :class:`fractions.Fraction`.
 
-Written from the text of NUMERICS.md, one scalar at a time, with no shortcuts: a code is decoded
-to an exact rational (or a special), every operation forms its exact result as a rational and
-rounds it once with a literal transcription of section 2. It is meant to be read next to the spec,
-not to be fast.
+Written from the text of the specification that docs/numerics.md restates, one scalar at a time,
+with no shortcuts: a code is decoded to an exact rational (or a special), every operation forms
+its exact result as a rational and rounds it once with a literal transcription of
+docs/numerics.md section 2. It is meant to be read next to that text, not to be fast.
 
 A format is any object with the attributes ``e``, ``m``, ``bias``, ``subnormals`` and
 ``specials`` (a string or an enum whose ``value`` is one of ``ieee``, ``fn``, ``single``,
@@ -47,7 +47,7 @@ def _mode_name(mode):
     return mode
 
 
-# Section 1: formats -------------------------------------------------------------------------------
+# docs/numerics.md section 1: formats --------------------------------------------------------------
 
 def width(fmt):
     return 1 + fmt.e + fmt.m
@@ -68,7 +68,8 @@ def join(s, E, M, fmt):
 
 
 def special_kind(code, fmt):
-    """``"nan"``, ``"inf"`` or ``None`` for a code, from the ``specials`` list of section 1."""
+    """``"nan"``, ``"inf"`` or ``None`` for a code, from the ``specials`` list of docs/numerics.md
+    section 1."""
     _, E, M = split(code, fmt)
     e_ones, m_ones = 2 ** fmt.e - 1, 2 ** fmt.m - 1
     sp = _specials(fmt)
@@ -80,7 +81,7 @@ def special_kind(code, fmt):
 
 
 def decode(code, fmt):
-    """The :class:`Val` of a code (section 1)."""
+    """The :class:`Val` of a code (docs/numerics.md section 1)."""
     s, E, M = split(code, fmt)
     kind = special_kind(code, fmt)
     if kind == "nan":
@@ -123,7 +124,7 @@ def _constants(fmt):
     """``(largest finite, smallest positive)`` magnitudes of a format, memoised."""
     key = (fmt.e, fmt.m, fmt.bias, fmt.subnormals, _specials(fmt))
     if key not in _CONSTANTS:
-        # The smallest positive value is code 1 in both styles of section 1.
+        # The smallest positive value is code 1 in both styles of docs/numerics.md section 1.
         _CONSTANTS[key] = (decode(max_finite_code(fmt), fmt).mag, decode(1, fmt).mag)
     return _CONSTANTS[key]
 
@@ -137,7 +138,8 @@ def min_positive(fmt):
 
 
 def nan_code(fmt):
-    """Canonical NaN (section 1): sign 0; ``ieee``: E all ones and only the top mantissa bit."""
+    """Canonical NaN (docs/numerics.md section 1): sign 0; ``ieee``: E all ones and only the top
+    mantissa bit."""
     sp = _specials(fmt)
     if sp == "ieee":
         return join(0, 2 ** fmt.e - 1, 2 ** (fmt.m - 1), fmt)
@@ -172,7 +174,7 @@ def code_of(sign, y, fmt):
     return code
 
 
-# Section 2: rounding an exact real ----------------------------------------------------------------
+# docs/numerics.md section 2: rounding an exact real -----------------------------------------------
 
 def round_to(sign, x, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
     """Round the exact magnitude ``x >= 0`` carrying ``sign`` to a code of ``fmt``."""
@@ -226,7 +228,8 @@ def round_to(sign, x, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
 
 
 def round_val(val, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
-    """Code of an exact :class:`Val` result: specials as in section 3, finite ones rounded.
+    """Code of an exact :class:`Val` result: specials as in docs/numerics.md section 3, finite
+    ones rounded.
 
     ``saturate``, like the overflow rule of ``rtz``, applies to finite values only. An Inf
     result stays Inf in an ``ieee`` format and is NaN in ``fn`` and ``single`` formats (a
@@ -244,10 +247,11 @@ def round_val(val, fmt, mode="rne", rnd=None, rbits=16, saturate=False):
     return round_to(val.sign, val.mag, fmt, mode, rnd, rbits, saturate)
 
 
-# Section 3: operations ----------------------------------------------------------------------------
+# docs/numerics.md section 3: operations -----------------------------------------------------------
 
 def exact_mul(va, vb):
-    """Exact product of two :class:`Val` (specials and the XOR sign of section 3)."""
+    """Exact product of two :class:`Val` (specials and the XOR sign of docs/numerics.md
+    section 3)."""
     if va.kind == "nan" or vb.kind == "nan":
         return Val("nan", 0, None)
     sign = va.sign ^ vb.sign
@@ -260,7 +264,8 @@ def exact_mul(va, vb):
 
 
 def exact_add(va, vb):
-    """Exact sum of two :class:`Val` (specials and the signed-zero rule of section 3)."""
+    """Exact sum of two :class:`Val` (specials and the signed-zero rule of docs/numerics.md
+    section 3)."""
     if va.kind == "nan" or vb.kind == "nan":
         return Val("nan", 0, None)
     if va.kind == "inf" and vb.kind == "inf":
@@ -278,7 +283,7 @@ def exact_add(va, vb):
 
 
 def mul(a, b, a_fmt, b_fmt, out_fmt):
-    """``mul`` of section 3: rounded ``rne`` to ``out_fmt``, no saturation."""
+    """``mul`` of docs/numerics.md section 3: rounded ``rne`` to ``out_fmt``, no saturation."""
     return round_val(exact_mul(decode(a, a_fmt), decode(b, b_fmt)), out_fmt, "rne")
 
 
@@ -320,10 +325,11 @@ def to_float(code, fmt):
     return -f if val.sign else f
 
 
-# Section 4: chunk-based GEMM ----------------------------------------------------------------------
+# docs/numerics.md section 4: chunk-based GEMM -----------------------------------------------------
 
 def gemm(A, B, a_fmt, b_fmt, acc_fmt, chunk=64, rounding="rne", C=None, out_fmt=None):
-    """Scalar chunked GEMM of section 4 on nested sequences of codes; returns a list of lists."""
+    """Scalar chunked GEMM of docs/numerics.md section 4 on nested sequences of codes; returns a
+    list of lists."""
     M, K = len(A), len(B)
     N = len(B[0]) if K else (len(C[0]) if C is not None else 0)
     assert all(len(row) == K for row in A)
@@ -347,7 +353,7 @@ def gemm(A, B, a_fmt, b_fmt, acc_fmt, chunk=64, rounding="rne", C=None, out_fmt=
     return out
 
 
-# Section 5: stochastic rounding weight update -----------------------------------------------------
+# docs/numerics.md section 5: stochastic rounding weight update ------------------------------------
 
 def xorshift32_words(seed, count):
     """The first ``count`` words of xorshift32 from ``seed``: each word is the new state."""
@@ -363,7 +369,8 @@ def xorshift32_words(seed, count):
 
 
 def sgd_update(w, g, v, lr, mu, wd, seed, fmt, mode="sr", rbits=16):
-    """Section 5 on flat sequences of codes of ``fmt``; returns ``(w_new, v_new)`` lists."""
+    """docs/numerics.md section 5 on flat sequences of codes of ``fmt``; returns ``(w_new,
+    v_new)`` lists."""
     n = len(w)
     assert len(g) == n and len(v) == n
     u = xorshift32_words(seed, 3 * n)

@@ -1,13 +1,13 @@
 """Checks of the NumPy golden model (sim/golden.py) against outside references.
 
-References (NUMERICS.md section 6):
+References (docs/numerics.md section 6):
 
 * ``ml_dtypes`` for E5M2/E4M3 decode, encode and convert, ``numpy`` float16/float32 and
   ``ml_dtypes.bfloat16`` for the wider IEEE-style formats;
 * Berkeley SoftFloat (``softfloatpy``) for BINARY16 and BINARY32 add and fma in rne, rna and rtz,
   and BINARY16 mul;
-* ``tests/fraction_ref.py``, an exact ``fractions.Fraction`` transcription of sections 2-5, for
-  everything, DLFLOAT16 included, in every rounding mode.
+* ``tests/fraction_ref.py``, an exact ``fractions.Fraction`` transcription of docs/numerics.md
+  sections 2-5, for everything, DLFLOAT16 included, in every rounding mode.
 
 Results are compared as bit patterns (``np.array_equal`` on codes), never with a tolerance, except
 in the statistical test of stochastic rounding.
@@ -191,7 +191,7 @@ def test_presets_match_spec_table():
     for name, (e, m, bias, sub, sp) in table.items():
         f = PRESETS[name]
         assert (f.e, f.m, f.bias, f.subnormals, f.specials.value) == (e, m, bias, sub, sp)
-    # Derived DLFLOAT16 facts of section 1.
+    # Derived DLFLOAT16 facts of docs/numerics.md section 1.
     assert ref.min_positive(DLFLOAT16) == (1 + Fraction(1, 512)) * ref.pow2(-31)
     assert ref.max_finite(DLFLOAT16) == (2 - Fraction(1, 256)) * ref.pow2(32)
     assert ref.max_finite_code(DLFLOAT16) == 0x7FFE
@@ -834,7 +834,7 @@ def top_rnd(mode, n):
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)
 def test_rtz_overflow_gives_the_largest_finite_value(fmt):
-    """NUMERICS.md section 2: in rtz an overflow is the largest finite value of its sign, in
+    """docs/numerics.md section 2: in rtz an overflow is the largest finite value of its sign, in
     every format (DLFLOAT16: 0x7FFE, not the special code); the other modes overflow."""
     top, neg = MAX_CODES[fmt]
     dt = codes_dtype(fmt)
@@ -935,7 +935,8 @@ def test_dlfloat16_carry_and_alignment():
 
 
 def test_e5m2_subnormal_products():
-    """The products of E5M2 subnormals follow section 2 (see the note on section 3's text)."""
+    """The products of E5M2 subnormals follow docs/numerics.md section 2: not all of them
+    underflow (docs/numerics.md section 8)."""
     m = lambda a, b: int(G.mul(np.array([a], np.uint8), np.array([b], np.uint8))[0])  # noqa
     assert m(0x03, 0x03) == (2 << 9) | 64        # 9 * 2^-32 = 1.125 * 2^-29
     assert m(0x01, 0x01) == 0                    # 2^-32 underflows
@@ -993,7 +994,8 @@ def run_sr(fmt, op, operands, rnd, rbits):
 
 
 def lo_hi_f(fmt, x):
-    """Neighbours and discarded fraction of an exact x, computed directly from section 2."""
+    """Neighbours and discarded fraction of an exact x, computed directly from docs/numerics.md
+    section 2."""
     mag = abs(x)
     q = ref.pow2(ref.floor_log2(mag) - fmt.m)
     if fmt.subnormals and mag < ref.pow2(1 - fmt.bias):
@@ -1155,7 +1157,8 @@ def test_gemm_chunk_at_least_k_is_sequential_then_final_add():
 
 
 def test_gemm_order_invariances():
-    """Section 4: tiling, transposition and splitting K at chunk boundaries change no bit."""
+    """docs/numerics.md section 4: tiling, transposition and splitting K at chunk boundaries
+    change no bit."""
     rng = rng_for("gemminv")
     M, K, N, cl = 5, 24, 6, 4
     A = fp8_operands(E5M2, (M, K), rng)
@@ -1417,7 +1420,8 @@ def test_gemm_binary16_into_binary32_is_float32_accumulation(rng):
     got = G.gemm(A.view(np.uint16), B.view(np.uint16), BINARY16, BINARY16, BINARY32, chunk=None)
     assert got.dtype == np.uint32
     check(got, want.view(np.uint32), [A, B], "binary16 x binary16 -> binary32")
-    # Chunks of 4 (section 4): each chunk summed from +0, then added into the total.
+    # Chunks of 4 (docs/numerics.md section 4): each chunk summed from +0, then added into the
+    # total.
     total = np.zeros((M, N), np.float32)
     for k0 in range(0, K, 4):
         part = np.zeros((M, N), np.float32)

@@ -194,8 +194,8 @@ def test_sr_rbits(kind, rbits, rng):
 # Stochastic rounding statistics on the RTL ------------------------------------------------------
 
 def test_sr_sweep_rounds_up_exactly_t_times():
-    """Section 2: over all 2**R values of rnd, the result is ``hi`` exactly t times, with
-    t = floor(f * 2**R) for the discarded fraction f."""
+    """docs/numerics.md section 2: over all 2**R values of rnd, the result is ``hi`` exactly
+    t times, with t = floor(f * 2**R) for the discarded fraction f."""
     fmt, rbits = DLFLOAT16, 8
     one = golden.encode(1.0, fmt)
     # 1 + x with x = 2**-10 * 0.6875 = 0.1011 (binary) of an ulp of 1.0: t = 176 of 256.

@@ -1,6 +1,7 @@
 """Floating-point arithmetic units and the formats they work on.
 
-Ref: NUMERICS.md; docs/numerics.md and docs/architecture.md.
+Ref: docs/numerics.md sections 1-3 and 7; docs/architecture.md ("Unit interfaces",
+"Pipelines").
 """
 
 from .format import *  # noqa: F401,F403

@@ -1,6 +1,6 @@
 """Floating-point adder in one format.
 
-Ref: NUMERICS.md section 3 (``add``: exact sum, one rounding; signed zeros; specials).
+Ref: docs/numerics.md section 3 (``add``: exact sum, one rounding; signed zeros; specials).
 """
 
 from types import SimpleNamespace

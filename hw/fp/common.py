@@ -1,7 +1,7 @@
 """Building blocks shared by the floating-point units: unpacking, leading-zero count, the jamming
 right shift, the pipelined two-operand add path and the rounder.
 
-Ref: NUMERICS.md sections 1-3; docs/numerics.md ("How the hardware rounds").
+Ref: docs/numerics.md sections 1-3 and 7 (how the hardware rounds).
 
 Every unit is built as one pipeline out of these blocks. Internally a finite value travels as a
 significand ``sig`` of ``W`` bits, normalised so that its MSB is set (or the value is zero, or, for
@@ -205,7 +205,7 @@ class Rounder:
         decision bits (:func:`guard_bits`) and one more bit below them for a jammed sticky bit.
     saturate : bool
         Overflow gives the largest finite value instead of Inf or NaN. Mode ``rtz`` always
-        does so (NUMERICS.md section 2).
+        does so (docs/numerics.md section 2).
     """
 
     def __init__(self, fmt, mode, rbits, width, *, saturate=False):

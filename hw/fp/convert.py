@@ -1,6 +1,6 @@
 """Format converter: rounds a code of one format into another.
 
-Ref: NUMERICS.md section 3 (``convert``: saturation applies to finite values only).
+Ref: docs/numerics.md section 3 (``convert``: saturation applies to finite values only).
 """
 
 from amaranth.hdl import Cat, Const

@@ -1,6 +1,7 @@
 """Fused multiply-add in one format: ``a * b + c`` with a single rounding.
 
-Ref: NUMERICS.md section 3 (``fma``), section 5 (the weight update is three FMAs rounded ``sr``).
+Ref: docs/numerics.md sections 3 (``fma``) and 5 (the weight update is three FMAs rounded
+``sr``).
 """
 
 from types import SimpleNamespace

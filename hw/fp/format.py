@@ -1,6 +1,6 @@
 """Floating-point formats and rounding modes shared by the RTL and the golden model.
 
-Ref: NUMERICS.md section 1 (formats) and section 2 (rounding modes); docs/numerics.md.
+Ref: docs/numerics.md sections 1 (formats) and 2 (rounding modes).
 """
 
 import enum
@@ -20,7 +20,7 @@ RBITS_MAX = 32
 
 
 class Specials(enum.Enum):
-    """Which codes of a format are not finite numbers (NUMERICS.md section 1)."""
+    """Which codes of a format are not finite numbers (docs/numerics.md section 1)."""
     #: Exponent all ones: mantissa zero is +-Inf, anything else NaN.
     IEEE = "ieee"
     #: Only exponent and mantissa all ones is NaN (OCP E4M3FN). No Inf.
@@ -32,7 +32,7 @@ class Specials(enum.Enum):
 
 
 class Rounding(enum.Enum):
-    """Rounding modes (NUMERICS.md section 2)."""
+    """Rounding modes (docs/numerics.md section 2)."""
     #: Nearest, ties to even.
     RNE = "rne"
     #: Nearest, ties away from zero.

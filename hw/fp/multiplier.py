@@ -1,6 +1,6 @@
 """FP8 multiplier: the product of two FP8 codes rounded to the accumulator format.
 
-Ref: NUMERICS.md section 3 (``mul``: exact product, one ``rne`` rounding, no saturation).
+Ref: docs/numerics.md section 3 (``mul``: exact product, one ``rne`` rounding, no saturation).
 """
 
 from amaranth.hdl import Cat, Const, Mux

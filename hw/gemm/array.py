@@ -1,15 +1,16 @@
 """Weight-stationary systolic array with chunk-based accumulation.
 
-Ref: NUMERICS.md section 4 (chunk-based dot product); docs/architecture.md ("GEMM array").
+Ref: docs/numerics.md section 4 (chunk-based dot product); docs/architecture.md ("GEMM array and
+engine").
 
 Each column adds the products of one output column in increasing ``k`` through a chain of
 pipelined adders, one per processing element (PE). Two 16-bit values flow down a column beside
 each other: the sum of the current chunk and the running total. A PE at a chunk boundary adds
 the finished chunk into the total and restarts the chunk with its own product; every other PE
 adds its product into the chunk and passes the total on. So every PE needs one adder, and the
-section-4 order (products in increasing ``k``, chunks added into the total in order) holds
-whatever the array height, the chunk length and the splitting of ``K`` into passes: a pass
-starts from the chunk and total that the previous pass left at the bottom.
+order of docs/numerics.md section 4 (products in increasing ``k``, chunks added into the total in
+order) holds whatever the array height, the chunk length and the splitting of ``K`` into passes:
+a pass starts from the chunk and total that the previous pass left at the bottom.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -349,7 +350,8 @@ class SystolicArray(CheckedComponent):
             flags = delay(m, flags, self._final_lat, f"flags_f{c}", reset_less=False)
             res = Signal(2 * w + 2, name=f"res{c}")
             if self._chunked:
-                # The final add of section 4: total = add(total, chunk), on the last pass.
+                # The final add of docs/numerics.md section 4, total = add(total, chunk), on
+                # the last pass.
                 m.submodules[f"final_{c}"] = final = self._finals[c]
                 m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
                              final.rna.eq(bottom.rna_out)]

@@ -1,7 +1,8 @@
 """GEMM engine: operand buffers, accumulator memory and the dataflow controller around the
 systolic array.
 
-Ref: NUMERICS.md section 4; docs/architecture.md ("GEMM engine").
+Ref: docs/numerics.md section 4; docs/architecture.md ("GEMM array and engine", "Dataflow
+controller").
 
 Schedule. The output is computed in column tiles of ``cols`` (``nt``); for each tile, ``K`` is
 split into passes of ``rows`` (``p``). A pass streams the ``M`` rows of ``A`` through the array,

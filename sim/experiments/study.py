@@ -1,7 +1,7 @@
 """``fp8accel study accumulation``: swamping in long DLFLOAT16 dot products, and what chunking
 does about it.
 
-Ref: NUMERICS.md section 4; docs/training.md ("The swamping study").
+Ref: docs/numerics.md section 4; docs/training.md ("The swamping study").
 
 For each length ``K = 2**4 .. 2**16`` a number of random dot products of E5M2 vectors are
 accumulated by :func:`sim.golden.gemm` (bit-exact to the accelerator) sequentially in DLFLOAT16

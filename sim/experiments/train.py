@@ -1,6 +1,6 @@
 """``fp8accel train``: small networks trained with the accelerator's numerics.
 
-Ref: NUMERICS.md sections 4-5; docs/training.md (method, hyper-parameters, results).
+Ref: docs/numerics.md sections 4-5; docs/training.md ("Method", "Hyper-parameters", "Results").
 
 Every GEMM of the forward pass, the backward pass and the weight gradient runs through
 :func:`sim.golden.gemm` (FP8 operands, chunked DLFLOAT16 accumulation), and every weight update
@@ -179,7 +179,7 @@ class Arith:
                      for x in (lr / s, h.momentum, h.weight_decay * s))
 
     def update(self, p, g, lr, seed):
-        """SGD with momentum and weight decay of parameter ``p`` (NUMERICS.md section 5).
+        """SGD with momentum and weight decay of parameter ``p`` (docs/numerics.md section 5).
 
         The gradient ``g`` is ``loss_scale`` times the true one; the scale is folded into the
         scalars (``lr / S``, ``weight_decay * S``, both powers-of-two scalings), so the momentum

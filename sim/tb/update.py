@@ -195,9 +195,9 @@ async def test_small_increments_kept(dut):
     g = -2**-7, mu = wd = v = 0), every result fed back as the next step's input, the random
     stream never reloaded. The weights form a ring longer than the pipeline, so the unit runs at
     full throughput while each weight's updates stay sequential. With sr the movement must be
-    the exact total ``steps * 2**-14`` within the band derived in :func:`small_increment_sigma` (5 sigma per
-    weight, 4 sigma / sqrt(weights) for their mean); with rne (run second, for ``rne_steps``
-    steps) no weight moves."""
+    the exact total ``steps * 2**-14`` within the band derived in :func:`small_increment_sigma`
+    (5 sigma per weight, 4 sigma / sqrt(weights) for their mean); with rne (run second, for
+    ``rne_steps`` steps) no weight moves."""
     cfg = load_config()
     n, steps = cfg["weights"], cfg["steps"]
     lr, zero = _code(2.0 ** -7), _code(0.0)
