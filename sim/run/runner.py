@@ -23,6 +23,9 @@ SIMULATORS = ("verilator", "icarus")
 #: Environment variable that tells a test module where its JSON configuration is.
 CONFIG_ENV = "FP8ACCEL_TB_CONFIG"
 
+#: A file that exists in a build directory while a build in it runs.
+_UNFINISHED = "build.unfinished"
+
 
 def read_tb_config():
     """The test configuration that :func:`run_cocotb` wrote, read inside the simulator."""
@@ -204,6 +207,16 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
         verilator_env()
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
+    # A build that was killed (a precompiled header cut short, a half-written object) would
+    # poison every later build in its directory: the marker says one did not finish, and its
+    # directory is then emptied before the next.
+    unfinished = build_dir / _UNFINISHED
+    if unfinished.exists():
+        for entry in build_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     source = write_verilog(component, build_dir / f"{toplevel}.v", toplevel)
 
     env = {k: str(v) for k, v in (extra_env or {}).items()}
@@ -220,6 +233,7 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
     runner = get_runner(sim)
     build_log = build_dir / "build.log"
     start = time.monotonic()
+    unfinished.touch()
     try:
         runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                      build_args=build_args, timescale=timescale, waves=waves,
@@ -228,6 +242,7 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
     except (RuntimeError, SystemExit) as exc:
         raise RuntimeError(f"Building {toplevel} with {sim} failed ({exc}); "
                            f"log {build_log}:\n{_tail(build_log)}") from None
+    unfinished.unlink()
 
     build_time = time.monotonic() - start
     results_xml = build_dir / "results.xml"
