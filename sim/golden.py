@@ -191,7 +191,11 @@ def encode(values, fmt, rounding="rne", saturate=False, rnd=None, rbits=16):
     """
     fmt = format_by_name(fmt)
     mode, rnd = _rounding_args(rounding, rnd, rbits)
-    v = np.asarray(values, np.float64)
+    v = np.asarray(values)
+    # Real numbers only: NumPy would drop an imaginary part, or parse strings, in silence.
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"values must be real numbers, not {v.dtype}")
+    v = v.astype(np.float64)
     sign = np.signbit(v).astype(np.int64)
     fr, ex = np.frexp(np.abs(np.where(np.isfinite(v), v, 0.0)))
     sig = (fr * 2.0 ** 53).astype(np.int64)
@@ -498,7 +502,8 @@ def gemm(A, B, a_fmt=E5M2, b_fmt=E5M2, acc_fmt=DLFLOAT16, chunk=64, rounding="rn
     N = B.shape[1]
     if chunk is None:
         cl = max(K, 1)
-    elif isinstance(chunk, (bool, float)) or int(chunk) != chunk or chunk < 1:
+    elif (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+          or chunk < 1):
         raise ValueError(f"Chunk length must be a positive integer or None, not {chunk!r}")
     else:
         cl = min(int(chunk), max(K, 1))

@@ -1192,6 +1192,18 @@ def test_gemm_empty_k_and_errors():
         G.gemm(A1, A1.T, acc_fmt=BFLOAT16, out_fmt=D)
     with pytest.raises(ValueError, match="C has shape"):
         G.gemm(A1, A1.T, C=np.zeros((3, 3), np.uint16))
+    for chunk in ("x", "8", 2.5, 8.0, True):
+        with pytest.raises(ValueError, match=r"Chunk length must be a positive integer or None, "
+                                             r"not " + repr(chunk).replace(".", r"\.")):
+            G.gemm(A1, A1.T, chunk=chunk)
+
+
+@pytest.mark.parametrize("values, dtype", [(np.array([1 + 2j]), "complex128"),
+                                           (["1.5"], "<U3"), (np.array([None]), "object")])
+def test_encode_takes_real_numbers_only(values, dtype):
+    """NumPy would drop an imaginary part, or parse a string, without a word."""
+    with pytest.raises(TypeError, match=f"values must be real numbers, not {dtype}"):
+        G.encode(values, "e5m2")
 
 
 # SGD update ---------------------------------------------------------------------------------------
