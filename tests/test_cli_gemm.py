@@ -95,6 +95,22 @@ def test_gemm_random_check_on_icarus(tmp_path, capsys):
     assert r["build_s"] >= 0 and r["sim_s"] > 0
 
 
+@pytest.mark.icarus
+def test_gemm_without_out_checks_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """--out is optional: without it --check and the report still run, the summary says C was
+    not written, and no .npy appears outside the build directory."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["gemm", "--random", "3", "2", "5", "--seed", "4", "--rows", "2", "--cols", "2",
+            "--sim", "icarus", "--check", "--json", "r.json", "--build-dir", "build"]
+    assert main(argv) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "C (3x2, dlfloat16) not written (no --out): " in out
+    assert "Check: every result matches sim.golden.gemm bit for bit." in out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["out"] is None and r["check"] == {"mismatches": 0, "results": 6}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "r.json"]
+
+
 def _update_files(tmp_path, shape=(3, 7), seed=5):
     from fp8accel.sim import golden
     rng = np.random.default_rng(seed)

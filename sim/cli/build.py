@@ -7,7 +7,11 @@ import sys
 
 from fp8accel.synth.boards import BOARDS, DEFAULT_BAUD, build_board, divisor_for
 
-__all__ = ["add_build_parser", "run_build_cli"]
+__all__ = ["NEXT_STEP", "add_build_parser", "run_build_cli"]
+
+#: The command the build suggests once the bitstream is loaded (docs/fpga.md, "Running");
+#: PORT is the board's serial port.
+NEXT_STEP = "fp8accel gemm --device PORT --random 16 16 16 --check"
 
 
 def add_build_parser(sub):
@@ -69,5 +73,5 @@ def run_build_cli(args):
     print(f"{report['bitstream']} ({report['bytes']:,} bytes) in {report['seconds']:.0f} s; "
           f"Fmax {timing}")
     print(f"Load it: {report['flash']}")
-    print(f"Then:    fp8accel gemm --device PORT --random 16 16 16 --check")
+    print(f"Then:    {NEXT_STEP}")
     return 0

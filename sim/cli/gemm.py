@@ -80,12 +80,14 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
     except (AcceleratorError, TimeoutError) as exc:
         print(f"fp8accel gemm: the device failed: {exc}", file=sys.stderr)
         return 1
-    save_npy(out, result)
+    if out is not None:
+        save_npy(out, result)
     rows, cols = cfg["rows"], cfg["cols"]
     util = m * n * k / (rows * cols * cycles) if cycles else 0.0
     report = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "device": args.device,
               "baud": baud, "options": opts, "cycles": cycles, "active": active,
-              "utilization": util, "seconds": round(seconds, 3), "out": str(out)}
+              "utilization": util, "seconds": round(seconds, 3),
+              "out": None if out is None else str(out)}
     status = 0
     if args.check:
         exp = _golden(A, B, C, opts)
@@ -94,11 +96,16 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
         status = 1 if bad else 0
     if args.json:
         write_text(args.json, json.dumps(report, indent=1) + "\n")
-    print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {cycles} cycles, {active} active, "
+    print(f"C ({m}x{n}, {opts['out_fmt']}) {_written(out)}: {cycles} cycles, {active} active, "
           f"utilization {util:.3f} on the {rows}x{cols} board ({seconds:.1f} s with transfers)")
     if args.check:
         print_check(report, "sim.golden.gemm")
     return status
+
+
+def _written(out):
+    """Where the summary line says C went: ``--out``, or nowhere."""
+    return "not written (no --out)" if out is None else f"written to {out}"
 
 
 def _golden(A, B, C, opts):
@@ -129,7 +136,7 @@ def run_gemm_cli(args):
             check_int(v, f"--random {name}", 1, _DIM_MAX)
     elif not args.a or not args.b:
         raise CliError("give the operands with --a and --b, or --random M N K")
-    out = check_output_file(args.out, "--out", (".npy",))
+    out = None if args.out is None else check_output_file(args.out, "--out", (".npy",))
     if args.json:
         check_output_file(args.json, "--json")
     check_distinct_outputs({"--out": args.out, "--json": args.json})
@@ -178,9 +185,11 @@ def run_gemm_cli(args):
            "c": str(data / "c.npy") if C is not None else None,
            "opts": {**opts, "out_fmt": None if opts["out_fmt"] == "dlfloat16"
                     else opts["out_fmt"]}}
+    # Without --out, C goes to the build directory only, where --check reads it.
+    result_path = data / "result.npy" if out is None else out
     try:
         # The job writes C under a temporary name, renamed to --out once it is complete.
-        with atomic_output(out) as tmp:
+        with atomic_output(result_path) as tmp:
             job["out"] = str(tmp)
             report = run_jobs([job], rows=rows, cols=cols, sim=sim, depths=depths,
                               build_dir=build_dir)
@@ -196,10 +205,11 @@ def run_gemm_cli(args):
               "convert_s": round(report["convert_s"], 3), "build_s": round(report["build_s"], 3),
               "sim_s": round(report["sim_s"], 3), "load_s": round(g["load_s"], 3),
               "gemm_s": round(g["gemm_s"], 3), "read_s": round(g["read_s"], 3),
-              "sim_cycles_per_s": round(g["cycles_per_s"]), "out": str(out)}
+              "sim_cycles_per_s": round(g["cycles_per_s"]),
+              "out": None if out is None else str(out)}
     status = 0
     if args.check:
-        got = np.load(out)
+        got = np.load(result_path)
         exp = _golden(A, B, C, opts)
         bad = int(np.count_nonzero(got != exp))
         result["check"] = {"mismatches": bad, "results": int(exp.size)}
@@ -207,7 +217,7 @@ def run_gemm_cli(args):
             status = 1
     if args.json:
         write_text(args.json, json.dumps(result, indent=1) + "\n")
-    print(f"C ({m}x{n}, {opts['out_fmt']}) written to {out}: {g['cycles']} cycles, "
+    print(f"C ({m}x{n}, {opts['out_fmt']}) {_written(out)}: {g['cycles']} cycles, "
           f"{g['active']} active, utilization {g['utilization']:.3f} on {rows}x{cols} "
           f"(build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s)")
     if args.check:
@@ -219,13 +229,15 @@ def add_gemm_parser(sub):
     p = sub.add_parser(
         "gemm", help="run one GEMM on the simulated accelerator",
         description="Build the accelerator top (Verilator or Icarus), run C = A B (+ C) on it "
-                    "through the host driver and write C. Operands are .npy files of FP8 codes "
-                    "(uint8); C is accumulator (DLFLOAT16, uint16) or FP8 codes. A transposed "
-                    "operand is given as stored: --transpose-a takes A.T (K x M).")
+                    "through the host driver and write C to --out. Operands are .npy files of "
+                    "FP8 codes (uint8); C is accumulator (DLFLOAT16, uint16) or FP8 codes. A "
+                    "transposed operand is given as stored: --transpose-a takes A.T (K x M).")
     p.add_argument("--a", metavar="A.npy", help="A (M x K, or K x M with --transpose-a)")
     p.add_argument("--b", metavar="B.npy", help="B (K x N, or N x K with --transpose-b)")
     p.add_argument("--c", metavar="C.npy", help="accumulate into these DLFLOAT16 codes (M x N)")
-    p.add_argument("--out", metavar="OUT.npy", required=True, help="where C goes")
+    p.add_argument("--out", metavar="OUT.npy",
+                   help="where C goes (default: not written; --check and the summary still "
+                        "run)")
     p.add_argument("--a-fmt", default="e5m2", type=str.lower, choices=_FMTS,
                    help="e5m2 or e4m3 (default: %(default)s)")
     p.add_argument("--b-fmt", default="e5m2", type=str.lower, choices=_FMTS,

@@ -34,8 +34,8 @@ def add_study_parser(sub):
                                    "dot products for sequential and chunked DLFLOAT16 and "
                                    "float32, against float64.")
     p.add_argument("study", choices=["accumulation"], help="which study")
-    p.add_argument("--out", default="docs/results", help="output directory "
-                                                          "(default: %(default)s)")
+    p.add_argument("--out", default="results", help="output directory, created if missing "
+                                                     "(default: %(default)s)")
     p.add_argument("--max-log2", type=int_arg("--max-log2", 4, 16), default=16,
                    help="longest dot product, 2**N (default: %(default)s)")
     p.add_argument("--trials", type=positive_int("--trials"), default=32,

@@ -70,6 +70,6 @@ def add_train_parser(sub):
     p.add_argument("--seeds", type=positive_int("--seeds"), default=3,
                    help="with --all: seeds per config (default: %(default)s)")
     p.add_argument("--models", help="with --all: comma-separated subset of the models")
-    p.add_argument("--out", default="docs/results", help="with --all: output directory "
-                   "(default: %(default)s)")
+    p.add_argument("--out", default="results", help="with --all: output directory, created "
+                   "if missing (default: %(default)s)")
     p.set_defaults(func=_run_cli)
