@@ -28,13 +28,12 @@ Configuration comes from the JSON file named by ``$FP8ACCEL_TB_CONFIG`` (see
      "stats": "stats.jsonl",          # one JSON line per GEMM: shape, cycles, active, time
      "sabotage": false}               # check against chunk=None: the tests must then fail
 
-``run_job`` is not a test but the runner of ``fp8accel gemm`` and ``fp8accel demo``: it runs the
-GEMMs listed under ``"job"`` (operands from ``.npy`` files) and is skipped without one.
+The runner of ``fp8accel gemm`` and ``fp8accel demo`` is not here: it is product code,
+:mod:`fp8accel.sim.run.job`.
 """
 
 import itertools
 import json
-import os
 import time
 
 import cocotb
@@ -48,7 +47,7 @@ from fp8accel.sim.host import (
     attach,
     options_word,
 )
-from fp8accel.sim.run.runner import CONFIG_ENV, read_tb_config
+from fp8accel.sim.run.runner import read_tb_config
 from fp8accel.sim.vectors import edge_codes, random_acc, random_fp8
 
 __all__ = ["load_config", "Scoreboard", "start"]
@@ -77,14 +76,6 @@ def load_config():
     cfg.setdefault("reset_k", None)
     cfg.setdefault("sabotage", False)
     return cfg
-
-
-def _job_config():
-    path = os.environ.get(CONFIG_ENV)
-    if not path or not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f).get("job")
 
 
 # Operands ------------------------------------------------------------------------------------
