@@ -9,9 +9,7 @@ def test_every_subcommand_has_help(capsys):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name in sub.choices:
-        with pytest.raises(SystemExit) as exc:
-            main([name, "--help"])
-        assert exc.value.code == 0
+        assert main([name, "--help"]) == 0
         assert "usage: fp8accel " + name in capsys.readouterr().out
 
 
