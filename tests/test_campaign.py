@@ -12,23 +12,28 @@ import os
 
 import pytest
 
+from conftest import BUILD
 from fp8accel.hw.bridge import BridgedAccelerator
 from fp8accel.hw.top import Accelerator
-from conftest import BUILD
 from fp8accel.sim.run.runner import run_cocotb
 
+#: Small buffers: the oversized commands of the campaign are then near the valid ones.
 DEPTHS = [64, 256, 64]
+#: The builds of tests/test_cocotb_top.py and tests/test_bridge.py, whose directories the
+#: short campaigns share (runs in one directory take turns; the build is made once).
+TOP_DEPTHS = [1024, 4096, 1024]
+BRIDGE_DEPTHS = [256, 1024, 256]
 
 
 def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, ram="lutram",
-                 link="axi", tag="", sabotage=False, **extra):
-    name = f"campaign-{sim}-{rows}x{cols}{tag}"
+                 link="axi", depths=DEPTHS, name=None, sabotage=False, **extra):
+    name = name or f"campaign-{sim}-{rows}x{cols}"
     build_dir = BUILD / name
-    cfg = {"rows": rows, "cols": cols, "depths": DEPTHS, "acc_fmt": "dlfloat16", "seed": seed,
+    cfg = {"rows": rows, "cols": cols, "depths": depths, "acc_fmt": "dlfloat16", "seed": seed,
            "ops": ops, "max_dims": [12, 8, 40], "link": link, "update": update,
            "fp8_out": fp8_out, "report": str(build_dir / "campaign.json"),
            "sabotage": sabotage, **extra}
-    kwargs = dict(a_depth=DEPTHS[0], b_depth=DEPTHS[1], acc_depth=DEPTHS[2], update=update,
+    kwargs = dict(a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2], update=update,
                   fp8_out=fp8_out, ram=ram)
     if link == "uart":
         cfg.update(divisor=8, fifo_depth=64, timeout_cycles=4096)
@@ -48,7 +53,8 @@ def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, r
 
 @pytest.mark.verilator
 def test_campaign_verilator(campaign_seed):
-    report = run_campaign("verilator", campaign_seed, 300)
+    report = run_campaign("verilator", campaign_seed, 300, depths=TOP_DEPTHS,
+                          name="top-verilator-2x3")
     # Every kind of operation ran.
     assert len(report["counts"]) >= 17, report["counts"]
 
@@ -58,18 +64,19 @@ def test_campaign_reduced_build(campaign_seed):
     """No update unit, no FP8 converters, delay lines in block RAM (the iCE40 build): the
     same campaign, UPDATE answered with error 8 and FP8 reads converted on the host."""
     run_campaign("verilator", campaign_seed, 200, rows=2, cols=2, update=False, fp8_out=False,
-                 ram="bram", tag="-reduced")
+                 ram="bram", name="campaign-verilator-2x2-reduced")
 
 
 @pytest.mark.verilator
 def test_campaign_uart_bridge(campaign_seed):
     """Through the UART bridge, with line noise: stray bytes and truncated packets."""
-    run_campaign("verilator", campaign_seed, 80, rows=2, cols=2, link="uart", tag="-uart")
+    run_campaign("verilator", campaign_seed, 80, rows=2, cols=2, link="uart",
+                 depths=BRIDGE_DEPTHS, name="bridge-verilator-2x2")
 
 
 @pytest.mark.icarus
 def test_campaign_icarus(campaign_seed):
-    run_campaign("icarus", campaign_seed, 40)
+    run_campaign("icarus", campaign_seed, 40, depths=TOP_DEPTHS, name="top-icarus-2x3")
 
 
 @pytest.mark.verilator
@@ -79,11 +86,12 @@ def test_campaign_can_fail():
     with pytest.raises(AssertionError, match=r"(?s)campaign seed 3 .*differ from sim.golden"
                                              r".*host calls so far \(replay with "
                                              r"FP8ACCEL_SEED=3\)"):
-        run_campaign("verilator", 3, 40, sabotage=True)
+        run_campaign("verilator", 3, 40, sabotage=True, depths=TOP_DEPTHS,
+                     name="top-verilator-2x3")
 
 
 @pytest.mark.verilator
 @pytest.mark.slow
 def test_campaign_long(campaign_seed):
     ops = int(os.environ.get("FP8ACCEL_CAMPAIGN_OPS", 20_000))
-    run_campaign("verilator", campaign_seed, ops, tag="-long")
+    run_campaign("verilator", campaign_seed, ops, name="campaign-verilator-2x3-long")

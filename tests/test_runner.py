@@ -54,8 +54,9 @@ def test_a_build_that_did_not_finish_is_cleared_before_the_next(tmp_path, monkey
     results = runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=build,
                                 sim="icarus")
     assert results.tests == [("t", "passed", "")]
-    # The next build started from an empty directory (but for the Verilog and its marker).
-    assert second.built == [["build.unfinished", "wire.v"]]
+    # The next build started from an empty directory (but for the Verilog, its marker and the
+    # directory's lock).
+    assert second.built == [[".lock", "build.unfinished", "wire.v"]]
     assert not (build / "build.unfinished").exists()
     assert not (build / "Vtop__pch.h.slow.gch").exists()
 
@@ -63,3 +64,27 @@ def test_a_build_that_did_not_finish_is_cleared_before_the_next(tmp_path, monkey
     (build / "keep.o").write_bytes(b"x")
     runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=build, sim="icarus")
     assert (build / "keep.o").exists()
+
+
+def test_runs_in_one_directory_take_turns(tmp_path, monkeypatch):
+    """A second run in a directory waits for the first (pytest -n auto shares builds)."""
+    import fcntl
+    import threading
+
+    import cocotb_tools.runner as cocotb_runner
+
+    fake = FakeRunner(fail=False)
+    monkeypatch.setattr(cocotb_runner, "get_runner", lambda sim: fake)
+    build = tmp_path / "b"
+    build.mkdir()
+    with open(build / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)         # another process's run
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (runner.run_cocotb(
+            Wire(), toplevel="wire", test_module="m", build_dir=build, sim="icarus"),
+            done.set()))
+        thread.start()
+        assert not done.wait(0.5) and fake.built == []
+    thread.join(10)
+    assert done.is_set() and len(fake.built) == 1
+
