@@ -212,7 +212,7 @@ class Accelerator(CheckedComponent):
         error = Signal(4)         # STATUS[15:8]: the codes go up to 9
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
-        ctrl_word = Signal(32)
+        ctrl_word = Signal(6)      # the action bits of the CTRL write
         ctrl_single = Signal()     # exactly one action bit of ctrl_word is set, no other bit
         # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
         # below (each registered from the registers: products and divisions get stages of
@@ -252,8 +252,8 @@ class Accelerator(CheckedComponent):
                             fits &= data[16:18] != 3      # no such READ_C format
                         with m.If(~whole | ~fits):
                             m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
-                        with m.Elif(Const(sig is not None)):
-                            if sig is not None:
+                        if sig is not None:     # (absent registers: accepted, not stored)
+                            with m.Else():
                                 m.d.sync += sig.eq(data[:len(sig)])
                 with m.Case(Reg.CTRL):
                     with m.If(~whole):
@@ -263,7 +263,7 @@ class Accelerator(CheckedComponent):
                         bits = data[:6]
                         m.d.sync += [
                             self.s_axil_bvalid.eq(0), deciding.eq(DECIDE_CYCLES),
-                            ctrl_word.eq(data),
+                            ctrl_word.eq(data[:6]),
                             ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0)
                                            & (data[6:] == 0)),
                         ]
@@ -348,7 +348,7 @@ class Accelerator(CheckedComponent):
             eng.accumulate.eq(accumulate),
         ]
         m.d.comb += eng.start.eq(0)
-        action = ctrl_word[:6]
+        action = ctrl_word
         upd_start = Signal()
         xfer_start = Signal()        # a load or READ_C is taken: its walk starts
         rd_fmt = Signal(2)           # READ_C's format, latched when it is taken
