@@ -15,7 +15,7 @@ from .gemm.engine import Error, GemmEngine
 from .update import SGDUpdate
 
 __all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt", "Resp", "UPDATE_RNE",
-           "UPDATE_MAX", "ID_VALUE", "REG_MASK", "READ_ONLY", "OPTIONS_MASK", "DECIDE_CYCLES"]
+           "UPDATE_MAX", "CARRY_IN", "CARRY_OUT", "ID_VALUE", "REG_MASK", "READ_ONLY", "OPTIONS_MASK", "DECIDE_CYCLES"]
 
 
 class Reg:
@@ -39,6 +39,9 @@ class Reg:
     SEED = 0x40
     LENGTH = 0x44
     RNG_STATE = 0x48
+    CLOCK = 0x4C
+    FIRST_IN = 0x50
+    LAST_OUT = 0x54
 
 
 #: The bits a write may set in each writable register: a write with any other bit set is
@@ -50,13 +53,14 @@ REG_MASK = {
     Reg.SEED: 0xFFFF_FFFF, Reg.LENGTH: 0xFFFF_FFFF,
 }
 
-#: OPTIONS fields: [1:0] operand formats, [7:4] chunk, [13:8] flags, [17:16] READ_C format.
-OPTIONS_MASK = 0x3_3FF3
+#: OPTIONS fields: [1:0] operand formats, [7:4] chunk, [15:8] flags, [17:16] READ_C format.
+OPTIONS_MASK = 0x3_FFF3
 REG_MASK[Reg.OPTIONS] = OPTIONS_MASK
 
 #: Registers that can only be read: a write answers SLVERR.
 READ_ONLY = (Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE, Reg.A_WORDS,
-             Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE)
+             Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE, Reg.CLOCK, Reg.FIRST_IN,
+             Reg.LAST_OUT)
 
 #: Cycles from a CTRL write to its decision (and its write response).
 DECIDE_CYCLES = 4
@@ -116,12 +120,17 @@ class OutFmt:
 
 #: OPTIONS bit: UPDATE rounds to nearest even instead of stochastically.
 UPDATE_RNE = 1 << 13
+#: OPTIONS bit: START leaves the last running chunk unfolded beside the total (a K tile that
+#: ends inside a chunk).
+CARRY_OUT = 1 << 14
+#: OPTIONS bit: START continues the chunk and total that a START with CARRY_OUT left.
+CARRY_IN = 1 << 15
 
 #: The longest UPDATE, in elements: LENGTH is counted in 24 bits.
 UPDATE_MAX = (1 << 24) - 1
 
 #: "F8" "AC" and the register-map version.
-ID_VALUE = 0xF8AC0002
+ID_VALUE = 0xF8AC0003
 
 
 class Accelerator(CheckedComponent):
@@ -207,6 +216,7 @@ class Accelerator(CheckedComponent):
         chunk_log2, no_chunk, rna = options[4:8], options[8], options[9]
         trans_a, trans_b, accumulate = options[10], options[11], options[12]
         upd_rne = options[13]
+        carry_out, carry_in = options[14], options[15]
         out_fmt = options[16:18]
         done = Signal()
         error = Signal(4)         # STATUS[15:8]: the codes go up to 9
@@ -272,6 +282,13 @@ class Accelerator(CheckedComponent):
                 with m.Default():
                     m.d.sync += self.s_axil_bresp.eq(Resp.DECERR)
 
+        # Time stamps: a free-running cycle counter, read at the first beat of the latest load
+        # and at the last beat of the latest READ_C (the whole GEMM as the host sees it).
+        clock = Signal(32)
+        first_in = Signal(32)
+        last_out = Signal(32)
+        m.d.sync += clock.eq(clock + 1)
+
         # AXI4-Lite reads ---------------------------------------------------------------------
         ar_ok = self.s_axil_arvalid & ~self.s_axil_rvalid
         m.d.comb += self.s_axil_arready.eq(ar_ok)
@@ -290,7 +307,8 @@ class Accelerator(CheckedComponent):
                                     (Reg.K, reg_k), (Reg.OPTIONS, options),
                                     (Reg.CYCLES, eng.cycles), (Reg.ACTIVE, eng.active),
                                     (Reg.A_WORDS, a_depth), (Reg.B_BYTES, b_depth),
-                                    (Reg.ACC_WORDS, acc_depth),
+                                    (Reg.ACC_WORDS, acc_depth), (Reg.CLOCK, clock),
+                                    (Reg.FIRST_IN, first_in), (Reg.LAST_OUT, last_out),
                                     *(((Reg.LR, 0), (Reg.MOMENTUM, 0), (Reg.WEIGHT_DECAY, 0),
                                        (Reg.SEED, 0), (Reg.LENGTH, 0), (Reg.RNG_STATE, 0))
                                       if upd is None else
@@ -345,7 +363,8 @@ class Accelerator(CheckedComponent):
             eng.m.eq(reg_m), eng.n.eq(reg_n), eng.k.eq(reg_k),
             eng.a_e4m3.eq(a_e4m3), eng.b_e4m3.eq(b_e4m3), eng.chunk_log2.eq(chunk_log2),
             eng.no_chunk.eq(no_chunk), eng.rna.eq(rna), eng.trans_b.eq(trans_b),
-            eng.accumulate.eq(accumulate),
+            eng.accumulate.eq(accumulate), eng.carry_in.eq(carry_in),
+            eng.carry_out.eq(carry_out),
         ]
         m.d.comb += eng.start.eq(0)
         action = ctrl_word
@@ -489,8 +508,14 @@ class Accelerator(CheckedComponent):
                 with m.Else():
                     step_bank()
 
+        first_beat = Signal()
+        with m.If(xfer_start):
+            m.d.sync += first_beat.eq(1)
         with m.If(beat):
-            m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), baddr.eq(baddr + 1)]
+            m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), baddr.eq(baddr + 1),
+                         first_beat.eq(0)]
+            with m.If(first_beat):
+                m.d.sync += first_in.eq(clock)
             step()
             with m.If(self.s_axis_tlast):
                 m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
@@ -552,7 +577,7 @@ class Accelerator(CheckedComponent):
         dec = valid_d
         m.d.sync += inflight.eq(inflight + inc - dec)
         with m.If(reading & self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast):
-            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
+            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), last_out.eq(clock)]
 
         # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit ------------------
         if upd is not None:

@@ -131,7 +131,9 @@ class ProcessingElement(CheckedComponent):
         m.d.comb += [mul.a.eq(self.a), mul.b.eq(Mux(self.bank, weights[1], weights[0]))]
 
         kvalid = delay(m, self.kvalid, mul.latency, "kvalid")
-        product = Mux(kvalid, mul.p, 0)
+        # A row beyond K adds -0, which leaves every sum as it is (+0 included): a partial
+        # pass ends with the chunk it was given, so that a K tile may end inside a chunk.
+        product = Mux(kvalid, mul.p, fmt.sign_mask)
         # The operands are selected, then registered: in a large array the PEs are packed
         # tightly and routing is slow, and the selection in front of the adder's first stage
         # was the longest path of the 8x8 array.

@@ -84,6 +84,13 @@ class GemmEngine(CheckedComponent):
         ``B`` is stored transposed (``N x K``).
     accumulate : In(1)
         Start from the totals in the accumulator memory (``C``), else from +0.
+    carry_in : In(1)
+        Start from the chunks and totals in the accumulator memory, which a command with
+        ``carry_out`` left there: the command continues the running chunk of the one before
+        (a ``K`` tile that begins inside a chunk).
+    carry_out : In(1)
+        Leave the last running chunk and the total unfolded in the accumulator memory (a ``K``
+        tile that ends inside a chunk), for a command with ``carry_in``.
     busy, done, error : Out
         ``done`` pulses when a command finishes; ``error`` holds the code of the last rejected
         start (0: none) until the next start.
@@ -112,6 +119,7 @@ class GemmEngine(CheckedComponent):
             "start": In(1), "m": In(16), "n": In(16), "k": In(16),
             "a_e4m3": In(1), "b_e4m3": In(1), "chunk_log2": In(4), "no_chunk": In(1),
             "rna": In(1), "trans_b": In(1), "accumulate": In(1),
+            "carry_in": In(1), "carry_out": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(3),
             "cycles": Out(32), "active": Out(32),
             "a_we": In(1), "a_bank": In(range(max(rows, 2))), "a_addr": In(range(a_depth)),
@@ -161,10 +169,12 @@ class GemmEngine(CheckedComponent):
         M = Signal(16)
         N = Signal(16)
         K = Signal(16)
-        cmd = Signal.like(Cat(self.a_e4m3, self.b_e4m3, self.chunk_log2, self.no_chunk,
-                              self.rna, self.trans_b, self.accumulate))
-        a_e4m3, b_e4m3, chunk_log2, no_chunk, rna, trans_b, accumulate = (
-            cmd[0], cmd[1], cmd[2:6], cmd[6], cmd[7], cmd[8], cmd[9])
+        cmd_in = Cat(self.a_e4m3, self.b_e4m3, self.chunk_log2, self.no_chunk, self.rna,
+                     self.trans_b, self.accumulate, self.carry_in, self.carry_out)
+        cmd = Signal.like(cmd_in)
+        (a_e4m3, b_e4m3, chunk_log2, no_chunk, rna, trans_b, accumulate, carry_in,
+         carry_out) = (cmd[0], cmd[1], cmd[2:6], cmd[6], cmd[7], cmd[8], cmd[9], cmd[10],
+                       cmd[11])
         KB = Signal(16)        # ceil(K / rows): A words per row of A
         NT = Signal(16)        # ceil(N / cols): column tiles
         busy = Signal()
@@ -251,8 +261,7 @@ class GemmEngine(CheckedComponent):
             with m.Else():
                 m.d.sync += [
                     check.eq(1), M.eq(self.m), N.eq(self.n), K.eq(self.k),
-                    cmd.eq(Cat(self.a_e4m3, self.b_e4m3, self.chunk_log2, self.no_chunk,
-                               self.rna, self.trans_b, self.accumulate)),
+                    cmd.eq(cmd_in),
                 ]
         with m.Switch(check):
             with m.Case(1):
@@ -484,9 +493,9 @@ class GemmEngine(CheckedComponent):
             array.a.eq(q_a),
             array.kvalid.eq(d_kvalid), array.boundary.eq(d_boundary),
             array.a_e4m3.eq(a_e4m3), array.bank.eq(d_bank), array.rna.eq(rna),
-            array.last.eq(d_last),
-            array.chunk_in.eq(Mux(d_first, 0, Cat(*chunk_lanes))),
-            array.total_in.eq(Mux(d_first & ~accumulate, 0, Cat(*total_lanes))),
+            array.last.eq(d_last & ~carry_out),
+            array.chunk_in.eq(Mux(d_first & ~carry_in, 0, Cat(*chunk_lanes))),
+            array.total_in.eq(Mux(d_first & ~accumulate & ~carry_in, 0, Cat(*total_lanes))),
         ]
 
         loaded = q_loaded

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fp8accel.hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
-from fp8accel.hw.top import ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, Resp, TopError
+from fp8accel.hw.top import CARRY_IN, CARRY_OUT, ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, Resp, TopError
 
 __all__ = [
     "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
@@ -177,7 +177,8 @@ def _check_codes(x, name, bits, shape=None):
 
 
 def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_a=False,
-                 transpose_b=False, accumulate=False, out_fmt=None, acc_fmt=DLFLOAT16):
+                 transpose_b=False, accumulate=False, out_fmt=None, acc_fmt=DLFLOAT16,
+                 carry_in=False, carry_out=False):
     """The OPTIONS register for these command options (docs/host-interface.md)."""
     a_fmt = _fp8_format(a_fmt, "a_fmt")
     b_fmt = _fp8_format(b_fmt, "b_fmt")
@@ -191,6 +192,7 @@ def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_
     word |= int(rounding == "rna") << 9
     word |= int(bool(transpose_a)) << 10 | int(bool(transpose_b)) << 11
     word |= int(bool(accumulate)) << 12
+    word |= (CARRY_OUT if carry_out else 0) | (CARRY_IN if carry_in else 0)
     word |= _out_code(out_fmt, acc_fmt) << 16
     return word
 
