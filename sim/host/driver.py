@@ -18,7 +18,10 @@ from typing import NamedTuple
 import numpy as np
 
 from fp8accel.hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
-from fp8accel.hw.top import CARRY_IN, CARRY_OUT, ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt, Reg, Resp, TopError
+from fp8accel.hw.top import (CARRY_IN, CARRY_OUT, ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt,
+                             Reg, Resp, TopError)
+
+from .tiling import plan_gemm
 
 __all__ = [
     "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
@@ -404,6 +407,8 @@ class AcceleratorHost:
         # What each buffer was last loaded with through this host, to catch a GEMM whose shape
         # or layout does not match its operands: ("A" | "B" | "C") -> tuple.
         self._loaded = {}
+        #: What the last :meth:`run_gemm` did: its tiles, counters and end-to-end cycles.
+        self.last_run = None
 
     transport = property(lambda self: self._t)
 
@@ -675,7 +680,7 @@ class AcceleratorHost:
 
     async def gemm(self, m, n, k, *, a_fmt=None, b_fmt=None, chunk=64, rounding="rne",
                    transpose_a=False, transpose_b=False, accumulate=False, out_fmt=None,
-                   timeout_cycles=None):
+                   timeout_cycles=None, carry_in=False, carry_out=False):
         """Run ``C = A . B`` (``+ C`` with ``accumulate``) on the loaded operands; returns
         when the device is done.
 
@@ -697,6 +702,10 @@ class AcceleratorHost:
             ``"e4m3"``.
         timeout_cycles : int, optional
             Give up after this many cycles (default: :func:`gemm_cycle_bound`).
+        carry_in, carry_out : bool
+            Continue the running chunk that the GEMM before left unfolded; leave this one's
+            unfolded for the next (``K`` tiles that begin or end inside a chunk; see
+            :mod:`fp8accel.sim.host.tiling`).
         """
         m, n, k = (_check_dim(v, name) for v, name in ((m, "M"), (n, "N"), (k, "K")))
         loaded_a, loaded_b = self._loaded.get("A"), self._loaded.get("B")
@@ -707,7 +716,8 @@ class AcceleratorHost:
         cfg = await self.config()
         word = options_word(a_fmt=a_fmt, b_fmt=b_fmt, chunk=chunk, rounding=rounding,
                             transpose_a=transpose_a, transpose_b=transpose_b,
-                            accumulate=accumulate, out_fmt=out_fmt, acc_fmt=cfg["acc_fmt"])
+                            accumulate=accumulate, out_fmt=out_fmt, acc_fmt=cfg["acc_fmt"],
+                            carry_in=carry_in, carry_out=carry_out)
         await self.check_fits(m, n, k)
         ta, tb = bool(transpose_a), bool(transpose_b)
         self._expect("A", (m, k, ta, a_fmt),
@@ -716,7 +726,7 @@ class AcceleratorHost:
         self._expect("B", (k, n, tb, b_fmt),
                      lambda: f"B was loaded as {self._desc('B')}, the GEMM reads a {k}x{n} "
                      f"{b_fmt.name} B (transposed={tb})")
-        if accumulate:
+        if accumulate or carry_in:
             self._expect("C", (m, n), lambda: f"The accumulator holds a {self._desc('C')} C, "
                                               f"the GEMM adds into {m}x{n}")
         await self._write_dims(m=m, n=n, k=k)
@@ -774,11 +784,15 @@ class AcceleratorHost:
         return arr.astype(np.uint8) if code != OutFmt.ACC else arr
 
     async def run_gemm(self, A, B, C=None, **opts):
-        """Load ``A``, ``B`` (and ``C``), run the GEMM and read the result.
+        """``C = A . B`` (``+ C`` when ``C`` is given) of any size: loaded, run and read back in
+        tiles that fit the device's buffers (:func:`fp8accel.sim.host.tiling.plan_gemm`),
+        bit-identical to :func:`fp8accel.sim.golden.gemm` on the whole matrices.
 
         ``opts`` are those of :meth:`gemm` (``a_fmt``, ``b_fmt``, ``chunk``, ``rounding``,
-        ``transpose_a``, ``transpose_b``, ``out_fmt``); ``accumulate`` follows from ``C``.
-        Returns ``(C_out, cycles, active)``.
+        ``transpose_a``, ``transpose_b``, ``out_fmt``, ``timeout_cycles`` per command);
+        ``accumulate`` follows from ``C``. Returns ``(C_out, cycles, active)``: the device's
+        counters summed over the commands. :attr:`last_run` then holds the plan and the
+        cycles from the first beat in to the last beat out.
         """
         if "accumulate" in opts:
             raise TypeError("run_gemm() accumulates exactly when C is given; do not pass "
@@ -794,21 +808,57 @@ class AcceleratorHost:
         kb, n = b.shape[::-1] if tb else b.shape
         if kb != k:
             raise ValueError(f"A ({m}x{k}) and B ({kb}x{n}) do not form a matrix product")
+        if 0 in (m, n, k):
+            raise ValueError(f"A ({m}x{k}) and B ({kb}x{n}) have no elements to multiply")
         a_fmt = _fp8_format(opts.get("a_fmt") or "e5m2", "a_fmt")
         b_fmt = _fp8_format(opts.get("b_fmt") or "e5m2", "b_fmt")
         # Every check before the first transfer, so that bad options change nothing.
         cfg = await self.config()
-        options_word(**{key: opts[key] for key in ("chunk", "rounding", "out_fmt")
-                        if key in opts}, acc_fmt=cfg["acc_fmt"])
-        await self.check_fits(m, n, k)
+        chunk = _check_chunk(opts.get("chunk", 64))
+        options_word(**{key: opts[key] for key in ("rounding", "out_fmt") if key in opts},
+                     chunk=chunk, acc_fmt=cfg["acc_fmt"])
         if C is not None:
-            _check_codes(C, "C", 16, (m, n))
-        await self.load_a(a, transposed=ta, fmt=a_fmt)
-        await self.load_b(b, transposed=tb, fmt=b_fmt)
-        if C is not None:
-            await self.load_c(C)
-        await self.gemm(m, n, k, **{**opts, "a_fmt": a_fmt, "b_fmt": b_fmt},
-                        accumulate=C is not None)
-        out = await self.read_c(m, n, opts.get("out_fmt"))
-        cycles, active = await self.counters()
-        return out, cycles, active
+            C = _check_codes(C, "C", 16, (m, n))
+        plan = plan_gemm(m, n, k, rows=cfg["rows"], cols=cfg["cols"], a_words=cfg["a_words"],
+                         b_bytes=cfg["b_bytes"], acc_words=cfg["acc_words"], chunk=chunk)
+        out_fmt = opts.get("out_fmt")
+        code = _out_code(out_fmt, cfg["acc_fmt"])
+        result = np.empty((m, n), np.uint16 if code == OutFmt.ACC else np.uint8)
+        run = {key: opts[key] for key in ("chunk", "rounding", "timeout_cycles") if key in opts}
+        cycles = active = 0
+        first_in = None
+        held = {"A": None, "B": None}      # the tile each operand buffer holds
+        for m0, m1, n0, n1 in plan.output_tiles():
+            for t in plan.k_tiles(accumulate=C is not None):
+                key = (m0, m1, t.k0, t.k1)
+                if held["A"] != key:
+                    held["A"] = None
+                    tile = a[t.k0:t.k1, m0:m1] if ta else a[m0:m1, t.k0:t.k1]
+                    await self.load_a(np.ascontiguousarray(tile), transposed=ta, fmt=a_fmt)
+                    held["A"] = key
+                    if first_in is None:
+                        first_in = await self._t.read_reg(Reg.FIRST_IN)
+                key = (t.k0, t.k1, n0, n1)
+                if held["B"] != key:
+                    held["B"] = None
+                    tile = b[n0:n1, t.k0:t.k1] if tb else b[t.k0:t.k1, n0:n1]
+                    await self.load_b(np.ascontiguousarray(tile), transposed=tb, fmt=b_fmt)
+                    held["B"] = key
+                if t.k0 == 0 and C is not None:
+                    await self.load_c(np.ascontiguousarray(C[m0:m1, n0:n1]))
+                await self.gemm(m1 - m0, n1 - n0, t.k1 - t.k0, a_fmt=a_fmt, b_fmt=b_fmt,
+                                transpose_a=ta, transpose_b=tb, accumulate=t.accumulate,
+                                carry_in=t.carry_in, carry_out=t.carry_out,
+                                out_fmt=out_fmt, **run)
+                c, act = await self.counters()
+                cycles, active = cycles + c, active + act
+            result[m0:m1, n0:n1] = await self.read_c(m1 - m0, n1 - n0, out_fmt)
+        last_out = await self._t.read_reg(Reg.LAST_OUT)
+        self.last_run = {
+            "m": m, "n": n, "k": k, "tile": [plan.mt, plan.nt, plan.kt], "order": plan.outer,
+            "commands": plan.tiles, "cycles": cycles, "active": active,
+            # The device's clock from the first beat of the first load to the last beat of
+            # the last READ_C, both ends included.
+            "cycles_total": ((last_out - first_in) & 0xFFFF_FFFF) + 1,
+        }
+        return result, cycles, active

@@ -1,0 +1,122 @@
+"""GEMMs of any size on any build: the host splits ``M``, ``N`` and ``K`` into tiles that fit
+the device's buffers and runs one command per tile, bit-identical to one GEMM over the whole
+matrices (docs/host-interface.md, "GEMMs larger than the buffers").
+
+A ``K`` tile that ends at a chunk boundary leaves the folded total in the accumulator memory,
+and the next tile adds into it (``accumulate``), as the next chunk would. A tile that ends inside
+a chunk (no chunking, or a chunk longer than the buffers hold) leaves the running chunk unfolded
+beside the total (``carry_out``), and the next tile continues it (``carry_in``): accumulating
+only the totals would round differently.
+"""
+
+from dataclasses import dataclass
+from math import lcm
+
+__all__ = ["TilePlan", "KTile", "plan_gemm", "DIM_MAX"]
+
+#: M, N and K of one command: 16-bit registers.
+DIM_MAX = 0xFFFF
+
+
+@dataclass(frozen=True)
+class KTile:
+    """One ``K`` tile of an output tile: ``k0 <= k < k1``, and how its command starts and
+    ends."""
+    k0: int
+    k1: int
+    #: Add into the totals in the accumulator memory (the ``C`` given, or the earlier tiles').
+    accumulate: bool
+    #: Continue the running chunk an earlier tile left (``carry_out``).
+    carry_in: bool
+    #: Leave the running chunk unfolded for the next tile.
+    carry_out: bool
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile sizes of an ``m x k`` by ``k x n`` GEMM and the order the tiles run in."""
+    m: int
+    n: int
+    k: int
+    mt: int
+    nt: int
+    kt: int
+    #: ``"n"``: output tiles column by column (a ``B`` tile serves every row tile), ``"m"``:
+    #: row by row.
+    outer: str
+    #: The effective chunk length (``None``: one chunk of all ``K``).
+    chunk: int | None
+
+    @property
+    def tiles(self):
+        """Number of commands (one per ``(M, N, K)`` tile)."""
+        return -(-self.m // self.mt) * -(-self.n // self.nt) * -(-self.k // self.kt)
+
+    def output_tiles(self):
+        """``(m0, m1, n0, n1)`` of every output tile, in the order they run."""
+        ms = [(i, min(i + self.mt, self.m)) for i in range(0, self.m, self.mt)]
+        ns = [(j, min(j + self.nt, self.n)) for j in range(0, self.n, self.nt)]
+        if self.outer == "n":
+            return [(m0, m1, n0, n1) for n0, n1 in ns for m0, m1 in ms]
+        return [(m0, m1, n0, n1) for m0, m1 in ms for n0, n1 in ns]
+
+    def k_tiles(self, accumulate=False):
+        """The :class:`KTile` of one output tile; ``accumulate``: the first adds into a
+        loaded ``C``."""
+        span = self.k if self.chunk is None else self.chunk
+        out = []
+        for k0 in range(0, self.k, self.kt):
+            k1 = min(k0 + self.kt, self.k)
+            carry_in = k0 > 0 and k0 % span != 0
+            out.append(KTile(k0, k1, accumulate=(accumulate if k0 == 0 else not carry_in),
+                             carry_in=carry_in, carry_out=k1 < self.k and k1 % span != 0))
+        return out
+
+
+def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk):
+    """Tiles for an ``m x k`` by ``k x n`` GEMM on a ``rows x cols`` array with these buffer
+    capacities (CONFIG, A_WORDS, B_BYTES, ACC_WORDS).
+
+    ``K`` is kept whole when it fits, else split at a multiple of the chunk length (and of
+    ``rows``, where that fits too), so that each tile ends on a chunk boundary; without
+    chunking, any length (a multiple of ``rows`` where possible); with a chunk longer than
+    the buffers hold, a power of two that divides it. Then ``N`` and ``M`` are made as large as
+    the buffers allow, ``N`` in multiples of ``cols``.
+    """
+    for name, v in (("m", m), ("n", n), ("k", k), ("rows", rows), ("cols", cols),
+                    ("a_words", a_words), ("b_bytes", b_bytes), ("acc_words", acc_words)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
+                              or chunk < 1 or chunk & (chunk - 1)):
+        raise ValueError(f"chunk must be a power of two or None, not {chunk!r}")
+    # A chunk at least as long as K is one chunk of all K.
+    span = None if chunk is None or chunk >= k else chunk
+    # The longest K tile with one row of A and a B tile as wide as the array (when N allows).
+    kcap = min(k, DIM_MAX, a_words * rows, b_bytes)
+    wide = b_bytes // min(n, cols)
+    if wide >= 1:
+        kcap = min(kcap, wide)
+    if k <= kcap:
+        kt = k
+    elif span is not None and span <= kcap:
+        step = lcm(span, rows)
+        step = step if step <= kcap else span
+        kt = kcap // step * step
+    elif span is None:
+        kt = kcap // rows * rows if kcap >= rows else kcap
+    else:
+        kt = 1 << (kcap.bit_length() - 1)     # divides the chunk, a larger power of two
+    nt = min(n, DIM_MAX, b_bytes // kt, acc_words * cols)
+    if nt < n and nt >= cols:
+        nt = nt // cols * cols
+    mt = min(m, DIM_MAX, a_words // -(-kt // rows), acc_words // -(-nt // cols))
+    # Bytes sent for the operands in each order: a tile already in its buffer is not sent
+    # again.
+    nm, nn, nk = -(-m // mt), -(-n // nt), -(-k // kt)
+    a_tile, b_tile = mt * kt, kt * nt
+    by_n = (a_tile * (1 if nm * nk == 1 else nn * nm * nk)
+            + b_tile * (nn if nk == 1 else nn * nm * nk))
+    by_m = (a_tile * (nm if nk == 1 else nm * nn * nk)
+            + b_tile * (1 if nn * nk == 1 else nm * nn * nk))
+    return TilePlan(m, n, k, mt, nt, kt, "n" if by_n <= by_m else "m", span)
