@@ -73,10 +73,10 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
                   f"{m}x{k} and {k}x{n} operands ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             result, cycles, active = await host.run_gemm(A, B, C, **host_opts)
-            return cfg, result, cycles, active, time.perf_counter() - t0
+            return cfg, result, cycles, active, time.perf_counter() - t0, host.last_run
 
     try:
-        cfg, result, cycles, active, seconds = asyncio.run(job())
+        cfg, result, cycles, active, seconds, run = asyncio.run(job())
     except (AcceleratorError, TimeoutError) as exc:
         print(f"fp8accel gemm: the device failed: {exc}", file=sys.stderr)
         return 1
@@ -86,7 +86,9 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
     util = m * n * k / (rows * cols * cycles) if cycles else 0.0
     report = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "device": args.device,
               "baud": baud, "options": opts, "cycles": cycles, "active": active,
-              "utilization": util, "seconds": round(seconds, 3),
+              "utilization": util, "cycles_total": run["cycles_total"],
+              "end_to_end_utilization": m * n * k / (rows * cols * run["cycles_total"]),
+              "tile": run["tile"], "commands": run["commands"], "seconds": round(seconds, 3),
               "out": None if out is None else str(out)}
     status = 0
     if args.check:
@@ -171,7 +173,9 @@ def run_gemm_cli(args):
     rows = 4 if rows is None else rows
     cols = 4 if cols is None else cols
     sim = simulator(args.sim)
-    depths = depths_for(m, n, k, rows, cols)
+    # A build sized to the GEMM by default; with --buffers, a fixed build that the host
+    # driver tiles the GEMM onto.
+    depths = tuple(args.buffers) if args.buffers else depths_for(m, n, k, rows, cols)
 
     build_dir = (Path(args.build_dir) / f"cli-{sim}-{rows}x{cols}-"
                  f"{'-'.join(map(str, depths))}").resolve()
@@ -202,9 +206,11 @@ def run_gemm_cli(args):
     result = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "sim": sim,
               "options": opts, "depths": report["depths"],
               "cycles": g["cycles"], "active": g["active"], "utilization": g["utilization"],
+              "cycles_total": g["cycles_total"],
+              "end_to_end_utilization": g["end_to_end_utilization"],
+              "tile": g["tile"], "commands": g["commands"],
               "convert_s": round(report["convert_s"], 3), "build_s": round(report["build_s"], 3),
-              "sim_s": round(report["sim_s"], 3), "load_s": round(g["load_s"], 3),
-              "gemm_s": round(g["gemm_s"], 3), "read_s": round(g["read_s"], 3),
+              "sim_s": round(report["sim_s"], 3), "gemm_s": round(g["seconds"], 3),
               "sim_cycles_per_s": round(g["cycles_per_s"]),
               "out": None if out is None else str(out)}
     status = 0
@@ -217,9 +223,13 @@ def run_gemm_cli(args):
             status = 1
     if args.json:
         write_text(args.json, json.dumps(result, indent=1) + "\n")
+    tiles = "" if g["commands"] == 1 else (f", in {g['commands']} tiles of "
+                                           f"{'x'.join(map(str, g['tile']))} (M x N x K)")
     print(f"C ({m}x{n}, {opts['out_fmt']}) {_written(out)}: {g['cycles']} cycles, "
-          f"{g['active']} active, utilization {g['utilization']:.3f} on {rows}x{cols} "
-          f"(build {report['build_s']:.1f} s, simulation {report['sim_s']:.1f} s)")
+          f"{g['active']} active, utilization {g['utilization']:.3f} on {rows}x{cols}{tiles}; "
+          f"first beat in to last beat out {g['cycles_total']} cycles, utilization "
+          f"{g['end_to_end_utilization']:.3f} (build {report['build_s']:.1f} s, simulation "
+          f"{report['sim_s']:.1f} s)")
     if args.check:
         print_check(result, "sim.golden.gemm")
     return status
@@ -256,6 +266,11 @@ def add_gemm_parser(sub):
                    help="array columns (default: 4)")
     p.add_argument("--sim", default="verilator", type=str.lower, choices=SIMULATORS,
                    help="verilator or icarus (default: %(default)s)")
+    p.add_argument("--buffers", type=positive_int("--buffers"), nargs=3, default=None,
+                   metavar=("A_WORDS", "B_BYTES", "ACC_WORDS"),
+                   help="build the top with these buffer sizes (a board's, e.g. the ULX3S's "
+                        "2048 16384 2048) and run the GEMM in tiles that fit them (default: "
+                        "buffers sized to the GEMM)")
     p.add_argument("--device", metavar="PORT",
                    help="run on a board built by 'fp8accel build' behind this serial port "
                         "(/dev/ttyUSB0, COM3, or a pyserial URL such as socket://host:port) "
@@ -352,7 +367,7 @@ def run_demo_cli(args):
     total = time.monotonic() - start
 
     header = (f"{'GEMM':<22} {'M x K x N':>14} {'mismatch':>9} {'cycles':>8} {'util':>6} "
-              f"{'err chunk ' + str(chunk):>16} {'err no chunk':>13}")
+              f"{'total':>8} {'e2e':>6} {'err chunk ' + str(chunk):>16} {'err no chunk':>13}")
     print(header)
     print("-" * len(header))
     bad_total = 0
@@ -366,11 +381,16 @@ def run_demo_cli(args):
         unchunked = golden.gemm(A, B, full["a_fmt"], full["b_fmt"], "dlfloat16", None, "rne")
         shape = f"{g['m']}x{g['k']}x{g['n']}"
         print(f"{name:<22} {shape:>14} {bad:>9} {g['cycles']:>8} {g['utilization']:>6.3f} "
+              f"{g['cycles_total']:>8} {g['end_to_end_utilization']:>6.3f} "
               f"{_rel_error(got, 'dlfloat16', exact):>16.2e} "
               f"{_rel_error(unchunked, 'dlfloat16', exact):>13.2e}")
-    print("err: |C - P| / |P| (Frobenius norms), C the DLFLOAT16 result, P the float64 product "
-          "of the same\nFP8 operands; 'no chunk': the golden model accumulating all of K in one "
-          "chunk.")
+    macs = rows * cols * sum(g["cycles_total"] for g in report["gemms"])
+    work = sum(g["m"] * g["n"] * g["k"] for g in report["gemms"])
+    print("cycles, util: START to done; total, e2e: first beat in to last beat out (loads, "
+          "GEMM, read-back;\n" f"the three GEMMs together: e2e {work / macs:.3f}). "
+          "err: |C - P| / |P| (Frobenius norms), C the DLFLOAT16\nresult, P the float64 "
+          "product of the same FP8 operands; 'no chunk': the golden model\naccumulating all "
+          "of K in one chunk.")
 
     # The update: bit-exact check, and what stochastic rounding buys over rne.
     u = report["updates"][0]

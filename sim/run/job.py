@@ -51,28 +51,22 @@ async def run_job(dut):
         note(f"{name} ({i + 1} of {len(job['gemms'])})")
         A, B = np.load(g["a"]), np.load(g["b"])
         C = np.load(g["c"]) if g.get("c") else None
-        opts = dict(g["opts"])
-        ta, tb = bool(opts.get("transpose_a")), bool(opts.get("transpose_b"))
-        m, k = A.shape[::-1] if ta else A.shape
-        n = B.shape[0] if tb else B.shape[1]
-        # run_gemm's steps one by one, to time the transfers and the GEMM apart.
         t0 = time.perf_counter()
-        await host.load_a(A, transposed=ta, fmt=opts["a_fmt"])
-        await host.load_b(B, transposed=tb, fmt=opts["b_fmt"])
-        if C is not None:
-            await host.load_c(C)
+        c0 = get_sim_time("ns")
+        out, cycles, active = await host.run_gemm(A, B, C, **g["opts"])
+        sim_cycles = round((get_sim_time("ns") - c0) / PERIOD_NS)
         t1 = time.perf_counter()
-        await host.gemm(m, n, k, **opts, accumulate=C is not None)
-        t2 = time.perf_counter()
-        out = await host.read_c(m, n, opts.get("out_fmt"))
-        t3 = time.perf_counter()
-        cycles, active = await host.counters()
+        run = host.last_run
+        m, n, k = run["m"], run["n"], run["k"]
         np.save(g["out"], out)
+        macs = config["rows"] * config["cols"]
         report["gemms"].append({
             "name": name, "m": m, "n": n, "k": k, "cycles": cycles, "active": active,
-            "utilization": m * n * k / (config["rows"] * config["cols"] * cycles),
-            "load_s": t1 - t0, "gemm_s": t2 - t1, "read_s": t3 - t2,
-            "cycles_per_s": cycles / (t2 - t1), "out": g["out"]})
+            "utilization": m * n * k / (macs * cycles),
+            "cycles_total": run["cycles_total"],
+            "end_to_end_utilization": m * n * k / (macs * run["cycles_total"]),
+            "tile": run["tile"], "commands": run["commands"],
+            "seconds": t1 - t0, "cycles_per_s": sim_cycles / (t1 - t0), "out": g["out"]})
     report["updates"] = []
     for i, u in enumerate(job.get("updates", [])):
         name = u.get("name", f"update {i + 1}")
