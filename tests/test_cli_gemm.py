@@ -79,7 +79,7 @@ def test_gemm_random_check_on_icarus(tmp_path, capsys):
     argv = ["gemm", "--random", "5", "3", "7", "--seed", "3", "--rows", "2", "--cols", "2",
             "--sim", "icarus", "--transpose-b", "--chunk", "4", "--a-fmt", "e4m3",
             "--out-fmt", "e4m3", "--check", "--json", str(report), "--out", str(out),
-            "--build-dir", str(tmp_path / "build")]
+            "--build-dir", str(tmp_path / "build"), "--buffers", "8", "16", "8"]
     assert main(argv) == 0, capsys.readouterr()
     captured = capsys.readouterr()
     assert "Check: every result matches sim.golden.gemm bit for bit." in captured.out
@@ -89,8 +89,12 @@ def test_gemm_random_check_on_icarus(tmp_path, capsys):
     r = json.loads(report.read_text())
     assert (r["m"], r["n"], r["k"], r["rows"], r["cols"], r["sim"]) == (5, 3, 7, 2, 2, "icarus")
     assert r["check"] == {"mismatches": 0, "results": 15}
-    assert r["active"] == 5 * 2 * 4 and r["cycles"] > r["active"]
+    # The buffers hold less than the GEMM: it runs in tiles (M, N and K).
+    assert r["depths"] == [8, 16, 8] and r["commands"] > 1, r
+    assert r["cycles"] > r["active"] >= 5 * 2 * 4
     assert r["utilization"] == pytest.approx(5 * 3 * 7 / (4 * r["cycles"]))
+    assert r["cycles_total"] > r["cycles"]
+    assert r["end_to_end_utilization"] == pytest.approx(5 * 3 * 7 / (4 * r["cycles_total"]))
     assert r["options"]["chunk"] == 4 and r["options"]["transpose_b"] is True
     assert r["build_s"] >= 0 and r["sim_s"] > 0
 

@@ -97,16 +97,35 @@ def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk):
     wide = b_bytes // min(n, cols)
     if wide >= 1:
         kcap = min(kcap, wide)
-    if k <= kcap:
-        kt = k
-    elif span is not None and span <= kcap:
+    plans = [_plan(m, n, k, kt, span, rows, cols, a_words, b_bytes, acc_words)
+             for kt in _k_tile_lengths(k, kcap, span, rows)]
+    return min(plans, key=lambda p: _estimate(p, rows, cols))
+
+
+def _k_tile_lengths(k, kcap, span, rows):
+    """The K tile lengths worth considering, longest first: all of K when it fits, else (and
+    also shorter, to leave room for larger M and N tiles) lengths that end on chunk boundaries
+    (multiples of the chunk, and of ``rows`` where that fits), or with no chunk boundary to
+    keep, multiples of ``rows``, or inside a longer chunk, powers of two that divide it."""
+    if span is not None and span <= kcap:
         step = lcm(span, rows)
         step = step if step <= kcap else span
-        kt = kcap // step * step
     elif span is None:
-        kt = kcap // rows * rows if kcap >= rows else kcap
+        step = rows if kcap >= rows else 1
     else:
-        kt = 1 << (kcap.bit_length() - 1)     # divides the chunk, a larger power of two
+        step = None
+    if step is None:
+        top = 1 << (kcap.bit_length() - 1)
+        lengths = [top >> i for i in range(top.bit_length())]
+    else:
+        top = kcap // step * step
+        lengths = [top] + [step << i for i in range(20) if (step << i) < top]
+    if k <= kcap:
+        lengths.append(k)
+    return sorted(set(lengths), reverse=True)
+
+
+def _plan(m, n, k, kt, span, rows, cols, a_words, b_bytes, acc_words):
     nt = min(n, DIM_MAX, b_bytes // kt, acc_words * cols)
     if nt < n and nt >= cols:
         nt = nt // cols * cols
@@ -120,3 +139,20 @@ def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk):
     by_m = (a_tile * (nm if nk == 1 else nm * nn * nk)
             + b_tile * (1 if nn * nk == 1 else nm * nn * nk))
     return TilePlan(m, n, k, mt, nt, kt, "n" if by_n <= by_m else "m", span)
+
+
+def _estimate(plan, rows, cols):
+    """Cycles of a plan, roughly: each pass of ``rows`` K by ``cols`` N streams the tile's M
+    rows of A (at least a weight load's ``rows * cols`` cycles and the array's latency), each
+    command costs some host round trips, and every transferred element a beat."""
+    m, n, k, mt, nt, kt = plan.m, plan.n, plan.k, plan.mt, plan.nt, plan.kt
+    nm, nn, nk = -(-m // mt), -(-n // nt), -(-k // kt)
+    passes = -(-kt // rows) * -(-nt // cols)
+    compute = nm * nn * nk * (passes * max(mt, rows * cols, rows + cols + 16) + 200)
+    if plan.outer == "n":
+        a_loads = 1 if nm * nk == 1 else nn * nm * nk
+        b_loads = nn if nk == 1 else nn * nm * nk
+    else:
+        a_loads = nm if nk == 1 else nm * nn * nk
+        b_loads = 1 if nn * nk == 1 else nm * nn * nk
+    return compute + a_loads * mt * kt + b_loads * kt * nt + 2 * m * n
