@@ -1,66 +1,52 @@
 """The accelerator top: GEMM engine behind AXI4-Lite registers and AXI4-Stream data ports.
 
 Ref: docs/host-interface.md (register map and stream framing).
+
+The register map (addresses, fields, access, error codes) is :mod:`hw.regs`; the names this
+module has always exported (``Reg``, ``Ctrl``, ``TopError``, ``REG_MASK``, ...) come from it.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, fifo
 from amaranth.lib.wiring import In, Out
 
-from .common import delay
+from . import regs
+from .common import CheckedComponent, delay
 from .fp.convert import FPConvert
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
-from .common import CheckedComponent
-from .gemm.engine import Error, GemmEngine
+from .gemm.engine import GemmEngine
+from .regs import ID_VALUE, REGISTERS, Access, Ctrl, ErrorCode, OutFmt, Reg
 from .update import SGDUpdate
 
-__all__ = ["Accelerator", "Reg", "Ctrl", "TopError", "OutFmt", "Resp", "UPDATE_RNE",
-           "UPDATE_MAX", "CARRY_IN", "CARRY_OUT", "ID_VALUE", "REG_MASK", "READ_ONLY", "OPTIONS_MASK", "DECIDE_CYCLES"]
-
-
-class Reg:
-    """Register byte addresses."""
-    ID = 0x00
-    CONFIG = 0x04
-    CTRL = 0x08
-    STATUS = 0x0C
-    M = 0x10
-    N = 0x14
-    K = 0x18
-    OPTIONS = 0x1C
-    CYCLES = 0x20
-    ACTIVE = 0x24
-    A_WORDS = 0x28
-    B_BYTES = 0x2C
-    ACC_WORDS = 0x30
-    LR = 0x34
-    MOMENTUM = 0x38
-    WEIGHT_DECAY = 0x3C
-    SEED = 0x40
-    LENGTH = 0x44
-    RNG_STATE = 0x48
-    CLOCK = 0x4C
-    FIRST_IN = 0x50
-    LAST_OUT = 0x54
+__all__ = [
+    "CARRY_IN",
+    "CARRY_OUT",
+    "DECIDE_CYCLES",
+    "ID_VALUE",
+    "OPTIONS_MASK",
+    "READ_ONLY",
+    "REG_MASK",
+    "UPDATE_MAX",
+    "UPDATE_RNE",
+    "Accelerator",
+    "Ctrl",
+    "OutFmt",
+    "Reg",
+    "Resp",
+    "TopError",
+]
 
 
 #: The bits a write may set in each writable register: a write with any other bit set is
-#: refused (SLVERR) and changes nothing.
-REG_MASK = {
-    Reg.CTRL: 0xFFFF_FFFF,      # any word: one that is not a single action bit is error 6
-    Reg.M: 0xFFFF, Reg.N: 0xFFFF, Reg.K: 0xFFFF,
-    Reg.LR: 0xFFFF, Reg.MOMENTUM: 0xFFFF, Reg.WEIGHT_DECAY: 0xFFFF,
-    Reg.SEED: 0xFFFF_FFFF, Reg.LENGTH: 0xFFFF_FFFF,
-}
+#: refused (SLVERR) and changes nothing. CTRL takes any word: one that is not a single action
+#: bit is error 6.
+REG_MASK = {r.addr: r.write_mask for r in REGISTERS if r.writable}
 
 #: OPTIONS fields: [1:0] operand formats, [7:4] chunk, [15:8] flags, [17:16] READ_C format.
-OPTIONS_MASK = 0x3_FFF3
-REG_MASK[Reg.OPTIONS] = OPTIONS_MASK
+OPTIONS_MASK = regs.OPTIONS.mask
 
 #: Registers that can only be read: a write answers SLVERR.
-READ_ONLY = (Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE, Reg.A_WORDS,
-             Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE, Reg.CLOCK, Reg.FIRST_IN,
-             Reg.LAST_OUT)
+READ_ONLY = tuple(r.addr for r in REGISTERS if r.access is Access.R)
 
 #: Cycles from a CTRL write to its decision (and its write response).
 DECIDE_CYCLES = 4
@@ -86,51 +72,20 @@ class Xfer(enum.Enum, shape=3):
     UPDATE = 5
 
 
-class Ctrl:
-    """Bits of CTRL: writing a 1 starts that action."""
-    START = 1 << 0
-    LOAD_A = 1 << 1
-    LOAD_B = 1 << 2
-    LOAD_C = 1 << 3
-    READ_C = 1 << 4
-    UPDATE = 1 << 5
-
-
-class TopError(Error):
-    """Error codes in STATUS[15:8]: the engine's, and those of the host interface."""
-    #: A stream frame ended early (``tlast``) or ran past the expected length.
-    FRAME = 5
-    #: A load or read was asked for while the engine or another transfer was busy, or CTRL had
-    #: more than one action bit set.
-    BAD_CTRL = 6
-    #: UPDATE with SEED = 0, which xorshift32 never leaves.
-    BAD_SEED = 7
-    #: UPDATE on a build without the weight-update unit.
-    NO_UPDATE = 8
-    #: READ_C in an FP8 format on a build without the output converters.
-    NO_FP8_OUT = 9
-
-
-class OutFmt:
-    """OPTIONS[17:16]: the format in which READ_C returns ``C``."""
-    ACC = 0
-    E5M2 = 1
-    E4M3 = 2
-
+#: Error codes in STATUS[15:8]: the engine's (``hw.gemm.engine.Error``), and those of the host
+#: interface.
+TopError = ErrorCode
 
 #: OPTIONS bit: UPDATE rounds to nearest even instead of stochastically.
-UPDATE_RNE = 1 << 13
+UPDATE_RNE = regs.OPTIONS.field("update_rne").mask
 #: OPTIONS bit: START leaves the last running chunk unfolded beside the total (a K tile that
 #: ends inside a chunk).
-CARRY_OUT = 1 << 14
+CARRY_OUT = regs.OPTIONS.field("carry_out").mask
 #: OPTIONS bit: START continues the chunk and total that a START with CARRY_OUT left.
-CARRY_IN = 1 << 15
+CARRY_IN = regs.OPTIONS.field("carry_in").mask
 
 #: The longest UPDATE, in elements: LENGTH is counted in 24 bits.
 UPDATE_MAX = (1 << 24) - 1
-
-#: "F8" "AC" and the register-map version.
-ID_VALUE = 0xF8AC0003
 
 
 class Accelerator(CheckedComponent):
@@ -164,6 +119,11 @@ class Accelerator(CheckedComponent):
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
                  acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
                  ram="lutram"):
+        for name, v in (("rows", rows), ("cols", cols)):
+            limit = (1 << regs.CONFIG.field(name).width) - 1
+            if isinstance(v, int) and not isinstance(v, bool) and v > limit:
+                raise ValueError(f"{name} must be at most {limit} (the CONFIG register's "
+                                 f"field), not {v}")
         # The top checks every command before it reaches the engine (error codes 1 and 2, as
         # for the loads), so the engine's own checks are not built.
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
@@ -202,27 +162,27 @@ class Accelerator(CheckedComponent):
         rows, cols = self._rows, self._cols
         a_depth, b_depth, acc_depth = self._depths
 
-        # Registers -------------------------------------------------------------------------
-        reg_m = Signal(16)
-        reg_n = Signal(16)
-        reg_k = Signal(16)
-        options = Signal(18)
-        reg_lr = Signal(16)
-        reg_mu = Signal(16)
-        reg_wd = Signal(16)
-        reg_seed = Signal(32)
-        reg_len = Signal(32)
-        a_e4m3, b_e4m3 = options[0], options[1]
-        chunk_log2, no_chunk, rna = options[4:8], options[8], options[9]
-        trans_a, trans_b, accumulate = options[10], options[11], options[12]
-        upd_rne = options[13]
-        carry_out, carry_in = options[14], options[15]
-        out_fmt = options[16:18]
+        # Registers (hw.regs): the writable ones, in their shapes (OPTIONS as its fields) -----
+        reg_m = Signal(regs.register("M").shape)
+        reg_n = Signal(regs.register("N").shape)
+        reg_k = Signal(regs.register("K").shape)
+        options = Signal(regs.OPTIONS.shape)
+        reg_lr = Signal(regs.register("LR").shape)
+        reg_mu = Signal(regs.register("MOMENTUM").shape)
+        reg_wd = Signal(regs.register("WEIGHT_DECAY").shape)
+        reg_seed = Signal(regs.register("SEED").shape)
+        reg_len = Signal(regs.register("LENGTH").shape)
+        a_e4m3, b_e4m3 = options.a_e4m3, options.b_e4m3
+        chunk_log2, no_chunk, rna = options.chunk_log2, options.no_chunk, options.rna
+        trans_a, trans_b, accumulate = options.trans_a, options.trans_b, options.accumulate
+        upd_rne = options.update_rne
+        carry_out, carry_in = options.carry_out, options.carry_in
+        out_fmt = options.out_fmt
         done = Signal()
         error = Signal(4)         # STATUS[15:8]: the codes go up to 9
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
-        ctrl_word = Signal(6)      # the action bits of the CTRL write
+        ctrl_word = Signal(regs.CTRL.size)     # the action bits of the CTRL write
         ctrl_single = Signal()     # exactly one action bit of ctrl_word is set, no other bit
         # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
         # below (each registered from the registers: products and divisions get stages of
@@ -242,40 +202,44 @@ class Accelerator(CheckedComponent):
             m.d.sync += deciding.eq(deciding - 1)
         with m.If(decide):
             m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(Resp.OKAY)]
-        writable = {Reg.M: reg_m, Reg.N: reg_n, Reg.K: reg_k, Reg.OPTIONS: options}
-        # Without the update unit its registers are not built: writes that fit are accepted
-        # and ignored, reads give 0, and UPDATE fails with NO_UPDATE.
-        for reg, sig in ((Reg.LR, reg_lr), (Reg.MOMENTUM, reg_mu), (Reg.WEIGHT_DECAY, reg_wd),
-                         (Reg.SEED, reg_seed), (Reg.LENGTH, reg_len)):
-            writable[reg] = sig if upd is not None else None
+        stored = {"M": reg_m, "N": reg_n, "K": reg_k, "OPTIONS": options,
+                  "LR": reg_lr, "MOMENTUM": reg_mu, "WEIGHT_DECAY": reg_wd, "SEED": reg_seed,
+                  "LENGTH": reg_len}
         with m.If(aw_ok):
             m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(Resp.OKAY)]
             data = self.s_axil_wdata
             whole = self.s_axil_wstrb == 0b1111
             with m.Switch(self.s_axil_awaddr & 0xFC):
-                for reg, sig in writable.items():
-                    with m.Case(reg):
+                for reg in REGISTERS:
+                    if reg.access is not Access.RW:
+                        continue
+                    with m.Case(reg.addr):
                         # A value with bits outside the register's fields is refused, never
-                        # truncated; so is a write of part of a register.
-                        fits = (data & ~REG_MASK[reg]) == 0
-                        if reg == Reg.OPTIONS:
-                            fits &= data[16:18] != 3      # no such READ_C format
+                        # truncated; so is a write of part of a register, and a value an
+                        # enum field does not have (OPTIONS[17:16] = 3).
+                        fits = (data & ~reg.write_mask) == 0
+                        for f in reg.fields:
+                            for bad in f.invalid:
+                                fits &= data[f.lsb:f.msb + 1] != bad
                         with m.If(~whole | ~fits):
                             m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
-                        if sig is not None:     # (absent registers: accepted, not stored)
+                        # Without the update unit its registers are not built: writes that
+                        # fit are accepted and ignored, reads give 0, and UPDATE fails with
+                        # NO_UPDATE. (No empty Else for them.)
+                        if reg.unit is None or upd is not None:
                             with m.Else():
-                                m.d.sync += sig.eq(data[:len(sig)])
+                                m.d.sync += stored[reg.name].eq(data[:reg.size])
                 with m.Case(Reg.CTRL):
                     with m.If(~whole):
                         m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
                     with m.Else():
                         # The response comes with the decision.
-                        bits = data[:6]
+                        bits = data[:regs.CTRL.size]
                         m.d.sync += [
                             self.s_axil_bvalid.eq(0), deciding.eq(DECIDE_CYCLES),
-                            ctrl_word.eq(data[:6]),
+                            ctrl_word.eq(bits),
                             ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0)
-                                           & (data[6:] == 0)),
+                                           & (data[regs.CTRL.size:] == 0)),
                         ]
                 with m.Case(*READ_ONLY):
                     m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
@@ -294,31 +258,32 @@ class Accelerator(CheckedComponent):
         m.d.comb += self.s_axil_arready.eq(ar_ok)
         with m.If(self.s_axil_rvalid & self.s_axil_rready):
             m.d.sync += self.s_axil_rvalid.eq(0)
-        status = Cat(eng.busy | xfer_busy | (deciding != 0), done, error != 0, Const(0, 5),
-                     error)
-        config = Cat(Const(rows, 8), Const(cols, 8), Const(self._acc_fmt.e, 4),
-                     Const(self._acc_fmt.m, 4), Const(0 if upd is None else upd.rbits - 1, 5),
-                     Const(upd is None, 1), Const(not self._fp8_out, 1))
+        status = Signal(regs.STATUS.shape)
+        m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0)),
+                     status.done.eq(done), status.error.eq(error != 0),
+                     status.code.eq(error)]
+        config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
+                           acc_man=self._acc_fmt.m,
+                           rbits_m1=0 if upd is None else upd.rbits - 1,
+                           no_update=upd is None, no_fp8_out=not self._fp8_out)
+        # What each readable register reads; those of an absent update unit read 0.
+        sources = {"ID": ID_VALUE, "CONFIG": config, "STATUS": status, **stored,
+                   "CYCLES": eng.cycles, "ACTIVE": eng.active, "A_WORDS": a_depth,
+                   "B_BYTES": b_depth, "ACC_WORDS": acc_depth, "CLOCK": clock,
+                   "FIRST_IN": first_in, "LAST_OUT": last_out,
+                   "RNG_STATE": None if upd is None else upd.state}
         with m.If(ar_ok):
             m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(Resp.OKAY)]
             with m.Switch(self.s_axil_araddr & 0xFC):
-                for addr, value in ((Reg.ID, ID_VALUE), (Reg.CONFIG, config),
-                                    (Reg.STATUS, status), (Reg.M, reg_m), (Reg.N, reg_n),
-                                    (Reg.K, reg_k), (Reg.OPTIONS, options),
-                                    (Reg.CYCLES, eng.cycles), (Reg.ACTIVE, eng.active),
-                                    (Reg.A_WORDS, a_depth), (Reg.B_BYTES, b_depth),
-                                    (Reg.ACC_WORDS, acc_depth), (Reg.CLOCK, clock),
-                                    (Reg.FIRST_IN, first_in), (Reg.LAST_OUT, last_out),
-                                    *(((Reg.LR, 0), (Reg.MOMENTUM, 0), (Reg.WEIGHT_DECAY, 0),
-                                       (Reg.SEED, 0), (Reg.LENGTH, 0), (Reg.RNG_STATE, 0))
-                                      if upd is None else
-                                      ((Reg.LR, reg_lr), (Reg.MOMENTUM, reg_mu),
-                                       (Reg.WEIGHT_DECAY, reg_wd), (Reg.SEED, reg_seed),
-                                       (Reg.LENGTH, reg_len), (Reg.RNG_STATE, upd.state)))):
-                    with m.Case(addr):
-                        m.d.sync += self.s_axil_rdata.eq(value)
-                with m.Case(Reg.CTRL):          # write-only
-                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(Resp.SLVERR)]
+                for reg in REGISTERS:
+                    with m.Case(reg.addr):
+                        if not reg.readable:
+                            m.d.sync += [self.s_axil_rdata.eq(0),
+                                         self.s_axil_rresp.eq(Resp.SLVERR)]
+                        elif reg.unit is not None and upd is None:
+                            m.d.sync += self.s_axil_rdata.eq(0)
+                        else:
+                            m.d.sync += self.s_axil_rdata.eq(sources[reg.name])
                 with m.Default():
                     m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(Resp.DECERR)]
 
@@ -393,46 +358,45 @@ class Accelerator(CheckedComponent):
                 reject(TopError.BAD_CTRL)
             with m.Elif(eng.busy | xfer_busy):
                 m.d.sync += error.eq(TopError.BUSY)
-            with m.Else():
-                with m.Switch(action):
-                    with m.Case(Ctrl.START):
-                        with m.If(zero_a | zero_b):
-                            reject(TopError.ZERO_DIM)
-                        with m.Elif(big_a | big_b | big_c):
-                            reject(TopError.TOO_LARGE)
+            with m.Else(), m.Switch(action):
+                with m.Case(Ctrl.START):
+                    with m.If(zero_a | zero_b):
+                        reject(TopError.ZERO_DIM)
+                    with m.Elif(big_a | big_b | big_c):
+                        reject(TopError.TOO_LARGE)
+                    with m.Else():
+                        m.d.comb += eng.start.eq(1)
+                        m.d.sync += own_run.eq(1)
+                with m.Case(Ctrl.LOAD_A):
+                    transfer(Xfer.A, zero_a, big_a)
+                with m.Case(Ctrl.LOAD_B):
+                    transfer(Xfer.B, zero_b, big_b)
+                with m.Case(Ctrl.LOAD_C):
+                    transfer(Xfer.C, zero_c, big_c)
+                with m.Case(Ctrl.READ_C):
+                    m.d.sync += rd_fmt.eq(out_fmt)
+                    # (Python conditions, not constant If()s: an If(0) leaves an empty,
+                    # attributed statement that Yosys writes as invalid Verilog.)
+                    if self._fp8_out:
+                        transfer(Xfer.READ, zero_c, big_c)
+                    else:
+                        with m.If(out_fmt != OutFmt.ACC):
+                            reject(TopError.NO_FP8_OUT)
                         with m.Else():
-                            m.d.comb += eng.start.eq(1)
-                            m.d.sync += own_run.eq(1)
-                    with m.Case(Ctrl.LOAD_A):
-                        transfer(Xfer.A, zero_a, big_a)
-                    with m.Case(Ctrl.LOAD_B):
-                        transfer(Xfer.B, zero_b, big_b)
-                    with m.Case(Ctrl.LOAD_C):
-                        transfer(Xfer.C, zero_c, big_c)
-                    with m.Case(Ctrl.READ_C):
-                        m.d.sync += rd_fmt.eq(out_fmt)
-                        # (Python conditions, not constant If()s: an If(0) leaves an empty,
-                        # attributed statement that Yosys writes as invalid Verilog.)
-                        if self._fp8_out:
                             transfer(Xfer.READ, zero_c, big_c)
-                        else:
-                            with m.If(out_fmt != OutFmt.ACC):
-                                reject(TopError.NO_FP8_OUT)
-                            with m.Else():
-                                transfer(Xfer.READ, zero_c, big_c)
-                    with m.Case(Ctrl.UPDATE):
-                        if upd is None:
-                            reject(TopError.NO_UPDATE)
-                        else:
-                            with m.If(len_zero):
-                                reject(TopError.ZERO_DIM)
-                            with m.Elif(len_big):
-                                reject(TopError.TOO_LARGE)
-                            with m.Elif(seed_zero):
-                                reject(TopError.BAD_SEED)
-                            with m.Else():
-                                m.d.sync += xfer.eq(Xfer.UPDATE)
-                                m.d.comb += upd_start.eq(1)
+                with m.Case(Ctrl.UPDATE):
+                    if upd is None:
+                        reject(TopError.NO_UPDATE)
+                    else:
+                        with m.If(len_zero):
+                            reject(TopError.ZERO_DIM)
+                        with m.Elif(len_big):
+                            reject(TopError.TOO_LARGE)
+                        with m.Elif(seed_zero):
+                            reject(TopError.BAD_SEED)
+                        with m.Else():
+                            m.d.sync += xfer.eq(Xfer.UPDATE)
+                            m.d.comb += upd_start.eq(1)
         with m.If(eng.done & own_run):
             # The command ran, or its checks rejected it (zero or too large a dimension).
             m.d.sync += [done.eq(1), error.eq(eng.error)]
