@@ -19,7 +19,8 @@ class FakeTransport(Transport):
         self.regs = {Reg.ID: 0xF8AC0001, Reg.CONFIG: rows | cols << 8 | 6 << 16 | 9 << 20,
                      Reg.A_WORDS: depths[0], Reg.B_BYTES: depths[1], Reg.ACC_WORDS: depths[2],
                      Reg.STATUS: 0, Reg.M: 0, Reg.N: 0, Reg.K: 0, Reg.OPTIONS: 0,
-                     Reg.CYCLES: 0, Reg.ACTIVE: 0}
+                     Reg.CYCLES: 0, Reg.ACTIVE: 0, Reg.CLOCK: 0, Reg.FIRST_IN: 0,
+                     Reg.LAST_OUT: 0}
         self.writes, self.frames, self.fail, self.hang = [], [], fail or {}, hang
 
     async def read_reg(self, addr):
@@ -72,6 +73,18 @@ def test_host_runs_a_gemm_on_a_fake_device():
                                                out_fmt="e4m3")
 
 
+def test_a_gemm_larger_than_the_buffers_runs_in_tiles():
+    """1025 rows of A do not fit 1024 words per bank: two row tiles, B loaded once."""
+    host, t = _host()
+    A = np.ones((1025, 3), np.uint8)
+    out, _, _ = _run(host.run_gemm(A, np.ones((3, 2), np.uint8)))
+    assert out.shape == (1025, 2)
+    assert t.actions() == [Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.START, Ctrl.READ_C,
+                           Ctrl.LOAD_A, Ctrl.START, Ctrl.READ_C]
+    assert [len(f) for f in t.frames] == [1024 * 3, 6, 3]
+    assert host.last_run["commands"] == 2 and host.last_run["tile"] == [1024, 2, 3]
+
+
 def test_options_word_fields():
     assert options_word() == 6 << 4
     assert options_word(a_fmt="e4m3", b_fmt="E4M3", chunk=None, rounding="rna",
@@ -112,11 +125,11 @@ def test_options_word_fields():
     (lambda h: h.run_gemm(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.uint8),
                           accumulate=True),
      TypeError, r"run_gemm\(\) accumulates exactly when C is given"),
-    (lambda h: h.run_gemm(np.zeros((1025, 3), np.uint8), np.zeros((3, 2), np.uint8)),
-     ValueError, r"1025x3 by 3x2 does not fit: A needs M \* ceil\(K / 4\) = 1025 words per "
-                 r"bank, the device has 1024"),
-    (lambda h: h.run_gemm(np.zeros((1, 65), np.uint8), np.zeros((65, 64), np.uint8)),
-     ValueError, r"B needs K \* N = 4160 bytes, the device has 4096"),
+    (lambda h: h.load_a(np.zeros((1025, 3), np.uint8)),
+     ValueError, r"A \(1025x3\) needs M \* ceil\(K / 4\) = 1025 words per bank, the device "
+                 r"has 1024"),
+    (lambda h: h.load_b(np.zeros((65, 64), np.uint8)),
+     ValueError, r"B \(65x64\) needs K \* N = 4160 bytes, the device has 4096"),
     (lambda h: h.gemm(0, 2, 3),
      ValueError, r"M must be an integer from 1 to 65535, not 0"),
     (lambda h: h.read_c(2, 65536),
