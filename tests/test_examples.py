@@ -140,6 +140,9 @@ EXAMPLES = {
         board("a GEMM on the ULX3S's serial port"),
     ("docs/host-interface.md", "import asyncio"):
         board("a session on a board's serial port"),
+    ("docs/architecture.md", ("fp8accel verilog top --rows 2 --cols 2 -o accel.v     # and "
+                              "accel_regs.h")):
+        quick(files=("accel.v", "accel_regs.h", "small.v", "small.h", "array.v", "fma.v")),
     ("docs/training.md", "pip install -e ."):
         slow("trains for minutes (fp8accel train --all, the slow tests of test_train)"),
     ("docs/weight-update.md", "from fp8accel.sim import golden"):

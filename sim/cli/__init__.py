@@ -88,6 +88,16 @@ def _add_build(sub):
     add_build_parser(sub)
 
 
+def _add_regs(sub):
+    from fp8accel.sim.cli.regs import add_regs_parser
+    add_regs_parser(sub)
+
+
+def _add_verilog(sub):
+    from fp8accel.sim.cli.verilog import add_verilog_parser
+    add_verilog_parser(sub)
+
+
 def build_parser():
     """The ``fp8accel`` parser; every subcommand's argparse errors are one line."""
     parser = ArgumentParser(
@@ -103,6 +113,8 @@ def build_parser():
     _add_train(sub)
     _add_study(sub)
     _add_bench(sub)
+    _add_regs(sub)
+    _add_verilog(sub)
     return parser
 
 
