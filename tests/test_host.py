@@ -162,7 +162,8 @@ def test_host_refuses_a_gemm_that_does_not_match_the_loads():
 def test_host_raises_the_device_error():
     host, t = _host(fail={Ctrl.LOAD_B: 5})
     with pytest.raises(AcceleratorError, match=r"LOAD_B failed: error 5 \(FRAME: a stream "
-                                               r"frame of the wrong length\)") as info:
+                                               r"frame ended early \(tlast\) or ran past its "
+                                               r"length\)") as info:
         _run(host.run_gemm(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.uint8)))
     assert (info.value.code, info.value.name, info.value.action) == (5, "FRAME", "LOAD_B")
 

@@ -17,29 +17,38 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fp8accel.hw import regs
 from fp8accel.hw.fp.format import DLFLOAT16, E4M3, E5M2, FP8_FORMATS, PRESETS, format_by_name
-from fp8accel.hw.top import (CARRY_IN, CARRY_OUT, ID_VALUE, UPDATE_MAX, UPDATE_RNE, Ctrl, OutFmt,
-                             Reg, Resp, TopError)
+from fp8accel.hw.top import (
+    ID_VALUE,
+    UPDATE_MAX,
+    UPDATE_RNE,
+    Ctrl,
+    OutFmt,
+    Reg,
+    Resp,
+    TopError,
+)
 
 from .tiling import plan_gemm
 
 __all__ = [
-    "AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
-    "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound", "bus_error",
+    "ERROR_NAMES",
+    "AcceleratorError",
+    "AcceleratorHost",
+    "AcceleratorTimeout",
+    "CocotbTransport",
+    "Status",
+    "Transport",
     "attach",
+    "bus_error",
+    "gemm_cycle_bound",
+    "options_word",
 ]
 
-#: STATUS error codes: ``code -> (name, meaning)``.
-ERROR_NAMES = {
-    TopError.ZERO_DIM: ("ZERO_DIM", "a zero dimension"),
-    TopError.TOO_LARGE: ("TOO_LARGE", "an operand or the result does not fit its buffer"),
-    TopError.BUSY: ("BUSY", "an action while the engine or a transfer is busy"),
-    TopError.FRAME: ("FRAME", "a stream frame of the wrong length"),
-    TopError.BAD_CTRL: ("BAD_CTRL", "a CTRL write with no or several action bits"),
-    TopError.BAD_SEED: ("BAD_SEED", "UPDATE with seed 0"),
-    TopError.NO_UPDATE: ("NO_UPDATE", "UPDATE on a build without the weight-update unit"),
-    TopError.NO_FP8_OUT: ("NO_FP8_OUT", "READ_C in FP8 on a build without the converters"),
-}
+#: STATUS error codes: ``code -> (name, meaning)`` (from the register description).
+ERROR_NAMES = {code: (code.name, regs.describe(code).replace("`", ""))
+               for code in regs.ErrorCode if code != regs.ErrorCode.NONE}
 
 _ACTIONS = {Ctrl.START: "START", Ctrl.LOAD_A: "LOAD_A", Ctrl.LOAD_B: "LOAD_B",
             Ctrl.LOAD_C: "LOAD_C", Ctrl.READ_C: "READ_C", Ctrl.UPDATE: "UPDATE"}
@@ -99,7 +108,8 @@ class Status(NamedTuple):
 
     @classmethod
     def from_word(cls, word):
-        return cls(bool(word & 1), bool(word & 2), bool(word & 4), (word >> 8) & 0xFF)
+        f = regs.unpack("STATUS", word)
+        return cls(bool(f["busy"]), bool(f["done"]), bool(f["error"]), int(f["code"]))
 
     def __str__(self):
         return (f"busy={int(self.busy)} done={int(self.done)} error={int(self.error)} "
@@ -173,7 +183,7 @@ def _check_codes(x, name, bits, shape=None):
     if arr.min() < 0 or arr.max() >= (1 << bits):
         raise ValueError(f"{name} holds values outside 0..{(1 << bits) - 1}: not {bits}-bit "
                          f"codes")
-    for dim, size in zip("rows columns".split(), arr.shape):
+    for dim, size in zip(["rows", "columns"], arr.shape):
         if size > _DIM_MAX:
             raise ValueError(f"{name} has {size} {dim}; at most {_DIM_MAX} fit the registers")
     return arr
@@ -187,17 +197,12 @@ def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_
     b_fmt = _fp8_format(b_fmt, "b_fmt")
     chunk = _check_chunk(chunk)
     _check_rounding(rounding)
-    word = int(a_fmt is E4M3) | int(b_fmt is E4M3) << 1
-    if chunk is None:
-        word |= 1 << 8
-    else:
-        word |= (chunk.bit_length() - 1) << 4
-    word |= int(rounding == "rna") << 9
-    word |= int(bool(transpose_a)) << 10 | int(bool(transpose_b)) << 11
-    word |= int(bool(accumulate)) << 12
-    word |= (CARRY_OUT if carry_out else 0) | (CARRY_IN if carry_in else 0)
-    word |= _out_code(out_fmt, acc_fmt) << 16
-    return word
+    return regs.pack("OPTIONS", a_e4m3=a_fmt is E4M3, b_e4m3=b_fmt is E4M3,
+                     chunk_log2=0 if chunk is None else chunk.bit_length() - 1,
+                     no_chunk=chunk is None, rna=rounding == "rna",
+                     trans_a=bool(transpose_a), trans_b=bool(transpose_b),
+                     accumulate=bool(accumulate), carry_in=bool(carry_in),
+                     carry_out=bool(carry_out), out_fmt=_out_code(out_fmt, acc_fmt))
 
 
 def gemm_cycle_bound(m, n, k, rows, cols):
@@ -275,8 +280,13 @@ class CocotbTransport(Transport):
         import logging
         import warnings
 
-        from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamSink,
-                                   AxiStreamSource)
+        from cocotbext.axi import (
+            AxiLiteBus,
+            AxiLiteMaster,
+            AxiStreamBus,
+            AxiStreamSink,
+            AxiStreamSource,
+        )
 
         if quiet:
             # cocotbext-axi logs under "cocotb.<toplevel>.<bus>" and prints whole frames.
@@ -487,9 +497,8 @@ class AcceleratorHost:
         the device), ``update_rbits`` (random bits per stochastic rounding of UPDATE),
         ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities)."""
         if self._config is None:
-            word = await self._t.read_reg(Reg.CONFIG)
-            rows, cols = word & 0xFF, (word >> 8) & 0xFF
-            e, m = (word >> 16) & 0xF, (word >> 20) & 0xF
+            f = regs.unpack("CONFIG", await self._t.read_reg(Reg.CONFIG))
+            e, m = f["acc_exp"], f["acc_man"]
             acc = next((f for f in PRESETS.values() if f.width == 16 and (f.e, f.m) == (e, m)),
                        None)
             if acc is None:
@@ -497,10 +506,10 @@ class AcceleratorHost:
                                        f"no 16-bit format has {e} exponent and {m} mantissa "
                                        f"bits")
             self._config = {
-                "rows": rows, "cols": cols, "acc_fmt": acc,
-                "update": not (word >> 29) & 1,
-                "fp8_out": not (word >> 30) & 1,
-                "update_rbits": ((word >> 24) & 0x1F) + 1,
+                "rows": f["rows"], "cols": f["cols"], "acc_fmt": acc,
+                "update": not f["no_update"],
+                "fp8_out": not f["no_fp8_out"],
+                "update_rbits": f["rbits_m1"] + 1,
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),
                 "acc_words": await self._t.read_reg(Reg.ACC_WORDS),
