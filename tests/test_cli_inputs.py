@@ -317,6 +317,18 @@ CASES += _cases("build", BUILD, [
      "cannot write {d}/file.txt/boards: {d}/file.txt is not a directory"),
 ])
 
+CASES += _cases("regs", ["regs"], [
+    (["--c-header", "/proc/r.h"], f"cannot write /proc/r.h: {_PROC}" + ANY),
+    (["--json", "{o}/no/r.json"], "cannot write {o}/no/r.json: {o}/no is not a directory"),
+])
+
+VERILOG = ["verilog", "top", "--rows", "2", "--cols", "2", "-o", "{o}/accel.v"]
+CASES += _cases("verilog", VERILOG, [
+    (["--rows", "0"], "--rows must be from 1 to 255 (the CONFIG register's field), not 0"),
+    (["--a-depth", "0"], "--a-depth must be at least 1, not 0"),
+    (["-o", "/proc/accel.v"], f"cannot write /proc/accel.v: {_PROC}" + ANY),
+])
+
 
 @pytest.mark.parametrize("command, base, args, message", CASES)
 def test_bad_input_is_one_line_and_leaves_no_file(dirs, tmp_path, capsys, command, base, args,

@@ -200,12 +200,13 @@ def run_verilog_cli(args):
             out.with_name(f"{out.stem}_regs.h")
         check_output_file(header, "--c-header", (".h",))
         check_distinct_outputs({"-o": str(out), "--c-header": str(header)})
-    # The design is built (its parameters checked) before anything is written.
-    design, params, command = _design(args)
     name = args.name or f"fp8accel_{args.design if args.design != 'unit' else args.kind}"
     if not name.isidentifier():
         from fp8accel.sim.cli.util import CliError
         raise CliError(f"--name must be a Verilog identifier, not {name!r}")
+    # The design is built (its parameters checked) before anything is written, and converted
+    # at once.
+    design, params, command = _design(args)
     command = [*command, "--name", name] if args.name else command
     command = [*command, "-o", str(out)]
     if header is not None and args.c_header is not None:

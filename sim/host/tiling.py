@@ -12,7 +12,7 @@ only the totals would round differently.
 from dataclasses import dataclass
 from math import lcm
 
-__all__ = ["TilePlan", "KTile", "plan_gemm", "DIM_MAX"]
+__all__ = ["DIM_MAX", "KTile", "TilePlan", "plan_gemm"]
 
 #: M, N and K of one command: 16-bit registers.
 DIM_MAX = 0xFFFF

@@ -280,7 +280,7 @@ async def test_registers(dut):
         await host.write_reg(reg, value)
         assert await host.read_reg(reg) == value, f"register 0x{reg:02x}"
     assert config["update_rbits"] == cfg.get("update_rbits", 16), config
-    for addr in (0x4C, 0xFC):
+    for addr in (0x58, 0xFC):
         assert int((await t.axil.read(addr, 4)).resp) == 3, f"read 0x{addr:02x}"
         assert int((await t.axil.write(addr, bytes(4))).resp) == 3, f"write 0x{addr:02x}"
 
