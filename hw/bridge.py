@@ -44,8 +44,9 @@ commands: the host must resynchronise, as above, after any timeout.
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import fifo
-from amaranth.lib.wiring import Flow, In, Out
+from amaranth.lib.wiring import In, Out, connect
 
+from .axi import AXI4LiteSignature, AXI4StreamSignature
 from .common import CheckedComponent
 from .top import Accelerator
 from .uart import UartRx, UartTx, check_divisor
@@ -64,13 +65,6 @@ RESET_CYCLES = 16
 #: times); a timeout must never cut a legitimate wait short.
 TIMEOUT_MIN_BITS = 256
 
-_AXIL = {  # AXI4-Lite port names and widths, from the master's side
-    "awaddr": Out(8), "awvalid": Out(1), "awready": In(1),
-    "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
-    "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-    "araddr": Out(8), "arvalid": Out(1), "arready": In(1),
-    "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-}
 
 
 class UartBridge(CheckedComponent):
@@ -104,11 +98,12 @@ class UartBridge(CheckedComponent):
         Serial input, idle high.
     tx : Out(1)
         Serial output, idle high.
-    m_axil_* : AXI4-Lite master (8-bit address, 32-bit data), for the top's ``s_axil_*``.
-    m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : AXI4-Stream master, 16-bit
-        beats, for the top's ``s_axis_*``.
-    s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : AXI4-Stream slave, from the
-        top's ``m_axis_*``.
+    m_axil : Out(AXI4LiteSignature(8, 32))
+        For the top's ``s_axil``.
+    m_axis : Out(AXI4StreamSignature(16))
+        16-bit beats for the top's ``s_axis``.
+    s_axis : In(AXI4StreamSignature(16))
+        From the top's ``m_axis``.
     dev_rst : Out(1)
         Reset request for the accelerator (a register), high for :data:`RESET_CYCLES`
         cycles on ``'Z'``.
@@ -141,11 +136,9 @@ class UartBridge(CheckedComponent):
         self._timeout = timeout_cycles
         super().__init__({
             "rx": In(1, init=1), "tx": Out(1, init=1),
-            **{f"m_axil_{name}": flow for name, flow in _AXIL.items()},
-            "m_axis_tdata": Out(16), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "m_axis_tlast": Out(1),
-            "s_axis_tdata": In(16), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1),
+            "m_axil": Out(AXI4LiteSignature(addr_width=8, data_width=32)),
+            "m_axis": Out(AXI4StreamSignature(16)),
+            "s_axis": In(AXI4StreamSignature(16)),
             "dev_rst": Out(1),
         })
 
@@ -210,10 +203,10 @@ class UartBridge(CheckedComponent):
         beat_valid = Signal()
         beat_data = Signal(16, reset_less=True)
         beat_last = Signal()
-        m.d.comb += self.s_axis_tready.eq(~beat_valid & ~flush)
-        with m.If(self.s_axis_tvalid & self.s_axis_tready):
-            m.d.sync += [beat_valid.eq(1), beat_data.eq(self.s_axis_tdata),
-                         beat_last.eq(self.s_axis_tlast)]
+        m.d.comb += self.s_axis.tready.eq(~beat_valid & ~flush)
+        with m.If(self.s_axis.tvalid & self.s_axis.tready):
+            m.d.sync += [beat_valid.eq(1), beat_data.eq(self.s_axis.tdata),
+                         beat_last.eq(self.s_axis.tlast)]
 
         # The packet being sent, byte `tx_index` of it (0: the tag). There is no packet
         # buffer: a beat is sent from its buffer, and an answer from where it is, the AXI4-Lite
@@ -229,14 +222,14 @@ class UartBridge(CheckedComponent):
         with m.Switch(cmd):
             with m.Case(ord("W")):
                 m.d.comb += [resp_tag.eq(ord("w")), resp_len.eq(2),
-                             resp_byte.eq(self.m_axil_bresp)]
+                             resp_byte.eq(self.m_axil.bresp)]
             with m.Case(ord("R")):
                 m.d.comb += [resp_tag.eq(ord("r")), resp_len.eq(6),
-                             resp_byte.eq(self.m_axil_rresp)]
+                             resp_byte.eq(self.m_axil.rresp)]
                 with m.Switch(tx_index):
                     for i in range(4):
                         with m.Case(i + 1):
-                            m.d.comb += resp_byte.eq(self.m_axil_rdata.word_select(i, 8))
+                            m.d.comb += resp_byte.eq(self.m_axil.rdata.word_select(i, 8))
             with m.Case(ord("S")):
                 m.d.comb += [resp_tag.eq(ord("k")), resp_len.eq(1)]
             with m.Case(ord("Z")):
@@ -271,9 +264,9 @@ class UartBridge(CheckedComponent):
             m.d.sync += beat_valid.eq(0)      # dropped, unless it is on its way out
 
         m.d.comb += [
-            self.m_axil_awaddr.eq(args[0:8]), self.m_axil_wdata.eq(args[8:40]),
-            self.m_axil_wstrb.eq(0xF), self.m_axil_araddr.eq(args[32:40]),
-            self.m_axis_tdata.eq(args[24:40]), self.m_axis_tlast.eq(blk_last & at_last),
+            self.m_axil.awaddr.eq(args[0:8]), self.m_axil.wdata.eq(args[8:40]),
+            self.m_axil.wstrb.eq(0xF), self.m_axil.araddr.eq(args[32:40]),
+            self.m_axis.tdata.eq(args[24:40]), self.m_axis.tlast.eq(blk_last & at_last),
         ]
         m.d.sync += self.dev_rst.eq(flush)
 
@@ -311,9 +304,9 @@ class UartBridge(CheckedComponent):
 
             with m.State("WRITE"):
                 # The address and data handshakes may complete in different cycles.
-                aw_ok = aw_done | self.m_axil_awready
-                w_ok = w_done | self.m_axil_wready
-                m.d.comb += [self.m_axil_awvalid.eq(~aw_done), self.m_axil_wvalid.eq(~w_done)]
+                aw_ok = aw_done | self.m_axil.awready
+                w_ok = w_done | self.m_axil.wready
+                m.d.comb += [self.m_axil.awvalid.eq(~aw_done), self.m_axil.wvalid.eq(~w_done)]
                 with m.If(aw_ok & w_ok):
                     m.d.sync += [aw_done.eq(0), w_done.eq(0)]
                     m.next = "WRITE_RESP"
@@ -321,16 +314,16 @@ class UartBridge(CheckedComponent):
                     m.d.sync += [aw_done.eq(aw_ok), w_done.eq(w_ok)]
 
             with m.State("WRITE_RESP"):
-                with m.If(self.m_axil_bvalid):
+                with m.If(self.m_axil.bvalid):
                     m.next = "ANSWER"
 
             with m.State("READ"):
-                m.d.comb += self.m_axil_arvalid.eq(1)
-                with m.If(self.m_axil_arready):
+                m.d.comb += self.m_axil.arvalid.eq(1)
+                with m.If(self.m_axil.arready):
                     m.next = "READ_DATA"
 
             with m.State("READ_DATA"):
-                with m.If(self.m_axil_rvalid):
+                with m.If(self.m_axil.rvalid):
                     m.next = "ANSWER"
 
             with m.State("BLOCK"):
@@ -348,8 +341,8 @@ class UartBridge(CheckedComponent):
                     m.next = "BEAT_OUT"
 
             with m.State("BEAT_OUT"):
-                m.d.comb += [self.m_axis_tvalid.eq(1), stall.eq(~self.m_axis_tready)]
-                with m.If(self.m_axis_tready):
+                m.d.comb += [self.m_axis.tvalid.eq(1), stall.eq(~self.m_axis.tready)]
+                with m.If(self.m_axis.tready):
                     m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), need.eq(2)]
                     with m.If(at_last):
                         m.next = "ANSWER"
@@ -373,7 +366,7 @@ class UartBridge(CheckedComponent):
                 with m.If(~tx_busy):
                     # The answer is out: complete the write or read it reported (BREADY and
                     # RREADY may be high without BVALID and RVALID).
-                    m.d.comb += [self.m_axil_bready.eq(1), self.m_axil_rready.eq(1)]
+                    m.d.comb += [self.m_axil.bready.eq(1), self.m_axil.rready.eq(1)]
                     m.next = "IDLE"
         return m
 
@@ -423,12 +416,7 @@ class BridgedAccelerator(CheckedComponent):
         acc = self._accelerator
         m.submodules.accelerator = ResetInserter(bridge.dev_rst)(acc)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
-        for name, flow in _AXIL.items():
-            master, slave = getattr(bridge, f"m_axil_{name}"), getattr(acc, f"s_axil_{name}")
-            m.d.comb += slave.eq(master) if flow.flow == Flow.Out else master.eq(slave)
-        for name in ("tdata", "tvalid", "tlast"):
-            m.d.comb += [getattr(acc, f"s_axis_{name}").eq(getattr(bridge, f"m_axis_{name}")),
-                         getattr(bridge, f"s_axis_{name}").eq(getattr(acc, f"m_axis_{name}"))]
-        m.d.comb += [bridge.m_axis_tready.eq(acc.s_axis_tready),
-                     acc.m_axis_tready.eq(bridge.s_axis_tready)]
+        connect(m, bridge.m_axil, acc.s_axil)
+        connect(m, bridge.m_axis, acc.s_axis)
+        connect(m, acc.m_axis, bridge.s_axis)
         return m

@@ -267,7 +267,8 @@ class Register:
         sizes) or where it cannot be read (CTRL).
     unit : str or None
         ``"update"``: it belongs to the weight-update unit; on a build without it, a write
-        that fits is accepted and ignored and a read gives 0.
+        that fits is accepted and ignored and a read gives 0. ``"stamps"``: a time stamp,
+        read as 0 on a build without them.
     """
     name: str
     addr: int
@@ -389,7 +390,9 @@ REGISTERS = (
                      Field("acc_man", 20, 4, "accumulator mantissa bits"),
                      Field("rbits_m1", 24, 5, "random bits per update rounding minus 1"),
                      _flag("no_update", 29, "built without the weight-update unit"),
-                     _flag("no_fp8_out", 30, "built without the FP8 output converters"))),
+                     _flag("no_fp8_out", 30, "built without the FP8 output converters"),
+                     _flag("no_stamps", 31, "built without the time stamps (CLOCK, FIRST_IN, "
+                                            "LAST_OUT read 0)"))),
     Register("CTRL", Reg.CTRL, Access.W, "write one action bit to start that action",
              reset=None,
              fields=tuple(_flag(c.name.lower(), c.bit_length() - 1, describe(c))
@@ -428,11 +431,11 @@ REGISTERS = (
     Register("RNG_STATE", Reg.RNG_STATE, Access.R, "the update generator's state after the "
                                                    "last element: the SEED that continues "
                                                    "the stream", reset=1, unit="update"),
-    Register("CLOCK", Reg.CLOCK, Access.R, "a free-running cycle counter"),
+    Register("CLOCK", Reg.CLOCK, Access.R, "a free-running cycle counter", unit="stamps"),
     Register("FIRST_IN", Reg.FIRST_IN, Access.R, "CLOCK at the first beat of the latest load "
-                                                 "frame"),
+                                                 "frame", unit="stamps"),
     Register("LAST_OUT", Reg.LAST_OUT, Access.R, "CLOCK at the last beat of the latest READ_C "
-                                                 "frame"),
+                                                 "frame", unit="stamps"),
 )
 
 _BY_NAME = {r.name: r for r in REGISTERS}
@@ -578,7 +581,8 @@ def _register_table():
              "|---|---|---|---|---|---|"]
     for r in REGISTERS:
         bits = "fields below" if r.fields else f"`{_bits(r.width - 1, 0)}`"
-        doc = r.doc + (" (weight-update unit)" if r.unit else "")
+        doc = r.doc + {"update": " (weight-update unit)", "stamps": " (time stamps)",
+                       None: ""}[r.unit]
         lines.append(f"| {_hex(r.addr)} | {r.name} | {r.access.value} | {_reset_text(r)} | "
                      f"{bits} | {doc} |")
     return lines

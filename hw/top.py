@@ -11,6 +11,7 @@ from amaranth.lib import enum, fifo
 from amaranth.lib.wiring import In, Out
 
 from . import regs
+from .axi import AXI4LiteSignature, AXI4StreamSignature
 from .common import CheckedComponent, delay
 from .fp.convert import FPConvert
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
@@ -108,17 +109,24 @@ class Accelerator(CheckedComponent):
         driver then reads the accumulator codes and converts them itself, bit for bit alike.
     ram : str
         Where the array's delay lines go: ``"lutram"`` (ECP5) or ``"bram"`` (iCE40).
+    stamps : bool
+        Include the time stamps CLOCK, FIRST_IN and LAST_OUT (three 32-bit registers and a
+        counter). Without them (the iCE40's last logic cells), they read 0 and CONFIG[31] is
+        set.
 
     Members
     -------
-    s_axil_* : AXI4-Lite slave (32-bit data, 8-bit address).
-    s_axis_* : AXI4-Stream in, 16-bit ``tdata`` (FP8 codes in bits 7:0), ``tlast``.
-    m_axis_* : AXI4-Stream out, 16-bit ``tdata``, ``tlast``.
+    s_axil : In(AXI4LiteSignature(8, 32))
+        The registers (Verilog ports ``s_axil_*``, :func:`hw.axi.verilog_ports`).
+    s_axis : In(AXI4StreamSignature(16))
+        Data in: 16-bit ``tdata`` (FP8 codes in bits 7:0), ``tlast``.
+    m_axis : Out(AXI4StreamSignature(16))
+        Data out: 16-bit ``tdata``, ``tlast``.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
                  acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
-                 ram="lutram"):
+                 ram="lutram", stamps=True):
         for name, v in (("rows", rows), ("cols", cols)):
             limit = (1 << regs.CONFIG.field(name).width) - 1
             if isinstance(v, int) and not isinstance(v, bool) and v > limit:
@@ -129,22 +137,15 @@ class Accelerator(CheckedComponent):
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
                                   acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram, check=False)
         self._fp8_out = bool(fp8_out)
+        self._stamps = bool(stamps)
         self._update = SGDUpdate(rbits=update_rbits) if update else None
         self._acc_fmt = format_by_name(acc_fmt)
         self._rows, self._cols = rows, cols
         self._depths = (a_depth, b_depth, acc_depth)
         super().__init__({
-            "s_axil_awaddr": In(8), "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
-            "s_axil_wdata": In(32), "s_axil_wstrb": In(4), "s_axil_wvalid": In(1),
-            "s_axil_wready": Out(1),
-            "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
-            "s_axil_araddr": In(8), "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
-            "s_axil_rdata": Out(32), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1),
-            "s_axil_rready": In(1),
-            "s_axis_tdata": In(16), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(16), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "m_axis_tlast": Out(1),
+            "s_axil": In(AXI4LiteSignature(addr_width=8, data_width=32)),
+            "s_axis": In(AXI4StreamSignature(16)),
+            "m_axis": Out(AXI4StreamSignature(16)),
         })
 
     rows = property(lambda self: self._rows)
@@ -193,23 +194,23 @@ class Accelerator(CheckedComponent):
         decide = deciding == 1
 
         # AXI4-Lite writes (docs/host-interface.md, "AXI4-Lite rules") -----------------------
-        aw_ok = (self.s_axil_awvalid & self.s_axil_wvalid & ~self.s_axil_bvalid
+        aw_ok = (self.s_axil.awvalid & self.s_axil.wvalid & ~self.s_axil.bvalid
                  & (deciding == 0))
-        m.d.comb += [self.s_axil_awready.eq(aw_ok), self.s_axil_wready.eq(aw_ok)]
-        with m.If(self.s_axil_bvalid & self.s_axil_bready):
-            m.d.sync += self.s_axil_bvalid.eq(0)
+        m.d.comb += [self.s_axil.awready.eq(aw_ok), self.s_axil.wready.eq(aw_ok)]
+        with m.If(self.s_axil.bvalid & self.s_axil.bready):
+            m.d.sync += self.s_axil.bvalid.eq(0)
         with m.If(deciding != 0):
             m.d.sync += deciding.eq(deciding - 1)
         with m.If(decide):
-            m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(Resp.OKAY)]
+            m.d.sync += [self.s_axil.bvalid.eq(1), self.s_axil.bresp.eq(Resp.OKAY)]
         stored = {"M": reg_m, "N": reg_n, "K": reg_k, "OPTIONS": options,
                   "LR": reg_lr, "MOMENTUM": reg_mu, "WEIGHT_DECAY": reg_wd, "SEED": reg_seed,
                   "LENGTH": reg_len}
         with m.If(aw_ok):
-            m.d.sync += [self.s_axil_bvalid.eq(1), self.s_axil_bresp.eq(Resp.OKAY)]
-            data = self.s_axil_wdata
-            whole = self.s_axil_wstrb == 0b1111
-            with m.Switch(self.s_axil_awaddr & 0xFC):
+            m.d.sync += [self.s_axil.bvalid.eq(1), self.s_axil.bresp.eq(Resp.OKAY)]
+            data = self.s_axil.wdata
+            whole = self.s_axil.wstrb == 0b1111
+            with m.Switch(self.s_axil.awaddr & 0xFC):
                 for reg in REGISTERS:
                     if reg.access is not Access.RW:
                         continue
@@ -222,29 +223,29 @@ class Accelerator(CheckedComponent):
                             for bad in f.invalid:
                                 fits &= data[f.lsb:f.msb + 1] != bad
                         with m.If(~whole | ~fits):
-                            m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
+                            m.d.sync += self.s_axil.bresp.eq(Resp.SLVERR)
                         # Without the update unit its registers are not built: writes that
                         # fit are accepted and ignored, reads give 0, and UPDATE fails with
                         # NO_UPDATE. (No empty Else for them.)
-                        if reg.unit is None or upd is not None:
+                        if reg.unit != "update" or upd is not None:
                             with m.Else():
                                 m.d.sync += stored[reg.name].eq(data[:reg.size])
                 with m.Case(Reg.CTRL):
                     with m.If(~whole):
-                        m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
+                        m.d.sync += self.s_axil.bresp.eq(Resp.SLVERR)
                     with m.Else():
                         # The response comes with the decision.
                         bits = data[:regs.CTRL.size]
                         m.d.sync += [
-                            self.s_axil_bvalid.eq(0), deciding.eq(DECIDE_CYCLES),
+                            self.s_axil.bvalid.eq(0), deciding.eq(DECIDE_CYCLES),
                             ctrl_word.eq(bits),
                             ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0)
                                            & (data[regs.CTRL.size:] == 0)),
                         ]
                 with m.Case(*READ_ONLY):
-                    m.d.sync += self.s_axil_bresp.eq(Resp.SLVERR)
+                    m.d.sync += self.s_axil.bresp.eq(Resp.SLVERR)
                 with m.Default():
-                    m.d.sync += self.s_axil_bresp.eq(Resp.DECERR)
+                    m.d.sync += self.s_axil.bresp.eq(Resp.DECERR)
 
         # Time stamps: a free-running cycle counter, read at the first beat of the latest load
         # and at the last beat of the latest READ_C (the whole GEMM as the host sees it).
@@ -254,10 +255,10 @@ class Accelerator(CheckedComponent):
         m.d.sync += clock.eq(clock + 1)
 
         # AXI4-Lite reads ---------------------------------------------------------------------
-        ar_ok = self.s_axil_arvalid & ~self.s_axil_rvalid
-        m.d.comb += self.s_axil_arready.eq(ar_ok)
-        with m.If(self.s_axil_rvalid & self.s_axil_rready):
-            m.d.sync += self.s_axil_rvalid.eq(0)
+        ar_ok = self.s_axil.arvalid & ~self.s_axil.rvalid
+        m.d.comb += self.s_axil.arready.eq(ar_ok)
+        with m.If(self.s_axil.rvalid & self.s_axil.rready):
+            m.d.sync += self.s_axil.rvalid.eq(0)
         status = Signal(regs.STATUS.shape)
         m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0)),
                      status.done.eq(done), status.error.eq(error != 0),
@@ -265,7 +266,8 @@ class Accelerator(CheckedComponent):
         config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
                            acc_man=self._acc_fmt.m,
                            rbits_m1=0 if upd is None else upd.rbits - 1,
-                           no_update=upd is None, no_fp8_out=not self._fp8_out)
+                           no_update=upd is None, no_fp8_out=not self._fp8_out,
+                           no_stamps=not self._stamps)
         # What each readable register reads; those of an absent update unit read 0.
         sources = {"ID": ID_VALUE, "CONFIG": config, "STATUS": status, **stored,
                    "CYCLES": eng.cycles, "ACTIVE": eng.active, "A_WORDS": a_depth,
@@ -273,19 +275,20 @@ class Accelerator(CheckedComponent):
                    "FIRST_IN": first_in, "LAST_OUT": last_out,
                    "RNG_STATE": None if upd is None else upd.state}
         with m.If(ar_ok):
-            m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rresp.eq(Resp.OKAY)]
-            with m.Switch(self.s_axil_araddr & 0xFC):
+            m.d.sync += [self.s_axil.rvalid.eq(1), self.s_axil.rresp.eq(Resp.OKAY)]
+            with m.Switch(self.s_axil.araddr & 0xFC):
                 for reg in REGISTERS:
                     with m.Case(reg.addr):
                         if not reg.readable:
-                            m.d.sync += [self.s_axil_rdata.eq(0),
-                                         self.s_axil_rresp.eq(Resp.SLVERR)]
-                        elif reg.unit is not None and upd is None:
-                            m.d.sync += self.s_axil_rdata.eq(0)
+                            m.d.sync += [self.s_axil.rdata.eq(0),
+                                         self.s_axil.rresp.eq(Resp.SLVERR)]
+                        elif ((reg.unit == "update" and upd is None)
+                              or (reg.unit == "stamps" and not self._stamps)):
+                            m.d.sync += self.s_axil.rdata.eq(0)
                         else:
-                            m.d.sync += self.s_axil_rdata.eq(sources[reg.name])
+                            m.d.sync += self.s_axil.rdata.eq(sources[reg.name])
                 with m.Default():
-                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rresp.eq(Resp.DECERR)]
+                    m.d.sync += [self.s_axil.rdata.eq(0), self.s_axil.rresp.eq(Resp.DECERR)]
 
         # The checks of every action, registered from the registers ---------------------------
         KB = Signal(16)        # ceil(K / rows): A words per row of A
@@ -431,10 +434,10 @@ class Accelerator(CheckedComponent):
                          dropping.eq(0)]
 
         loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
-        beat = self.s_axis_tvalid & self.s_axis_tready & loading
+        beat = self.s_axis.tvalid & self.s_axis.tready & loading
         with m.If(loading):
-            m.d.comb += self.s_axis_tready.eq(1)
-        data8 = self.s_axis_tdata[:8]
+            m.d.comb += self.s_axis.tready.eq(1)
+        data8 = self.s_axis.tdata[:8]
         # Buffer writes are registered: the address sum and the bank decode then each have a
         # cycle of their own before the write enables fan out to the banks.
         addr = (ibase + word_hi)[:32]
@@ -445,7 +448,7 @@ class Accelerator(CheckedComponent):
             eng.b_addr.eq(baddr), eng.b_data.eq(data8),
             eng.c_we.eq(beat & (xfer == Xfer.C) & ~dropping),
             eng.c_addr.eq(addr), eng.c_lane.eq(bank),
-            eng.c_data.eq(self.s_axis_tdata),
+            eng.c_data.eq(self.s_axis.tdata),
         ]
 
         def step_bank():
@@ -481,7 +484,7 @@ class Accelerator(CheckedComponent):
             with m.If(first_beat):
                 m.d.sync += first_in.eq(clock)
             step()
-            with m.If(self.s_axis_tlast):
+            with m.If(self.s_axis.tlast):
                 m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
                 with m.If(~at_last | dropping):
                     m.d.sync += error.eq(TopError.FRAME)
@@ -540,7 +543,7 @@ class Accelerator(CheckedComponent):
         inc = issue
         dec = valid_d
         m.d.sync += inflight.eq(inflight + inc - dec)
-        with m.If(reading & self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast):
+        with m.If(reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
             m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), last_out.eq(clock)]
 
         # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit ------------------
@@ -574,12 +577,12 @@ class Accelerator(CheckedComponent):
             u_beat = Signal()
             m.d.comb += [
                 upd.i.valid.eq(elem_valid),
-                u_beat.eq(updating & self.s_axis_tvalid & self.s_axis_tready),
+                u_beat.eq(updating & self.s_axis.tvalid & self.s_axis.tready),
             ]
             # The element register takes a third beat only when empty, so that tready does not
             # wait for the unit's ready; at three beats per element it is always empty in time.
             with m.If(updating):
-                m.d.comb += self.s_axis_tready.eq(
+                m.d.comb += self.s_axis.tready.eq(
                     ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid))
             with m.If(upd.i.valid & upd.i.ready):
                 m.d.sync += elem_valid.eq(0)
@@ -588,17 +591,17 @@ class Accelerator(CheckedComponent):
                 m.d.sync += u_phase.eq(Mux(u_phase == 2, 0, u_phase + 1))
                 with m.Switch(u_phase):
                     with m.Case(0):
-                        m.d.sync += u_w.eq(self.s_axis_tdata)
+                        m.d.sync += u_w.eq(self.s_axis.tdata)
                     with m.Case(1):
-                        m.d.sync += u_g.eq(self.s_axis_tdata)
+                        m.d.sync += u_g.eq(self.s_axis.tdata)
                     with m.Case(2):
-                        m.d.sync += [upd.i.payload.eq(Cat(u_w, u_g, self.s_axis_tdata)),
+                        m.d.sync += [upd.i.payload.eq(Cat(u_w, u_g, self.s_axis.tdata)),
                                      elem_valid.eq(1), u_left.eq(u_left - 1),
                                      u_last.eq(u_left == 2)]
                         with m.If(u_last):
                             m.d.sync += u_in_done.eq(1)
             with m.If(u_beat):
-                with m.If(self.s_axis_tlast):
+                with m.If(self.s_axis.tlast):
                     # The frame ends: complete elements go on, a partial one is dropped.
                     m.d.sync += [u_closed.eq(1), u_in_done.eq(1)]
                     with m.If(~(assembled & u_last)):
@@ -614,7 +617,7 @@ class Accelerator(CheckedComponent):
             o_v = Signal(16)
             last_known = (u_pending > 1) | u_in_done
             o_last = u_in_done & (u_pending == 1)
-            o_fire = updating & self.m_axis_tvalid & self.m_axis_tready
+            o_fire = updating & self.m_axis.tvalid & self.m_axis.tready
             v_sent = o_fire & o_phase
             m.d.comb += upd.o.ready.eq(~o_valid | v_sent)
             with m.If(v_sent):
@@ -633,19 +636,19 @@ class Accelerator(CheckedComponent):
                 m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
 
         fifo_out = [
-            self.m_axis_tdata.eq(out_fifo.r_data[:16]),
-            self.m_axis_tlast.eq(out_fifo.r_data[16]),
-            self.m_axis_tvalid.eq(out_fifo.r_rdy),
-            out_fifo.r_en.eq(self.m_axis_tready),
+            self.m_axis.tdata.eq(out_fifo.r_data[:16]),
+            self.m_axis.tlast.eq(out_fifo.r_data[16]),
+            self.m_axis.tvalid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(self.m_axis.tready),
         ]
         if upd is None:
             m.d.comb += fifo_out
             return m
         with m.If(updating):
             m.d.comb += [
-                self.m_axis_tdata.eq(Mux(o_phase, o_v, o_w)),
-                self.m_axis_tvalid.eq(o_valid & (~o_phase | last_known)),
-                self.m_axis_tlast.eq(o_phase & o_last),
+                self.m_axis.tdata.eq(Mux(o_phase, o_v, o_w)),
+                self.m_axis.tvalid.eq(o_valid & (~o_phase | last_known)),
+                self.m_axis.tlast.eq(o_phase & o_last),
             ]
         with m.Else():
             m.d.comb += fifo_out

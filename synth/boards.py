@@ -77,13 +77,13 @@ BOARDS = {
         (128 * 16, 128 * 128, 128 * 16),
         bitstream="bit",
         flash="openFPGALoader --board ulx3s {path}   (or: fujprog {path})"),
-    # iCE40UP5K: 5,280 logic cells. A 1x1 array fits (97 %) without the weight-update unit
-    # and the FP8 output converters (the host converts C itself), delay lines in block RAM
-    # (the iCE40 has no LUT RAM); see docs/fpga.md for what larger arrays need.
+    # iCE40UP5K: 5,280 logic cells. A 1x1 array fits (97 %) without the weight-update unit,
+    # the FP8 output converters (the host converts C itself) and the time stamps, delay lines in
+    # block RAM (the iCE40 has no LUT RAM); see docs/fpga.md for what larger arrays need.
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", 12e6, 1, 1,
         (256, 1024, 256),
-        accelerator={"update": False, "fp8_out": False, "ram": "bram"},
+        accelerator={"update": False, "fp8_out": False, "ram": "bram", "stamps": False},
         bitstream="bin",
         flash="iceprog {path}   (or: openFPGALoader --board icebreaker {path})"),
 }

@@ -18,6 +18,7 @@ from amaranth.hdl import Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
 
 from conftest import BUILD
+from fp8accel.hw.axi import verilog_ports
 from fp8accel.hw.bridge import (BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES, TIMEOUT_MIN_BITS,
                        BridgedAccelerator, UartBridge)
 from fp8accel.hw.top import ID_VALUE, Ctrl, Reg
@@ -288,6 +289,9 @@ class BridgeBench:
             await ctx.tick().repeat(20 * 10 * d)
             done[0] = True
 
+        # The ports by their Verilog names (m_axil_awvalid, ...).
+        flat = {name: value for name, (value, _) in verilog_ports(dut).items()}
+
         async def world(ctx):
             rng = self.rng
             aw = w = b = r = None
@@ -297,26 +301,26 @@ class BridgeBench:
                 awready = aw is None and rng.random() < 0.4
                 wready = w is None and rng.random() < 0.4
                 arready = r is None and rng.random() < 0.5
-                ctx.set(dut.m_axil_awready, awready)
-                ctx.set(dut.m_axil_wready, wready)
-                ctx.set(dut.m_axil_arready, arready)
-                ctx.set(dut.m_axil_bvalid, b is not None)
-                ctx.set(dut.m_axil_bresp, b or 0)
-                ctx.set(dut.m_axil_rvalid, r is not None)
-                ctx.set(dut.m_axil_rdata, r[0] if r else 0)
-                ctx.set(dut.m_axil_rresp, r[1] if r else 0)
-                tready = rng.random() < 0.6 and ctx.get(dut.m_axis_tdata) != 0xDEAD
-                ctx.set(dut.m_axis_tready, tready)
+                ctx.set(dut.m_axil.awready, awready)
+                ctx.set(dut.m_axil.wready, wready)
+                ctx.set(dut.m_axil.arready, arready)
+                ctx.set(dut.m_axil.bvalid, b is not None)
+                ctx.set(dut.m_axil.bresp, b or 0)
+                ctx.set(dut.m_axil.rvalid, r is not None)
+                ctx.set(dut.m_axil.rdata, r[0] if r else 0)
+                ctx.set(dut.m_axil.rresp, r[1] if r else 0)
+                tready = rng.random() < 0.6 and ctx.get(dut.m_axis.tdata) != 0xDEAD
+                ctx.set(dut.m_axis.tready, tready)
                 svalid = src < len(self.source_beats) and rng.random() < 0.5
                 if svalid:
-                    ctx.set(dut.s_axis_tdata, self.source_beats[src][0])
-                    ctx.set(dut.s_axis_tlast, self.source_beats[src][1])
-                ctx.set(dut.s_axis_tvalid, svalid)
+                    ctx.set(dut.s_axis.tdata, self.source_beats[src][0])
+                    ctx.set(dut.s_axis.tlast, self.source_beats[src][1])
+                ctx.set(dut.s_axis.tvalid, svalid)
                 names = ("m_axil_awvalid", "m_axil_awaddr", "m_axil_wvalid", "m_axil_wdata",
                          "m_axil_wstrb", "m_axil_bready", "m_axil_arvalid", "m_axil_araddr",
                          "m_axil_rready", "m_axis_tvalid", "m_axis_tdata", "m_axis_tlast",
                          "s_axis_tready", "tx", "dev_rst")
-                values = await ctx.tick().sample(*(getattr(dut, n) for n in names))
+                values = await ctx.tick().sample(*(flat[n] for n in names))
                 s = dict(zip(names, values[2:]))
                 self.line.append(s["tx"])
                 self.dev_rst.append(s["dev_rst"])

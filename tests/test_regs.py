@@ -116,16 +116,16 @@ def test_accepts_is_the_decoders_rule(reg, word, taken):
 # The RTL after reset -----------------------------------------------------------------------------
 
 async def _read(ctx, dut, addr):
-    ctx.set(dut.s_axil_araddr, addr)
-    ctx.set(dut.s_axil_arvalid, 1)
-    ctx.set(dut.s_axil_rready, 1)
+    ctx.set(dut.s_axil.araddr, addr)
+    ctx.set(dut.s_axil.arvalid, 1)
+    ctx.set(dut.s_axil.rready, 1)
     for _ in range(10):
         _, _, arready, rvalid, rdata, rresp = await ctx.tick().sample(
-            dut.s_axil_arready, dut.s_axil_rvalid, dut.s_axil_rdata, dut.s_axil_rresp)
+            dut.s_axil.arready, dut.s_axil.rvalid, dut.s_axil.rdata, dut.s_axil.rresp)
         if arready:
-            ctx.set(dut.s_axil_arvalid, 0)
+            ctx.set(dut.s_axil.arvalid, 0)
         if rvalid:
-            ctx.set(dut.s_axil_rready, 0)
+            ctx.set(dut.s_axil.rready, 0)
             return rdata, rresp
     raise AssertionError(f"no read response for {addr:#04x}")
 
@@ -149,7 +149,7 @@ def test_registers_read_their_reset_values_and_config_its_fields():
             assert value == r.reset, r.name
     assert regs.unpack("CONFIG", seen["CONFIG"][0]) == {
         "rows": 1, "cols": 2, "acc_exp": 6, "acc_man": 9, "rbits_m1": 15, "no_update": 0,
-        "no_fp8_out": 0}
+        "no_fp8_out": 0, "no_stamps": 0}
     assert [seen[n][0] for n in ("A_WORDS", "B_BYTES", "ACC_WORDS")] == [16, 32, 8]
 
 

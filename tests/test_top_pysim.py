@@ -12,62 +12,62 @@ from fp8accel.sim.host import options_word
 
 
 async def axil_write(ctx, dut, addr, value):
-    ctx.set(dut.s_axil_awaddr, addr)
-    ctx.set(dut.s_axil_awvalid, 1)
-    ctx.set(dut.s_axil_wdata, value)
-    ctx.set(dut.s_axil_wstrb, 0xF)
-    ctx.set(dut.s_axil_wvalid, 1)
-    ctx.set(dut.s_axil_bready, 1)
+    ctx.set(dut.s_axil.awaddr, addr)
+    ctx.set(dut.s_axil.awvalid, 1)
+    ctx.set(dut.s_axil.wdata, value)
+    ctx.set(dut.s_axil.wstrb, 0xF)
+    ctx.set(dut.s_axil.wvalid, 1)
+    ctx.set(dut.s_axil.bready, 1)
     for _ in range(50):
         _, _, awready, wready, bvalid = await ctx.tick().sample(
-            dut.s_axil_awready, dut.s_axil_wready, dut.s_axil_bvalid)
+            dut.s_axil.awready, dut.s_axil.wready, dut.s_axil.bvalid)
         if awready:
-            ctx.set(dut.s_axil_awvalid, 0)
+            ctx.set(dut.s_axil.awvalid, 0)
         if wready:
-            ctx.set(dut.s_axil_wvalid, 0)
+            ctx.set(dut.s_axil.wvalid, 0)
         if bvalid:
-            ctx.set(dut.s_axil_bready, 0)
+            ctx.set(dut.s_axil.bready, 0)
             return
     raise AssertionError(f"no write response for 0x{addr:02x}")
 
 
 async def axil_read(ctx, dut, addr):
-    ctx.set(dut.s_axil_araddr, addr)
-    ctx.set(dut.s_axil_arvalid, 1)
-    ctx.set(dut.s_axil_rready, 1)
+    ctx.set(dut.s_axil.araddr, addr)
+    ctx.set(dut.s_axil.arvalid, 1)
+    ctx.set(dut.s_axil.rready, 1)
     for _ in range(50):
         _, _, arready, rvalid, rdata = await ctx.tick().sample(
-            dut.s_axil_arready, dut.s_axil_rvalid, dut.s_axil_rdata)
+            dut.s_axil.arready, dut.s_axil.rvalid, dut.s_axil.rdata)
         if arready:
-            ctx.set(dut.s_axil_arvalid, 0)
+            ctx.set(dut.s_axil.arvalid, 0)
         if rvalid:
-            ctx.set(dut.s_axil_rready, 0)
+            ctx.set(dut.s_axil.rready, 0)
             return rdata
     raise AssertionError(f"no read response for 0x{addr:02x}")
 
 
 async def send_frame(ctx, dut, beats):
     for i, beat in enumerate(beats):
-        ctx.set(dut.s_axis_tdata, int(beat))
-        ctx.set(dut.s_axis_tlast, int(i == len(beats) - 1))
-        ctx.set(dut.s_axis_tvalid, 1)
+        ctx.set(dut.s_axis.tdata, int(beat))
+        ctx.set(dut.s_axis.tlast, int(i == len(beats) - 1))
+        ctx.set(dut.s_axis.tvalid, 1)
         while True:
-            _, _, ready = await ctx.tick().sample(dut.s_axis_tready)
+            _, _, ready = await ctx.tick().sample(dut.s_axis.tready)
             if ready:
                 break
-    ctx.set(dut.s_axis_tvalid, 0)
+    ctx.set(dut.s_axis.tvalid, 0)
 
 
 async def recv_frame(ctx, dut, limit=10_000):
     beats = []
-    ctx.set(dut.m_axis_tready, 1)
+    ctx.set(dut.m_axis.tready, 1)
     for _ in range(limit):
         _, _, valid, data, last = await ctx.tick().sample(
-            dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast)
+            dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tlast)
         if valid:
             beats.append(data)
             if last:
-                ctx.set(dut.m_axis_tready, 0)
+                ctx.set(dut.m_axis.tready, 0)
                 return beats
     raise AssertionError("no tlast")
 
@@ -111,9 +111,12 @@ def test_config_says_whether_update_is_built(update):
 
 @pytest.mark.parametrize("ram", ["bram", "lutram"])
 def test_small_build_gemm_matches_golden(ram):
+    """The iCE40's build (no update unit, no FP8 converters, no time stamps; delay lines in
+    block RAM), and the same array with delay lines in LUT RAM and the time stamps."""
     rng = np.random.default_rng(5)
+    stamps = ram == "lutram"
     dut = Accelerator(2, 2, a_depth=32, b_depth=64, acc_depth=32, update=False, fp8_out=False,
-                      ram=ram)
+                      ram=ram, stamps=stamps)
     M, K, N = 3, 7, 3
     A = golden.encode(rng.standard_normal((M, K)), "e5m2", saturate=True)
     B = golden.encode(rng.standard_normal((K, N)), "e4m3", saturate=True)
@@ -136,9 +139,17 @@ def test_small_build_gemm_matches_golden(ram):
         await axil_write(ctx, dut, Reg.OPTIONS, options_word(chunk=2, out_fmt="e5m2"))
         await axil_write(ctx, dut, Reg.CTRL, Ctrl.READ_C)
         got["fp8_status"] = await axil_read(ctx, dut, Reg.STATUS)
+        got["stamps"] = [await axil_read(ctx, dut, r) for r in (Reg.FIRST_IN, Reg.LAST_OUT)]
 
     run(dut, bench)
     assert (got["config"] >> 30) & 1 == 1                     # CONFIG[30]: no FP8 output
+    assert (got["config"] >> 31) & 1 == int(not stamps)       # CONFIG[31]: no time stamps
+    first, last = got["stamps"]
+    if stamps:
+        # From the first beat of LOAD_A to the last of READ_C: at least the beats between.
+        assert last - first >= M * K + K * N + M * N, got["stamps"]
+    else:
+        assert first == last == 0
     assert (got["status"] >> 8) & 0xFF == 0
     want = golden.gemm(A, B, "e5m2", "e4m3", chunk=2)
     assert np.array_equal(np.array(got["C"], np.uint16).reshape(M, N), want)

@@ -26,36 +26,36 @@ def small_top(**kw):
 
 async def write(ctx, dut, addr, value, strb=0xF):
     """One AXI4-Lite write; returns BRESP."""
-    ctx.set(dut.s_axil_awaddr, addr)
-    ctx.set(dut.s_axil_wdata, value)
-    ctx.set(dut.s_axil_wstrb, strb)
-    ctx.set(dut.s_axil_awvalid, 1)
-    ctx.set(dut.s_axil_wvalid, 1)
-    ctx.set(dut.s_axil_bready, 1)
+    ctx.set(dut.s_axil.awaddr, addr)
+    ctx.set(dut.s_axil.wdata, value)
+    ctx.set(dut.s_axil.wstrb, strb)
+    ctx.set(dut.s_axil.awvalid, 1)
+    ctx.set(dut.s_axil.wvalid, 1)
+    ctx.set(dut.s_axil.bready, 1)
     for _ in range(50):
         _, _, aw, bvalid, bresp = await ctx.tick().sample(
-            dut.s_axil_awready, dut.s_axil_bvalid, dut.s_axil_bresp)
+            dut.s_axil.awready, dut.s_axil.bvalid, dut.s_axil.bresp)
         if aw:
-            ctx.set(dut.s_axil_awvalid, 0)
-            ctx.set(dut.s_axil_wvalid, 0)
+            ctx.set(dut.s_axil.awvalid, 0)
+            ctx.set(dut.s_axil.wvalid, 0)
         if bvalid:
-            ctx.set(dut.s_axil_bready, 0)
+            ctx.set(dut.s_axil.bready, 0)
             return bresp
     raise AssertionError(f"no write response for 0x{addr:02x}")
 
 
 async def read(ctx, dut, addr):
     """One AXI4-Lite read; returns ``(RDATA, RRESP)``."""
-    ctx.set(dut.s_axil_araddr, addr)
-    ctx.set(dut.s_axil_arvalid, 1)
-    ctx.set(dut.s_axil_rready, 1)
+    ctx.set(dut.s_axil.araddr, addr)
+    ctx.set(dut.s_axil.arvalid, 1)
+    ctx.set(dut.s_axil.rready, 1)
     for _ in range(50):
         _, _, ar, rvalid, rdata, rresp = await ctx.tick().sample(
-            dut.s_axil_arready, dut.s_axil_rvalid, dut.s_axil_rdata, dut.s_axil_rresp)
+            dut.s_axil.arready, dut.s_axil.rvalid, dut.s_axil.rdata, dut.s_axil.rresp)
         if ar:
-            ctx.set(dut.s_axil_arvalid, 0)
+            ctx.set(dut.s_axil.arvalid, 0)
         if rvalid:
-            ctx.set(dut.s_axil_rready, 0)
+            ctx.set(dut.s_axil.rready, 0)
             return rdata, rresp
     raise AssertionError(f"no read response for 0x{addr:02x}")
 
@@ -82,17 +82,17 @@ async def send(ctx, dut, beats, limit=None):
     ``limit`` cycles without a handshake."""
     taken = 0
     for i, beat in enumerate(beats):
-        ctx.set(dut.s_axis_tdata, int(beat))
-        ctx.set(dut.s_axis_tlast, int(i == len(beats) - 1))
-        ctx.set(dut.s_axis_tvalid, 1)
+        ctx.set(dut.s_axis.tdata, int(beat))
+        ctx.set(dut.s_axis.tlast, int(i == len(beats) - 1))
+        ctx.set(dut.s_axis.tvalid, 1)
         for _ in range(limit or 1000):
-            _, _, ready = await ctx.tick().sample(dut.s_axis_tready)
+            _, _, ready = await ctx.tick().sample(dut.s_axis.tready)
             if ready:
                 taken += 1
                 break
         else:
             break
-    ctx.set(dut.s_axis_tvalid, 0)
+    ctx.set(dut.s_axis.tvalid, 0)
     return taken
 
 
@@ -102,15 +102,15 @@ async def recv(ctx, dut, count=None, limit=2000, pause=None):
     beats = []
     for _ in range(limit):
         ready = not (pause and pause(len(beats)))
-        ctx.set(dut.m_axis_tready, int(ready))
+        ctx.set(dut.m_axis.tready, int(ready))
         _, _, valid, data, last = await ctx.tick().sample(
-            dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast)
+            dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tlast)
         if valid and ready:
             beats.append(data)
             if last or len(beats) == count:
-                ctx.set(dut.m_axis_tready, 0)
+                ctx.set(dut.m_axis.tready, 0)
                 return beats
-    ctx.set(dut.m_axis_tready, 0)
+    ctx.set(dut.m_axis.tready, 0)
     return beats
 
 

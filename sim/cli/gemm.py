@@ -87,7 +87,8 @@ def _gemm_on_device(args, A, B, C, opts, out, shape):
     report = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "device": args.device,
               "baud": baud, "options": opts, "cycles": cycles, "active": active,
               "utilization": util, "cycles_total": run["cycles_total"],
-              "end_to_end_utilization": m * n * k / (rows * cols * run["cycles_total"]),
+              "end_to_end_utilization": (None if run["cycles_total"] is None else
+                                         m * n * k / (rows * cols * run["cycles_total"])),
               "tile": run["tile"], "commands": run["commands"], "seconds": round(seconds, 3),
               "out": None if out is None else str(out)}
     status = 0

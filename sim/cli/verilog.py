@@ -61,6 +61,8 @@ def add_verilog_parser(sub):
     top.add_argument("--no-fp8-out", dest="fp8_out", action="store_false",
                      help="without the FP8 output converters (READ_C in FP8 fails with "
                           "error 9)")
+    top.add_argument("--no-stamps", dest="stamps", action="store_false",
+                     help="without the time stamps CLOCK, FIRST_IN and LAST_OUT (CONFIG[31])")
     top.add_argument("--ram", type=str.lower, choices=RAMS, default="lutram",
                      help="the array's delay lines: lutram (ECP5) or bram (iCE40) "
                           "(default: %(default)s)")
@@ -124,12 +126,14 @@ def _design(args):
         params = {"rows": args.rows, "cols": args.cols, "a_depth": args.a_depth,
                   "b_depth": args.b_depth, "acc_depth": args.acc_depth,
                   "acc_fmt": args.acc_fmt, "update_rbits": args.rbits,
-                  "update": args.update, "fp8_out": args.fp8_out, "ram": args.ram}
+                  "update": args.update, "fp8_out": args.fp8_out, "ram": args.ram,
+                  "stamps": args.stamps}
         command = ["top", "--rows", args.rows, "--cols", args.cols, "--a-depth", args.a_depth,
                    "--b-depth", args.b_depth, "--acc-depth", args.acc_depth, "--acc-fmt",
                    args.acc_fmt, "--rbits", args.rbits, "--ram", args.ram]
         command += [] if args.update else ["--no-update"]
         command += [] if args.fp8_out else ["--no-fp8-out"]
+        command += [] if args.stamps else ["--no-stamps"]
         return Accelerator(**params), params, command
     if args.design == "array":
         from fp8accel.hw.gemm.array import SystolicArray
@@ -173,9 +177,11 @@ def verilog_text(design, name, params, command, c_header=None):
     import amaranth
     from amaranth.back import verilog
 
+    from fp8accel.hw.axi import verilog_ports
+
     from fp8accel.hw.regs import ID_VALUE, REGMAP_VERSION
 
-    text = verilog.convert(design, name=name, emit_src=False)
+    text = verilog.convert(design, name=name, emit_src=False, ports=verilog_ports(design))
     lines = [f"// {name}: fp8accel, Verilog from Amaranth {amaranth.__version__}.",
              "// Parameters:"]
     width = max(map(len, params))

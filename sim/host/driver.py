@@ -495,7 +495,8 @@ class AcceleratorHost:
         """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
         ``update`` (the weight-update unit is built), ``fp8_out`` (READ_C converts to FP8 on
         the device), ``update_rbits`` (random bits per stochastic rounding of UPDATE),
-        ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities)."""
+        ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities), ``stamps`` (the time
+        stamps CLOCK, FIRST_IN and LAST_OUT are built)."""
         if self._config is None:
             f = regs.unpack("CONFIG", await self._t.read_reg(Reg.CONFIG))
             e, m = f["acc_exp"], f["acc_man"]
@@ -509,6 +510,7 @@ class AcceleratorHost:
                 "rows": f["rows"], "cols": f["cols"], "acc_fmt": acc,
                 "update": not f["no_update"],
                 "fp8_out": not f["no_fp8_out"],
+                "stamps": not f["no_stamps"],
                 "update_rbits": f["rbits_m1"] + 1,
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),
@@ -845,7 +847,7 @@ class AcceleratorHost:
                     tile = a[t.k0:t.k1, m0:m1] if ta else a[m0:m1, t.k0:t.k1]
                     await self.load_a(np.ascontiguousarray(tile), transposed=ta, fmt=a_fmt)
                     held["A"] = key
-                    if first_in is None:
+                    if first_in is None and cfg["stamps"]:
                         first_in = await self._t.read_reg(Reg.FIRST_IN)
                 key = (t.k0, t.k1, n0, n1)
                 if held["B"] != key:
@@ -862,12 +864,15 @@ class AcceleratorHost:
                 c, act = await self.counters()
                 cycles, active = cycles + c, active + act
             result[m0:m1, n0:n1] = await self.read_c(m1 - m0, n1 - n0, out_fmt)
-        last_out = await self._t.read_reg(Reg.LAST_OUT)
+        # The device's clock from the first beat of the first load to the last beat of the
+        # last READ_C, both ends included (None on a build without the time stamps).
+        cycles_total = None
+        if cfg["stamps"]:
+            last_out = await self._t.read_reg(Reg.LAST_OUT)
+            cycles_total = ((last_out - first_in) & 0xFFFF_FFFF) + 1
         self.last_run = {
             "m": m, "n": n, "k": k, "tile": [plan.mt, plan.nt, plan.kt], "order": plan.outer,
             "commands": plan.tiles, "cycles": cycles, "active": active,
-            # The device's clock from the first beat of the first load to the last beat of
-            # the last READ_C, both ends included.
-            "cycles_total": ((last_out - first_in) & 0xFFFF_FFFF) + 1,
+            "cycles_total": cycles_total,
         }
         return result, cycles, active

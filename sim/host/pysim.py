@@ -52,16 +52,16 @@ class AmaranthTransport(Transport):
 
     async def read_reg(self, addr):
         ctx, dut = self._ctx, self._dut
-        ctx.set(dut.s_axil_araddr, addr)
-        ctx.set(dut.s_axil_arvalid, 1)
-        ctx.set(dut.s_axil_rready, 1)
+        ctx.set(dut.s_axil.araddr, addr)
+        ctx.set(dut.s_axil.arvalid, 1)
+        ctx.set(dut.s_axil.rready, 1)
         for _ in range(self._limit):
             _, _, ar, rvalid, rdata, rresp = await ctx.tick().sample(
-                dut.s_axil_arready, dut.s_axil_rvalid, dut.s_axil_rdata, dut.s_axil_rresp)
+                dut.s_axil.arready, dut.s_axil.rvalid, dut.s_axil.rdata, dut.s_axil.rresp)
             if ar:
-                ctx.set(dut.s_axil_arvalid, 0)
+                ctx.set(dut.s_axil.arvalid, 0)
             if rvalid:
-                ctx.set(dut.s_axil_rready, 0)
+                ctx.set(dut.s_axil.rready, 0)
                 error = bus_error(rresp, f"Reading register 0x{addr:02x}")
                 if error:
                     raise error
@@ -70,20 +70,20 @@ class AmaranthTransport(Transport):
 
     async def write_reg(self, addr, value):
         ctx, dut = self._ctx, self._dut
-        ctx.set(dut.s_axil_awaddr, addr)
-        ctx.set(dut.s_axil_wdata, int(value))
-        ctx.set(dut.s_axil_wstrb, 0b1111)
-        ctx.set(dut.s_axil_awvalid, 1)
-        ctx.set(dut.s_axil_wvalid, 1)
-        ctx.set(dut.s_axil_bready, 1)
+        ctx.set(dut.s_axil.awaddr, addr)
+        ctx.set(dut.s_axil.wdata, int(value))
+        ctx.set(dut.s_axil.wstrb, 0b1111)
+        ctx.set(dut.s_axil.awvalid, 1)
+        ctx.set(dut.s_axil.wvalid, 1)
+        ctx.set(dut.s_axil.bready, 1)
         for _ in range(self._limit):
             _, _, aw, bvalid, bresp = await ctx.tick().sample(
-                dut.s_axil_awready, dut.s_axil_bvalid, dut.s_axil_bresp)
+                dut.s_axil.awready, dut.s_axil.bvalid, dut.s_axil.bresp)
             if aw:
-                ctx.set(dut.s_axil_awvalid, 0)
-                ctx.set(dut.s_axil_wvalid, 0)
+                ctx.set(dut.s_axil.awvalid, 0)
+                ctx.set(dut.s_axil.wvalid, 0)
             if bvalid:
-                ctx.set(dut.s_axil_bready, 0)
+                ctx.set(dut.s_axil.bready, 0)
                 error = bus_error(bresp, f"Writing register 0x{addr:02x}")
                 if error:
                     raise error
@@ -95,31 +95,31 @@ class AmaranthTransport(Transport):
         ctx, dut = self._ctx, self._dut
         beats = [] if beats is None else [int(b) for b in beats]
         sent, got, done_rx = 0, [], not receive
-        ctx.set(dut.m_axis_tready, int(receive))
+        ctx.set(dut.m_axis.tready, int(receive))
         for _ in range(timeout_cycles):
             if sent < len(beats):
-                ctx.set(dut.s_axis_tdata, beats[sent])
-                ctx.set(dut.s_axis_tlast, int(sent == len(beats) - 1))
-                ctx.set(dut.s_axis_tvalid, 1)
+                ctx.set(dut.s_axis.tdata, beats[sent])
+                ctx.set(dut.s_axis.tlast, int(sent == len(beats) - 1))
+                ctx.set(dut.s_axis.tvalid, 1)
             else:
-                ctx.set(dut.s_axis_tvalid, 0)
+                ctx.set(dut.s_axis.tvalid, 0)
             if sent == len(beats) and done_rx:
                 break
             _, _, tready, tvalid, tdata, tlast = await ctx.tick().sample(
-                dut.s_axis_tready, dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast)
+                dut.s_axis.tready, dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tlast)
             if sent < len(beats) and tready:
                 sent += 1
             if not done_rx and tvalid:
                 got.append(tdata)
                 if tlast:
                     done_rx = True
-                    ctx.set(dut.m_axis_tready, 0)
+                    ctx.set(dut.m_axis.tready, 0)
         else:
-            ctx.set(dut.s_axis_tvalid, 0)
-            ctx.set(dut.m_axis_tready, 0)
+            ctx.set(dut.s_axis.tvalid, 0)
+            ctx.set(dut.m_axis.tready, 0)
             raise AcceleratorTimeout(f"{what} did not finish within {timeout_cycles} cycles")
-        ctx.set(dut.s_axis_tvalid, 0)
-        ctx.set(dut.m_axis_tready, 0)
+        ctx.set(dut.s_axis.tvalid, 0)
+        ctx.set(dut.m_axis.tready, 0)
         return got
 
     async def send(self, beats, timeout_cycles):

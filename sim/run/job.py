@@ -64,7 +64,8 @@ async def run_job(dut):
             "name": name, "m": m, "n": n, "k": k, "cycles": cycles, "active": active,
             "utilization": m * n * k / (macs * cycles),
             "cycles_total": run["cycles_total"],
-            "end_to_end_utilization": m * n * k / (macs * run["cycles_total"]),
+            "end_to_end_utilization": (None if run["cycles_total"] is None
+                                       else m * n * k / (macs * run["cycles_total"])),
             "tile": run["tile"], "commands": run["commands"],
             "seconds": t1 - t0, "cycles_per_s": sim_cycles / (t1 - t0), "out": g["out"]})
     report["updates"] = []

@@ -104,8 +104,11 @@ def write_verilog(component, path, name):
     """
     from amaranth.back import verilog
 
+    from fp8accel.hw.axi import verilog_ports
+
     path = Path(path)
-    text = verilog.convert(component, name=name, emit_src=False)
+    text = verilog.convert(component, name=name, emit_src=False,
+                           ports=verilog_ports(component))
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -1,0 +1,65 @@
+"""AXI4-Lite and AXI4-Stream as ``wiring`` signatures, and the flat port names they take in
+Verilog.
+
+Both signatures are written from the manager's (source's) side: a subordinate takes
+``In(AXI4LiteSignature())``, a stream sink ``In(AXI4StreamSignature(16))``. Connected with
+``wiring.connect``. In Verilog the members of ``s_axil`` become ``s_axil_awaddr``, ``s_axil_wdata``,
+... (:func:`verilog_ports`), the names from which vendor tools and cocotbext-axi infer the
+interfaces.
+"""
+
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AXI4LiteSignature", "AXI4StreamSignature", "verilog_ports"]
+
+
+class AXI4LiteSignature(wiring.Signature):
+    """AXI4-Lite, from the manager's side: write address, write data, write response, read
+    address and read data channels (no PROT)."""
+
+    def __init__(self, addr_width=8, data_width=32):
+        if data_width not in (32, 64):
+            raise ValueError(f"AXI4-Lite data is 32 or 64 bits wide, not {data_width}")
+        self.addr_width, self.data_width = addr_width, data_width
+        super().__init__({
+            "awaddr": Out(addr_width), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1),
+            "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(addr_width), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and other.addr_width == self.addr_width
+                and other.data_width == self.data_width)
+
+    def __repr__(self):
+        return f"AXI4LiteSignature(addr_width={self.addr_width}, data_width={self.data_width})"
+
+
+class AXI4StreamSignature(wiring.Signature):
+    """AXI4-Stream, from the source's side: ``tdata``, ``tvalid``, ``tready`` and ``tlast``."""
+
+    def __init__(self, data_width):
+        self.data_width = data_width
+        super().__init__({"tdata": Out(data_width), "tvalid": Out(1), "tready": In(1),
+                          "tlast": Out(1)})
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.data_width == self.data_width
+
+    def __repr__(self):
+        return f"AXI4StreamSignature({self.data_width})"
+
+
+def verilog_ports(component):
+    """``{name: (signal, None)}`` for ``amaranth.back.verilog.convert(..., ports=...)``: every
+    port of ``component`` named by its path joined with ``_`` (``s_axil_awaddr``), rather than
+    Amaranth's ``s_axil__awaddr``."""
+    ports = {}
+    for path, _member, value in component.signature.flatten(component):
+        ports["_".join(str(part) for part in path)] = (Value.cast(value), None)
+    return ports
