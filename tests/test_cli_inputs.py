@@ -317,6 +317,10 @@ CASES += _cases("build", BUILD, [
      "cannot write {d}/file.txt/boards: {d}/file.txt is not a directory"),
 ])
 
+CASES += _cases("cache", ["cache"], [
+    (["--max", "3"], "unrecognized arguments: --max 3"),
+])
+
 CASES += _cases("regs", ["regs"], [
     (["--c-header", "/proc/r.h"], f"cannot write /proc/r.h: {_PROC}" + ANY),
     (["--json", "{o}/no/r.json"], "cannot write {o}/no/r.json: {o}/no is not a directory"),

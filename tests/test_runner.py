@@ -1,4 +1,5 @@
-"""fp8accel.sim.run.runner: a build directory survives a build that was killed."""
+"""fp8accel.sim.run.runner: the model cache (a build that fails or is killed leaves no model,
+another run of the same design takes the cached one) and runs that share a directory."""
 
 import pytest
 from amaranth.lib import wiring
@@ -26,6 +27,7 @@ class FakeRunner:
 
     def build(self, **kw):
         self.built.append(sorted(p.name for p in kw["build_dir"].iterdir()))
+        (kw["build_dir"] / "sim.vvp").write_text("model")
         if self.fail:
             raise SystemExit(1)      # as cocotb's runner does when the compiler fails
 
@@ -35,35 +37,96 @@ class FakeRunner:
         return results_xml
 
 
-def test_a_build_that_did_not_finish_is_cleared_before_the_next(tmp_path, monkeypatch):
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """A model cache of this test's own."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv(runner.CACHE_ENV, str(root))
+    return root
+
+
+def test_a_failed_build_leaves_no_model_and_the_next_builds_one(tmp_path, cache,
+                                                                monkeypatch):
     import cocotb_tools.runner as cocotb_runner
 
-    build = tmp_path / "b"
-    # A build killed in the middle: a truncated precompiled header, and the marker.
     first = FakeRunner(fail=True)
     monkeypatch.setattr(cocotb_runner, "get_runner", lambda sim: first)
     with pytest.raises(RuntimeError, match="Building wire with icarus failed"):
-        runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=build,
+        runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=tmp_path / "b",
                           sim="icarus")
-    (build / "Vtop__pch.h.slow.gch").write_bytes(b"\0" * 7)
-    (build / "obj").mkdir()
-    assert (build / "build.unfinished").exists()
+    assert runner.cached_models() == []
+    assert list((cache / "tmp").iterdir()) == []        # the half-built model is gone
 
     second = FakeRunner(fail=False)
     monkeypatch.setattr(cocotb_runner, "get_runner", lambda sim: second)
-    results = runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=build,
-                                sim="icarus")
-    assert results.tests == [("t", "passed", "")]
-    # The next build started from an empty directory (but for the Verilog, its marker and the
-    # directory's lock).
-    assert second.built == [[".lock", "build.unfinished", "wire.v"]]
-    assert not (build / "build.unfinished").exists()
-    assert not (build / "Vtop__pch.h.slow.gch").exists()
+    results = runner.run_cocotb(Wire(), toplevel="wire", test_module="m",
+                                build_dir=tmp_path / "b", sim="icarus")
+    assert results.tests == [("t", "passed", "")] and not results.cached
+    # Built from the Verilog alone, in a temporary directory, then renamed into place.
+    assert second.built == [["wire.v"]]
+    [(name, path, _, info)] = runner.cached_models()
+    assert path == results.model and name.startswith("icarus-wire-")
+    assert info["sim"] == "icarus" and (path / "wire.v").read_text().startswith("/*")
 
-    # A finished build is left alone.
-    (build / "keep.o").write_bytes(b"x")
-    runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=build, sim="icarus")
-    assert (build / "keep.o").exists()
+
+def test_another_run_of_the_same_design_takes_the_cached_model(tmp_path, monkeypatch):
+    import cocotb_tools.runner as cocotb_runner
+
+    fake = FakeRunner(fail=False)
+    monkeypatch.setattr(cocotb_runner, "get_runner", lambda sim: fake)
+    one = runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=tmp_path / "a",
+                            sim="icarus")
+    two = runner.run_cocotb(Wire(), toplevel="wire", test_module="n", build_dir=tmp_path / "b",
+                            sim="icarus")
+    assert len(fake.built) == 1 and two.cached and two.build_time == 0.0
+    assert two.model == one.model
+    # Another design (here: another module name) is another model.
+    runner.run_cocotb(Wire(), toplevel="wire2", test_module="m", build_dir=tmp_path / "c",
+                      sim="icarus")
+    assert len(fake.built) == 2 and len(runner.cached_models()) == 2
+
+
+def test_a_killed_build_is_swept_away(tmp_path, cache, monkeypatch):
+    """A build whose process died (SIGKILL: no cleanup) left its temporary directory; the
+    next build removes it, and it never was a model."""
+    import cocotb_tools.runner as cocotb_runner
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = cache / "tmp" / f"icarus-wire-0123.{dead}.tmp"
+    stale.mkdir(parents=True)
+    (stale / "Vtop__pch.h.slow.gch").write_bytes(b"\0" * 7)
+    monkeypatch.setattr(cocotb_runner, "get_runner", lambda sim: FakeRunner(fail=False))
+    runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=tmp_path / "b",
+                      sim="icarus")
+    assert not stale.exists() and len(runner.cached_models()) == 1
+
+
+def test_cache_command_shows_and_clears(tmp_path, cache, monkeypatch, capsys):
+    import cocotb_tools.runner as cocotb_runner
+
+    from fp8accel.sim.cli import main
+
+    monkeypatch.setattr(cocotb_runner, "get_runner", lambda sim: FakeRunner(fail=False))
+    runner.run_cocotb(Wire(), toplevel="wire", test_module="m", build_dir=tmp_path / "b",
+                      sim="icarus")
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert str(cache) in out and "icarus-wire-" in out and "1 model" in out
+    assert main(["cache", "--clear"]) == 0
+    assert "removed 1 model" in capsys.readouterr().out
+    assert runner.cached_models() == []
+
+
+def test_the_cache_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(runner.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert runner.cache_dir() == (tmp_path / "xdg" / "fp8accel").resolve()
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert runner.cache_dir() == (tmp_path / "home" / ".cache" / "fp8accel").resolve()
 
 
 def test_runs_in_one_directory_take_turns(tmp_path, monkeypatch):

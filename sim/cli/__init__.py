@@ -98,6 +98,11 @@ def _add_verilog(sub):
     add_verilog_parser(sub)
 
 
+def _add_cache(sub):
+    from fp8accel.sim.cli.cache import add_cache_parser
+    add_cache_parser(sub)
+
+
 def build_parser():
     """The ``fp8accel`` parser; every subcommand's argparse errors are one line."""
     parser = ArgumentParser(
@@ -115,6 +120,7 @@ def build_parser():
     _add_bench(sub)
     _add_regs(sub)
     _add_verilog(sub)
+    _add_cache(sub)
     return parser
 
 

