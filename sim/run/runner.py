@@ -90,6 +90,10 @@ def verilator_env():
     # FP8ACCEL_VERILATOR_OPT=-Os (or -O2) for a long simulation.
     opt = os.environ.get("FP8ACCEL_VERILATOR_OPT", "-O0")
     wanted = ["CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt}", f"OPT_GLOBAL={opt}"]
+    # ccache, where it is installed, serves the objects of a model compiled before (another
+    # cache, another checkout) from its own cache.
+    if shutil.which("ccache") and "OBJCACHE=" not in os.environ.get("MAKEFLAGS", ""):
+        wanted.append("OBJCACHE=ccache")
     flags = os.environ.get("MAKEFLAGS", "").split()
     flags = [f for f in flags if not f.startswith(("OPT_FAST=", "OPT_GLOBAL="))]
     os.environ["MAKEFLAGS"] = " ".join(flags + [w for w in wanted if w not in flags])
