@@ -8,12 +8,13 @@ module has always exported (``Reg``, ``Ctrl``, ``TopError``, ``REG_MASK``, ...) 
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, fifo
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect
 
 from . import regs
 from .axi import AXI4LiteSignature, AXI4StreamSignature
 from .common import CheckedComponent, delay
 from .fp.convert import FPConvert
+from .framer import UpdateFramer
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
 from .gemm.engine import GemmEngine
 from .regs import ID_VALUE, REGISTERS, Access, Ctrl, ErrorCode, OutFmt, Reg
@@ -546,7 +547,7 @@ class Accelerator(CheckedComponent):
         with m.If(reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
             m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), last_out.eq(clock)]
 
-        # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit ------------------
+        # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit (hw.framer) ------
         if upd is not None:
             updating = xfer == Xfer.UPDATE
             # The scalars are latched at the start: the unit reads them at different times for
@@ -559,81 +560,20 @@ class Accelerator(CheckedComponent):
             with m.If(upd_go):
                 m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
                              upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
-            # Input: three beats make an element.
-            u_phase = Signal(2)
-            u_w = Signal(16)
-            u_g = Signal(16)
-            u_left = Signal(24)      # elements still to assemble
-            u_last = Signal()        # u_left == 1
-            u_in_done = Signal()     # no element will be assembled any more
-            u_closed = Signal()      # the input frame has ended (tlast)
-            u_bad = Signal()         # the input frame had the wrong length
-            u_pending = Signal(range(upd.fifo_depth + 8))   # assembled, v beat not yet sent
-            elem_valid = Signal()
-            with m.If(upd_start):
-                m.d.sync += [u_phase.eq(0), u_left.eq(reg_len), u_last.eq(reg_len == 1),
-                             u_in_done.eq(0), u_closed.eq(0), u_bad.eq(0), u_pending.eq(0),
-                             elem_valid.eq(0)]
-            u_beat = Signal()
-            m.d.comb += [
-                upd.i.valid.eq(elem_valid),
-                u_beat.eq(updating & self.s_axis.tvalid & self.s_axis.tready),
-            ]
-            # The element register takes a third beat only when empty, so that tready does not
-            # wait for the unit's ready; at three beats per element it is always empty in time.
+            m.submodules.framer = framer = UpdateFramer(upd.fifo_depth)
+            connect(m, framer.elem, upd.i)
+            connect(m, upd.o, framer.result)
+            m.d.comb += [framer.start.eq(upd_start), framer.length.eq(reg_len),
+                         framer.active.eq(updating),
+                         framer.s_axis.tdata.eq(self.s_axis.tdata),
+                         framer.s_axis.tvalid.eq(self.s_axis.tvalid),
+                         framer.s_axis.tlast.eq(self.s_axis.tlast),
+                         framer.m_axis.tready.eq(self.m_axis.tready)]
             with m.If(updating):
-                m.d.comb += self.s_axis.tready.eq(
-                    ~u_closed & ((u_phase != 2) | u_in_done | ~elem_valid))
-            with m.If(upd.i.valid & upd.i.ready):
-                m.d.sync += elem_valid.eq(0)
-            assembled = u_beat & ~u_in_done & (u_phase == 2)
-            with m.If(u_beat & ~u_in_done):
-                m.d.sync += u_phase.eq(Mux(u_phase == 2, 0, u_phase + 1))
-                with m.Switch(u_phase):
-                    with m.Case(0):
-                        m.d.sync += u_w.eq(self.s_axis.tdata)
-                    with m.Case(1):
-                        m.d.sync += u_g.eq(self.s_axis.tdata)
-                    with m.Case(2):
-                        m.d.sync += [upd.i.payload.eq(Cat(u_w, u_g, self.s_axis.tdata)),
-                                     elem_valid.eq(1), u_left.eq(u_left - 1),
-                                     u_last.eq(u_left == 2)]
-                        with m.If(u_last):
-                            m.d.sync += u_in_done.eq(1)
-            with m.If(u_beat):
-                with m.If(self.s_axis.tlast):
-                    # The frame ends: complete elements go on, a partial one is dropped.
-                    m.d.sync += [u_closed.eq(1), u_in_done.eq(1)]
-                    with m.If(~(assembled & u_last)):
-                        m.d.sync += u_bad.eq(1)
-                with m.Elif(u_in_done):
-                    m.d.sync += u_bad.eq(1)      # past the length: dropped until tlast
-            # Output: an element leaves as two beats, w then v. The v beat of an element waits
-            # until it is known whether it is the last (a later element was assembled, or the
-            # input is over), so that tlast is on it even when the input frame ends early.
-            o_valid = Signal()
-            o_phase = Signal()
-            o_w = Signal(16)
-            o_v = Signal(16)
-            last_known = (u_pending > 1) | u_in_done
-            o_last = u_in_done & (u_pending == 1)
-            o_fire = updating & self.m_axis.tvalid & self.m_axis.tready
-            v_sent = o_fire & o_phase
-            m.d.comb += upd.o.ready.eq(~o_valid | v_sent)
-            with m.If(v_sent):
-                m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
-            with m.If(o_fire & ~o_phase):
-                m.d.sync += o_phase.eq(1)
-            with m.If(upd.o.valid & upd.o.ready):
-                m.d.sync += [o_valid.eq(1), o_phase.eq(0), o_w.eq(upd.o.payload.w),
-                             o_v.eq(upd.o.payload.v)]
-            with m.If(upd_start):
-                m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
-            m.d.sync += u_pending.eq(u_pending + assembled - v_sent)
-            with m.If(upd_start):
-                m.d.sync += u_pending.eq(0)
-            with m.If(updating & u_closed & (u_pending == 0)):
-                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), error.eq(Mux(u_bad, TopError.FRAME, 0))]
+                m.d.comb += self.s_axis.tready.eq(framer.s_axis.tready)
+            with m.If(framer.done):
+                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1),
+                             error.eq(Mux(framer.error, TopError.FRAME, 0))]
 
         fifo_out = [
             self.m_axis.tdata.eq(out_fifo.r_data[:16]),
@@ -645,11 +585,9 @@ class Accelerator(CheckedComponent):
             m.d.comb += fifo_out
             return m
         with m.If(updating):
-            m.d.comb += [
-                self.m_axis.tdata.eq(Mux(o_phase, o_v, o_w)),
-                self.m_axis.tvalid.eq(o_valid & (~o_phase | last_known)),
-                self.m_axis.tlast.eq(o_phase & o_last),
-            ]
+            m.d.comb += [self.m_axis.tdata.eq(framer.m_axis.tdata),
+                         self.m_axis.tvalid.eq(framer.m_axis.tvalid),
+                         self.m_axis.tlast.eq(framer.m_axis.tlast)]
         with m.Else():
             m.d.comb += fifo_out
         return m
