@@ -56,10 +56,15 @@ class AXI4StreamSignature(wiring.Signature):
 
 
 def verilog_ports(component):
-    """``{name: (signal, None)}`` for ``amaranth.back.verilog.convert(..., ports=...)``: every
-    port of ``component`` named by its path joined with ``_`` (``s_axil_awaddr``), rather than
-    Amaranth's ``s_axil__awaddr``."""
+    """``{name: (signal, None)}`` for ``amaranth.back.verilog.convert(..., ports=...)``: the
+    members of an AXI interface of ``component`` named with ``_`` (``s_axil_awaddr``) rather
+    than Amaranth's ``s_axil__awaddr``; every other port as Amaranth names it (``i__valid``
+    for a member of a stream ``i``)."""
+    axi = {name for name, member in component.signature.members.items()
+           if member.is_signature
+           and isinstance(member.signature, (AXI4LiteSignature, AXI4StreamSignature))}
     ports = {}
     for path, _member, value in component.signature.flatten(component):
-        ports["_".join(str(part) for part in path)] = (Value.cast(value), None)
+        sep = "_" if path[0] in axi else "__"
+        ports[sep.join(str(part) for part in path)] = (Value.cast(value), None)
     return ports
