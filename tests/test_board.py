@@ -127,6 +127,7 @@ def test_icebreaker_bitstream(tmp_path):
     assert rep["utilization"]["ICESTORM_LC"] <= 5280
 
 
+@pytest.mark.slow
 @pytest.mark.synth
 def test_ulx3s_flow_with_a_small_array(tmp_path):
     rep = _build("ulx3s-85f", tmp_path, "--rows", "1", "--cols", "1")

@@ -70,7 +70,7 @@ def test_campaign_reduced_build(campaign_seed):
 @pytest.mark.verilator
 def test_campaign_uart_bridge(campaign_seed):
     """Through the UART bridge, with line noise: stray bytes and truncated packets."""
-    run_campaign("verilator", campaign_seed, 80, rows=2, cols=2, link="uart",
+    run_campaign("verilator", campaign_seed, 40, rows=2, cols=2, link="uart",
                  depths=BRIDGE_DEPTHS, name="bridge-verilator-2x2")
 
 

@@ -46,7 +46,7 @@ def tb_config(sim, rows, cols, build_dir, *, scale=1, seed=1):
     K = 259 (past the largest chunk, 256; K = 67 with pauses). Icarus: the same tests on shapes
     a few times the array, the option sweep on K = 19 (chunks up to 16 split it)."""
     if sim == "verilator":
-        cfg = {"random_cases": 6 * scale,
+        cfg = {"random_cases": 4 * scale,
                "max_dims": [3 * rows * cols + 4, 4 * cols + 3, 300], "option_k": 259,
                "big": [max(4 * rows * cols, 48), 4 * cols, 8 * rows]}
     else:

@@ -119,6 +119,7 @@ def test_cli_sweep_smoke(tmp_path, capsys):
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow
 @pytest.mark.synth
 def test_area_study_small(tmp_path):
     """The area study on 1x2 arrays: (b) must cost more than (a) per MAC."""
