@@ -24,15 +24,23 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{sim}: runs on {sim}; skipped where {need.lower()}")
 
 
+#: The longest tests (a minute or more on one core): started first, so that the workers of
+#: ``pytest -n auto`` end together rather than one waiting for the last of them.
+_LONG = ("test_cocotb_top.py::test_top_matches_golden", "test_board.py::", "test_bridge.py::"
+         "test_bridged_accelerator_on", "test_campaign.py::", "test_train.py::",
+         "test_cocotb_update.py::")
+
+
 def pytest_collection_modifyitems(config, items):
     """A test marked ``verilator`` or ``icarus`` (or one of whose parameters is) is skipped
-    where that simulator is missing."""
+    where that simulator is missing. The longest tests run first."""
     missing = {sim: pytest.mark.skip(reason=need) for sim, need in _NEEDS.items()
                if not have_simulator(sim)}
     for item in items:
         for sim, skip in missing.items():
             if item.get_closest_marker(sim):
                 item.add_marker(skip)
+    items.sort(key=lambda item: not any(long in item.nodeid for long in _LONG))
 
 
 def simulators(*names):

@@ -225,6 +225,19 @@ def clear_cache(root=None):
     return removed
 
 
+def _prune(build, keep):
+    """Remove what a simulation does not need from a finished build: the C++ sources, objects
+    and precompiled headers of a Verilator model (over 100 MB for the top) leave the
+    executable; an Icarus model is its ``sim.vvp``."""
+    for entry in build.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def _model(runner, text, *, toplevel, sim, build_args, timescale, waves, build_log):
     """The directory of the built model of Verilog ``text``: from the cache, or built into it.
     Returns ``(path, seconds spent building, whether it came from the cache)``."""
@@ -253,6 +266,7 @@ def _model(runner, text, *, toplevel, sim, build_args, timescale, waves, build_l
                          build_args=build_args, timescale=timescale, waves=waves,
                          always=True, log_file=build_log)
             seconds = time.monotonic() - start
+            _prune(build, keep={toplevel, source.name, "sim.vvp"})
             (build / _MODEL_INFO).write_text(json.dumps(
                 {**parts, "key": key, "build_s": round(seconds, 3),
                  "built": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
