@@ -41,12 +41,17 @@ class AXI4LiteSignature(wiring.Signature):
 
 
 class AXI4StreamSignature(wiring.Signature):
-    """AXI4-Stream, from the source's side: ``tdata``, ``tvalid``, ``tready`` and ``tlast``."""
+    """AXI4-Stream, from the source's side: ``tdata``, ``tkeep`` (a bit per byte of
+    ``tdata``), ``tvalid``, ``tready`` and ``tlast``."""
 
     def __init__(self, data_width):
+        if (isinstance(data_width, bool) or not isinstance(data_width, int) or data_width < 8
+                or data_width % 8):
+            raise ValueError(f"AXI4-Stream data is a whole number of bytes wide, not "
+                             f"{data_width!r} bits")
         self.data_width = data_width
-        super().__init__({"tdata": Out(data_width), "tvalid": Out(1), "tready": In(1),
-                          "tlast": Out(1)})
+        super().__init__({"tdata": Out(data_width), "tkeep": Out(data_width // 8),
+                          "tvalid": Out(1), "tready": In(1), "tlast": Out(1)})
 
     def __eq__(self, other):
         return type(other) is type(self) and other.data_width == self.data_width
