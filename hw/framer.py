@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4StreamSignature
 from .common import CheckedComponent
+from .gearbox import Packer, Unpacker
 
 __all__ = ["UpdateFramer", "ELEMENT", "RESULT"]
 
@@ -19,21 +20,28 @@ RESULT = data.StructLayout({"w": 16, "v": 16})
 
 
 class UpdateFramer(CheckedComponent):
-    """Takes an UPDATE frame of ``3 * length`` beats ``w, g, v, w, g, v, ...`` from ``s_axis``
-    and hands each element to ``elem``; sends each result of ``result`` as two beats ``w1, v1``
-    on ``m_axis``, with ``tlast`` on the last.
+    """Takes an UPDATE frame from ``s_axis``, an element ``(w, g, v)`` per 64 bits (``w`` in
+    bits 15:0, ``g`` in 31:16, ``v`` in 47:32, bits 63:48 ignored), and hands each element to
+    ``elem``; sends the results of ``result`` on ``m_axis``, ``(w1, v1)`` per 32 bits (``w1``
+    in the low half), ``tlast`` on the beat of the last.
 
-    A frame that ends early (``tlast``) passes on the complete elements it carried, drops a
-    partial one and puts ``tlast`` on the last result; one that runs past its length is
-    taken and dropped until ``tlast``. Both end with ``error``. The beat of an element's
-    ``v1`` waits until it is known whether it is the last result, so that ``tlast`` is always
-    on the right beat.
+    With 64-bit beats an element is a beat; narrower beats carry a part of one, wider beats
+    several (the unused elements of the last beat are ignored, and ``tkeep`` marks the bytes
+    of the results in the last beat out).
+
+    A frame of the wrong length in beats ends with ``error``: one that ends early (``tlast``)
+    passes on the complete elements it carried, drops a partial one and puts ``tlast`` on the
+    last result; one that runs past its length is taken and dropped until ``tlast``. A
+    result waits until it is known whether it is the last, so that ``tlast`` is always on the
+    right beat.
 
     Parameters
     ----------
     pending : int
         The most elements that can be between ``elem`` and ``m_axis`` at once (the update
         unit's FIFO depth, and a few).
+    beat_width : int
+        Bits per beat of the stream ports, a power of two from 16.
 
     Members
     -------
@@ -43,8 +51,8 @@ class UpdateFramer(CheckedComponent):
         Sampled with ``start``.
     active : In(1)
         The stream ports belong to this frame (from ``start`` until ``done``).
-    s_axis : In(AXI4StreamSignature(16))
-    m_axis : Out(AXI4StreamSignature(16))
+    s_axis : In(AXI4StreamSignature(beat_width))
+    m_axis : Out(AXI4StreamSignature(beat_width))
         Driven only while ``active``.
     elem : Out(stream.Signature(ELEMENT))
     result : In(stream.Signature(RESULT))
@@ -54,96 +62,98 @@ class UpdateFramer(CheckedComponent):
         With ``done``: the frame had the wrong length.
     """
 
-    def __init__(self, pending):
+    def __init__(self, pending, beat_width=16):
         if isinstance(pending, bool) or not isinstance(pending, int) or pending < 1:
             raise ValueError(f"pending must be a positive integer, not {pending!r}")
+        if (isinstance(beat_width, bool) or not isinstance(beat_width, int)
+                or beat_width < 16 or beat_width & (beat_width - 1)):
+            raise ValueError(f"beat_width must be a power of two from 16, not {beat_width!r}")
         self._pending = pending
+        self._beat = beat_width
         super().__init__({
             "start": In(1), "length": In(24), "active": In(1),
-            "s_axis": In(AXI4StreamSignature(16)), "m_axis": Out(AXI4StreamSignature(16)),
+            "s_axis": In(AXI4StreamSignature(beat_width)),
+            "m_axis": Out(AXI4StreamSignature(beat_width)),
             "elem": Out(stream.Signature(ELEMENT)), "result": In(stream.Signature(RESULT)),
             "done": Out(1), "error": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
+        W = self._beat
         active, start = self.active, self.start
         s_axis, m_axis = self.s_axis, self.m_axis
+        m.submodules.unpack = unpack = Unpacker(W, 64)
+        m.submodules.pack = pack = Packer(32, W)
 
-        # Input: three beats make an element.
-        phase = Signal(2)
-        w = Signal(16)
-        g = Signal(16)
-        left = Signal(24)          # elements still to assemble
-        last = Signal()            # left == 1
-        in_done = Signal()         # no element will be assembled any more
+        # Input: beats are counted at the port, elements after the unpacker.
+        beats_left = Signal(27)
+        at_last = Signal()         # beats_left == 1
+        left = Signal(24)          # elements still to pass on
         closed = Signal()          # the input frame has ended (tlast)
         bad = Signal()             # the input frame had the wrong length
-        pending = Signal(range(self._pending + 8))   # assembled, v beat not yet sent
+        pending = Signal(range(self._pending + 8))   # passed on, result not yet packed
+        if W <= 64:
+            beats = self.length << (64 // W).bit_length() - 1
+        else:
+            per = W // 64
+            beats = (self.length + per - 1) >> per.bit_length() - 1
         with m.If(start):
-            m.d.sync += [phase.eq(0), left.eq(self.length), last.eq(self.length == 1),
-                         in_done.eq(0), closed.eq(0), bad.eq(0), pending.eq(0),
-                         self.elem.valid.eq(0)]
-        beat = Signal()
-        m.d.comb += beat.eq(active & s_axis.tvalid & s_axis.tready)
-        # The element register takes a third beat only when empty, so that tready does not
-        # wait for the unit's ready; at three beats per element it is always empty in time.
+            m.d.sync += [beats_left.eq(beats), at_last.eq(beats == 1), left.eq(self.length),
+                         closed.eq(0), bad.eq(0), self.elem.valid.eq(0)]
+        m.d.comb += unpack.clear.eq(start)
+        taking = active & ~closed
+        m.d.comb += [unpack.s_axis.tdata.eq(s_axis.tdata),
+                     unpack.s_axis.tvalid.eq(taking & s_axis.tvalid)]
         with m.If(active):
-            m.d.comb += s_axis.tready.eq(
-                ~closed & ((phase != 2) | in_done | ~self.elem.valid))
+            m.d.comb += s_axis.tready.eq(taking & unpack.s_axis.tready)
+        beat = taking & s_axis.tvalid & unpack.s_axis.tready
+        with m.If(beat):
+            m.d.sync += [beats_left.eq(beats_left - 1), at_last.eq(beats_left == 2)]
+            with m.If(s_axis.tlast):
+                m.d.sync += closed.eq(1)
+                with m.If(~at_last):
+                    m.d.sync += bad.eq(1)
+            with m.Elif(at_last | (beats_left == 0)):
+                m.d.sync += bad.eq(1)      # past the length: taken and dropped until tlast
+        # The input is over once the frame has ended and its last whole element has left the
+        # unpacker (a partial one is never completed), or every element has been passed on.
+        in_done = (left == 0) | (closed & ~unpack.o.valid)
         with m.If(self.elem.valid & self.elem.ready):
             m.d.sync += self.elem.valid.eq(0)
-        assembled = beat & ~in_done & (phase == 2)
-        with m.If(beat & ~in_done):
-            m.d.sync += phase.eq(Mux(phase == 2, 0, phase + 1))
-            with m.Switch(phase):
-                with m.Case(0):
-                    m.d.sync += w.eq(s_axis.tdata)
-                with m.Case(1):
-                    m.d.sync += g.eq(s_axis.tdata)
-                with m.Case(2):
-                    m.d.sync += [self.elem.payload.eq(Cat(w, g, s_axis.tdata)),
-                                 self.elem.valid.eq(1), left.eq(left - 1),
-                                 last.eq(left == 2)]
-                    with m.If(last):
-                        m.d.sync += in_done.eq(1)
-        with m.If(beat):
-            with m.If(s_axis.tlast):
-                # The frame ends: complete elements go on, a partial one is dropped.
-                m.d.sync += [closed.eq(1), in_done.eq(1)]
-                with m.If(~(assembled & last)):
-                    m.d.sync += bad.eq(1)
-            with m.Elif(in_done):
-                m.d.sync += bad.eq(1)      # past the length: dropped until tlast
+        m.d.comb += unpack.o.ready.eq(active & ((left == 0) | ~self.elem.valid))
+        passed = Signal()
+        with m.If(unpack.o.valid & unpack.o.ready & (left != 0)):
+            m.d.comb += passed.eq(1)
+            m.d.sync += [self.elem.payload.eq(unpack.o.payload[:48]), self.elem.valid.eq(1),
+                         left.eq(left - 1)]
 
-        # Output: an element leaves as two beats, w then v. The v beat waits until it is
-        # known whether it is the last (a later element was assembled, or the input is over).
+        # Output: a result is held until it is known whether it is the last (a later element
+        # was passed on, or the input is over), then packed.
         o_valid = Signal()
-        o_phase = Signal()
-        o_w = Signal(16)
-        o_v = Signal(16)
+        o_word = Signal(32)
         last_known = (pending > 1) | in_done
-        o_last = in_done & (pending == 1)
-        fire = active & m_axis.tvalid & m_axis.tready
-        v_sent = fire & o_phase
-        m.d.comb += self.result.ready.eq(~o_valid | v_sent)
-        with m.If(v_sent):
-            m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
-        with m.If(fire & ~o_phase):
-            m.d.sync += o_phase.eq(1)
+        packed = pack.i.valid & pack.i.ready
+        m.d.comb += [pack.i.payload.data.eq(o_word),
+                     pack.i.payload.last.eq(in_done & (pending == 1)),
+                     pack.i.valid.eq(active & o_valid & last_known),
+                     self.result.ready.eq(~o_valid | packed)]
+        with m.If(packed):
+            m.d.sync += o_valid.eq(0)
         with m.If(self.result.valid & self.result.ready):
-            m.d.sync += [o_valid.eq(1), o_phase.eq(0), o_w.eq(self.result.payload.w),
-                         o_v.eq(self.result.payload.v)]
+            m.d.sync += [o_valid.eq(1),
+                         o_word.eq(Cat(self.result.payload.w, self.result.payload.v))]
         with m.If(start):
-            m.d.sync += [o_valid.eq(0), o_phase.eq(0)]
-        m.d.sync += pending.eq(pending + assembled - v_sent)
+            m.d.sync += o_valid.eq(0)
+        m.d.sync += pending.eq(pending + passed - packed)
         with m.If(start):
             m.d.sync += pending.eq(0)
         with m.If(active):
-            m.d.comb += [
-                m_axis.tdata.eq(Mux(o_phase, o_v, o_w)),
-                m_axis.tvalid.eq(o_valid & (~o_phase | last_known)),
-                m_axis.tlast.eq(o_phase & o_last),
-            ]
-        m.d.comb += [self.done.eq(active & closed & (pending == 0)), self.error.eq(bad)]
+            m.d.comb += [m_axis.tdata.eq(pack.m_axis.tdata), m_axis.tkeep.eq(pack.m_axis.tkeep),
+                         m_axis.tvalid.eq(pack.m_axis.tvalid),
+                         m_axis.tlast.eq(pack.m_axis.tlast),
+                         pack.m_axis.tready.eq(m_axis.tready)]
+        m.d.comb += [self.done.eq(active & closed & in_done & (pending == 0)
+                                  & ~pack.m_axis.tvalid),
+                     self.error.eq(bad | (left != 0))]
         return m

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: The register-map version, in ID[15:0]: it changes whenever a register or a field does.
-REGMAP_VERSION = 3
+REGMAP_VERSION = 4
 #: ID[31:16]: "F8" "AC".
 ID_MAGIC = 0xF8AC
 #: The value of the ID register.
@@ -99,6 +99,7 @@ class Reg(enum.IntEnum, shape=8):
     CLOCK = 0x4C
     FIRST_IN = 0x50
     LAST_OUT = 0x54
+    BEAT_BYTES = 0x58
 
 
 class Ctrl(enum.IntEnum, shape=6):
@@ -365,7 +366,6 @@ _OPTIONS_FIELDS = (
     Field("chunk_log2", 4, 4, "log2 of the chunk length"),
     _flag("no_chunk", 8, "no chunking: one running sum"),
     _flag("rna", 9, "accumulation rounds `rna` (else `rne`)"),
-    _flag("trans_a", 10, "A stored transposed (K x M)"),
     _flag("trans_b", 11, "B stored transposed (N x K)"),
     _flag("accumulate", 12, "accumulate into C (else start from +0)"),
     _flag("update_rne", 13, "UPDATE rounds `rne` (else `sr`)"),
@@ -436,6 +436,8 @@ REGISTERS = (
                                                  "frame", unit="stamps"),
     Register("LAST_OUT", Reg.LAST_OUT, Access.R, "CLOCK at the last beat of the latest READ_C "
                                                  "frame", unit="stamps"),
+    Register("BEAT_BYTES", Reg.BEAT_BYTES, Access.R, "bytes per AXI4-Stream beat (the stream "
+                                                     "width over 8)", reset=None),
 )
 
 _BY_NAME = {r.name: r for r in REGISTERS}

@@ -15,6 +15,7 @@ from .axi import AXI4LiteSignature, AXI4StreamSignature
 from .common import CheckedComponent, delay
 from .fp.convert import FPConvert
 from .framer import UpdateFramer
+from .gearbox import Packer, Unpacker, pow2_at_least
 from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
 from .gemm.engine import GemmEngine
 from .regs import ID_VALUE, REGISTERS, Access, Ctrl, ErrorCode, OutFmt, Reg
@@ -119,24 +120,33 @@ class Accelerator(CheckedComponent):
     -------
     s_axil : In(AXI4LiteSignature(8, 32))
         The registers (Verilog ports ``s_axil_*``, :func:`hw.axi.verilog_ports`).
-    s_axis : In(AXI4StreamSignature(16))
-        Data in: 16-bit ``tdata`` (FP8 codes in bits 7:0), ``tlast``.
-    m_axis : Out(AXI4StreamSignature(16))
-        Data out: 16-bit ``tdata``, ``tlast``.
+    stream_width : int
+        Bits per beat of the stream ports: 16, 32, 64 (the default), 128 or 256. Codes pack
+        into beats, element 0 in the low bits: eight FP8 codes or four 16-bit codes per 64-bit
+        beat (docs/host-interface.md, "Stream framing").
+    s_axis : In(AXI4StreamSignature(stream_width))
+        Data in: ``tdata``, ``tkeep`` (ignored: a frame is counted in beats), ``tlast``.
+    m_axis : Out(AXI4StreamSignature(stream_width))
+        Data out: ``tdata``, ``tkeep`` (the bytes of a partial last beat), ``tlast``.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
                  acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
-                 ram="lutram", stamps=True):
+                 ram="lutram", stamps=True, stream_width=64):
         for name, v in (("rows", rows), ("cols", cols)):
             limit = (1 << regs.CONFIG.field(name).width) - 1
             if isinstance(v, int) and not isinstance(v, bool) and v > limit:
                 raise ValueError(f"{name} must be at most {limit} (the CONFIG register's "
                                  f"field), not {v}")
+        if stream_width not in (16, 32, 64, 128, 256):
+            raise ValueError(f"stream_width must be 16, 32, 64, 128 or 256 bits, not "
+                             f"{stream_width!r}")
+        self._width = stream_width
         # The top checks every command before it reaches the engine (error codes 1 and 2, as
         # for the loads), so the engine's own checks are not built.
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
-                                  acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram, check=False)
+                                  acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram,
+                                  b_width=stream_width // 8, check=False)
         self._fp8_out = bool(fp8_out)
         self._stamps = bool(stamps)
         self._update = SGDUpdate(rbits=update_rbits) if update else None
@@ -145,12 +155,14 @@ class Accelerator(CheckedComponent):
         self._depths = (a_depth, b_depth, acc_depth)
         super().__init__({
             "s_axil": In(AXI4LiteSignature(addr_width=8, data_width=32)),
-            "s_axis": In(AXI4StreamSignature(16)),
-            "m_axis": Out(AXI4StreamSignature(16)),
+            "s_axis": In(AXI4StreamSignature(stream_width)),
+            "m_axis": Out(AXI4StreamSignature(stream_width)),
         })
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
+    #: Bits per beat of the stream ports.
+    stream_width = property(lambda self: self._width)
     engine = property(lambda self: self._engine)
     #: The weight-update unit, or ``None`` in a build without it.
     update = property(lambda self: self._update)
@@ -176,7 +188,7 @@ class Accelerator(CheckedComponent):
         reg_len = Signal(regs.register("LENGTH").shape)
         a_e4m3, b_e4m3 = options.a_e4m3, options.b_e4m3
         chunk_log2, no_chunk, rna = options.chunk_log2, options.no_chunk, options.rna
-        trans_a, trans_b, accumulate = options.trans_a, options.trans_b, options.accumulate
+        trans_b, accumulate = options.trans_b, options.accumulate
         upd_rne = options.update_rne
         carry_out, carry_in = options.carry_out, options.carry_in
         out_fmt = options.out_fmt
@@ -274,6 +286,7 @@ class Accelerator(CheckedComponent):
                    "CYCLES": eng.cycles, "ACTIVE": eng.active, "A_WORDS": a_depth,
                    "B_BYTES": b_depth, "ACC_WORDS": acc_depth, "CLOCK": clock,
                    "FIRST_IN": first_in, "LAST_OUT": last_out,
+                   "BEAT_BYTES": self._width // 8,
                    "RNG_STATE": None if upd is None else upd.state}
         with m.If(ar_ok):
             m.d.sync += [self.s_axil.rvalid.eq(1), self.s_axil.rresp.eq(Resp.OKAY)]
@@ -405,108 +418,123 @@ class Accelerator(CheckedComponent):
             # The command ran, or its checks rejected it (zero or too large a dimension).
             m.d.sync += [done.eq(1), error.eq(eng.error)]
 
-        # Transfers: counters that walk the buffer layouts (hw.gemm.layout) -----------------
-        left = Signal(32)      # elements still to come in this frame
-        at_last = Signal()     # left == 1
-        to_issue = Signal(32)  # read addresses still to issue
-        # The walk over a buffer layout: an inner index counts down in `inner_left` (k for A,
-        # j for C, i for a transposed A), with its end flag registered so that no step compares
-        # a counter with a dimension.
-        inner_left = Signal(16)
-        inner_end = Signal()
-        inner_len1 = Signal(16)     # inner length - 1
-        transposed = Signal()       # A stored K x M: i is the inner index
-        stride = Signal(16)         # KB for A, NT for C
-        bank_last = Signal(range(max(rows, cols, 2)))
-        bank = Signal(range(max(rows, cols, 2)))   # k % rows for A, j % cols for C
-        word_hi = Signal(16)   # k // rows for A, j // cols for C
-        ibase = Signal(32)     # i * KB for A, i * NT for C
-        baddr = Signal(32)
-        dropping = Signal()
+        # Transfers: buffer images through the width converters (hw.gearbox) -----------------
+        # LOAD_A and LOAD_C carry the buffer words as they are stored (hw.gemm.layout): an A
+        # word holds a byte of every bank, an accumulator word the totals of every lane, each
+        # padded to a power of two of bytes. LOAD_B carries B's bytes in address order, a B
+        # word per beat. Frames are counted in beats at the port, words after the unpacker;
+        # the words of a beat beyond the frame's last are dropped.
+        W = self._width
+        a_word = 8 * pow2_at_least(rows)
+        c_word = 16 * pow2_at_least(cols)
+        widths = {Xfer.A: a_word, Xfer.B: W, Xfer.C: c_word}
+        unpackers = {}
+        for kind, width in widths.items():
+            if width not in unpackers:
+                unpackers[width] = Unpacker(W, width)
+                m.submodules[f"unpack{width}"] = unpackers[width]
+
+        def beats_of(words, width):
+            """Beats of a frame of ``words`` words of ``width`` bits (registered)."""
+            beats = Signal(32)
+            if width <= W:
+                per = W // width
+                m.d.sync += beats.eq((words + per - 1) >> (per.bit_length() - 1))
+            else:
+                m.d.sync += beats.eq(words << ((width // W).bit_length() - 1))
+            return beats
+
+        b_words = Signal(32)
+        m.d.sync += b_words.eq((kn + W // 8 - 1) >> ((W // 8).bit_length() - 1))
+        words_of = {Xfer.A: a_words, Xfer.B: b_words, Xfer.C: c_words}
+        beats_for = {kind: beats_of(words_of[kind], widths[kind]) for kind in widths}
+
+        beats_left = Signal(32)    # beats still to come in this frame
+        at_last = Signal()         # beats_left == 1
+        over = Signal()            # the frame ran past its last beat
+        frame_bad = Signal()       # the frame has the wrong length
+        closing = Signal()         # its tlast has come: the unpacker drains
+        words_left = Signal(32)    # words still to write
+        words_open = Signal()      # words_left != 0
+        waddr = Signal(32)         # the next word's address
         with m.If(xfer_start):
-            is_a = action == Ctrl.LOAD_A
-            total = Mux(is_a, mk, Mux(action == Ctrl.LOAD_B, kn, mn))
-            inner = Mux(is_a, Mux(trans_a, reg_m, reg_k), reg_n) - 1
-            m.d.sync += [left.eq(total), at_last.eq(total == 1), to_issue.eq(total),
-                         inner_left.eq(inner), inner_end.eq(inner == 0), inner_len1.eq(inner),
-                         transposed.eq(is_a & trans_a), stride.eq(Mux(is_a, KB, NT)),
-                         bank_last.eq(Mux(is_a, rows - 1, cols - 1)),
-                         bank.eq(0), word_hi.eq(0), ibase.eq(0), baddr.eq(0),
-                         dropping.eq(0)]
+            is_a, is_b = action == Ctrl.LOAD_A, action == Ctrl.LOAD_B
+            beats = Mux(is_a, beats_for[Xfer.A], Mux(is_b, beats_for[Xfer.B], beats_for[Xfer.C]))
+            words = Mux(is_a, a_words, Mux(is_b, b_words, c_words))
+            m.d.sync += [beats_left.eq(beats), at_last.eq(beats == 1), over.eq(0),
+                         frame_bad.eq(0), closing.eq(0), words_left.eq(words),
+                         words_open.eq(words != 0), waddr.eq(0)]
 
         loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
-        beat = self.s_axis.tvalid & self.s_axis.tready & loading
-        with m.If(loading):
-            m.d.comb += self.s_axis.tready.eq(1)
-        data8 = self.s_axis.tdata[:8]
-        # Buffer writes are registered: the address sum and the bank decode then each have a
-        # cycle of their own before the write enables fan out to the banks.
-        addr = (ibase + word_hi)[:32]
+        taking = loading & ~closing
+        word_valid = Signal()
+        word = Signal(max(unpackers))
+        draining = Signal()        # the unpacker of this transfer still holds a word
+        tready = Signal()
+        for width, unp in unpackers.items():
+            mine = Cat(*(xfer == kind for kind in widths if widths[kind] == width)).any()
+            m.d.comb += [unp.clear.eq(xfer_start), unp.o.ready.eq(1),
+                         unp.s_axis.tdata.eq(self.s_axis.tdata),
+                         unp.s_axis.tvalid.eq(self.s_axis.tvalid & taking & mine)]
+            with m.If(mine):
+                m.d.comb += [word_valid.eq(unp.o.valid), word.eq(unp.o.payload),
+                             draining.eq(unp.busy), tready.eq(unp.s_axis.tready)]
+        with m.If(taking):
+            m.d.comb += self.s_axis.tready.eq(tready)
+        beat = self.s_axis.tvalid & self.s_axis.tready & taking
+
+        # Buffer writes are registered: the engine's write enables fan out to many memories.
+        write = word_valid & words_open
         m.d.sync += [
-            eng.a_we.eq(beat & (xfer == Xfer.A) & ~dropping),
-            eng.a_bank.eq(bank), eng.a_addr.eq(addr), eng.a_data.eq(data8),
-            eng.b_we.eq(beat & (xfer == Xfer.B) & ~dropping),
-            eng.b_addr.eq(baddr), eng.b_data.eq(data8),
-            eng.c_we.eq(beat & (xfer == Xfer.C) & ~dropping),
-            eng.c_addr.eq(addr), eng.c_lane.eq(bank),
-            eng.c_data.eq(self.s_axis.tdata),
+            eng.a_we.eq(write & (xfer == Xfer.A)), eng.a_addr.eq(waddr),
+            eng.a_data.eq(word[:8 * rows]),
+            eng.b_we.eq(write & (xfer == Xfer.B)), eng.b_addr.eq(waddr), eng.b_data.eq(word[:W]),
+            eng.c_we.eq(write & (xfer == Xfer.C)), eng.c_addr.eq(waddr),
+            eng.c_data.eq(word[:16 * cols]),
         ]
-
-        def step_bank():
-            with m.If(bank == bank_last):
-                m.d.sync += [bank.eq(0), word_hi.eq(word_hi + 1)]
-            with m.Else():
-                m.d.sync += bank.eq(bank + 1)
-
-        def step():
-            """Advance one element through the layout (hw.gemm.layout): row-major over an
-            M x inner matrix whose inner index is split into (bank, word_hi), or, for a
-            transposed A, down the columns of the stored K x M matrix."""
-            with m.If(inner_end):
-                m.d.sync += [inner_left.eq(inner_len1), inner_end.eq(inner_len1 == 0)]
-                with m.If(transposed):
-                    m.d.sync += ibase.eq(0)
-                    step_bank()
-                with m.Else():
-                    m.d.sync += [bank.eq(0), word_hi.eq(0), ibase.eq(ibase + stride)]
-            with m.Else():
-                m.d.sync += [inner_left.eq(inner_left - 1), inner_end.eq(inner_left == 1)]
-                with m.If(transposed):
-                    m.d.sync += ibase.eq(ibase + stride)
-                with m.Else():
-                    step_bank()
+        with m.If(write):
+            m.d.sync += [words_left.eq(words_left - 1), words_open.eq(words_left != 1),
+                         waddr.eq(waddr + 1)]
 
         first_beat = Signal()
         with m.If(xfer_start):
             m.d.sync += first_beat.eq(1)
         with m.If(beat):
-            m.d.sync += [left.eq(left - 1), at_last.eq(left == 2), baddr.eq(baddr + 1),
+            m.d.sync += [beats_left.eq(beats_left - 1), at_last.eq(beats_left == 2),
                          first_beat.eq(0)]
             with m.If(first_beat):
                 m.d.sync += first_in.eq(clock)
-            step()
             with m.If(self.s_axis.tlast):
-                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
-                with m.If(~at_last | dropping):
-                    m.d.sync += error.eq(TopError.FRAME)
+                m.d.sync += closing.eq(1)
+                with m.If(~at_last | over):
+                    m.d.sync += frame_bad.eq(1)
             with m.Elif(at_last):
                 # The frame is longer than it should be: keep what came, drop the rest.
-                m.d.sync += dropping.eq(1)
+                m.d.sync += over.eq(1)
+        with m.If(loading & closing & ~draining):
+            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1),
+                         error.eq(Mux(frame_bad, TopError.FRAME, 0))]
 
-        # Read C: addresses in row-major order of C, through the output conversion -----------
+        # Read C: the accumulator words in address order, every lane through the output
+        # conversion, packed into beats ------------------------------------------------------
+        w = self._acc_fmt.width
         if self._fp8_out:
-            conv5 = FPConvert(self._acc_fmt, E5M2, "rne", True)
-            conv4 = FPConvert(self._acc_fmt, E4M3, "rne", True)
-            m.submodules.to_e5m2 = conv5
-            m.submodules.to_e4m3 = conv4
-            lat = max(conv5.latency, conv4.latency)
+            conv5 = [FPConvert(self._acc_fmt, E5M2, "rne", True) for _ in range(cols)]
+            conv4 = [FPConvert(self._acc_fmt, E4M3, "rne", True) for _ in range(cols)]
+            for c in range(cols):
+                m.submodules[f"to_e5m2_{c}"] = conv5[c]
+                m.submodules[f"to_e4m3_{c}"] = conv4[c]
+            lat = max(conv5[0].latency, conv4[0].latency)
         else:
             lat = 0
         # Room for every read in flight (five cycles to the converters, then their latency)
         # and a few more, so that reads are issued every cycle while the sink takes them.
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=17, depth=lat + 10)
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=c_word + 1,
+                                                                  depth=lat + 10)
         inflight = Signal(range(lat + 14))
         reading = xfer == Xfer.READ
+        to_issue = Signal(32)  # read addresses still to issue
+        raddr = Signal(32)
         issue_last = Signal()  # to_issue == 1
         issuing = Signal()     # to_issue != 0
         # Registered, so a cycle late: it keeps room for the read it may issue in the cycle it
@@ -514,15 +542,15 @@ class Accelerator(CheckedComponent):
         room = Signal()
         m.d.sync += room.eq(out_fifo.level + inflight + 3 < out_fifo.depth)
         issue = reading & issuing & room
-        m.d.sync += [eng.c_raddr.eq(addr), eng.c_rlane.eq(bank)]
+        m.d.sync += eng.c_raddr.eq(raddr)
         with m.If(issue):
-            m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2)]
+            m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2),
+                         raddr.eq(raddr + 1)]
             with m.If(issue_last):
                 m.d.sync += issuing.eq(0)
-            step()
         with m.If(xfer_start):
-            m.d.sync += [issue_last.eq(mn == 1), issuing.eq(mn != 0)]
-
+            m.d.sync += [to_issue.eq(c_words), issue_last.eq(c_words == 1),
+                         issuing.eq(c_words != 0), raddr.eq(0)]
 
         # The read data is registered before the converters (block RAM outputs are slow).
         # Address register, three cycles of the engine's read, the data register.
@@ -534,33 +562,55 @@ class Accelerator(CheckedComponent):
         valid_d = delay(m, rd_valid, lat, "rd_valid_c", reset_less=False)
         last_d = delay(m, rd_last, lat, "rd_last_c", reset_less=False)
         if self._fp8_out:
-            m.d.comb += [conv5.a.eq(c_q), conv4.a.eq(c_q)]
-            r5 = delay(m, conv5.r, lat - conv5.latency, "r5")
-            r4 = delay(m, conv4.r, lat - conv4.latency, "r4")
-            value = Mux(rd_fmt == OutFmt.E5M2, r5, Mux(rd_fmt == OutFmt.E4M3, r4, raw))
+            lanes = [c_q[w * c:w * c + w] for c in range(cols)]
+            r5, r4 = [], []
+            for c in range(cols):
+                m.d.comb += [conv5[c].a.eq(lanes[c]), conv4[c].a.eq(lanes[c])]
+                r5.append(delay(m, conv5[c].r, lat - conv5[c].latency, f"r5_{c}"))
+                r4.append(delay(m, conv4[c].r, lat - conv4[c].latency, f"r4_{c}"))
+            value = Mux(rd_fmt == OutFmt.E5M2, Cat(*r5),
+                        Mux(rd_fmt == OutFmt.E4M3, Cat(*r4), raw))
         else:
             value = raw
-        m.d.comb += [out_fifo.w_data.eq(Cat(value, last_d)), out_fifo.w_en.eq(valid_d)]
-        inc = issue
-        dec = valid_d
-        m.d.sync += inflight.eq(inflight + inc - dec)
+        m.d.comb += [out_fifo.w_data.eq(Cat(value, Signal(c_word - len(raw)), last_d)),
+                     out_fifo.w_en.eq(valid_d)]
+        m.d.sync += inflight.eq(inflight + issue - valid_d)
+        # 16-bit codes leave in words of c_word bits, FP8 codes in words of half that.
+        packers = {OutFmt.ACC: Packer(c_word, W)}
+        if self._fp8_out:
+            packers[OutFmt.E5M2] = Packer(c_word // 2, W)
+        read_axis = {}
+        for fmt, pk in packers.items():
+            m.submodules[f"pack_{fmt.name.lower()}"] = pk
+            mine = (rd_fmt == OutFmt.ACC) if fmt == OutFmt.ACC else (rd_fmt != OutFmt.ACC)
+            m.d.comb += [pk.i.payload.data.eq(out_fifo.r_data[:pk.word_width]),
+                         pk.i.payload.last.eq(out_fifo.r_data[c_word]),
+                         pk.i.valid.eq(out_fifo.r_rdy & mine)]
+            with m.If(mine):
+                m.d.comb += [out_fifo.r_en.eq(pk.i.ready), pk.m_axis.tready.eq(self.m_axis.tready)]
+            read_axis[fmt] = (mine, pk.m_axis)
         with m.If(reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
             m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), last_out.eq(clock)]
 
-        # UPDATE: (w, g, v) beats in, (w, v) beats out, through the SGD unit (hw.framer) ------
+        def drive_m_axis(axis):
+            return [self.m_axis.tdata.eq(axis.tdata), self.m_axis.tkeep.eq(axis.tkeep),
+                    self.m_axis.tvalid.eq(axis.tvalid), self.m_axis.tlast.eq(axis.tlast)]
+
+        # UPDATE: elements in, results out, through the SGD unit (hw.framer) ---------------
+        updating = Signal()
         if upd is not None:
-            updating = xfer == Xfer.UPDATE
+            m.d.comb += updating.eq(xfer == Xfer.UPDATE)
             # The scalars are latched at the start: the unit reads them at different times for
             # one element, and a register write during an UPDATE must not reach half of one.
             # The seed is loaded, and the scalars latched, in the cycle after the start (a
-            # register apart from the CTRL decoding): the first element needs three beats first.
+            # register apart from the CTRL decoding).
             upd_go = Signal()
             m.d.sync += [upd_go.eq(upd_start), upd.load.eq(upd_start)]
             m.d.comb += upd.seed.eq(reg_seed)
             with m.If(upd_go):
                 m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
                              upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
-            m.submodules.framer = framer = UpdateFramer(upd.fifo_depth)
+            m.submodules.framer = framer = UpdateFramer(upd.fifo_depth, W)
             connect(m, framer.elem, upd.i)
             connect(m, upd.o, framer.result)
             m.d.comb += [framer.start.eq(upd_start), framer.length.eq(reg_len),
@@ -575,19 +625,9 @@ class Accelerator(CheckedComponent):
                 m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1),
                              error.eq(Mux(framer.error, TopError.FRAME, 0))]
 
-        fifo_out = [
-            self.m_axis.tdata.eq(out_fifo.r_data[:16]),
-            self.m_axis.tlast.eq(out_fifo.r_data[16]),
-            self.m_axis.tvalid.eq(out_fifo.r_rdy),
-            out_fifo.r_en.eq(self.m_axis.tready),
-        ]
-        if upd is None:
-            m.d.comb += fifo_out
-            return m
         with m.If(updating):
-            m.d.comb += [self.m_axis.tdata.eq(framer.m_axis.tdata),
-                         self.m_axis.tvalid.eq(framer.m_axis.tvalid),
-                         self.m_axis.tlast.eq(framer.m_axis.tlast)]
-        with m.Else():
-            m.d.comb += fifo_out
+            m.d.comb += drive_m_axis(framer.m_axis) if upd is not None else []
+        for fmt, (mine, axis) in read_axis.items():
+            with m.Elif(mine):
+                m.d.comb += drive_m_axis(axis)
         return m

@@ -10,10 +10,10 @@ from amaranth.sim import Simulator
 from fp8accel.hw.framer import UpdateFramer
 
 
-def run_frame(length, beats, seed):
+def run_frame(length, beats, seed, width=64):
     """Start a frame of ``length`` elements, offer ``beats`` (tlast on the last) and collect the
-    output; returns ``(out_beats, out_lasts, error)``."""
-    dut = UpdateFramer(pending=16)
+    output; returns ``(out_beats, out_lasts, error)``, each beat out as ``(tdata, tkeep)``."""
+    dut = UpdateFramer(pending=16, beat_width=width)
     rng = np.random.default_rng(seed)
     got = {"out": [], "lasts": [], "done": False}
 
@@ -52,13 +52,13 @@ def run_frame(length, beats, seed):
                 ctx.set(dut.s_axis.tlast, sent == len(beats) - 1)
             ready = rng.random() < 0.7
             ctx.set(dut.m_axis.tready, ready)
-            _, _, tready, tvalid, tdata, tlast, done, error = await ctx.tick().sample(
-                dut.s_axis.tready, dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tlast,
-                dut.done, dut.error)
+            _, _, tready, tvalid, tdata, tkeep, tlast, done, error = await ctx.tick().sample(
+                dut.s_axis.tready, dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tkeep,
+                dut.m_axis.tlast, dut.done, dut.error)
             if offer and tready:
                 sent += 1
             if tvalid and ready:
-                got["out"].append(tdata)
+                got["out"].append((int(tdata), int(tkeep)))
                 got["lasts"].append(tlast)
             if done:
                 got["error"] = error
@@ -79,26 +79,67 @@ def elements(n, seed):
     return [tuple(int(x) for x in rng.integers(0, 1 << 16, 3)) for _ in range(n)]
 
 
+def in_beats(els, width):
+    """The frame of ``els``: 64 bits per element (w, g, v, and 16 ignored bits, here set),
+    cut into beats."""
+    raw = b"".join(w.to_bytes(2, "little") + g.to_bytes(2, "little") + v.to_bytes(2, "little")
+                   + b"\xa5\x5a" for w, g, v in els)
+    n = width // 8
+    raw += bytes(-len(raw) % n)
+    return [int.from_bytes(raw[i:i + n], "little") for i in range(0, len(raw), n)]
+
+
+def results(out, width):
+    """The 32-bit results carried by the kept bytes of the beats out."""
+    raw = b""
+    for data, keep in out:
+        b = data.to_bytes(width // 8, "little")
+        raw += bytes(b[i] for i in range(width // 8) if keep >> i & 1)
+    assert len(raw) % 4 == 0
+    return [(int.from_bytes(raw[i:i + 2], "little"), int.from_bytes(raw[i + 2:i + 4], "little"))
+            for i in range(0, len(raw), 4)]
+
+
+def lasts_of(count_beats):
+    return [0] * (count_beats - 1) + [1] if count_beats else []
+
+
+WIDTHS = [16, 32, 64, 128, 256]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("n", [1, 2, 7])
-def test_a_frame_of_the_right_length(n):
+def test_a_frame_of_the_right_length(n, width):
     els = elements(n, n)
-    out, lasts, error = run_frame(n, [x for e in els for x in e], seed=n)
-    assert out == [x for w, g, v in els for x in (w ^ g, v)]
-    assert lasts == [0] * (2 * n - 1) + [1] and not error
+    out, lasts, error = run_frame(n, in_beats(els, width), seed=n, width=width)
+    assert results(out, width) == [(w ^ g, v) for w, g, v in els]
+    assert lasts == lasts_of(-(-4 * n // (width // 8))) and not error
 
 
-@pytest.mark.parametrize("n, cut", [(3, 7), (3, 6), (2, 1)], ids=["partial", "whole", "none"])
-def test_a_short_frame_keeps_its_complete_elements(n, cut):
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("n, cut", [(3, 2), (3, 1), (2, 0)], ids=["most", "one", "none"])
+def test_a_short_frame_keeps_its_complete_elements(n, cut, width):
+    """The frame ends after ``cut`` whole elements and half of the next (or, with beats of
+    several elements, after the beats that carry ``cut`` elements and no more)."""
     els = elements(n, 10 + cut)
-    beats = [x for e in els for x in e][:cut]
-    out, lasts, error = run_frame(n, beats, seed=cut)
-    done = cut // 3
-    assert out == [x for w, g, v in els[:done] for x in (w ^ g, v)]
-    assert lasts == ([0] * (2 * done - 1) + [1] if done else []) and error
+    full = in_beats(els, width)
+    per = max(1, width // 64)           # elements per beat
+    if width < 64:
+        beats = full[:cut * 64 // width + 1]       # and part of the next element
+        done = cut
+    else:
+        beats = full[:max(1, cut // per)]
+        done = min(n, len(beats) * per)
+        if len(beats) == len(full):
+            pytest.skip("the frame's first beat holds every element")
+    out, lasts, error = run_frame(n, beats, seed=cut, width=width)
+    assert results(out, width) == [(w ^ g, v) for w, g, v in els[:done]]
+    assert lasts == lasts_of(-(-4 * done // (width // 8))) and error
 
 
-def test_a_long_frame_is_cut_at_its_length():
-    els = elements(4, 5)
-    out, lasts, error = run_frame(3, [x for e in els for x in e], seed=5)
-    assert out == [x for w, g, v in els[:3] for x in (w ^ g, v)]
-    assert lasts == [0] * 5 + [1] and error
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_long_frame_is_cut_at_its_length(width):
+    els = elements(9, 5)
+    out, lasts, error = run_frame(3, in_beats(els, width), seed=5, width=width)
+    assert results(out, width) == [(w ^ g, v) for w, g, v in els[:3]]
+    assert lasts == lasts_of(-(-12 // (width // 8))) and error

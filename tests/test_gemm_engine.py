@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from fp8accel.hw.fp import DLFLOAT16, E4M3, E5M2
 from fp8accel.hw.gemm.engine import Error, GemmEngine
-from fp8accel.hw.gemm.layout import a_location, b_address, c_location
+from fp8accel.hw.gemm.layout import a_image, c_from_image, c_image
 from fp8accel.sim import golden
 
 
@@ -31,34 +31,30 @@ def run_engine(engine, commands):
             N = cmd["n"]
             tb = cmd.get("trans_b", False)
             if A is not None:
-                for i in range(M):
-                    for k in range(K):
-                        bank, word = a_location(i, k, K, rows)
-                        ctx.set(engine.a_bank, bank)
-                        ctx.set(engine.a_addr, word)
-                        ctx.set(engine.a_data, int(A[i, k]))
-                        ctx.set(engine.a_we, 1)
-                        await ctx.tick()
+                for word, banks in enumerate(a_image(A, rows)):
+                    ctx.set(engine.a_addr, word)
+                    ctx.set(engine.a_data, int.from_bytes(banks.tobytes(), "little"))
+                    ctx.set(engine.a_we, 1)
+                    await ctx.tick()
                 ctx.set(engine.a_we, 0)
             if B is not None:
-                stored = B.T if tb else B
-                for k in range(K):
-                    for j in range(N):
-                        ctx.set(engine.b_addr, b_address(k, j, K, N, tb))
-                        ctx.set(engine.b_data, int(B[k, j]))
-                        ctx.set(engine.b_we, 1)
-                        await ctx.tick()
-                del stored
+                stored = np.ascontiguousarray(B.T if tb else B).astype(np.uint8).tobytes()
+                bw = engine.b_width
+                stored += bytes(-len(stored) % bw)
+                for word in range(len(stored) // bw):
+                    ctx.set(engine.b_addr, word)
+                    ctx.set(engine.b_data, int.from_bytes(stored[word * bw:word * bw + bw],
+                                                          "little"))
+                    ctx.set(engine.b_we, 1)
+                    await ctx.tick()
                 ctx.set(engine.b_we, 0)
             if cmd.get("C") is not None:
-                for i in range(M):
-                    for j in range(N):
-                        word, lane = c_location(i, j, N, cols)
-                        ctx.set(engine.c_addr, word)
-                        ctx.set(engine.c_lane, lane)
-                        ctx.set(engine.c_data, int(cmd["C"][i, j]))
-                        ctx.set(engine.c_we, 1)
-                        await ctx.tick()
+                for word, lanes in enumerate(c_image(cmd["C"], cols)):
+                    ctx.set(engine.c_addr, word)
+                    ctx.set(engine.c_data, int.from_bytes(lanes.astype("<u2").tobytes(),
+                                                          "little"))
+                    ctx.set(engine.c_we, 1)
+                    await ctx.tick()
                 ctx.set(engine.c_we, 0)
             for name in ("a_e4m3", "b_e4m3", "chunk_log2", "no_chunk", "rna", "trans_b",
                          "accumulate"):
@@ -79,14 +75,14 @@ def run_engine(engine, commands):
             if error:
                 out.append((None, 0, 0, error))
                 continue
-            C = np.zeros((M, N), np.uint16)
-            for i in range(M):
-                for j in range(N):
-                    word, lane = c_location(i, j, N, cols)
-                    ctx.set(engine.c_raddr, word)
-                    ctx.set(engine.c_rlane, lane)
-                    await ctx.tick().repeat(3)
-                    C[i, j] = ctx.get(engine.c_rdata)
+            NT = -(-N // cols)
+            img = np.zeros((M * NT, cols), np.uint16)
+            for word in range(M * NT):
+                ctx.set(engine.c_raddr, word)
+                await ctx.tick().repeat(3)
+                v = ctx.get(engine.c_rdata)
+                img[word] = [(v >> (16 * c)) & 0xFFFF for c in range(cols)]
+            C = c_from_image(img, M, N, cols)
             out.append((C, ctx.get(engine.cycles), ctx.get(engine.active), 0))
 
     sim = Simulator(engine)
@@ -102,16 +98,16 @@ def chunk_args(chunk):
     return {"chunk_log2": chunk.bit_length() - 1}
 
 
-@pytest.mark.parametrize("rows,cols,M,N,K,chunk", [
-    (2, 2, 3, 2, 5, 2),
-    (2, 2, 4, 3, 7, None),     # N spans two column tiles, K three passes
-    (3, 2, 5, 5, 8, 4),        # chunk longer than the array height
-    (2, 3, 1, 1, 1, 1),        # the smallest GEMM
-    (1, 1, 3, 3, 5, 2),        # one PE: a pass per k, a tile per column, passes back to back
-    (1, 2, 1, 3, 4, None),     # M = 1: every pass waits for the previous writeback
+@pytest.mark.parametrize("rows,cols,M,N,K,chunk,b_width", [
+    (2, 2, 3, 2, 5, 2, 1),
+    (2, 2, 4, 3, 7, None, 8),  # N spans two column tiles, K three passes; B in 8-byte words
+    (3, 2, 5, 5, 8, 4, 4),     # chunk longer than the array height
+    (2, 3, 1, 1, 1, 1, 2),     # the smallest GEMM
+    (1, 1, 3, 3, 5, 2, 1),     # one PE: a pass per k, a tile per column, passes back to back
+    (1, 2, 1, 3, 4, None, 32),  # M = 1: every pass waits for the previous writeback
 ])
-def test_engine_matches_golden(rows, cols, M, N, K, chunk, rng):
-    engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64)
+def test_engine_matches_golden(rows, cols, M, N, K, chunk, b_width, rng):
+    engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64, b_width=b_width)
     A = random_fp8(rng, (M, K), E5M2)
     B = random_fp8(rng, (K, N), E5M2)
     (C, cycles, active, error), = run_engine(engine, [
@@ -125,7 +121,7 @@ def test_engine_matches_golden(rows, cols, M, N, K, chunk, rng):
 def test_engine_options_and_back_to_back(rng):
     """Formats, rna, transposed B and accumulation into C; then a second command that
     accumulates into the first one's result."""
-    engine = GemmEngine(2, 2, a_depth=64, b_depth=256, acc_depth=64)
+    engine = GemmEngine(2, 2, a_depth=64, b_depth=256, acc_depth=64, b_width=4)
     M, N, K = 3, 3, 6
     A = random_fp8(rng, (M, K), E4M3)
     B = random_fp8(rng, (K, N), E5M2)

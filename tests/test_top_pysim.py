@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from fp8accel.hw.top import Accelerator, Ctrl, Reg, TopError
 from fp8accel.sim import golden
-from fp8accel.sim.host import options_word
+from fp8accel.sim.host import frames, options_word
 
 
 async def axil_write(ctx, dut, addr, value):
@@ -44,6 +44,11 @@ async def axil_read(ctx, dut, addr):
             ctx.set(dut.s_axil.rready, 0)
             return rdata
     raise AssertionError(f"no read response for 0x{addr:02x}")
+
+
+def to_beats(data, width):
+    n = width // 8
+    return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
 
 
 async def send_frame(ctx, dut, beats):
@@ -127,9 +132,10 @@ def test_small_build_gemm_matches_golden(ram):
         for addr, value in ((Reg.M, M), (Reg.N, N), (Reg.K, K),
                             (Reg.OPTIONS, options_word(chunk=2, b_fmt="e4m3"))):
             await axil_write(ctx, dut, addr, value)
-        for action, beats in ((Ctrl.LOAD_A, A.ravel()), (Ctrl.LOAD_B, B.ravel())):
+        for action, data in ((Ctrl.LOAD_A, frames.a_frame(A, 2)),
+                             (Ctrl.LOAD_B, frames.b_frame(B))):
             await axil_write(ctx, dut, Reg.CTRL, action)
-            await send_frame(ctx, dut, beats)
+            await send_frame(ctx, dut, to_beats(data, dut.stream_width))
             await wait_done(ctx, dut)
         await axil_write(ctx, dut, Reg.CTRL, Ctrl.START)
         got["status"] = await wait_done(ctx, dut)
@@ -146,11 +152,13 @@ def test_small_build_gemm_matches_golden(ram):
     assert (got["config"] >> 31) & 1 == int(not stamps)       # CONFIG[31]: no time stamps
     first, last = got["stamps"]
     if stamps:
-        # From the first beat of LOAD_A to the last of READ_C: at least the beats between.
-        assert last - first >= M * K + K * N + M * N, got["stamps"]
+        # From the first beat of LOAD_A to the last of READ_C: at least the beats between
+        # (A: 3 rows of 4 words of 2 bytes; B: 21 bytes; C: 6 words of 2 lanes; 8 per beat).
+        assert last - first >= 3 + 3 + 3, got["stamps"]
     else:
         assert first == last == 0
     assert (got["status"] >> 8) & 0xFF == 0
     want = golden.gemm(A, B, "e5m2", "e4m3", chunk=2)
-    assert np.array_equal(np.array(got["C"], np.uint16).reshape(M, N), want)
+    data = b"".join(int(b).to_bytes(8, "little") for b in got["C"])
+    assert np.array_equal(frames.c_from_frame(data, M, N, 2), want)
     assert (got["fp8_status"] >> 8) & 0xFF == TopError.NO_FP8_OUT

@@ -62,6 +62,9 @@ class GemmEngine(CheckedComponent):
     ram : str
         Where the array's delay lines go, ``"lutram"`` or ``"bram"`` (see
         :class:`~hw.gemm.array.SystolicArray`).
+    b_width : int
+        Bytes per word of the ``B`` buffer, a power of two (the host writes a word at once;
+        the weight loader reads a byte).
     check : bool
         Check each command (zero dimensions: error 1; operands or result beyond the buffers:
         error 2). ``False`` when the caller has checked it already (the accelerator top checks
@@ -96,21 +99,31 @@ class GemmEngine(CheckedComponent):
         start (0: none) until the next start.
     cycles, active : Out(32)
         Cycles of the last command, and those in which a row of ``A`` entered the array.
-    a_we, a_bank, a_addr, a_data; b_we, b_addr, b_data; c_we, c_addr, c_lane, c_data;
-    c_raddr, c_rlane, c_rdata
-        Host access to the buffers (while not busy); ``c_rdata`` follows ``c_raddr`` and
-        ``c_rlane`` by three cycles.
+    a_we, a_addr, a_data
+        Host writes of ``A``, a word of every bank at once (bank ``r`` in byte ``r``).
+    b_we, b_addr, b_data
+        Host writes of ``B``, ``b_width`` bytes at once (byte ``b`` of word ``w`` is
+        ``B`` byte ``w * b_width + b``).
+    c_we, c_addr, c_data; c_raddr, c_rdata
+        Host access to the totals of an accumulator word, every lane at once (lane ``c`` in
+        bits ``16c`` to ``16c + 15``); ``c_rdata`` follows ``c_raddr`` by three cycles. Only
+        while the engine is idle.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16, ram="lutram", check=True):
+                 acc_fmt=DLFLOAT16, ram="lutram", b_width=1, check=True):
         if format_by_name(acc_fmt).width != 16:
             raise ValueError(f"The accumulator format must be a 16-bit format, not {acc_fmt}")
         self._array = SystolicArray(rows, cols, acc_fmt, ram=ram)
         for name, v in (("a_depth", a_depth), ("b_depth", b_depth), ("acc_depth", acc_depth)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if (isinstance(b_width, bool) or not isinstance(b_width, int) or b_width < 1
+                or b_width & (b_width - 1)):
+            raise ValueError(f"b_width must be a power of two, not {b_width!r}")
         self._rows, self._cols = rows, cols
+        self._b_width = b_width
+        self._b_words = -(-b_depth // b_width)
         self._check = bool(check)
         self._a_depth, self._b_depth, self._acc_depth = a_depth, b_depth, acc_depth
         self._acc_fmt = format_by_name(acc_fmt)
@@ -122,18 +135,16 @@ class GemmEngine(CheckedComponent):
             "carry_in": In(1), "carry_out": In(1),
             "busy": Out(1), "done": Out(1), "error": Out(3),
             "cycles": Out(32), "active": Out(32),
-            "a_we": In(1), "a_bank": In(range(max(rows, 2))), "a_addr": In(range(a_depth)),
-            "a_data": In(8),
-            "b_we": In(1), "b_addr": In(range(b_depth)), "b_data": In(8),
-            "c_we": In(1), "c_addr": In(range(acc_depth)), "c_lane": In(range(max(cols, 2))),
-            "c_data": In(w),
-            "c_raddr": In(range(acc_depth)), "c_rlane": In(range(max(cols, 2))),
-            "c_rdata": Out(w),
+            "a_we": In(1), "a_addr": In(range(a_depth)), "a_data": In(8 * rows),
+            "b_we": In(1), "b_addr": In(range(self._b_words)), "b_data": In(8 * b_width),
+            "c_we": In(1), "c_addr": In(range(acc_depth)), "c_data": In(w * cols),
+            "c_raddr": In(range(acc_depth)), "c_rdata": Out(w * cols),
         })
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     array = property(lambda self: self._array)
+    b_width = property(lambda self: self._b_width)
 
     def elaborate(self, platform):
         m = Module()
@@ -147,11 +158,12 @@ class GemmEngine(CheckedComponent):
             mem = memory.Memory(shape=8, depth=self._a_depth, init=[])
             m.submodules[f"a_bank{r}"] = mem
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(self.a_addr), wp.data.eq(self.a_data),
-                         wp.en.eq(self.a_we & (self.a_bank == r))]
+            m.d.comb += [wp.addr.eq(self.a_addr), wp.data.eq(self.a_data[8 * r:8 * r + 8]),
+                         wp.en.eq(self.a_we)]
             a_rd.append(mem.read_port())
             a_banks.append(mem)
-        b_mem = memory.Memory(shape=8, depth=self._b_depth, init=[])
+        bw = self._b_width
+        b_mem = memory.Memory(shape=8 * bw, depth=self._b_words, init=[])
         m.submodules.b_mem = b_mem
         b_wp = b_mem.write_port()
         b_rd = b_mem.read_port()
@@ -181,15 +193,11 @@ class GemmEngine(CheckedComponent):
         m.d.sync += self.done.eq(0)
 
         # Host access to the accumulator memory, while idle.
-        # The read word is registered before the lane is selected: block RAM outputs are slow.
-        host_lane = Signal.like(self.c_rlane)
-        host_lane_d = Signal.like(self.c_rlane)
-        host_lane_q = Signal.like(self.c_rlane)
+        # The read word is registered: block RAM outputs are slow.
         host_word = Signal.like(acc_rd.data)
-        m.d.sync += [host_lane.eq(self.c_rlane), host_lane_d.eq(host_lane),
-                     host_lane_q.eq(host_lane_d), host_word.eq(acc_rd.data)]
-        lanes = [host_word[2 * w * c + w:2 * w * c + 2 * w] for c in range(cols)]
-        m.d.comb += self.c_rdata.eq(Cat(*lanes).word_select(host_lane_q, w))
+        m.d.sync += host_word.eq(acc_rd.data)
+        m.d.comb += self.c_rdata.eq(Cat(*(host_word[2 * w * c + w:2 * w * c + 2 * w]
+                                          for c in range(cols))))
 
         # Pass bookkeeping shared by the streamer and the weight loader.
 
@@ -311,7 +319,11 @@ class GemmEngine(CheckedComponent):
         # B address of (r, c): non-transposed row_base + c, transposed row_base + c*K.
         b_step_c = Mux(trans_b, K, 1)
         b_step_r = Mux(trans_b, 1, N)
-        m.d.comb += b_rd.addr.eq(l_addr)
+        # B is read a word at a time; the byte is selected two registers later.
+        b_sel = Signal(range(bw))
+        m.d.comb += b_rd.addr.eq(l_addr >> (bw.bit_length() - 1))
+        if bw > 1:
+            m.d.comb += b_sel.eq(l_addr[:bw.bit_length() - 1])
         k_of_row = Signal(16)
         n_of_col = Signal(16)
         m.d.comb += [k_of_row.eq(l_k0 + l_r), n_of_col.eq(l_n0 + l_c)]
@@ -344,8 +356,10 @@ class GemmEngine(CheckedComponent):
         # is registered as it is, and masked in the next stage.
         rd_inside = Signal()
         m.d.sync += rd_inside.eq((k_of_row < K) & (n_of_col < N))
-        r_byte = Signal(8)
+        r_byte = Signal(8 * bw)
         r_inside = Signal()
+        sel_d, sel_r = Signal.like(b_sel), Signal.like(b_sel)
+        m.d.sync += [sel_d.eq(b_sel), sel_r.eq(sel_d)]
         r_rd_valid = Signal()
         r_rd_c = Signal.like(l_rd_c)
         r_rd_r = Signal.like(l_rd_r)
@@ -358,7 +372,8 @@ class GemmEngine(CheckedComponent):
         q_rd_c = Signal.like(l_rd_c)
         q_rd_r = Signal.like(l_rd_r)
         q_rd_last = Signal()
-        m.d.sync += [q_byte.eq(Mux(r_inside, r_byte, 0)),
+        m.d.sync += [q_byte.eq(Mux(r_inside, r_byte.word_select(sel_r, 8) if bw > 1 else r_byte,
+                                   0)),
                      q_rd_valid.eq(r_rd_valid), q_rd_c.eq(r_rd_c), q_rd_r.eq(r_rd_r),
                      q_rd_last.eq(r_rd_last)]
         new_row = Signal.like(l_row)
@@ -538,8 +553,8 @@ class GemmEngine(CheckedComponent):
                     m.d.sync += [wb_p_left.eq(wb_p_left - 1), wb_acc.eq(wb_nt)]
         host_we = Signal(2 * cols)
         for c in range(cols):
-            m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we & (self.c_lane == c))
-        host_data = Cat(*(Cat(Const(0, w), self.c_data) for _ in range(cols)))
+            m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we)
+        host_data = Cat(*(Cat(Const(0, w), self.c_data[w * c:w * c + w]) for c in range(cols)))
         # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
         m.d.sync += [
             # The engine writes only while busy, the host only while idle.

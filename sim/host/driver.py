@@ -30,6 +30,7 @@ from fp8accel.hw.top import (
     TopError,
 )
 
+from . import frames
 from .tiling import plan_gemm
 
 __all__ = [
@@ -192,7 +193,10 @@ def _check_codes(x, name, bits, shape=None):
 def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_a=False,
                  transpose_b=False, accumulate=False, out_fmt=None, acc_fmt=DLFLOAT16,
                  carry_in=False, carry_out=False):
-    """The OPTIONS register for these command options (docs/host-interface.md)."""
+    """The OPTIONS register for these command options (docs/host-interface.md).
+
+    ``transpose_a`` changes nothing: the host turns a transposed ``A`` as it loads it."""
+    del transpose_a
     a_fmt = _fp8_format(a_fmt, "a_fmt")
     b_fmt = _fp8_format(b_fmt, "b_fmt")
     chunk = _check_chunk(chunk)
@@ -200,7 +204,7 @@ def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_
     return regs.pack("OPTIONS", a_e4m3=a_fmt is E4M3, b_e4m3=b_fmt is E4M3,
                      chunk_log2=0 if chunk is None else chunk.bit_length() - 1,
                      no_chunk=chunk is None, rna=rounding == "rna",
-                     trans_a=bool(transpose_a), trans_b=bool(transpose_b),
+                     trans_b=bool(transpose_b),
                      accumulate=bool(accumulate), carry_in=bool(carry_in),
                      carry_out=bool(carry_out), out_fmt=_out_code(out_fmt, acc_fmt))
 
@@ -220,7 +224,10 @@ class Transport:
 
     A subclass implements register access over the AXI4-Lite port (or whatever bridges to it),
     whole stream frames in each direction, a wait measured in device clock cycles and a reset.
-    Stream beats are 16-bit integers.
+    A frame is given and returned as its bytes (:mod:`fp8accel.sim.host.frames`); the
+    transport cuts them into beats of the device's width, ``tkeep`` on a partial last beat,
+    and returns the bytes a frame out keeps (a transport that carries no ``tkeep`` returns its
+    whole last beat: the host ignores bytes past a frame's end).
     """
 
     async def read_reg(self, addr):
@@ -231,18 +238,19 @@ class Transport:
         """Write the 32-bit ``value`` to the register at ``addr``."""
         raise NotImplementedError
 
-    async def send(self, beats, timeout_cycles):
-        """Send ``beats`` as one frame (``tlast`` on the last); return once the device has
-        accepted every beat, or raise :class:`AcceleratorTimeout` after ``timeout_cycles``."""
+    async def send(self, data, timeout_cycles):
+        """Send ``data`` (bytes) as one frame (``tlast`` on its last beat); return once the
+        device has accepted every beat, or raise :class:`AcceleratorTimeout` after
+        ``timeout_cycles``."""
         raise NotImplementedError
 
     async def recv(self, timeout_cycles):
-        """Receive one frame from the device (up to its ``tlast``) as a list of beats."""
+        """Receive one frame from the device (up to its ``tlast``) as bytes."""
         raise NotImplementedError
 
-    async def exchange(self, beats, timeout_cycles):
-        """Send ``beats`` as one frame while receiving one frame from the device (an UPDATE
-        streams its results out while its operands stream in); return the received beats."""
+    async def exchange(self, data, timeout_cycles):
+        """Send ``data`` as one frame while receiving one frame from the device (an UPDATE
+        streams its results out while its operands stream in); return the received bytes."""
         raise NotImplementedError
 
     async def wait_cycles(self, cycles):
@@ -299,9 +307,9 @@ class CocotbTransport(Transport):
         self._period = period_ns
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst,
-                                      byte_size=16)
+                                      byte_size=8)
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst,
-                                  byte_size=16)
+                                  byte_size=8)
 
     async def read_reg(self, addr):
         resp = await self.axil.read(addr, 4)
@@ -324,12 +332,15 @@ class CocotbTransport(Transport):
             raise AcceleratorTimeout(f"{what} did not finish within {timeout_cycles} cycles")\
                 from None
 
-    async def send(self, beats, timeout_cycles):
+    async def send(self, data, timeout_cycles):
         from cocotbext.axi import AxiStreamFrame
-        await self.source.send(AxiStreamFrame([int(b) for b in beats]))
+        data = bytes(data)
+        if not data:
+            raise ValueError("A frame has at least one byte")
+        await self.source.send(AxiStreamFrame(data))
         try:
             await self._timed(self.source.wait(), timeout_cycles,
-                              f"Sending a frame of {len(beats)} beats")
+                              f"Sending a frame of {len(data)} bytes")
         except AcceleratorTimeout:
             # Drop what the device did not take, so that the next frame starts clean.
             self.source.assert_reset()
@@ -338,11 +349,11 @@ class CocotbTransport(Transport):
 
     async def recv(self, timeout_cycles):
         frame = await self._timed(self.sink.recv(), timeout_cycles, "Receiving a frame")
-        return list(frame.tdata)
+        return bytes(frame.tdata)
 
-    async def exchange(self, beats, timeout_cycles):
+    async def exchange(self, data, timeout_cycles):
         import cocotb
-        sending = cocotb.start_soon(self.send(beats, timeout_cycles))
+        sending = cocotb.start_soon(self.send(data, timeout_cycles))
         try:
             received = await self.recv(timeout_cycles)
         except BaseException:
@@ -496,7 +507,8 @@ class AcceleratorHost:
         ``update`` (the weight-update unit is built), ``fp8_out`` (READ_C converts to FP8 on
         the device), ``update_rbits`` (random bits per stochastic rounding of UPDATE),
         ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities), ``stamps`` (the time
-        stamps CLOCK, FIRST_IN and LAST_OUT are built)."""
+        stamps CLOCK, FIRST_IN and LAST_OUT are built), ``beat_bytes`` (bytes per stream
+        beat)."""
         if self._config is None:
             f = regs.unpack("CONFIG", await self._t.read_reg(Reg.CONFIG))
             e, m = f["acc_exp"], f["acc_man"]
@@ -515,6 +527,7 @@ class AcceleratorHost:
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),
                 "acc_words": await self._t.read_reg(Reg.ACC_WORDS),
+                "beat_bytes": await self._t.read_reg(Reg.BEAT_BYTES),
             }
         return dict(self._config)
 
@@ -587,16 +600,15 @@ class AcceleratorHost:
         st = await self.status()
         if st.error:
             raise AcceleratorError(st.code, action="UPDATE")
-        beats = np.stack([w.ravel(), g.ravel(), v.ravel()], axis=1).ravel().tolist()
+        data = frames.update_frame(w, g, v)
+        cfg = await self.config()
         if timeout_cycles is None:
-            timeout_cycles = 16 * len(beats) + 10_000
-        out = await self._t.exchange(beats, timeout_cycles)
+            timeout_cycles = 16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000
+        out = await self._t.exchange(data, timeout_cycles)
         await self.wait_done("UPDATE", timeout_cycles)
-        if len(out) != 2 * n:
-            raise AcceleratorError(TopError.FRAME, action="UPDATE",
-                                   detail=f"the device sent {len(out)} beats, expected {2 * n}")
-        pairs = np.array(out, np.uint16).reshape(n, 2)
-        return pairs[:, 0].reshape(w.shape), pairs[:, 1].reshape(w.shape)
+        self._check_length(out, 4 * n, cfg, "UPDATE")
+        w1, v1 = frames.update_results(out, n)
+        return w1.reshape(w.shape), v1.reshape(w.shape)
 
     # Checks ------------------------------------------------------------------------------------
 
@@ -629,15 +641,26 @@ class AcceleratorHost:
 
     # Transfers ---------------------------------------------------------------------------------
 
-    async def _transfer_in(self, action, beats):
-        """CTRL = ``action``, send ``beats``, wait for done."""
+    @staticmethod
+    def _check_length(data, need, cfg, action):
+        """Raise unless a frame out of ``need`` bytes came as ``data``: exactly, or with the
+        rest of its last beat on a transport without ``tkeep``."""
+        have = frames.beats(need, cfg["beat_bytes"]) * cfg["beat_bytes"]
+        if not need <= len(data) <= have:
+            raise AcceleratorError(TopError.FRAME, action=action,
+                                   detail=f"the device sent {len(data)} bytes, expected "
+                                          f"{need}")
+
+    async def _transfer_in(self, action, data):
+        """CTRL = ``action``, send the frame ``data``, wait for done."""
         name = _ACTIONS[action]
+        cfg = await self.config()
         await self.command(action)
         st = await self.status()
         if st.error:     # rejected at once: the device will not take the frame
             raise AcceleratorError(st.code, action=name)
-        timeout = 16 * len(beats) + 10_000
-        await self._t.send(beats, timeout)
+        timeout = 16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000
+        await self._t.send(data, timeout)
         await self.wait_done(name, timeout)
 
     async def _write_dims(self, **dims):
@@ -655,9 +678,10 @@ class AcceleratorHost:
                              f"{m * -(-k // cfg['rows'])} words per bank, the device has "
                              f"{cfg['a_words']}")
         await self._write_dims(m=m, k=k)
-        await self._set_options((self._options & ~(1 << 10)) | int(bool(transposed)) << 10)
         self._loaded.pop("A", None)
-        await self._transfer_in(Ctrl.LOAD_A, arr.ravel().tolist())
+        # The device stores A as it is used (M x K); a transposed A is turned here.
+        await self._transfer_in(Ctrl.LOAD_A, frames.a_frame(arr.T if transposed else arr,
+                                                             cfg["rows"]))
         self._loaded["A"] = (m, k, bool(transposed), fmt)
 
     async def load_b(self, B, transposed=False, fmt="e5m2"):
@@ -672,7 +696,7 @@ class AcceleratorHost:
         await self._write_dims(n=n, k=k)
         await self._set_options((self._options & ~(1 << 11)) | int(bool(transposed)) << 11)
         self._loaded.pop("B", None)
-        await self._transfer_in(Ctrl.LOAD_B, arr.ravel().tolist())
+        await self._transfer_in(Ctrl.LOAD_B, frames.b_frame(arr))
         self._loaded["B"] = (k, n, bool(transposed), fmt)
 
     async def load_c(self, C):
@@ -686,7 +710,7 @@ class AcceleratorHost:
                              f"{cfg['acc_words']}")
         await self._write_dims(m=m, n=n)
         self._loaded.pop("C", None)
-        await self._transfer_in(Ctrl.LOAD_C, arr.ravel().tolist())
+        await self._transfer_in(Ctrl.LOAD_C, frames.c_frame(arr, cfg["cols"]))
         self._loaded["C"] = (m, n)
 
     async def gemm(self, m, n, k, *, a_fmt=None, b_fmt=None, chunk=64, rounding="rne",
@@ -780,19 +804,18 @@ class AcceleratorHost:
         st = await self.status()
         if st.error:
             raise AcceleratorError(st.code, action="READ_C")
-        timeout = 16 * m * n + 10_000
-        beats = await self._t.recv(timeout)
-        if len(beats) != m * n:
-            raise AcceleratorError(TopError.FRAME, action="READ_C",
-                                   detail=f"the device sent {len(beats)} beats, expected "
-                                          f"{m * n}")
+        fp8 = code != OutFmt.ACC
+        need = frames.c_frame_bytes(m, n, cfg["cols"], fp8)
+        timeout = 16 * frames.beats(need, cfg["beat_bytes"]) + 10_000
+        data = await self._t.recv(timeout)
+        self._check_length(data, need, cfg, "READ_C")
         await self.wait_done("READ_C", timeout)
-        arr = np.array(beats, np.uint16).reshape(m, n)
+        arr = frames.c_from_frame(data, m, n, cfg["cols"], fp8)
         if on_host:
             from fp8accel.sim import golden
             return golden.convert(arr, cfg["acc_fmt"], out_fmt, "rne", saturate=True)\
                 .astype(np.uint8)
-        return arr.astype(np.uint8) if code != OutFmt.ACC else arr
+        return arr
 
     async def run_gemm(self, A, B, C=None, **opts):
         """``C = A . B`` (``+ C`` when ``C`` is given) of any size: loaded, run and read back in

@@ -90,27 +90,34 @@ class AmaranthTransport(Transport):
                 return
         raise AcceleratorTimeout(f"No write response for register 0x{addr:02x}")
 
-    async def _stream(self, beats, receive, timeout_cycles, what):
-        """Offer ``beats`` (``None``: none) while receiving one frame when ``receive``."""
+    async def _stream(self, data, receive, timeout_cycles, what):
+        """Offer the frame ``data`` (``None``: none) while receiving one frame when
+        ``receive``; returns the bytes received (those ``tkeep`` marks)."""
         ctx, dut = self._ctx, self._dut
-        beats = [] if beats is None else [int(b) for b in beats]
-        sent, got, done_rx = 0, [], not receive
+        n = dut.stream_width // 8
+        data = b"" if data is None else bytes(data)
+        beats = [(int.from_bytes(data[i:i + n], "little"),
+                  (1 << min(n, len(data) - i)) - 1) for i in range(0, len(data), n)]
+        sent, got, done_rx = 0, bytearray(), not receive
         ctx.set(dut.m_axis.tready, int(receive))
         for _ in range(timeout_cycles):
             if sent < len(beats):
-                ctx.set(dut.s_axis.tdata, beats[sent])
+                ctx.set(dut.s_axis.tdata, beats[sent][0])
+                ctx.set(dut.s_axis.tkeep, beats[sent][1])
                 ctx.set(dut.s_axis.tlast, int(sent == len(beats) - 1))
                 ctx.set(dut.s_axis.tvalid, 1)
             else:
                 ctx.set(dut.s_axis.tvalid, 0)
             if sent == len(beats) and done_rx:
                 break
-            _, _, tready, tvalid, tdata, tlast = await ctx.tick().sample(
-                dut.s_axis.tready, dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tlast)
+            _, _, tready, tvalid, tdata, tkeep, tlast = await ctx.tick().sample(
+                dut.s_axis.tready, dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tkeep,
+                dut.m_axis.tlast)
             if sent < len(beats) and tready:
                 sent += 1
             if not done_rx and tvalid:
-                got.append(tdata)
+                raw = int(tdata).to_bytes(n, "little")
+                got += bytes(raw[i] for i in range(n) if tkeep >> i & 1)
                 if tlast:
                     done_rx = True
                     ctx.set(dut.m_axis.tready, 0)
@@ -120,17 +127,17 @@ class AmaranthTransport(Transport):
             raise AcceleratorTimeout(f"{what} did not finish within {timeout_cycles} cycles")
         ctx.set(dut.s_axis.tvalid, 0)
         ctx.set(dut.m_axis.tready, 0)
-        return got
+        return bytes(got)
 
-    async def send(self, beats, timeout_cycles):
-        await self._stream(beats, False, timeout_cycles, f"Sending a frame of {len(beats)} beats")
+    async def send(self, data, timeout_cycles):
+        await self._stream(data, False, timeout_cycles, f"Sending a frame of {len(data)} bytes")
 
     async def recv(self, timeout_cycles):
         return await self._stream(None, True, timeout_cycles, "Receiving a frame")
 
-    async def exchange(self, beats, timeout_cycles):
-        return await self._stream(beats, True, timeout_cycles,
-                                  f"Exchanging a frame of {len(beats)} beats")
+    async def exchange(self, data, timeout_cycles):
+        return await self._stream(data, True, timeout_cycles,
+                                  f"Exchanging a frame of {len(data)} bytes")
 
     async def wait_cycles(self, cycles):
         await self._ctx.tick().repeat(cycles)
