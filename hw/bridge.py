@@ -266,7 +266,8 @@ class UartBridge(CheckedComponent):
         m.d.comb += [
             self.m_axil.awaddr.eq(args[0:8]), self.m_axil.wdata.eq(args[8:40]),
             self.m_axil.wstrb.eq(0xF), self.m_axil.araddr.eq(args[32:40]),
-            self.m_axis.tdata.eq(args[24:40]), self.m_axis.tlast.eq(blk_last & at_last),
+            self.m_axis.tdata.eq(args[24:40]), self.m_axis.tkeep.eq(0b11),
+            self.m_axis.tlast.eq(blk_last & at_last),
         ]
         m.d.sync += self.dev_rst.eq(flush)
 
@@ -385,7 +386,8 @@ class BridgedAccelerator(CheckedComponent):
     fifo_depth, timeout_cycles :
         As for :class:`UartBridge`.
     **accelerator_kwargs :
-        The other parameters of :class:`~hw.top.Accelerator` (buffer depths, ...).
+        The other parameters of :class:`~hw.top.Accelerator` (buffer depths, ...). Its
+        stream ports are 16 bits wide, the bridge's beats.
 
     Members
     -------
@@ -403,7 +405,11 @@ class BridgedAccelerator(CheckedComponent):
         # The bridge's parameters are checked first: a constructor that raises leaves nothing
         # behind, and the accelerator then has none to fail after it.
         UartBridge.check_parameters(divisor, fifo_depth, timeout_cycles)
-        self._accelerator = Accelerator(rows, cols, **accelerator_kwargs)
+        width = accelerator_kwargs.pop("stream_width", 16)
+        if width != 16:
+            raise ValueError(f"The UART bridge carries 16-bit beats: stream_width must be 16, "
+                             f"not {width!r}")
+        self._accelerator = Accelerator(rows, cols, stream_width=16, **accelerator_kwargs)
         self._bridge = UartBridge(divisor, fifo_depth=fifo_depth, timeout_cycles=timeout_cycles)
         super().__init__()
 

@@ -122,9 +122,11 @@ class UpdateFramer(CheckedComponent):
         with m.If(self.elem.valid & self.elem.ready):
             m.d.sync += self.elem.valid.eq(0)
         m.d.comb += unpack.o.ready.eq(active & ((left == 0) | ~self.elem.valid))
+        # (Assigned whole, not in an If: a 4-state simulator leaves a signal assigned only
+        # under a condition that never changes at X, and pending would never recover.)
         passed = Signal()
-        with m.If(unpack.o.valid & unpack.o.ready & (left != 0)):
-            m.d.comb += passed.eq(1)
+        m.d.comb += passed.eq(unpack.o.valid & unpack.o.ready & (left != 0))
+        with m.If(passed):
             m.d.sync += [self.elem.payload.eq(unpack.o.payload[:48]), self.elem.valid.eq(1),
                          left.eq(left - 1)]
 

@@ -7,7 +7,7 @@ little-endian byte stream): with 64-bit beats, eight FP8 codes or four 16-bit co
 Ref: docs/host-interface.md ("Stream framing").
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
@@ -145,17 +145,20 @@ class Packer(CheckedComponent):
             gath = Signal(W)
             n = Signal(range(ratio))
             m.d.comb += i.ready.eq(~o.tvalid | o.tready)
+            # Expressions, not assignments under a condition: a 4-state simulator leaves a
+            # signal assigned only in a process that no event has woken at X.
             merged = Signal(W)
-            m.d.comb += merged.eq(gath)
+            keep = Signal(W // 8)
             if ratio > 1:
-                m.d.comb += merged.word_select(n, w).eq(i.payload.data)
-                keeps = Array(Const((1 << ((k + 1) * w // 8)) - 1, W // 8)
-                              for k in range(ratio))
-                keep = keeps[n]
+                m.d.comb += [
+                    merged.eq(Cat(*(Mux(n == k, i.payload.data, gath.word_select(k, w))
+                                    for k in range(ratio)))),
+                    keep.eq(Cat(*(Mux(n >= k, Const((1 << w // 8) - 1, w // 8), 0)
+                                  for k in range(ratio)))),
+                ]
                 complete = (n == ratio - 1) | i.payload.last
             else:
-                m.d.comb += merged.eq(i.payload.data)
-                keep = Const((1 << (W // 8)) - 1, W // 8)
+                m.d.comb += [merged.eq(i.payload.data), keep.eq((1 << (W // 8)) - 1)]
                 complete = Const(1)
             with m.If(taken):
                 with m.If(complete):

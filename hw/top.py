@@ -6,6 +6,9 @@ The register map (addresses, fields, access, error codes) is :mod:`hw.regs`; the
 module has always exported (``Reg``, ``Ctrl``, ``TopError``, ``REG_MASK``, ...) come from it.
 """
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, fifo
 from amaranth.lib.wiring import In, Out, connect
@@ -467,20 +470,25 @@ class Accelerator(CheckedComponent):
 
         loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
         taking = loading & ~closing
+        # The unpacker of this transfer's word width; its outputs are selected by and-or
+        # (assigned whole: see hw.framer).
         word_valid = Signal()
         word = Signal(max(unpackers))
         draining = Signal()        # the unpacker of this transfer still holds a word
         tready = Signal()
+        valids, words, busies, readies = [], [], [], []
         for width, unp in unpackers.items():
             mine = Cat(*(xfer == kind for kind in widths if widths[kind] == width)).any()
             m.d.comb += [unp.clear.eq(xfer_start), unp.o.ready.eq(1),
                          unp.s_axis.tdata.eq(self.s_axis.tdata),
                          unp.s_axis.tvalid.eq(self.s_axis.tvalid & taking & mine)]
-            with m.If(mine):
-                m.d.comb += [word_valid.eq(unp.o.valid), word.eq(unp.o.payload),
-                             draining.eq(unp.busy), tready.eq(unp.s_axis.tready)]
-        with m.If(taking):
-            m.d.comb += self.s_axis.tready.eq(tready)
+            valids.append(mine & unp.o.valid)
+            words.append(Mux(mine, unp.o.payload, 0))
+            busies.append(mine & unp.busy)
+            readies.append(mine & unp.s_axis.tready)
+        m.d.comb += [word_valid.eq(Cat(*valids).any()), draining.eq(Cat(*busies).any()),
+                     tready.eq(Cat(*readies).any())]
+        m.d.comb += word.eq(reduce(operator.or_, words))
         beat = self.s_axis.tvalid & self.s_axis.tready & taking
 
         # Buffer writes are registered: the engine's write enables fan out to many memories.
@@ -579,22 +587,24 @@ class Accelerator(CheckedComponent):
         packers = {OutFmt.ACC: Packer(c_word, W)}
         if self._fp8_out:
             packers[OutFmt.E5M2] = Packer(c_word // 2, W)
-        read_axis = {}
+        # The stream out comes from one of the packers or the update framer: selected by
+        # and-or, every signal assigned whole (see hw.framer).
+        sources = []           # (selected, AXI4-Stream of the source)
+        r_ens = []
         for fmt, pk in packers.items():
             m.submodules[f"pack_{fmt.name.lower()}"] = pk
-            mine = (rd_fmt == OutFmt.ACC) if fmt == OutFmt.ACC else (rd_fmt != OutFmt.ACC)
+            mine = Signal(name=f"read_{fmt.name.lower()}")
+            m.d.comb += mine.eq(reading & ((rd_fmt == OutFmt.ACC) if fmt == OutFmt.ACC
+                                           else (rd_fmt != OutFmt.ACC)))
             m.d.comb += [pk.i.payload.data.eq(out_fifo.r_data[:pk.word_width]),
                          pk.i.payload.last.eq(out_fifo.r_data[c_word]),
-                         pk.i.valid.eq(out_fifo.r_rdy & mine)]
-            with m.If(mine):
-                m.d.comb += [out_fifo.r_en.eq(pk.i.ready), pk.m_axis.tready.eq(self.m_axis.tready)]
-            read_axis[fmt] = (mine, pk.m_axis)
+                         pk.i.valid.eq(out_fifo.r_rdy & mine),
+                         pk.m_axis.tready.eq(mine & self.m_axis.tready)]
+            r_ens.append(mine & pk.i.ready)
+            sources.append((mine, pk.m_axis))
+        m.d.comb += out_fifo.r_en.eq(Cat(*r_ens).any())
         with m.If(reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
             m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), last_out.eq(clock)]
-
-        def drive_m_axis(axis):
-            return [self.m_axis.tdata.eq(axis.tdata), self.m_axis.tkeep.eq(axis.tkeep),
-                    self.m_axis.tvalid.eq(axis.tvalid), self.m_axis.tlast.eq(axis.tlast)]
 
         # UPDATE: elements in, results out, through the SGD unit (hw.framer) ---------------
         updating = Signal()
@@ -619,15 +629,16 @@ class Accelerator(CheckedComponent):
                          framer.s_axis.tvalid.eq(self.s_axis.tvalid),
                          framer.s_axis.tlast.eq(self.s_axis.tlast),
                          framer.m_axis.tready.eq(self.m_axis.tready)]
-            with m.If(updating):
-                m.d.comb += self.s_axis.tready.eq(framer.s_axis.tready)
             with m.If(framer.done):
                 m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1),
                              error.eq(Mux(framer.error, TopError.FRAME, 0))]
 
-        with m.If(updating):
-            m.d.comb += drive_m_axis(framer.m_axis) if upd is not None else []
-        for fmt, (mine, axis) in read_axis.items():
-            with m.Elif(mine):
-                m.d.comb += drive_m_axis(axis)
+            sources.append((updating, framer.m_axis))
+            tready = (taking & tready) | (updating & framer.s_axis.tready)
+        else:
+            tready = taking & tready
+        m.d.comb += self.s_axis.tready.eq(tready)
+        for name in ("tdata", "tkeep", "tvalid", "tlast"):
+            m.d.comb += getattr(self.m_axis, name).eq(
+                reduce(operator.or_, (Mux(sel, getattr(axis, name), 0) for sel, axis in sources)))
         return m

@@ -521,6 +521,10 @@ def _transport(link=None, **kw):
     return BridgeTransport(link, clock_hz=1e6), link
 
 
+def _beats_bytes(beats):
+    return b"".join(_le(b, 2) for b in beats)
+
+
 def _run(coro):
     return asyncio.run(coro)
 
@@ -533,13 +537,16 @@ def test_transport_speaks_the_protocol():
     assert link.sent[-1] == b"W\x10\xef\xbe\xad\xde"
     assert _run(t.read_reg(Reg.M)) == 0xDEADBEEF and link.sent[-1] == b"R\x10"
     # A frame of 10 beats is three blocks, tlast (last = 1) only on the third.
-    _run(t.send(list(range(0x100, 0x10A)), 1000))
+    _run(t.send(_beats_bytes(range(0x100, 0x10A)), 1000))
     assert link.sent[-3:] == [b"S\x04\x00\x00" + b"".join(_le(x, 2) for x in range(0x100, 0x104)),
                               b"S\x04\x00\x00" + b"".join(_le(x, 2) for x in range(0x104, 0x108)),
                               b"S\x02\x00\x01" + b"".join(_le(x, 2) for x in range(0x108, 0x10A))]
     assert link.frames[0] == list(range(0x100, 0x10A))
     link.stream([1, 2, 3])
-    assert _run(t.recv(100)) == [1, 2, 3]
+    assert _run(t.recv(100)) == _beats_bytes([1, 2, 3])
+    # An odd byte goes out with a zero.
+    _run(t.send(b"\x01\x02\x03", 1000))
+    assert link.sent[-1] == b"S\x02\x00\x01\x01\x02\x03\x00"
     _run(t.wait_cycles(2500))
     assert link.waited == [2500 / 1e6]
 
@@ -563,8 +570,8 @@ def test_transport_exchange_collects_beats_between_blocks():
 
     link.on_block = on_block
     beats = list(range(100, 121))          # 21 beats: four blocks, 7 elements
-    assert _run(t.exchange(beats, 1000)) == [7, 8]
-    assert _run(t.recv(1000)) == made
+    assert _run(t.exchange(_beats_bytes(beats), 1000)) == _beats_bytes([7, 8])
+    assert _run(t.recv(1000)) == _beats_bytes(made)
 
 
 def test_transport_register_errors():
@@ -580,8 +587,7 @@ def test_transport_register_errors():
     for call, message in ((t.read_reg(256), r"Register address must be an integer from 0 to "
                                             r"255, not 256"),
                           (t.write_reg(0, 1 << 32), r"Register value must fit 32 bits"),
-                          (t.send([], 10), r"A frame has at least one beat"),
-                          (t.send([1 << 16], 10), r"Beats must be 16-bit values")):
+                          (t.send(b"", 10), r"A frame has at least one byte")):
         with pytest.raises(ValueError, match=message):
             _run(call)
 
@@ -641,7 +647,7 @@ def test_transport_timeouts_say_what_and_how_long():
     with pytest.raises(AcceleratorTimeout, match=r"^Sending a frame of 3 beats \(block 1 of 1\): "
                                                  r"no answer within 0.0121 s; 2 beats arrived, "
                                                  r"then nothing$"):
-        _run(t.send([1, 2, 3], 2000))
+        _run(t.send(_beats_bytes([1, 2, 3]), 2000))
     # 2000 cycles at 1 MHz, (4 + 6 + 1 + 3) bytes, the margin.
     assert link.timeouts[-1] == pytest.approx(2e-3 + 14e-5 + 0.01)
     with pytest.raises(AcceleratorTimeout, match=r"^Receiving a frame: no answer within"):
@@ -676,7 +682,7 @@ def test_host_runs_over_the_transport():
     and frames of a GEMM."""
     link = FakeLink(block=8, regs={Reg.CONFIG: 2 | 2 << 8 | 6 << 16 | 9 << 20 | 15 << 24,
                                    Reg.A_WORDS: 64, Reg.B_BYTES: 64, Reg.ACC_WORDS: 64,
-                                   Reg.STATUS: 2})
+                                   Reg.BEAT_BYTES: 2, Reg.STATUS: 2})
     t = BridgeTransport(link, clock_hz=1e6)
     host = AcceleratorHost(t)
     _run(host.reset())
@@ -696,7 +702,9 @@ def test_host_runs_over_the_transport():
     B = np.arange(8, dtype=np.uint8).reshape(4, 2)
     C, cycles, active = _run(host.run_gemm(A, B))
     assert C.tolist() == [[0, 1], [2, 3], [4, 5]]
-    assert link.frames[:2] == [list(range(12)), list(range(8))]
+    # 16-bit beats of two codes: A's buffer image (here A in row order), then B.
+    assert link.frames[:2] == [[2 * i | (2 * i + 1) << 8 for i in range(6)],
+                               [2 * i | (2 * i + 1) << 8 for i in range(4)]]
 
 
 def test_serial_link(tmp_path):

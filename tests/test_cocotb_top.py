@@ -23,6 +23,9 @@ from fp8accel.sim.run.runner import run_cocotb
 
 ARRAYS = [(2, 2), (4, 4), (2, 3)]
 DEPTHS = [1024, 4096, 1024]
+#: The stream width of each build: every width but 256 is covered by one of them.
+STREAM_WIDTHS = {("verilator", 2, 2): 64, ("verilator", 4, 4): 64, ("verilator", 2, 3): 32,
+                 ("icarus", 2, 2): 16, ("icarus", 4, 4): 64, ("icarus", 2, 3): 128}
 
 #: What Icarus runs: every test once, the stream variants only plain and both at once.
 ICARUS_TESTS = [
@@ -57,7 +60,8 @@ def tb_config(sim, rows, cols, build_dir, *, scale=1, seed=1):
     stats = Path(build_dir) / "stats.jsonl"
     stats.unlink(missing_ok=True)
     return {"rows": rows, "cols": cols, "depths": DEPTHS, "acc_fmt": "dlfloat16",
-            "seed": seed, "stats": str(stats), **cfg}
+            "seed": seed, "stats": str(stats),
+            "stream_width": STREAM_WIDTHS.get((sim, rows, cols), 64), **cfg}
 
 
 def summarize(sim, rows, cols, results, cfg):
@@ -81,7 +85,8 @@ def summarize(sim, rows, cols, results, cfg):
 
 def run_top(sim, rows, cols, cfg, build_dir, testcase=None, depths=None):
     depths = depths or cfg["depths"]
-    top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])
+    top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2],
+                      stream_width=cfg.get("stream_width", 64))
     return run_cocotb(top, toplevel="top", test_module="fp8accel.sim.tb.top", build_dir=build_dir,
                       sim=sim, config={**cfg, "depths": list(depths)}, testcase=testcase)
 

@@ -306,10 +306,9 @@ class CocotbTransport(Transport):
         self._dut = dut
         self._period = period_ns
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst,
-                                      byte_size=8)
-        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst,
-                                  byte_size=8)
+        # Bytes of 8 bits, from tkeep (a bit per byte of tdata).
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst)
 
     async def read_reg(self, addr):
         resp = await self.axil.read(addr, 4)
@@ -529,6 +528,12 @@ class AcceleratorHost:
                 "acc_words": await self._t.read_reg(Reg.ACC_WORDS),
                 "beat_bytes": await self._t.read_reg(Reg.BEAT_BYTES),
             }
+            beat = self._config["beat_bytes"]
+            if beat not in (2, 4, 8, 16, 32):
+                self._config = None
+                raise AcceleratorError(0, "BAD_CONFIG", "Reading BEAT_BYTES",
+                                       f"{beat} bytes per stream beat; a device has 2, 4, 8, "
+                                       f"16 or 32")
         return dict(self._config)
 
     async def counters(self):

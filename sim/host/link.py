@@ -187,12 +187,13 @@ class BridgeTransport(Transport):
 
     # Frames ------------------------------------------------------------------------------------
 
-    async def send(self, beats, timeout_cycles):
-        beats = [int(b) for b in beats]
-        if not beats:
-            raise ValueError("A frame has at least one beat")
-        if min(beats) < 0 or max(beats) > 0xFFFF:
-            raise ValueError("Beats must be 16-bit values (0 to 65535)")
+    async def send(self, data, timeout_cycles):
+        data = bytes(data)
+        if not data:
+            raise ValueError("A frame has at least one byte")
+        # The bridge carries 16-bit beats (no tkeep): an odd last byte goes with a zero.
+        data += bytes(len(data) % 2)
+        beats = [int.from_bytes(data[i:i + 2], "little") for i in range(0, len(data), 2)]
         if self._block is None:
             await self._identify()
         block = self._block
@@ -218,11 +219,11 @@ class BridgeTransport(Transport):
                 raise AcceleratorError(0, "PROTOCOL", what,
                                        f"the device sent {_show(bytes([got[0]]) + got[1])}, "
                                        f"an answer to no command")
-        return self._frames.popleft()
+        return b"".join(int(b).to_bytes(2, "little") for b in self._frames.popleft())
 
-    async def exchange(self, beats, timeout_cycles):
+    async def exchange(self, data, timeout_cycles):
         # The beats the device sends while the blocks go out are filed by send().
-        await self.send(beats, timeout_cycles)
+        await self.send(data, timeout_cycles)
         return await self.recv(timeout_cycles)
 
     # Time and reset ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from fp8accel.hw.gearbox import pow2_at_least
 from fp8accel.hw.top import ID_VALUE, Ctrl, Reg
 from fp8accel.sim.host import AcceleratorError, AcceleratorHost, AcceleratorTimeout, Status
 from fp8accel.sim.host.link import BridgeTransport, CocotbUartLink
@@ -100,12 +101,13 @@ async def test_reset_and_config(dut):
     assert (config["rows"], config["cols"]) == (cfg["rows"], cfg["cols"]), config
     assert [config["a_words"], config["b_bytes"], config["acc_words"]] == cfg["depths"], config
     assert await host.status() == Status(False, False, False, 0)
-    for reg, value in ((Reg.M, 0xBEEF), (Reg.K, 0xFFFF), (Reg.OPTIONS, 0x23FF3),
+    assert config["beat_bytes"] == 2, config
+    for reg, value in ((Reg.M, 0xBEEF), (Reg.K, 0xFFFF), (Reg.OPTIONS, 0x23BF3),
                        (Reg.SEED, 0xDEADBEEF), (Reg.LENGTH, 0x01000000)):
         await host.write_reg(reg, value)
         got = await host.read_reg(reg)
         assert got == value, f"register 0x{reg:02x}: 0x{got:x}, wrote 0x{value:x}"
-    for call, what in ((t.read_reg(0x58), "read"), (t.write_reg(0xFC, 1), "write")):
+    for call, what in ((t.read_reg(0x5C), "read"), (t.write_reg(0xFC, 1), "write")):
         try:
             await call
         except AcceleratorError as exc:
@@ -134,8 +136,9 @@ async def test_gemms(dut):
     m, k = cfg["long_frame"]
     long = Case(random_fp8(rng, (m, k), "e5m2", specials=False),
                 random_fp8(rng, (k, n), "e4m3", specials=False), b_fmt="e4m3", chunk=2)
-    assert m * k > host.transport.block, "the long frame fits one block"
-    await run_case(host, board, long, f"a frame of {m * k} beats")
+    beats = m * -(-k // cfg["rows"]) * pow2_at_least(cfg["rows"]) // 2    # A, 16-bit beats
+    assert beats > host.transport.block, "the long frame fits one block"
+    await run_case(host, board, long, f"a frame of {beats} beats")
 
 
 @cocotb.test()

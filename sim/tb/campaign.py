@@ -50,6 +50,7 @@ from fp8accel.sim.host import (
     attach,
     options_word,
 )
+from fp8accel.sim.host import frames
 from fp8accel.sim.run.runner import read_tb_config
 from fp8accel.sim.tb.top import random_acc, random_fp8, random_update
 
@@ -393,7 +394,7 @@ class Campaign:
 
     async def stray_frame(self, what):
         try:
-            await self.t.send([1, 2, 3], 200)
+            await self.t.send(b"\x01\x02\x03", 200)
         except AcceleratorTimeout:
             return
         self.fail(f"{what}: the device took beats with no transfer open")
@@ -475,7 +476,7 @@ class Campaign:
         st = await self.idle_status("after a busy GEMM")
         if other in (Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.LOAD_C) and not st.error:
             # Taken after the GEMM ended: the load is open; end it with a short frame.
-            await self.t.send([0], 100_000)
+            await self.t.send(bytes(1), 100_000)
             await self.idle_status("short frame")
             self.forget("ABC"[other.bit_length() - 2])
         if other == Ctrl.READ_C and not st.error:
@@ -502,13 +503,13 @@ class Campaign:
         self.note(f"raw LOAD_A {_show(stored)} trans={a['trans']}, CTRL={other:#x} during it, "
                   f"then the frame")
         self.forget("A")
-        await self.raw(Ctrl.LOAD_A, m=m, k=k, options=int(a["trans"]) << 10)
+        await self.raw(Ctrl.LOAD_A, m=m, k=k, options=0)
         await self.host.command(other)
         st = await self.host.status()
         if not (st.busy and st.code == TopError.BUSY):
             self.fail(f"CTRL={other:#x} during LOAD_A: STATUS {st}, expected busy with "
                       f"error 4")
-        await self.t.send(stored.ravel().tolist(), 100_000)
+        await self.t.send(frames.a_frame(a["A"], self.rows), 100_000)
         await self.idle_status("load after a busy action")
         self.A = a
 
@@ -523,33 +524,34 @@ class Campaign:
         key = "ABC"[self.rng.integers(0, 3)]
         if key == "A":
             buf = self.new_a(m, k)
-            data, regs = self.stored(buf, "A"), {"m": m, "k": k,
-                                                  "options": int(buf["trans"]) << 10}
+            data, regs = frames.a_frame(buf["A"], self.rows), {"m": m, "k": k, "options": 0}
         elif key == "B":
             buf = self.new_b(k, n)
-            data, regs = self.stored(buf, "B"), {"k": k, "n": n,
-                                                  "options": int(buf["trans"]) << 11}
+            data, regs = frames.b_frame(self.stored(buf, "B")), {
+                "k": k, "n": n, "options": int(buf["trans"]) << 11}
         else:
             buf = random_acc(self.rng, (m, n), self.cfg["acc_fmt"])
-            data, regs = buf, {"m": m, "n": n}
-        beats = data.ravel().tolist()
+            data, regs = frames.c_frame(buf, self.cols), {"m": m, "n": n}
+        beat = (await self.host.config())["beat_bytes"]
+        need = frames.beats(len(data), beat)
         long = self.rng.random() < 0.5
         if long:
-            beats += [int(x) for x in self.rng.integers(0, 256, int(self.rng.integers(1, 9)))]
+            data += bytes(-len(data) % beat) + self.rng.bytes(beat * int(self.rng.integers(1, 9)))
         else:
-            beats = beats[:int(self.rng.integers(0, len(beats)))] or None
+            data = data[:beat * int(self.rng.integers(0, need))] or None
+        beats = frames.beats(len(data), beat) if data else 0
         self.note(f"raw LOAD_{key} {regs} with a {'long' if long else 'short'} frame of "
-                  f"{len(beats) if beats else 0} beats for {data.size}")
+                  f"{beats} beats for {need}")
         self.forget(key)
         await self.raw(_LOADS[key], **regs)
-        if beats is None:
+        if data is None:
             # Not one beat: the host gives up and resets.
             await self.t.wait_cycles(int(self.rng.integers(1, 50)))
             await self.do_reset("an open load with no beat")
             return
-        await self.t.send(beats, 100_000)
+        await self.t.send(data, 100_000)
         await self.expect(self.host.wait_done("bad frame"), TopError.FRAME,
-                          f"LOAD_{key} frame of {len(beats)} beats for {data.size}")
+                          f"LOAD_{key} frame of {beats} beats for {need}")
         await self.idle_status("after a bad frame")
         if long:
             setattr(self, key, buf)
@@ -561,22 +563,26 @@ class Campaign:
         n = int(self.rng.integers(2, 20))
         (w, g, v), (lr, mu, wd) = random_update(self.rng, n)
         seed = int(self.rng.integers(1, 1 << 32))
-        beats = np.stack([w, g, v], axis=1).ravel().tolist()
-        long = self.rng.random() < 0.4
+        data = frames.update_frame(w, g, v)
+        beat = (await self.host.config())["beat_bytes"]
+        need = frames.beats(len(data), beat)
+        long = need == 1 or self.rng.random() < 0.4
         if long:
-            beats += [0x3C00] * int(self.rng.integers(1, 7))
+            extra = frames.update_frame(*[[0x3C00] * (4 * int(self.rng.integers(1, 7)))] * 3)
+            data += bytes(-len(data) % beat) + extra[:beat * -(-len(extra) // beat)]
         else:
-            beats = beats[:int(self.rng.integers(1, 3 * n))]
-        done = min(n, len(beats) // 3)
-        self.note(f"raw UPDATE n={n} seed={seed} with a frame of {len(beats)} beats")
+            data = data[:beat * int(self.rng.integers(1, need))]
+        beats = frames.beats(len(data), beat)
+        done = min(n, len(data) // 8)
+        self.note(f"raw UPDATE n={n} seed={seed} with a frame of {beats} beats for {need}")
         await self.raw(Ctrl.UPDATE, lr=lr, momentum=mu, weight_decay=wd, seed=seed, length=n,
                        options=0)
         if done:
-            out = await self.t.exchange(beats, 100_000)
+            out = await self.t.exchange(data, 100_000)
         else:
             # No element complete: no frame comes back.
-            await self.t.send(beats, 100_000)
-            out = []
+            await self.t.send(data, 100_000)
+            out = b""
         await self.expect(self.host.wait_done("UPDATE"), TopError.FRAME, "UPDATE bad frame")
         if not done and not self.uart:
             await self.t.wait_cycles(60)
@@ -586,8 +592,10 @@ class Campaign:
         ew, ev = golden.sgd_update(w[:done], g[:done], v[:done], lr, mu, wd, seed, "sr",
                                    rbits)
         want = np.stack([ew, ev], axis=1).ravel() if done else np.zeros(0, np.uint16)
-        self.same(np.array(out, np.uint16), want.astype(np.uint16),
-                  f"UPDATE frame of {len(beats)} beats for {n} elements")
+        got = (np.stack(frames.update_results(out, done), axis=1).ravel() if len(out) >= 4 * done
+               else np.frombuffer(bytes(out[:len(out) // 2 * 2]), "<u2"))
+        self.same(got.astype(np.uint16), want.astype(np.uint16),
+                  f"UPDATE frame of {beats} beats for {n} elements")
 
     async def op_update_bad(self):
         r = self.rng
@@ -675,11 +683,16 @@ class Campaign:
         await self.host.write_reg(Reg.M, 1)
         await self.host.write_reg(Reg.N, 1)
         sink.pause = False
-        beats = await self.t.recv(100_000)
+        data = await self.t.recv(100_000)
         await self.idle_status("READ_C")
         want = self.C if fmt == OutFmt.ACC else golden.convert(
             self.C, self.cfg["acc_fmt"], ("e5m2", "e4m3")[fmt - 1], "rne", saturate=True)
-        self.same(np.array(beats, np.uint16), want.ravel().astype(np.uint16),
+        need = frames.c_frame_bytes(m, n, self.cols, fmt != OutFmt.ACC)
+        if len(data) != need:
+            self.fail(f"READ_C with OPTIONS changed under it: {len(data)} bytes, expected "
+                      f"{need}")
+        got = frames.c_from_frame(data, m, n, self.cols, fmt != OutFmt.ACC)
+        self.same(got.ravel().astype(np.uint16), want.ravel().astype(np.uint16),
                   "READ_C with OPTIONS changed under it")
 
     async def do_reset(self, what):
@@ -708,12 +721,13 @@ class Campaign:
             key = "ABC"[self.rng.integers(0, 3)]
             m, n, k = self.dims()
             regs = {"m": m, "n": n, "k": k, "options": 0}
-            size = {"A": m * k, "B": k * n, "C": m * n}[key]
+            size = {"A": len(frames.a_frame(np.zeros((m, k)), self.rows)), "B": k * n,
+                    "C": frames.c_frame_bytes(m, n, self.cols)}[key]
             self.note(f"raw LOAD_{key} {regs}, part of its frame")
             self.forget(key)
             await self.raw(_LOADS[key], **regs)
             if not self.uart:
-                await self.t.source.send([int(x) for x in self.rng.integers(0, 256, size)])
+                await self.t.source.send(self.rng.bytes(size))
             await self.t.wait_cycles(wait)
             await self.do_reset(f"LOAD_{key}")
         elif kind == 2:
@@ -733,7 +747,7 @@ class Campaign:
             await self.raw(Ctrl.UPDATE, lr=lr, momentum=mu, weight_decay=wd, seed=7, length=n,
                            options=0)
             if not self.uart:
-                await self.t.source.send(np.stack([w, g, v], axis=1).ravel().tolist())
+                await self.t.source.send(frames.update_frame(w, g, v))
             await self.t.wait_cycles(wait)
             await self.do_reset("UPDATE")
 

@@ -47,6 +47,7 @@ from fp8accel.sim.host import (
     attach,
     options_word,
 )
+from fp8accel.sim.host import frames
 from fp8accel.sim.run.runner import read_tb_config
 from fp8accel.sim.vectors import edge_codes, random_acc, random_fp8
 
@@ -280,7 +281,8 @@ async def test_registers(dut):
         await host.write_reg(reg, value)
         assert await host.read_reg(reg) == value, f"register 0x{reg:02x}"
     assert config["update_rbits"] == cfg.get("update_rbits", 16), config
-    for addr in (0x58, 0xFC):
+    assert config["beat_bytes"] == cfg.get("stream_width", 64) // 8, config
+    for addr in (0x5C, 0xFC):
         assert int((await t.axil.read(addr, 4)).resp) == 3, f"read 0x{addr:02x}"
         assert int((await t.axil.write(addr, bytes(4))).resp) == 3, f"write 0x{addr:02x}"
 
@@ -436,14 +438,18 @@ async def test_bad_commands(dut):
 
     # Frames of the wrong length: error 5, then a good load works.
     t = host.transport
-    for length, what in ((m * k - 1, "short"), (m * k + 3, "long"), (1, "one beat")):
+    beat = (await host.config())["beat_bytes"]
+    need = frames.beats(len(frames.a_frame(good.A, rows)), beat)
+    for length, what in ((need - 1, "short"), (need + 3, "long"), (1, "one beat")):
+        if length == need or length < 1:
+            continue
         await host.write_reg(Reg.M, m)
         await host.write_reg(Reg.K, k)
         await host.write_reg(Reg.OPTIONS, 0)
         await host.command(Ctrl.LOAD_A)
-        await t.send(rng.integers(0, 256, length).tolist(), 100_000)
+        await t.send(rng.bytes(length * beat), 100_000)
         await expect_error(host.wait_done("LOAD_A"), 5, f"a {what} frame ({length} beats "
-                                                        f"for {m * k})")
+                                                        f"for {need})")
         st = await host.status()
         assert not st.busy, f"busy after a {what} frame: {st}"
         await run_case(host, board, good, f"after a {what} frame")
@@ -470,7 +476,7 @@ async def test_actions_during_a_transfer_are_busy(dut):
     for action in (Ctrl.START, Ctrl.LOAD_B, Ctrl.READ_C):
         await host.command(action)
         seen.append((host_name(action), await host.status()))
-    await host.transport.send(good.A.ravel().tolist(), 100_000)
+    await host.transport.send(frames.a_frame(good.A, rows), 100_000)
     await expect_error(host.wait_done("LOAD_A"), 4, "LOAD_A after rejected actions")
     for name, st in seen:
         assert st.busy and st.code == 4, f"{name} during LOAD_A: STATUS {st}, expected busy " \
@@ -517,8 +523,10 @@ async def test_reset_in_the_middle(dut):
     # During LOAD_A of other data: reload A, then the GEMM works.
     await host.write_reg(Reg.OPTIONS, 0)
     await host.command(Ctrl.LOAD_A)
-    await t.source.send(rng.integers(0, 256, m * k).tolist())
-    await reset_after(m * k // 3, "LOAD_A")
+    data = rng.bytes(len(frames.a_frame(case.A, rows)))
+    await t.source.send(data)
+    await reset_after(frames.beats(len(data), (await host.config())["beat_bytes"]) // 3,
+                      "LOAD_A")
     await run_case(host, board, case, "load after a reset")
 
     # During READ_C (with backpressure): the accumulator memory is unchanged.
@@ -677,23 +685,29 @@ async def test_update_bad_commands(dut):
     (w, g, v), (lr, mu, wd) = random_update(rng, 6)
     seed = 99
     ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, seed, "sr", rbits)
-    triples = np.stack([w, g, v], axis=1).ravel().tolist()
-    for beats, what in ((10, "short, ending in an element"), (17, "short, ending mid-element"),
-                        (18 + 4, "long"), (1, "one beat")):
+    beat = (await host.config())["beat_bytes"]
+    whole = frames.update_frame(w, g, v) + frames.update_frame(*[[0x3C00] * 8] * 3)
+    need = frames.beats(6 * 8, beat)
+    cases = [(need - 1, "short"), (need + 2, "long"), (1, "one beat")]
+    if beat < 8:
+        cases.append((5 * 8 // beat + 1, "short, ending mid-element"))
+    for beats, what in cases:
+        if not 0 < beats != need:
+            continue
         for reg, value in ((Reg.LR, lr), (Reg.MOMENTUM, mu), (Reg.WEIGHT_DECAY, wd),
                            (Reg.SEED, seed), (Reg.LENGTH, 6), (Reg.OPTIONS, 0)):
             await host.write_reg(reg, value)
         await host.command(Ctrl.UPDATE)
-        frame = (triples + [0x3C00] * 8)[:beats]
-        complete = min(beats // 3, 6)
+        frame = whole[:beats * beat]
+        complete = min(beats * beat // 8, 6)
         if complete:
             out = await t.exchange(frame, 100_000)
-            assert len(out) == 2 * complete, (f"a {what} frame ({beats} beats for 18): "
-                                              f"{len(out)} beats back, expected "
-                                              f"{2 * complete}")
-            got = np.array(out, np.uint16).reshape(-1, 2)
-            assert np.array_equal(got[:, 0], ew[:complete]), f"{what}: w"
-            assert np.array_equal(got[:, 1], ev[:complete]), f"{what}: v"
+            assert len(out) == 4 * complete, (f"a {what} frame ({beats} beats for {need}): "
+                                              f"{len(out)} bytes back, expected "
+                                              f"{4 * complete}")
+            w1, v1 = frames.update_results(out, complete)
+            assert np.array_equal(w1, ew[:complete]), f"{what}: w"
+            assert np.array_equal(v1, ev[:complete]), f"{what}: v"
         else:
             await t.send(frame, 100_000)
         await expect_error(host.wait_done("UPDATE"), 5, f"a {what} frame ({beats} beats)")
@@ -719,23 +733,22 @@ async def test_update_scalars_latched_and_reset(dut):
                        (Reg.SEED, 7), (Reg.LENGTH, n), (Reg.OPTIONS, 0)):
         await host.write_reg(reg, value)
     await host.command(Ctrl.UPDATE)
-    beats = np.stack([w, g, v], axis=1).ravel().tolist()
-    await t.source.send(beats)
+    data = frames.update_frame(w, g, v)
+    await t.source.send(data)
     await t.wait_cycles(40)
     for reg in (Reg.LR, Reg.MOMENTUM, Reg.WEIGHT_DECAY, Reg.SEED, Reg.LENGTH):
         await host.write_reg(reg, 0x3C00)
     await host.write_reg(Reg.OPTIONS, 1 << 13)
-    out = await t.recv(100_000)
-    got = np.array(out, np.uint16).reshape(-1, 2)
-    assert np.array_equal(got[:, 0], ew) and np.array_equal(got[:, 1], ev), (
+    w1, v1 = frames.update_results(await t.recv(100_000), n)
+    assert np.array_equal(w1, ew) and np.array_equal(v1, ev), (
         "register writes during an UPDATE changed its results")
     await host.wait_done("UPDATE")
 
     for reg, value in ((Reg.SEED, 7), (Reg.LENGTH, n), (Reg.OPTIONS, 0)):
         await host.write_reg(reg, value)
     await host.command(Ctrl.UPDATE)
-    await t.source.send(beats)
-    await t.wait_cycles(3 * n // 2)
+    await t.source.send(data)
+    await t.wait_cycles(n // 2)
     await host.reset()
     st = await host.status()
     assert st == Status(False, False, False, 0), f"STATUS after a reset during UPDATE: {st}"
