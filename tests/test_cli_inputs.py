@@ -163,6 +163,10 @@ CASES = _cases("gemm", GEMM_FILES, [
     (["--device", "socket://localhost:1", "--rows", "2"],
      "--rows and --cols build a simulated top; a board reports its own array (leave them "
      "out with --device)"),
+    (["--device", "socket://localhost:1", "--stream-width", "16"],
+     "--stream-width builds a simulated top; a board's ports are its own (leave it out with "
+     "--device)"),
+    (["--stream-width", "24"], "--stream-width must be one of 16, 32, 64, 128, 256, not 24"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 
@@ -328,6 +332,8 @@ CASES += _cases("regs", ["regs"], [
 
 VERILOG = ["verilog", "top", "--rows", "2", "--cols", "2", "-o", "{o}/accel.v"]
 CASES += _cases("verilog", VERILOG, [
+    (["--stream-width", "48"], "--stream-width must be one of 16, 32, 64, 128, 256, not 48"),
+    (["--stream-width", "wide"], "--stream-width must be an integer, not 'wide'"),
     (["--rows", "0"], "--rows must be from 1 to 255 (the CONFIG register's field), not 0"),
     (["--a-depth", "0"], "--a-depth must be at least 1, not 0"),
     (["-o", "/proc/accel.v"], f"cannot write /proc/accel.v: {_PROC}" + ANY),

@@ -72,7 +72,7 @@ def test_top_header_names_every_parameter_and_the_command(top):
     for line in ("rows         = 1", "cols         = 2", "a_depth      = 16",
                  "b_depth      = 32", "acc_depth    = 16", "acc_fmt      = dlfloat16",
                  "update_rbits = 16", "update       = False", "fp8_out      = True",
-                 "ram          = lutram",
+                 "ram          = lutram", "stream_width = 64",
                  (f"Register map version {REGMAP_VERSION} (ID register 0x{ID_VALUE:08X}); "
                   f"C header: accel_regs.h.")):
         assert line in head

@@ -24,7 +24,9 @@ from fp8accel.sim.cli.util import (
     check_int,
     check_output_dir,
     check_output_file,
+    STREAM_WIDTHS,
     chunk_arg,
+    int_choice,
     load_codes,
     non_negative_int,
     positive_float,
@@ -130,6 +132,9 @@ def run_gemm_cli(args):
     if args.device is not None and (rows is not None or cols is not None):
         raise CliError("--rows and --cols build a simulated top; a board reports its own "
                        "array (leave them out with --device)")
+    if args.device is not None and args.stream_width is not None:
+        raise CliError("--stream-width builds a simulated top; a board's ports are its own "
+                       "(leave it out with --device)")
     if args.device is None and (args.baud is not None or args.clock_mhz is not None):
         raise CliError("--baud and --clock-mhz apply to --device only")
     if args.random is not None:
@@ -178,8 +183,9 @@ def run_gemm_cli(args):
     # driver tiles the GEMM onto.
     depths = tuple(args.buffers) if args.buffers else depths_for(m, n, k, rows, cols)
 
+    width = args.stream_width or 64
     build_dir = (Path(args.build_dir) / f"cli-{sim}-{rows}x{cols}-"
-                 f"{'-'.join(map(str, depths))}").resolve()
+                 f"{'-'.join(map(str, depths))}{'' if width == 64 else f'-w{width}'}").resolve()
     data = build_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
     np.save(data / "a.npy", A)
@@ -197,7 +203,7 @@ def run_gemm_cli(args):
         with atomic_output(result_path) as tmp:
             job["out"] = str(tmp)
             report = run_jobs([job], rows=rows, cols=cols, sim=sim, depths=depths,
-                              build_dir=build_dir)
+                              build_dir=build_dir, stream_width=width)
             if not tmp.is_file():
                 raise SimulationFailed(f"the job wrote no result; see {build_dir / 'test.log'}")
     except SimulationFailed as exc:
@@ -205,7 +211,7 @@ def run_gemm_cli(args):
         return 1
     g = report["gemms"][0]
     result = {"m": m, "n": n, "k": k, "rows": rows, "cols": cols, "sim": sim,
-              "options": opts, "depths": report["depths"],
+              "options": opts, "depths": report["depths"], "stream_width": width,
               "cycles": g["cycles"], "active": g["active"], "utilization": g["utilization"],
               "cycles_total": g["cycles_total"],
               "end_to_end_utilization": g["end_to_end_utilization"],
@@ -272,6 +278,10 @@ def add_gemm_parser(sub):
                    help="build the top with these buffer sizes (a board's, e.g. the ULX3S's "
                         "2048 16384 2048) and run the GEMM in tiles that fit them (default: "
                         "buffers sized to the GEMM)")
+    p.add_argument("--stream-width", type=int_choice("--stream-width", STREAM_WIDTHS),
+                   default=None, metavar="W",
+                   help="bits per beat of the top's stream ports: 16, 32, 64, 128 or 256 "
+                        "(default: %(default)s)")
     p.add_argument("--device", metavar="PORT",
                    help="run on a board built by 'fp8accel build' behind this serial port "
                         "(/dev/ttyUSB0, COM3, or a pyserial URL such as socket://host:port) "

@@ -112,6 +112,20 @@ def int_arg(flag, lo=0, hi=None, why=None):
     return parse
 
 
+#: The stream widths of the accelerator top, in bits.
+STREAM_WIDTHS = (16, 32, 64, 128, 256)
+
+
+def int_choice(flag, choices):
+    """An argparse ``type``: one of the integers ``choices``."""
+    def parse(text):
+        value = check_int(text, flag, min(choices))
+        if value not in choices:
+            raise CliError(f"{flag} must be one of {', '.join(map(str, choices))}, not {text}")
+        return value
+    return parse
+
+
 def positive_int(flag, hi=None, why=None):
     """An argparse ``type``: an integer of at least 1 (and at most ``hi``)."""
     return int_arg(flag, 1, hi, why)

@@ -23,7 +23,14 @@ RAMS = ("lutram", "bram")
 
 
 def add_verilog_parser(sub):
-    from fp8accel.sim.cli.util import ArgumentParser, array_size, int_arg, positive_int
+    from fp8accel.sim.cli.util import (
+        STREAM_WIDTHS,
+        ArgumentParser,
+        array_size,
+        int_arg,
+        int_choice,
+        positive_int,
+    )
 
     p = sub.add_parser(
         "verilog", help="write the top, the array or a unit as Verilog",
@@ -66,6 +73,10 @@ def add_verilog_parser(sub):
     top.add_argument("--ram", type=str.lower, choices=RAMS, default="lutram",
                      help="the array's delay lines: lutram (ECP5) or bram (iCE40) "
                           "(default: %(default)s)")
+    top.add_argument("--stream-width", type=int_choice("--stream-width", STREAM_WIDTHS),
+                     default=64,
+                     metavar="W", help="bits per AXI4-Stream beat: 16, 32, 64, 128 or 256 "
+                                       "(default: %(default)s)")
     top.add_argument("--c-header", default=None, metavar="OUT.h",
                      help="where the C header goes (default: <out>_regs.h beside the "
                           "Verilog)")
@@ -127,8 +138,9 @@ def _design(args):
                   "b_depth": args.b_depth, "acc_depth": args.acc_depth,
                   "acc_fmt": args.acc_fmt, "update_rbits": args.rbits,
                   "update": args.update, "fp8_out": args.fp8_out, "ram": args.ram,
-                  "stamps": args.stamps}
-        command = ["top", "--rows", args.rows, "--cols", args.cols, "--a-depth", args.a_depth,
+                  "stamps": args.stamps, "stream_width": args.stream_width}
+        command = ["top", "--rows", args.rows, "--cols", args.cols,
+                   "--stream-width", args.stream_width, "--a-depth", args.a_depth,
                    "--b-depth", args.b_depth, "--acc-depth", args.acc_depth, "--acc-fmt",
                    args.acc_fmt, "--rbits", args.rbits, "--ram", args.ram]
         command += [] if args.update else ["--no-update"]

@@ -81,7 +81,7 @@ class JobProgress:
 
 
 def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet=False,
-             updates=()):
+             updates=(), stream_width=64):
     """Build the top and run ``gemms`` on it, then ``updates``.
 
     A GEMM is a dict with ``name``, ``a``, ``b``, ``c`` (paths of ``.npy`` files, ``c`` may be
@@ -91,7 +91,7 @@ def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet
     ``out_w`` and ``out_v`` (:meth:`sim.host.AcceleratorHost.update`). Returns the report: the
     device configuration, per GEMM its shape, counters and utilization, per update its
     length, simulated cycles and final generator state, and the build and simulation
-    times."""
+    times. ``stream_width`` is the top's AXI4-Stream width in bits."""
     from fp8accel.hw.top import Accelerator
     from fp8accel.sim.run.runner import run_cocotb
 
@@ -102,7 +102,8 @@ def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet
     job = {"gemms": list(gemms), "updates": list(updates), "report": str(report_path),
            "progress": str(build_dir / "progress.txt")}
     config = {"rows": rows, "cols": cols, "depths": list(depths), "job": job}
-    top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2])
+    top = Accelerator(rows, cols, a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2],
+                      stream_width=stream_width)
     what = f"the {rows}x{cols} top with {sim}"
     # The progress report tells the stages apart by these files.
     for stale in ("progress.txt", "build.log", "test.log"):
@@ -120,7 +121,8 @@ def run_jobs(gemms, *, rows, cols, sim, depths, build_dir, command="gemm", quiet
         raise SimulationFailed(f"the job wrote no report; see {build_dir / 'test.log'}")
     total = time.monotonic() - start
     report = json.loads(report_path.read_text())
-    report.update(sim=sim, depths=list(depths), build_dir=str(build_dir),
+    report.update(sim=sim, depths=list(depths), stream_width=stream_width,
+                  build_dir=str(build_dir),
                   build_s=results.build_time, sim_s=results.test_time,
                   convert_s=max(0.0, total - results.build_time - results.test_time))
     return report
