@@ -57,7 +57,7 @@ def run_engine(engine, commands):
                     await ctx.tick()
                 ctx.set(engine.c_we, 0)
             for name in ("a_e4m3", "b_e4m3", "chunk_log2", "no_chunk", "rna", "trans_b",
-                         "accumulate"):
+                         "accumulate", "carry_in", "carry_out"):
                 ctx.set(getattr(engine, name), int(cmd.get(name, 0)))
             ctx.set(engine.m, M)
             ctx.set(engine.n, N)
@@ -104,7 +104,7 @@ def chunk_args(chunk):
     (3, 2, 5, 5, 8, 4, 4),     # chunk longer than the array height
     (2, 3, 1, 1, 1, 1, 2),     # the smallest GEMM
     (1, 1, 3, 3, 5, 2, 1),     # one PE: a pass per k, a tile per column, passes back to back
-    (1, 2, 1, 3, 4, None, 32),  # M = 1: every pass waits for the previous writeback
+    (1, 2, 1, 3, 4, None, 32),  # M = 1: every round of passes waits for the writeback
 ])
 def test_engine_matches_golden(rows, cols, M, N, K, chunk, b_width, rng):
     engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64, b_width=b_width)
@@ -135,6 +135,111 @@ def test_engine_options_and_back_to_back(rng):
     assert np.array_equal(r1[0], ref1)
     ref2 = golden.gemm(A, B, a_fmt=E4M3, chunk=4, C=ref1)
     assert np.array_equal(r2[0], ref2)
+
+
+def engine_for(rows, cols, M, N, K):
+    """An engine with buffers just large enough for ``M x N x K``."""
+    return GemmEngine(rows, cols, a_depth=max(2, M * -(-K // rows)), b_depth=max(2, K * N),
+                      acc_depth=max(2, M * -(-N // cols)), b_width=4)
+
+
+# Short M: the passes of all column tiles run before the next pass of any, and a pass of a
+# tile reads what the one before it (NT passes earlier) wrote back. The engine waits at the end
+# of a round of M * NT rows shorter than the array's latency plus 8 (43 cycles on 2x2, 53 on
+# 3x2, 65 on 4x4), as all of those below are, unless noted.
+@pytest.mark.parametrize("rows,cols,M,N,K,chunk,trans_b", [
+    (2, 2, 1, 7, 9, 2, 0),         # M = 1: 4 tiles (the last one partial), 5 passes
+    (2, 2, 2, 5, 8, None, 0),
+    (2, 3, 3, 8, 7, 4, 0),         # a chunk longer than a pass
+    (3, 2, 5, 9, 10, 1, 0),        # every k starts a chunk
+    (2, 2, 8, 6, 12, 8, 0),
+    (4, 4, 17, 10, 13, 2, 0),      # M * NT = 51 on 4x4
+    (2, 2, 32, 5, 6, None, 0),     # M * NT = 96: no wait
+    (2, 2, 3, 5, 7, 2, 1),         # transposed B
+    (2, 3, 2, 7, 5, None, 1),
+    (1, 1, 2, 3, 4, None, 0),      # one PE: a tile per column, a pass per k
+    (1, 2, 1, 5, 3, 1, 1),
+    (2, 2, 3, 28, 5, 2, 0),        # M * NT = 42: one below the wait threshold (latency + 8)
+    (2, 2, 3, 29, 5, 2, 0),        # 45: just above it
+    (2, 2, 1, 86, 3, None, 0),     # 43: on it
+])
+def test_engine_short_m_many_tiles(rows, cols, M, N, K, chunk, trans_b, rng):
+    engine = engine_for(rows, cols, M, N, K)
+    A = random_fp8(rng, (M, K), E5M2)
+    B = random_fp8(rng, (K, N), E5M2)
+    (C, _, active, error), = run_engine(engine, [
+        {"A": A, "B": B, "m": M, "n": N, "k": K, "trans_b": trans_b, **chunk_args(chunk)}])
+    assert error == 0
+    ref = golden.gemm(A, B, chunk=chunk)
+    assert np.array_equal(C, ref), (C, ref)
+    assert active == M * -(-K // rows) * -(-N // cols)
+
+
+def test_engine_short_m_options(rng):
+    """Short M over several column tiles and passes: E4M3 A, round-to-nearest-away,
+    transposed B, accumulation into C; then a command that accumulates into that result."""
+    engine = engine_for(2, 2, 3, 5, 7)
+    M, N, K = 3, 5, 7
+    A = random_fp8(rng, (M, K), E4M3)
+    B = random_fp8(rng, (K, N), E5M2)
+    C0 = golden.encode(rng.standard_normal((M, N)), DLFLOAT16).astype(np.int64)
+    first = {"A": A, "B": B, "C": C0, "m": M, "n": N, "k": K, "a_e4m3": 1, "rna": 1,
+             "trans_b": 1, "accumulate": 1, "chunk_log2": 1}
+    second = {"m": M, "n": N, "k": K, "a_e4m3": 1, "trans_b": 1, "accumulate": 1,
+              "no_chunk": 1}
+    r1, r2 = run_engine(engine, [first, second])
+    ref1 = golden.gemm(A, B, a_fmt=E4M3, chunk=2, rounding="rna", C=C0)
+    assert np.array_equal(r1[0], ref1)
+    assert np.array_equal(r2[0], golden.gemm(A, B, a_fmt=E4M3, chunk=None, C=ref1))
+
+
+@pytest.mark.parametrize("chunk,tiles", [
+    # K tiles (k0, k1, accumulate, carry_in, carry_out) as the host's tile plan makes them.
+    (8, [(0, 4, 0, 0, 1), (4, 8, 0, 1, 0), (8, 12, 1, 0, 1), (12, 16, 0, 1, 0)]),
+    (None, [(0, 5, 0, 0, 1), (5, 11, 0, 1, 1), (11, 14, 0, 1, 0)]),
+])
+def test_engine_short_m_carries_the_chunk(chunk, tiles, rng):
+    """K in tiles that end inside a chunk: each carries the running chunk to the next, over
+    three column tiles with M = 3."""
+    M, N, K = 3, 5, tiles[-1][1]
+    engine = engine_for(2, 2, M, N, max(k1 - k0 for k0, k1, *_ in tiles))
+    A = random_fp8(rng, (M, K), E5M2)
+    B = random_fp8(rng, (K, N), E5M2)
+    cmds = [{"A": A[:, k0:k1], "B": B[k0:k1], "m": M, "n": N, "k": k1 - k0,
+             "accumulate": acc, "carry_in": cin, "carry_out": cout, **chunk_args(chunk)}
+            for k0, k1, acc, cin, cout in tiles]
+    results = run_engine(engine, cmds)
+    assert all(r[3] == 0 for r in results)
+    assert np.array_equal(results[-1][0], golden.gemm(A, B, chunk=chunk))
+
+
+def test_engine_short_m_passes_back_to_back(rng):
+    """M = 32 on 2x2 (latency 35) over 4 column tiles: each pass follows the one before with
+    the single cycle between passes, as for a long M."""
+    rows, cols, M, N, K = 2, 2, 32, 8, 64
+    engine = engine_for(rows, cols, M, N, K)
+    A = random_fp8(rng, (M, K), E5M2)
+    B = random_fp8(rng, (K, N), E5M2)
+    (C, cycles, active, error), = run_engine(engine, [
+        {"A": A, "B": B, "m": M, "n": N, "k": K, "chunk_log2": 4}])
+    assert error == 0
+    assert np.array_equal(C, golden.gemm(A, B, chunk=16))
+    passes = -(-K // rows) * -(-N // cols)
+    assert active == passes * M
+    assert cycles <= passes * (M + 1) + engine.array.latency + 32, cycles
+
+
+def test_engine_weight_gradient_shape_cycles():
+    """M = 32, N = 32, K = 256 on 4x4 (8 column tiles, 64 passes each): no waits for the
+    accumulator between passes. The weight banks' turnaround (a pass's weights are loaded
+    after the last row of the pass two before it has left the array) still limits it."""
+    M, N, K = 32, 32, 256
+    engine = engine_for(4, 4, M, N, K)
+    (C, cycles, active, error), = run_engine(engine, [
+        {"m": M, "n": N, "k": K, "chunk_log2": 6}])
+    assert error == 0 and not C.any()      # zero buffers: +0
+    assert active == 16384
+    assert cycles < 25000, cycles
 
 
 @pytest.mark.parametrize("cmd,code", [

@@ -4,13 +4,17 @@ systolic array.
 Ref: docs/numerics.md section 4; docs/architecture.md ("GEMM array and engine", "Dataflow
 controller").
 
-Schedule. The output is computed in column tiles of ``cols`` (``nt``); for each tile, ``K`` is
-split into passes of ``rows`` (``p``). A pass streams the ``M`` rows of ``A`` through the array,
-one per cycle, with the chunk and total that the previous pass left in the accumulator memory;
-the array writes back the new chunk and total, or on the last pass the final total. While a pass
-streams, the weights of the next pass are written into the array's other bank, so passes follow
-each other without a gap when ``M`` covers the weight load (``rows * cols`` cycles) and the
-array's latency.
+Schedule. The output is computed in column tiles of ``cols`` (``nt``, ``NT = ceil(N / cols)`` of
+them), ``K`` in passes of ``rows`` (``p``, ``KB = ceil(K / rows)`` of them). A pass streams the
+``M`` rows of ``A`` through the array, one per cycle, with the chunk and total that the pass
+before it for the same tile left in the accumulator memory; the array writes back the new chunk
+and total, or on the last pass the final total. The passes run in rounds: pass 0 of every tile,
+then pass 1 of every tile, and so on, so that two passes of the same tile are ``NT`` passes apart
+and the accumulator words of one have been written back before the other reads them: only when
+``M * NT`` is shorter than the array's latency does the streamer wait, once per round. While a
+pass streams, the weights of the next pass are written into the array's other bank, which the
+pass before it used; so passes follow each other without a gap when ``M`` covers the weight
+load (``rows * cols`` cycles) and the time the last row of a pass takes through the array.
 
 Buffer layouts (the streamer and the writeback step through them with counters):
 
@@ -215,6 +219,12 @@ class GemmEngine(CheckedComponent):
         s_arow = Signal(range(self._a_depth + 1))     # A word of row i, pass p
         s_acc = Signal(range(self._acc_depth + 1))    # accumulator word of (i, nt)
         s_gap = Signal(16)     # idle cycles still owed before the next pass
+        # A row's accumulator word may be read again (by the next pass of its column tile) this
+        # many cycles after it was read: the array's latency and the writeback, with a margin.
+        # The passes of a round take M * NT cycles at least; the streamer waits the rest, if
+        # any, at the end of the round.
+        gap = array.latency + 8
+        gap_fill = Signal(16)
         s_bank = Signal()      # weight bank of the pass the streamer is on (pass index % 2)
         w_bank = Signal()      # weight bank the loader fills next
         ahead = Signal(2)      # passes loaded but not yet streamed: 0, 1 or 2
@@ -240,7 +250,7 @@ class GemmEngine(CheckedComponent):
         bank_timer = [Signal(16, name=f"bank{b}_timer") for b in range(2)]
 
         all_streamed = Signal()
-        l_ntbase = Signal(range(self._b_depth + 1))   # B address of (k 0, first column of nt)
+        l_round_base = Signal(range(self._b_depth + 1))   # B address of (k0, column 0)
 
         # Writeback ---------------------------------------------------------------------------
         wb_i_left = Signal(16)
@@ -260,8 +270,9 @@ class GemmEngine(CheckedComponent):
         zero_dim = Signal()
         sizes = [Signal(33, name=f"size_{n}") for n in ("a", "b", "acc")]
         too_large = Signal()
-        rows_n = Signal(24)    # rows * N: B address step between passes
-        cols_k = Signal(24)    # cols * K: the same for a transposed B
+        rows_n = Signal(24)    # rows * N: B address step between rounds of passes
+        cols_k = Signal(24)    # cols * K: B address step between column tiles, transposed
+        m_nt = Signal(32)      # M * NT: rows streamed in a round of passes
         m.d.comb += self.busy.eq(busy | (check != 0))
         with m.If(self.start):
             with m.If(busy | (check != 0)):
@@ -281,11 +292,12 @@ class GemmEngine(CheckedComponent):
                 if self._check:
                     m.d.sync += zero_dim.eq((M == 0) | (N == 0) | (K == 0))
             with m.Case(2):
-                m.d.sync += [rows_n.eq(N * rows), cols_k.eq(K * cols), check.eq(3)]
+                m.d.sync += [rows_n.eq(N * rows), cols_k.eq(K * cols), m_nt.eq(M * NT),
+                             check.eq(3)]
                 if self._check:
                     m.d.sync += [sizes[0].eq(M * KB), sizes[1].eq(K * N), sizes[2].eq(M * NT)]
             with m.Case(3):
-                m.d.sync += check.eq(4)
+                m.d.sync += [check.eq(4), gap_fill.eq(Mux(m_nt >= gap, 0, gap - m_nt))]
                 if self._check:
                     m.d.sync += too_large.eq((sizes[0] > self._a_depth)
                                              | (sizes[1] > self._b_depth)
@@ -307,7 +319,7 @@ class GemmEngine(CheckedComponent):
                         all_streamed.eq(0),
                         l_active.eq(1), l_nt_left.eq(NT - 1), l_p_left.eq(KB - 1),
                         l_k0.eq(0), l_n0.eq(0), l_r.eq(0), l_c.eq(0),
-                        l_row_addr.eq(0), l_addr.eq(0), l_ntbase.eq(0), l_pass_base.eq(0),
+                        l_row_addr.eq(0), l_addr.eq(0), l_round_base.eq(0), l_pass_base.eq(0),
                         wb_i_left.eq(M - 1), wb_p_left.eq(KB - 1), wb_nt_left.eq(NT - 1),
                         wb_acc.eq(0), wb_nt.eq(0),
                         bank_timer[0].eq(0), bank_timer[1].eq(0),
@@ -391,29 +403,29 @@ class GemmEngine(CheckedComponent):
         # sum computed from them a cycle late is always ready when it is used.
         q_loaded = Signal()    # q_rd_last & (q_rd_r == rows - 1)
         m.d.sync += q_loaded.eq(r_rd_last & (r_rd_r == rows - 1))
-        l_last_p = Signal()    # l_p_left == 0: the tile's last pass
-        l_last_all = Signal()  # and the last tile
+        l_last_nt = Signal()   # l_nt_left == 0: the round's last column tile
+        l_last_all = Signal()  # and the last pass
         next_tile_base = Signal.like(l_addr)
-        next_pass_base = Signal.like(l_addr)
+        next_round_base = Signal.like(l_addr)
         m.d.sync += [
-            l_last_p.eq(l_p_left == 0), l_last_all.eq((l_p_left == 0) & (l_nt_left == 0)),
-            # Next column tile: its first pass starts cols columns further on; next pass:
-            # rows further down B.
-            next_tile_base.eq((l_ntbase + Mux(trans_b, cols_k, cols))[:len(l_addr)]),
-            next_pass_base.eq((l_pass_base + Mux(trans_b, rows, rows_n))[:len(l_addr)]),
+            l_last_nt.eq(l_nt_left == 0), l_last_all.eq((l_p_left == 0) & (l_nt_left == 0)),
+            # Next column tile: cols columns further on; next round: back to column 0, rows
+            # further down B.
+            next_tile_base.eq((l_pass_base + Mux(trans_b, cols_k, cols))[:len(l_addr)]),
+            next_round_base.eq((l_round_base + Mux(trans_b, rows, rows_n))[:len(l_addr)]),
         ]
         with m.If(q_loaded):
             # This pass's weights are in; set up the next pass's loading.
             m.d.sync += w_bank.eq(~w_bank)
             with m.If(~l_last_all):
-                with m.If(l_last_p):
-                    base = next_tile_base
-                    m.d.sync += [l_p_left.eq(KB - 1), l_k0.eq(0), l_nt_left.eq(l_nt_left - 1),
-                                 l_n0.eq(l_n0 + cols), l_ntbase.eq(base),
+                with m.If(l_last_nt):
+                    base = next_round_base
+                    m.d.sync += [l_nt_left.eq(NT - 1), l_n0.eq(0), l_p_left.eq(l_p_left - 1),
+                                 l_k0.eq(l_k0 + rows), l_round_base.eq(base),
                                  l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 with m.Else():
-                    base = next_pass_base
-                    m.d.sync += [l_p_left.eq(l_p_left - 1), l_k0.eq(l_k0 + rows),
+                    base = next_tile_base
+                    m.d.sync += [l_nt_left.eq(l_nt_left - 1), l_n0.eq(l_n0 + cols),
                                  l_pass_base.eq(base), l_row_addr.eq(base), l_addr.eq(base)]
                 m.d.sync += l_active.eq(1)
 
@@ -445,12 +457,10 @@ class GemmEngine(CheckedComponent):
         # End flags of the loop counters, registered. The row counter's is exact (it moves every
         # cycle); the pass and tile counters move only at the end of a pass, and their flags,
         # a cycle late, are read at the end of the next pass at the earliest.
-        gap = array.latency + 8
         m_is1 = Signal()
-        gap_fill = Signal(16)
         s_i_end = Signal()
         s_nt_last = Signal()
-        m.d.sync += [m_is1.eq(M == 1), gap_fill.eq(Mux(M >= gap, 0, gap - M)),
+        m.d.sync += [m_is1.eq(M == 1),
                      last_pass.eq(s_p_left == 0), s_nt_last.eq(s_nt_left == 0)]
         ready = busy & (ahead != 0) & (s_gap == 0) & ~s_active
         with m.If(s_gap != 0):
@@ -467,22 +477,25 @@ class GemmEngine(CheckedComponent):
             m.d.sync += [active.eq(active + 1), s_arow.eq(s_arow + KB), s_acc.eq(s_acc + NT),
                          s_i_left.eq(s_i_left - 1), s_i_end.eq(s_i_left == 1)]
             with m.If(s_i_end):
-                # End of the pass: the next one may overwrite this pass's chunk and total only
-                # after they are written back.
-                m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank), s_gap.eq(gap_fill)]
+                # End of the pass.
+                m.d.sync += [s_active.eq(0), s_bank.eq(~s_bank)]
                 for b, t in enumerate(bank_timer):
                     with m.If(s_bank == b):
                         m.d.sync += t.eq(flush)
-                with m.If(last_pass):
-                    with m.If(s_nt_last):
+                with m.If(s_nt_last):
+                    # End of the round: the next pass of column tile 0 reads what the first
+                    # pass of this round wrote, which must be written back first.
+                    m.d.sync += [s_nt.eq(0), s_nt_left.eq(NT - 1), s_acc.eq(0),
+                                 s_gap.eq(gap_fill)]
+                    with m.If(last_pass):
                         m.d.sync += all_streamed.eq(1)
-                    m.d.sync += [s_p.eq(0), s_p_left.eq(KB - 1), k0.eq(0), kleft.eq(K),
-                                 s_nt.eq(s_nt + 1), s_nt_left.eq(s_nt_left - 1),
-                                 s_arow.eq(0), s_acc.eq(s_nt + 1)]
+                    with m.Else():
+                        m.d.sync += [s_p.eq(s_p + 1), s_p_left.eq(s_p_left - 1),
+                                     k0.eq(k0 + rows), kleft.eq(kleft - rows),
+                                     s_arow.eq(s_p + 1)]
                 with m.Else():
-                    m.d.sync += [s_p.eq(s_p + 1), s_p_left.eq(s_p_left - 1),
-                                 k0.eq(k0 + rows), kleft.eq(kleft - rows),
-                                 s_arow.eq(s_p + 1), s_acc.eq(s_nt)]
+                    m.d.sync += [s_nt.eq(s_nt + 1), s_nt_left.eq(s_nt_left - 1),
+                                 s_arow.eq(s_p), s_acc.eq(s_nt + 1)]
 
         # Block RAM outputs are slow (about 6 ns on an ECP5 without the output register): the
         # data and its control get one more register before the array.
@@ -544,13 +557,14 @@ class GemmEngine(CheckedComponent):
                          wb_i_end.eq(wb_i_left == 1)]
             with m.If(wb_i_end):
                 m.d.sync += [wb_i_left.eq(M - 1), wb_i_end.eq(m_is1)]
-                with m.If(wb_p_last):
-                    m.d.sync += [wb_p_left.eq(KB - 1), wb_nt.eq(wb_nt + 1),
-                                 wb_nt_left.eq(wb_nt_left - 1), wb_acc.eq(wb_nt + 1)]
-                    with m.If(wb_nt_last):
+                with m.If(wb_nt_last):
+                    m.d.sync += [wb_nt.eq(0), wb_nt_left.eq(NT - 1), wb_acc.eq(0),
+                                 wb_p_left.eq(wb_p_left - 1)]
+                    with m.If(wb_p_last):
                         m.d.sync += wb_end.eq(1)
                 with m.Else():
-                    m.d.sync += [wb_p_left.eq(wb_p_left - 1), wb_acc.eq(wb_nt)]
+                    m.d.sync += [wb_nt.eq(wb_nt + 1), wb_nt_left.eq(wb_nt_left - 1),
+                                 wb_acc.eq(wb_nt + 1)]
         host_we = Signal(2 * cols)
         for c in range(cols):
             m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we)
