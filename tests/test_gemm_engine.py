@@ -30,6 +30,8 @@ def run_engine(engine, commands):
             M, K = cmd["m"], cmd["k"]
             N = cmd["n"]
             tb = cmd.get("trans_b", False)
+            for name in ("a_buf", "b_buf", "c_buf", "a_wbuf", "b_wbuf", "c_wbuf", "c_rbuf"):
+                ctx.set(getattr(engine, name), int(cmd.get("buf", 0)))
             if A is not None:
                 for word, banks in enumerate(a_image(A, rows)):
                     ctx.set(engine.a_addr, word)
@@ -106,12 +108,14 @@ def chunk_args(chunk):
     (1, 1, 3, 3, 5, 2, 1),     # one PE: a pass per k, a tile per column, passes back to back
     (1, 2, 1, 3, 4, None, 32),  # M = 1: every round of passes waits for the writeback
 ])
-def test_engine_matches_golden(rows, cols, M, N, K, chunk, b_width, rng):
-    engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64, b_width=b_width)
+@pytest.mark.parametrize("buf", [None, 0, 1], ids=["one-buffer", "buffer0", "buffer1"])
+def test_engine_matches_golden(rows, cols, M, N, K, chunk, b_width, buf, rng):
+    engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64, b_width=b_width,
+                        buffers=1 if buf is None else 2)
     A = random_fp8(rng, (M, K), E5M2)
     B = random_fp8(rng, (K, N), E5M2)
     (C, cycles, active, error), = run_engine(engine, [
-        {"A": A, "B": B, "m": M, "n": N, "k": K, **chunk_args(chunk)}])
+        {"A": A, "B": B, "m": M, "n": N, "k": K, "buf": buf or 0, **chunk_args(chunk)}])
     assert error == 0
     assert np.array_equal(C, golden.gemm(A, B, chunk=chunk)), (C, golden.gemm(A, B, chunk=chunk))
     assert active == M * -(-K // rows) * -(-N // cols)
@@ -257,3 +261,89 @@ def test_engine_rejects_bad_commands(cmd, code, rng):
     assert bad[3] == code
     assert good[3] == 0
     assert np.array_equal(good[0], golden.gemm(A, B, chunk=1))
+
+
+def test_engine_double_buffers_overlap_host_access(rng):
+    """Two buffers: while a command runs on buffer 0, the host writes A, B and C of buffer 1
+    and reads the result a command left in buffer 1 before; both commands and the read are
+    exact, and the host's accesses do not reach the running command's buffers."""
+    rows, cols = 2, 2
+    engine = GemmEngine(rows, cols, a_depth=64, b_depth=256, acc_depth=64, b_width=4, buffers=2)
+    M, N, K = 9, 5, 11
+    ops = [(random_fp8(rng, (M, K), E5M2), random_fp8(rng, (K, N), E5M2)) for _ in range(3)]
+    got = {}
+
+    async def write_buffers(ctx, buf, A, B):
+        for name in ("a_wbuf", "b_wbuf"):
+            ctx.set(getattr(engine, name), buf)
+        for word, banks in enumerate(a_image(A, rows)):
+            ctx.set(engine.a_addr, word)
+            ctx.set(engine.a_data, int.from_bytes(banks.tobytes(), "little"))
+            ctx.set(engine.a_we, 1)
+            await ctx.tick()
+        ctx.set(engine.a_we, 0)
+        data = np.ascontiguousarray(B, np.uint8).tobytes()
+        data += bytes(-len(data) % 4)
+        for word in range(len(data) // 4):
+            ctx.set(engine.b_addr, word)
+            ctx.set(engine.b_data, int.from_bytes(data[4 * word:4 * word + 4], "little"))
+            ctx.set(engine.b_we, 1)
+            await ctx.tick()
+        ctx.set(engine.b_we, 0)
+
+    async def start(ctx, buf):
+        for name in ("a_buf", "b_buf", "c_buf"):
+            ctx.set(getattr(engine, name), buf)
+        for name, v in (("m", M), ("n", N), ("k", K), ("chunk_log2", 2)):
+            ctx.set(getattr(engine, name), v)
+        ctx.set(engine.start, 1)
+        await ctx.tick()
+        ctx.set(engine.start, 0)
+
+    async def read_c(ctx, buf):
+        ctx.set(engine.c_rbuf, buf)
+        NT = -(-N // cols)
+        img = np.zeros((M * NT, cols), np.uint16)
+        for word in range(M * NT):
+            ctx.set(engine.c_raddr, word)
+            await ctx.tick().repeat(3)
+            v = ctx.get(engine.c_rdata)
+            img[word] = [(v >> (16 * c)) & 0xFFFF for c in range(cols)]
+        return c_from_image(img, M, N, cols)
+
+    async def wait(ctx):
+        while not ctx.get(engine.done):
+            await ctx.tick()
+
+    async def bench(ctx):
+        await write_buffers(ctx, 1, *ops[0])
+        await start(ctx, 1)
+        await wait(ctx)
+        await write_buffers(ctx, 0, *ops[1])
+        await start(ctx, 0)
+        # While buffer 0 computes: buffer 1's result out, new operands into buffer 1, and a
+        # C into buffer 1 written over the old result (after it was read).
+        assert ctx.get(engine.busy)
+        got["first"] = await read_c(ctx, 1)
+        await write_buffers(ctx, 1, *ops[2])
+        ctx.set(engine.c_wbuf, 1)
+        for word in range(M * -(-N // cols)):
+            ctx.set(engine.c_addr, word)
+            ctx.set(engine.c_data, 0xFFFF_FFFF)
+            ctx.set(engine.c_we, 1)
+            await ctx.tick()
+        ctx.set(engine.c_we, 0)
+        got["busy_after"] = ctx.get(engine.busy)
+        await wait(ctx)
+        got["second"] = await read_c(ctx, 0)
+        await start(ctx, 1)
+        await wait(ctx)
+        got["third"] = await read_c(ctx, 1)
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got["busy_after"], "the host's accesses took longer than the command: no overlap"
+    for key, (A, B) in zip(("first", "second", "third"), ops):
+        assert np.array_equal(got[key], golden.gemm(A, B, chunk=4)), key

@@ -66,6 +66,12 @@ class GemmEngine(CheckedComponent):
     ram : str
         Where the array's delay lines go, ``"lutram"`` or ``"bram"`` (see
         :class:`~hw.gemm.array.SystolicArray`).
+    buffers : int
+        1, or 2 for double buffering: two of each buffer (``A``, ``B``, the accumulator), so
+        that the host loads one and reads one while a command uses the other. A command
+        names its three (``a_buf``, ``b_buf``, ``c_buf``), the host's accesses theirs
+        (``a_wbuf``, ``b_wbuf``, ``c_wbuf``, ``c_rbuf``); the host must not touch a buffer a
+        running command uses.
     b_width : int
         Bytes per word of the ``B`` buffer, a power of two (the host writes a word at once;
         the weight loader reads a byte).
@@ -115,7 +121,7 @@ class GemmEngine(CheckedComponent):
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
-                 acc_fmt=DLFLOAT16, ram="lutram", b_width=1, check=True):
+                 acc_fmt=DLFLOAT16, ram="lutram", b_width=1, buffers=1, check=True):
         if format_by_name(acc_fmt).width != 16:
             raise ValueError(f"The accumulator format must be a 16-bit format, not {acc_fmt}")
         self._array = SystolicArray(rows, cols, acc_fmt, ram=ram)
@@ -125,7 +131,10 @@ class GemmEngine(CheckedComponent):
         if (isinstance(b_width, bool) or not isinstance(b_width, int) or b_width < 1
                 or b_width & (b_width - 1)):
             raise ValueError(f"b_width must be a power of two, not {b_width!r}")
+        if buffers not in (1, 2):
+            raise ValueError(f"buffers must be 1 or 2, not {buffers!r}")
         self._rows, self._cols = rows, cols
+        self._buffers = buffers
         self._b_width = b_width
         self._b_words = -(-b_depth // b_width)
         self._check = bool(check)
@@ -143,12 +152,15 @@ class GemmEngine(CheckedComponent):
             "b_we": In(1), "b_addr": In(range(self._b_words)), "b_data": In(8 * b_width),
             "c_we": In(1), "c_addr": In(range(acc_depth)), "c_data": In(w * cols),
             "c_raddr": In(range(acc_depth)), "c_rdata": Out(w * cols),
+            "a_buf": In(1), "b_buf": In(1), "c_buf": In(1),
+            "a_wbuf": In(1), "b_wbuf": In(1), "c_wbuf": In(1), "c_rbuf": In(1),
         })
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     array = property(lambda self: self._array)
     b_width = property(lambda self: self._b_width)
+    buffers = property(lambda self: self._buffers)
 
     def elaborate(self, platform):
         m = Module()
@@ -156,30 +168,53 @@ class GemmEngine(CheckedComponent):
         m.submodules.array = array = self._array
 
         # Buffers ---------------------------------------------------------------------------
+        # With two buffers, A and B are memories of twice the depth, the buffer's number the
+        # top address bit (the host writes one while the engine reads the other, through the
+        # two ports every memory has); the accumulator is two memories, each with its own
+        # read and write port.
+        two = self._buffers == 2
+
+        def addr(a, depth, buf):
+            """The memory address of word ``a`` of buffer ``buf``."""
+            if not two:
+                return a
+            bits = max(1, (depth - 1).bit_length())
+            return Cat(a[:bits], buf)
+
+        def depth_of(depth):
+            return 2 << max(1, (depth - 1).bit_length()) if two else depth
+
+        cmd_buf = Cat(self.a_buf, self.b_buf, self.c_buf)
+        bufs = Signal(3)       # a_buf, b_buf, c_buf of the running command
+        a_buf, b_buf, c_buf = bufs[0], bufs[1], bufs[2]
         a_banks = []
         a_rd = []
         for r in range(rows):
-            mem = memory.Memory(shape=8, depth=self._a_depth, init=[])
+            mem = memory.Memory(shape=8, depth=depth_of(self._a_depth), init=[])
             m.submodules[f"a_bank{r}"] = mem
             wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(self.a_addr), wp.data.eq(self.a_data[8 * r:8 * r + 8]),
-                         wp.en.eq(self.a_we)]
+            m.d.comb += [wp.addr.eq(addr(self.a_addr, self._a_depth, self.a_wbuf)),
+                         wp.data.eq(self.a_data[8 * r:8 * r + 8]), wp.en.eq(self.a_we)]
             a_rd.append(mem.read_port())
             a_banks.append(mem)
         bw = self._b_width
-        b_mem = memory.Memory(shape=8 * bw, depth=self._b_words, init=[])
+        b_mem = memory.Memory(shape=8 * bw, depth=depth_of(self._b_words), init=[])
         m.submodules.b_mem = b_mem
         b_wp = b_mem.write_port()
         b_rd = b_mem.read_port()
-        m.d.comb += [b_wp.addr.eq(self.b_addr), b_wp.data.eq(self.b_data),
-                     b_wp.en.eq(self.b_we)]
+        m.d.comb += [b_wp.addr.eq(addr(self.b_addr, self._b_words, self.b_wbuf)),
+                     b_wp.data.eq(self.b_data), b_wp.en.eq(self.b_we)]
         # Accumulator: per lane a chunk half and a total half, written with 16-bit granularity.
-        acc = memory.Memory(shape=2 * w * cols, depth=self._acc_depth, init=[])
-        m.submodules.acc = acc
-        acc_wp = acc.write_port(granularity=w)
-        # One read port, shared: the streamer reads while a command runs, the host only while
-        # the engine is idle. (A second read port would double the block RAMs of the memory.)
-        acc_rd = acc.read_port()
+        accs, acc_wps, acc_rds = [], [], []
+        for b in range(self._buffers):
+            acc = memory.Memory(shape=2 * w * cols, depth=self._acc_depth, init=[])
+            m.submodules[f"acc{b}" if two else "acc"] = acc
+            accs.append(acc)
+            acc_wps.append(acc.write_port(granularity=w))
+            # One read port, shared: the streamer reads while a command uses the memory, the
+            # host at other times. (A second read port would double its block RAMs.)
+            acc_rds.append(acc.read_port())
+        acc_rd, acc_wp = acc_rds[0], acc_wps[0]
 
         # Command registers -------------------------------------------------------------------
         M = Signal(16)
@@ -199,7 +234,12 @@ class GemmEngine(CheckedComponent):
         # Host access to the accumulator memory, while idle.
         # The read word is registered: block RAM outputs are slow.
         host_word = Signal.like(acc_rd.data)
-        m.d.sync += host_word.eq(acc_rd.data)
+        if two:
+            rbuf_q, rbuf_qq = Signal(), Signal()
+            m.d.sync += [rbuf_q.eq(self.c_rbuf), rbuf_qq.eq(rbuf_q),
+                         host_word.eq(Mux(rbuf_qq, acc_rds[1].data, acc_rds[0].data))]
+        else:
+            m.d.sync += host_word.eq(acc_rd.data)
         m.d.comb += self.c_rdata.eq(Cat(*(host_word[2 * w * c + w:2 * w * c + 2 * w]
                                           for c in range(cols))))
 
@@ -280,7 +320,7 @@ class GemmEngine(CheckedComponent):
             with m.Else():
                 m.d.sync += [
                     check.eq(1), M.eq(self.m), N.eq(self.n), K.eq(self.k),
-                    cmd.eq(cmd_in),
+                    cmd.eq(cmd_in), bufs.eq(cmd_buf),
                 ]
         with m.Switch(check):
             with m.Case(1):
@@ -333,7 +373,7 @@ class GemmEngine(CheckedComponent):
         b_step_r = Mux(trans_b, 1, N)
         # B is read a word at a time; the byte is selected two registers later.
         b_sel = Signal(range(bw))
-        m.d.comb += b_rd.addr.eq(l_addr >> (bw.bit_length() - 1))
+        m.d.comb += b_rd.addr.eq(addr(l_addr >> (bw.bit_length() - 1), self._b_words, b_buf))
         if bw > 1:
             m.d.comb += b_sel.eq(l_addr[:bw.bit_length() - 1])
         k_of_row = Signal(16)
@@ -446,13 +486,22 @@ class GemmEngine(CheckedComponent):
                               & (((k0 + r) & cl_mask) == 0) for r in range(rows)))),
         ]
         for r in range(rows):
-            m.d.comb += a_rd[r].addr.eq(s_arow)
-        # The read address comes straight from a register, which follows the host's address
-        # while the engine is idle: a read beside a write is checked for a collision by logic
-        # that compares the two addresses, and a multiplexer in front would lengthen it.
-        m.d.comb += acc_rd.addr.eq(s_acc)
-        with m.If(~busy & (check == 0)):
-            m.d.sync += s_acc.eq(self.c_raddr)
+            m.d.comb += a_rd[r].addr.eq(addr(s_arow, self._a_depth, a_buf))
+        if two:
+            # Each memory is read at the streamer's address while the running command uses
+            # it, else at the host's (registered, three cycles as with one buffer).
+            host_raddr = Signal.like(self.c_raddr)
+            m.d.sync += host_raddr.eq(self.c_raddr)
+            for b, rd in enumerate(acc_rds):
+                m.d.comb += rd.addr.eq(Mux(busy & (c_buf == b), s_acc, host_raddr))
+        else:
+            # The read address comes straight from a register, which follows the host's
+            # address while the engine is idle: a read beside a write is checked for a
+            # collision by logic that compares the two addresses, and a multiplexer in front
+            # would lengthen it.
+            m.d.comb += acc_rd.addr.eq(s_acc)
+            with m.If(~busy & (check == 0)):
+                m.d.sync += s_acc.eq(self.c_raddr)
 
         # End flags of the loop counters, registered. The row counter's is exact (it moves every
         # cycle); the pass and tile counters move only at the end of a pass, and their flags,
@@ -506,7 +555,8 @@ class GemmEngine(CheckedComponent):
         r_a = Signal(8 * rows)
         r_acc = Signal.like(acc_rd.data)
         m.d.sync += [r_valid.eq(d_valid), r_ctl.eq(d_ctl),
-                     r_a.eq(Cat(*(rd.data for rd in a_rd))), r_acc.eq(acc_rd.data)]
+                     r_a.eq(Cat(*(rd.data for rd in a_rd))),
+                     r_acc.eq(Mux(c_buf, acc_rds[-1].data, acc_rds[0].data))]
         q_valid = Signal()
         q_ctl = Signal.like(d_ctl)
         q_a = Signal(8 * rows)
@@ -565,15 +615,19 @@ class GemmEngine(CheckedComponent):
                 with m.Else():
                     m.d.sync += [wb_nt.eq(wb_nt + 1), wb_nt_left.eq(wb_nt_left - 1),
                                  wb_acc.eq(wb_nt + 1)]
-        host_we = Signal(2 * cols)
-        for c in range(cols):
-            m.d.comb += host_we[2 * c + 1].eq(~busy & self.c_we)
         host_data = Cat(*(Cat(Const(0, w), self.c_data[w * c:w * c + w]) for c in range(cols)))
-        # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
-        m.d.sync += [
-            # The engine writes only while busy, the host only while idle.
-            acc_wp.addr.eq(Mux(busy, wb_acc, self.c_addr)),
-            acc_wp.data.eq(Mux(busy, o_data, host_data)),
-            acc_wp.en.eq(Mux(busy, Mux(o_valid, (1 << (2 * cols)) - 1, 0), host_we)),
-        ]
+        for b, wp in enumerate(acc_wps):
+            # The engine writes a memory while the running command uses it, the host at
+            # other times.
+            mine = busy & (c_buf == b) if two else busy
+            host_we = Signal(2 * cols, name=f"host_we{b}")
+            for c in range(cols):
+                m.d.comb += host_we[2 * c + 1].eq(
+                    ~mine & self.c_we & ((self.c_wbuf == b) if two else 1))
+            # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
+            m.d.sync += [
+                wp.addr.eq(Mux(mine, wb_acc, self.c_addr)),
+                wp.data.eq(Mux(mine, o_data, host_data)),
+                wp.en.eq(Mux(mine, Mux(o_valid, (1 << (2 * cols)) - 1, 0), host_we)),
+            ]
         return m
