@@ -51,6 +51,7 @@ __all__ = [
     "markdown_sections",
     "pack",
     "register",
+    "replace",
     "replace_sections",
     "text_map",
     "to_json",
@@ -99,7 +100,7 @@ class Reg(enum.IntEnum, shape=8):
     CLOCK = 0x4C
     FIRST_IN = 0x50
     LAST_OUT = 0x54
-    BEAT_BYTES = 0x58
+    BUILD = 0x58
 
 
 class Ctrl(enum.IntEnum, shape=6):
@@ -146,10 +147,12 @@ _MEANINGS = {
     ErrorCode: {
         "NONE": "no error",
         "ZERO_DIM": "a dimension the action uses is 0 (LENGTH for UPDATE)",
-        "TOO_LARGE": "what the action would read or write does not fit its buffer (LENGTH "
-                     "over `2**24 - 1` for UPDATE)",
-        "BUSY": "an action while the engine or a transfer is busy (the running one is "
-                "unharmed)",
+        "TOO_LARGE": "what the action would read or write does not fit its buffer, or "
+                     "names buffer 1 on a build with one (LENGTH over `2**24 - 1` for "
+                     "UPDATE)",
+        "BUSY": "a START while a GEMM runs; a load, READ_C or UPDATE while a transfer "
+                "runs; an action on a buffer the running GEMM uses; START or UPDATE while a "
+                "transfer or GEMM uses what they need (the running one is unharmed)",
         "FRAME": "a stream frame ended early (`tlast`) or ran past its length",
         "BAD_CTRL": "a CTRL word with no action bit, several, or any bit above bit 5",
         "BAD_SEED": "UPDATE with SEED = 0",
@@ -373,6 +376,9 @@ _OPTIONS_FIELDS = (
                            "for a K tile that ends inside a chunk"),
     _flag("carry_in", 15, "START continues the chunk and total a CARRY_OUT command left"),
     Field("out_fmt", 16, 2, "READ_C format", enum=OutFmt),
+    _flag("a_buf", 18, "the A buffer that LOAD_A writes and START reads (of two)"),
+    _flag("b_buf", 19, "the B buffer that LOAD_B writes and START reads"),
+    _flag("c_buf", 20, "the accumulator buffer that START, LOAD_C and READ_C use"),
 )
 
 _UPDATE_SCALAR = "a DLFLOAT16 code"
@@ -402,6 +408,8 @@ REGISTERS = (
                      _flag("done", 1, "the last action finished (cleared by the next CTRL "
                                       "write)"),
                      _flag("error", 2, "the last action failed"),
+                     _flag("engine", 3, "a GEMM runs (START to its end)"),
+                     _flag("transfer", 4, "a stream transfer runs (a load, READ_C or UPDATE)"),
                      Field("code", 8, 8, "the error code of the last action (0 none; see "
                                          "Errors)", enum=ErrorCode, inline=False))),
     Register("M", Reg.M, Access.RW, "rows of A and C", width=16),
@@ -436,8 +444,10 @@ REGISTERS = (
                                                  "frame", unit="stamps"),
     Register("LAST_OUT", Reg.LAST_OUT, Access.R, "CLOCK at the last beat of the latest READ_C "
                                                  "frame", unit="stamps"),
-    Register("BEAT_BYTES", Reg.BEAT_BYTES, Access.R, "bytes per AXI4-Stream beat (the stream "
-                                                     "width over 8)", reset=None),
+    Register("BUILD", Reg.BUILD, Access.R, "more of what the build holds", reset=None,
+             fields=(Field("beat_bytes", 0, 8, "bytes per AXI4-Stream beat (the stream width "
+                                               "over 8)"),
+                     Field("buffers", 8, 4, "buffers of each kind: 2 (double buffering) or 1"))),
 )
 
 _BY_NAME = {r.name: r for r in REGISTERS}
@@ -513,6 +523,18 @@ def pack(reg, **fields):
                              f"{value}")
         word |= value << f.lsb
     return word
+
+
+def replace(reg, word, **fields):
+    """``word`` of register ``reg`` with these fields set to new values, the others kept.
+
+    >>> hex(replace("OPTIONS", 0x20060, out_fmt=OutFmt.ACC))
+    '0x60'
+    """
+    reg = register(reg)
+    for name in fields:
+        word &= ~reg.field(name).mask
+    return word | pack(reg, **fields)
 
 
 def unpack(reg, word):

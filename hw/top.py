@@ -123,6 +123,9 @@ class Accelerator(CheckedComponent):
     -------
     s_axil : In(AXI4LiteSignature(8, 32))
         The registers (Verilog ports ``s_axil_*``, :func:`hw.axi.verilog_ports`).
+    buffers : int
+        2 (the default): two of each buffer, so that loads and READ_C run on one while a GEMM
+        runs on the other (OPTIONS[20:18] name them); 1 for a small FPGA.
     stream_width : int
         Bits per beat of the stream ports: 16, 32, 64 (the default), 128 or 256. Codes pack
         into beats, element 0 in the low bits: eight FP8 codes or four 16-bit codes per 64-bit
@@ -131,11 +134,14 @@ class Accelerator(CheckedComponent):
         Data in: ``tdata``, ``tkeep`` (ignored: a frame is counted in beats), ``tlast``.
     m_axis : Out(AXI4StreamSignature(stream_width))
         Data out: ``tdata``, ``tkeep`` (the bytes of a partial last beat), ``tlast``.
+    irq : Out(1)
+        High while the last action is done and nothing runs (STATUS.done and not
+        STATUS.busy); the next CTRL write clears it.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
                  acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
-                 ram="lutram", stamps=True, stream_width=64):
+                 ram="lutram", stamps=True, stream_width=64, buffers=2):
         for name, v in (("rows", rows), ("cols", cols)):
             limit = (1 << regs.CONFIG.field(name).width) - 1
             if isinstance(v, int) and not isinstance(v, bool) and v > limit:
@@ -149,7 +155,8 @@ class Accelerator(CheckedComponent):
         # for the loads), so the engine's own checks are not built.
         self._engine = GemmEngine(rows, cols, a_depth=a_depth, b_depth=b_depth,
                                   acc_depth=acc_depth, acc_fmt=acc_fmt, ram=ram,
-                                  b_width=stream_width // 8, check=False)
+                                  b_width=stream_width // 8, buffers=buffers, check=False)
+        self._buffers = buffers
         self._fp8_out = bool(fp8_out)
         self._stamps = bool(stamps)
         self._update = SGDUpdate(rbits=update_rbits) if update else None
@@ -160,6 +167,7 @@ class Accelerator(CheckedComponent):
             "s_axil": In(AXI4LiteSignature(addr_width=8, data_width=32)),
             "s_axis": In(AXI4StreamSignature(stream_width)),
             "m_axis": Out(AXI4StreamSignature(stream_width)),
+            "irq": Out(1),
         })
 
     rows = property(lambda self: self._rows)
@@ -194,6 +202,7 @@ class Accelerator(CheckedComponent):
         trans_b, accumulate = options.trans_b, options.accumulate
         upd_rne = options.update_rne
         carry_out, carry_in = options.carry_out, options.carry_in
+        a_buf, b_buf, c_buf = options.a_buf, options.b_buf, options.c_buf
         out_fmt = options.out_fmt
         done = Signal()
         error = Signal(4)         # STATUS[15:8]: the codes go up to 9
@@ -278,7 +287,9 @@ class Accelerator(CheckedComponent):
         status = Signal(regs.STATUS.shape)
         m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0)),
                      status.done.eq(done), status.error.eq(error != 0),
-                     status.code.eq(error)]
+                     status.code.eq(error), status.engine.eq(eng.busy),
+                     status.transfer.eq(xfer_busy)]
+        m.d.comb += self.irq.eq(done & ~status.busy)
         config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
                            acc_man=self._acc_fmt.m,
                            rbits_m1=0 if upd is None else upd.rbits - 1,
@@ -289,7 +300,8 @@ class Accelerator(CheckedComponent):
                    "CYCLES": eng.cycles, "ACTIVE": eng.active, "A_WORDS": a_depth,
                    "B_BYTES": b_depth, "ACC_WORDS": acc_depth, "CLOCK": clock,
                    "FIRST_IN": first_in, "LAST_OUT": last_out,
-                   "BEAT_BYTES": self._width // 8,
+                   "BUILD": regs.pack(regs.register("BUILD"), beat_bytes=self._width // 8,
+                                      buffers=self._buffers),
                    "RNG_STATE": None if upd is None else upd.state}
         with m.If(ar_ok):
             m.d.sync += [self.s_axil.rvalid.eq(1), self.s_axil.rresp.eq(Resp.OKAY)]
@@ -350,7 +362,24 @@ class Accelerator(CheckedComponent):
             eng.no_chunk.eq(no_chunk), eng.rna.eq(rna), eng.trans_b.eq(trans_b),
             eng.accumulate.eq(accumulate), eng.carry_in.eq(carry_in),
             eng.carry_out.eq(carry_out),
+            eng.a_buf.eq(a_buf), eng.b_buf.eq(b_buf), eng.c_buf.eq(c_buf),
         ]
+        # Double buffering: the buffers of the running GEMM and of the running transfer. An
+        # action is BUSY when it needs what either holds.
+        run_a, run_b, run_c = Signal(), Signal(), Signal()
+        xbuf = Signal()
+        m.d.comb += [eng.a_wbuf.eq(xbuf), eng.b_wbuf.eq(xbuf), eng.c_wbuf.eq(xbuf),
+                     eng.c_rbuf.eq(xbuf)]
+        eng_a = eng.busy & (run_a == a_buf)
+        eng_b = eng.busy & (run_b == b_buf)
+        eng_c = eng.busy & (run_c == c_buf)
+        x_a = (xfer == Xfer.A) & (xbuf == a_buf)
+        x_b = (xfer == Xfer.B) & (xbuf == b_buf)
+        x_c = ((xfer == Xfer.C) | (xfer == Xfer.READ)) & (xbuf == c_buf)
+        # A build with one buffer has no buffer 1.
+        no_buf = Signal()
+        if self._buffers == 1:
+            m.d.sync += no_buf.eq(a_buf | b_buf | c_buf)
         m.d.comb += eng.start.eq(0)
         action = ctrl_word
         upd_start = Signal()
@@ -372,12 +401,23 @@ class Accelerator(CheckedComponent):
                 m.d.sync += xfer.eq(kind)
                 m.d.comb += xfer_start.eq(1)
 
+        busy_for = {
+            Ctrl.START: eng.busy | x_a | x_b | x_c | (xfer == Xfer.UPDATE),
+            Ctrl.LOAD_A: xfer_busy | eng_a, Ctrl.LOAD_B: xfer_busy | eng_b,
+            Ctrl.LOAD_C: xfer_busy | eng_c, Ctrl.READ_C: xfer_busy | eng_c,
+            Ctrl.UPDATE: xfer_busy | eng.busy,
+        }
+        is_busy = Signal()
+        m.d.comb += is_busy.eq(reduce(operator.or_, ((action == act) & cond
+                                                     for act, cond in busy_for.items())))
         with m.If(decide):
             m.d.sync += [done.eq(0), own_run.eq(0), error.eq(0)]
             with m.If(~ctrl_single):
                 reject(TopError.BAD_CTRL)
-            with m.Elif(eng.busy | xfer_busy):
+            with m.Elif(is_busy):
                 m.d.sync += error.eq(TopError.BUSY)
+            with m.Elif(no_buf & (action != Ctrl.UPDATE)):
+                reject(TopError.TOO_LARGE)
             with m.Else(), m.Switch(action):
                 with m.Case(Ctrl.START):
                     with m.If(zero_a | zero_b):
@@ -386,14 +426,19 @@ class Accelerator(CheckedComponent):
                         reject(TopError.TOO_LARGE)
                     with m.Else():
                         m.d.comb += eng.start.eq(1)
-                        m.d.sync += own_run.eq(1)
+                        m.d.sync += [own_run.eq(1), run_a.eq(a_buf), run_b.eq(b_buf),
+                                     run_c.eq(c_buf)]
                 with m.Case(Ctrl.LOAD_A):
                     transfer(Xfer.A, zero_a, big_a)
+                    m.d.sync += xbuf.eq(a_buf)
                 with m.Case(Ctrl.LOAD_B):
                     transfer(Xfer.B, zero_b, big_b)
+                    m.d.sync += xbuf.eq(b_buf)
                 with m.Case(Ctrl.LOAD_C):
                     transfer(Xfer.C, zero_c, big_c)
+                    m.d.sync += xbuf.eq(c_buf)
                 with m.Case(Ctrl.READ_C):
+                    m.d.sync += xbuf.eq(c_buf)
                     m.d.sync += rd_fmt.eq(out_fmt)
                     # (Python conditions, not constant If()s: an If(0) leaves an empty,
                     # attributed statement that Yosys writes as invalid Verilog.)

@@ -101,20 +101,24 @@ class AcceleratorTimeout(TimeoutError):
 
 
 class Status(NamedTuple):
-    """STATUS, decoded."""
+    """STATUS, decoded: ``engine`` (a GEMM runs) and ``transfer`` (a stream transfer runs)
+    tell apart what ``busy`` sums up."""
     busy: bool
     done: bool
     error: bool
     code: int
+    engine: bool = False
+    transfer: bool = False
 
     @classmethod
     def from_word(cls, word):
         f = regs.unpack("STATUS", word)
-        return cls(bool(f["busy"]), bool(f["done"]), bool(f["error"]), int(f["code"]))
+        return cls(bool(f["busy"]), bool(f["done"]), bool(f["error"]), int(f["code"]),
+                   bool(f["engine"]), bool(f["transfer"]))
 
     def __str__(self):
         return (f"busy={int(self.busy)} done={int(self.done)} error={int(self.error)} "
-                f"code={self.code}")
+                f"code={self.code} engine={int(self.engine)} transfer={int(self.transfer)}")
 
 
 def _fp8_format(fmt, what):
@@ -192,7 +196,7 @@ def _check_codes(x, name, bits, shape=None):
 
 def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_a=False,
                  transpose_b=False, accumulate=False, out_fmt=None, acc_fmt=DLFLOAT16,
-                 carry_in=False, carry_out=False):
+                 carry_in=False, carry_out=False, a_buf=0, b_buf=0, c_buf=0):
     """The OPTIONS register for these command options (docs/host-interface.md).
 
     ``transpose_a`` changes nothing: the host turns a transposed ``A`` as it loads it."""
@@ -206,7 +210,8 @@ def options_word(*, a_fmt=E5M2, b_fmt=E5M2, chunk=64, rounding="rne", transpose_
                      no_chunk=chunk is None, rna=rounding == "rna",
                      trans_b=bool(transpose_b),
                      accumulate=bool(accumulate), carry_in=bool(carry_in),
-                     carry_out=bool(carry_out), out_fmt=_out_code(out_fmt, acc_fmt))
+                     carry_out=bool(carry_out), out_fmt=_out_code(out_fmt, acc_fmt),
+                     a_buf=a_buf, b_buf=b_buf, c_buf=c_buf)
 
 
 def gemm_cycle_bound(m, n, k, rows, cols):
@@ -460,14 +465,28 @@ class AcceleratorHost:
         return await self._poll(lambda st: st.done and not st.busy, action, timeout_cycles,
                                 errors=True)
 
+    async def wait_transfer(self, action="The transfer", timeout_cycles=100_000):
+        """Poll STATUS until the last action, a transfer, is done (a GEMM may still run)."""
+        return await self._poll(lambda st: st.done and not st.transfer, action,
+                                timeout_cycles, errors=True)
+
+    async def wait_gemm(self, timeout_cycles=100_000, first_wait=0):
+        """Poll STATUS until no GEMM runs (STATUS.engine clear), after ``first_wait`` cycles
+        in which it cannot have ended. A START's errors show at once (:meth:`gemm`), so an
+        error code here belongs to a later action and is not raised."""
+        if first_wait:
+            await self._t.wait_cycles(first_wait)
+        return await self._poll(lambda st: not st.engine, "The GEMM", timeout_cycles,
+                                errors=False, interval=8, cap=256)
+
     async def wait_idle(self, timeout_cycles=100_000):
         """Poll STATUS until the device is not busy, whatever its error code; returns the
         :class:`Status`."""
         return await self._poll(lambda st: not st.busy, "Waiting for idle", timeout_cycles,
                                 errors=False)
 
-    async def _poll(self, finished, action, timeout_cycles, errors):
-        waited, interval = 0, 4
+    async def _poll(self, finished, action, timeout_cycles, errors, interval=4, cap=1024):
+        waited = 0
         while True:
             st = await self.status()
             if errors and st.error:
@@ -480,7 +499,7 @@ class AcceleratorHost:
             step = min(interval, max(1, timeout_cycles - waited))
             await self._t.wait_cycles(step)
             waited += step
-            interval = min(2 * interval, 1024)
+            interval = min(2 * interval, cap)
 
     async def reset(self):
         """Reset the device and forget what was loaded (the buffers keep their contents, but
@@ -495,11 +514,12 @@ class AcceleratorHost:
                                    f"ID is 0x{ident:08x}, expected 0x{ID_VALUE:08x}")
 
     def forget(self, *keys):
-        """Forget what this host loaded into buffers ``keys`` (``"A"``, ``"B"``, ``"C"``), after
-        writing them through :meth:`write_reg` and :meth:`command`: the next GEMM then takes
-        them as the device holds them."""
+        """Forget what this host loaded into buffers ``keys`` (``"A"``, ``"B"``, ``"C"``, both
+        of a double-buffered build), after writing them through :meth:`write_reg` and
+        :meth:`command`: the next GEMM then takes them as the device holds them."""
         for key in keys:
-            self._loaded.pop(key, None)
+            for buf in (0, 1):
+                self._loaded.pop((key, buf), None)
 
     async def config(self):
         """The device's configuration: ``rows``, ``cols``, ``acc_fmt`` (a FloatFormat),
@@ -507,7 +527,7 @@ class AcceleratorHost:
         the device), ``update_rbits`` (random bits per stochastic rounding of UPDATE),
         ``a_words``, ``b_bytes`` and ``acc_words`` (buffer capacities), ``stamps`` (the time
         stamps CLOCK, FIRST_IN and LAST_OUT are built), ``beat_bytes`` (bytes per stream
-        beat)."""
+        beat), ``buffers`` (2: double-buffered)."""
         if self._config is None:
             f = regs.unpack("CONFIG", await self._t.read_reg(Reg.CONFIG))
             e, m = f["acc_exp"], f["acc_man"]
@@ -526,12 +546,13 @@ class AcceleratorHost:
                 "a_words": await self._t.read_reg(Reg.A_WORDS),
                 "b_bytes": await self._t.read_reg(Reg.B_BYTES),
                 "acc_words": await self._t.read_reg(Reg.ACC_WORDS),
-                "beat_bytes": await self._t.read_reg(Reg.BEAT_BYTES),
+                **{name: value for name, value in regs.unpack(
+                    "BUILD", await self._t.read_reg(Reg.BUILD)).items()},
             }
             beat = self._config["beat_bytes"]
             if beat not in (2, 4, 8, 16, 32):
                 self._config = None
-                raise AcceleratorError(0, "BAD_CONFIG", "Reading BEAT_BYTES",
+                raise AcceleratorError(0, "BAD_CONFIG", "Reading BUILD",
                                        f"{beat} bytes per stream beat; a device has 2, 4, 8, "
                                        f"16 or 32")
         return dict(self._config)
@@ -633,8 +654,8 @@ class AcceleratorHost:
                                  f"{have}")
 
     def _expect(self, key, value, what):
-        """Raise unless buffer ``key`` is unknown or was loaded as ``value``; ``what()`` says
-        what the GEMM needed."""
+        """Raise unless buffer ``key`` (``("A", buf)``, ...) is unknown or was loaded as
+        ``value``; ``what()`` says what the GEMM needed."""
         have = self._loaded.get(key)
         if have is not None and have != value:
             raise ValueError(f"{what()}; load it again for this GEMM")
@@ -656,8 +677,16 @@ class AcceleratorHost:
                                    detail=f"the device sent {len(data)} bytes, expected "
                                           f"{need}")
 
+    async def _check_buf(self, buf, name):
+        cfg = await self.config()
+        if buf not in range(cfg["buffers"]):
+            raise ValueError(f"{name} must be 0{' or 1' if cfg['buffers'] == 2 else ''} on "
+                             f"this device ({cfg['buffers']} buffer"
+                             f"{'s' if cfg['buffers'] > 1 else ''} of each kind), not {buf!r}")
+        return buf
+
     async def _transfer_in(self, action, data):
-        """CTRL = ``action``, send the frame ``data``, wait for done."""
+        """CTRL = ``action``, send the frame ``data``, wait for the transfer to end."""
         name = _ACTIONS[action]
         cfg = await self.config()
         await self.command(action)
@@ -666,16 +695,18 @@ class AcceleratorHost:
             raise AcceleratorError(st.code, action=name)
         timeout = 16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000
         await self._t.send(data, timeout)
-        await self.wait_done(name, timeout)
+        await self.wait_transfer(name, timeout)
 
     async def _write_dims(self, **dims):
         for name, value in dims.items():
             await self._t.write_reg({"m": Reg.M, "n": Reg.N, "k": Reg.K}[name], value)
 
-    async def load_a(self, A, transposed=False, fmt="e5m2"):
-        """Load ``A`` (``M x K``; with ``transposed``, its transpose as stored, ``K x M``)."""
+    async def load_a(self, A, transposed=False, fmt="e5m2", buf=0):
+        """Load ``A`` (``M x K``; with ``transposed``, its transpose as stored, ``K x M``) into
+        A buffer ``buf`` (0, or 1 on a double-buffered device; a GEMM may run on the other)."""
         fmt = _fp8_format(fmt, "fmt")
         arr = _check_codes(A, "A", 8)
+        buf = await self._check_buf(buf, "buf")
         m, k = arr.shape[::-1] if transposed else arr.shape
         cfg = await self.config()
         if m * -(-k // cfg["rows"]) > cfg["a_words"]:
@@ -683,30 +714,36 @@ class AcceleratorHost:
                              f"{m * -(-k // cfg['rows'])} words per bank, the device has "
                              f"{cfg['a_words']}")
         await self._write_dims(m=m, k=k)
-        self._loaded.pop("A", None)
+        await self._set_options(regs.replace("OPTIONS", self._options, a_buf=buf))
+        self._loaded.pop(("A", buf), None)
         # The device stores A as it is used (M x K); a transposed A is turned here.
         await self._transfer_in(Ctrl.LOAD_A, frames.a_frame(arr.T if transposed else arr,
                                                              cfg["rows"]))
-        self._loaded["A"] = (m, k, bool(transposed), fmt)
+        self._loaded[("A", buf)] = (m, k, bool(transposed), fmt)
 
-    async def load_b(self, B, transposed=False, fmt="e5m2"):
-        """Load ``B`` (``K x N``; with ``transposed``, its transpose as stored, ``N x K``)."""
+    async def load_b(self, B, transposed=False, fmt="e5m2", buf=0):
+        """Load ``B`` (``K x N``; with ``transposed``, its transpose as stored, ``N x K``) into
+        B buffer ``buf``."""
         fmt = _fp8_format(fmt, "fmt")
         arr = _check_codes(B, "B", 8)
+        buf = await self._check_buf(buf, "buf")
         k, n = arr.shape[::-1] if transposed else arr.shape
         cfg = await self.config()
         if k * n > cfg["b_bytes"]:
             raise ValueError(f"B ({k}x{n}) needs K * N = {k * n} bytes, the device has "
                              f"{cfg['b_bytes']}")
         await self._write_dims(n=n, k=k)
-        await self._set_options((self._options & ~(1 << 11)) | int(bool(transposed)) << 11)
-        self._loaded.pop("B", None)
+        await self._set_options(regs.replace("OPTIONS", self._options,
+                                             trans_b=bool(transposed), b_buf=buf))
+        self._loaded.pop(("B", buf), None)
         await self._transfer_in(Ctrl.LOAD_B, frames.b_frame(arr))
-        self._loaded["B"] = (k, n, bool(transposed), fmt)
+        self._loaded[("B", buf)] = (k, n, bool(transposed), fmt)
 
-    async def load_c(self, C):
-        """Load accumulator codes ``C`` (``M x N``) for a GEMM with ``accumulate``."""
+    async def load_c(self, C, buf=0):
+        """Load accumulator codes ``C`` (``M x N``) into accumulator buffer ``buf``, for a
+        GEMM with ``accumulate``."""
         arr = _check_codes(C, "C", 16)
+        buf = await self._check_buf(buf, "buf")
         m, n = arr.shape
         cfg = await self.config()
         if m * -(-n // cfg["cols"]) > cfg["acc_words"]:
@@ -714,15 +751,18 @@ class AcceleratorHost:
                              f"{m * -(-n // cfg['cols'])} accumulator words, the device has "
                              f"{cfg['acc_words']}")
         await self._write_dims(m=m, n=n)
-        self._loaded.pop("C", None)
+        await self._set_options(regs.replace("OPTIONS", self._options, c_buf=buf))
+        self._loaded.pop(("C", buf), None)
         await self._transfer_in(Ctrl.LOAD_C, frames.c_frame(arr, cfg["cols"]))
-        self._loaded["C"] = (m, n)
+        self._loaded[("C", buf)] = (m, n)
 
     async def gemm(self, m, n, k, *, a_fmt=None, b_fmt=None, chunk=64, rounding="rne",
                    transpose_a=False, transpose_b=False, accumulate=False, out_fmt=None,
-                   timeout_cycles=None, carry_in=False, carry_out=False):
+                   timeout_cycles=None, carry_in=False, carry_out=False, a_buf=0, b_buf=0,
+                   c_buf=0, wait=True):
         """Run ``C = A . B`` (``+ C`` with ``accumulate``) on the loaded operands; returns
-        when the device is done.
+        when the device is done (with ``wait=False``, once START is taken: :meth:`wait_gemm`
+        then waits for it, and loads and READ_C may use the other buffers meanwhile).
 
         Parameters
         ----------
@@ -746,9 +786,17 @@ class AcceleratorHost:
             Continue the running chunk that the GEMM before left unfolded; leave this one's
             unfolded for the next (``K`` tiles that begin or end inside a chunk; see
             :mod:`fp8accel.sim.host.tiling`).
+        a_buf, b_buf, c_buf : int
+            The buffers the GEMM reads and writes (0, or 1 on a double-buffered device).
+        wait : bool
+            Wait for the GEMM to end.
         """
         m, n, k = (_check_dim(v, name) for v, name in ((m, "M"), (n, "N"), (k, "K")))
-        loaded_a, loaded_b = self._loaded.get("A"), self._loaded.get("B")
+        bufs = [await self._check_buf(b, name) for b, name in ((a_buf, "a_buf"),
+                                                                 (b_buf, "b_buf"),
+                                                                 (c_buf, "c_buf"))]
+        a_buf, b_buf, c_buf = bufs
+        loaded_a, loaded_b = self._loaded.get(("A", a_buf)), self._loaded.get(("B", b_buf))
         a_fmt = _fp8_format(a_fmt if a_fmt is not None else
                             (loaded_a[3] if loaded_a else E5M2), "a_fmt")
         b_fmt = _fp8_format(b_fmt if b_fmt is not None else
@@ -757,41 +805,51 @@ class AcceleratorHost:
         word = options_word(a_fmt=a_fmt, b_fmt=b_fmt, chunk=chunk, rounding=rounding,
                             transpose_a=transpose_a, transpose_b=transpose_b,
                             accumulate=accumulate, out_fmt=out_fmt, acc_fmt=cfg["acc_fmt"],
-                            carry_in=carry_in, carry_out=carry_out)
+                            carry_in=carry_in, carry_out=carry_out, a_buf=a_buf,
+                            b_buf=b_buf, c_buf=c_buf)
         await self.check_fits(m, n, k)
         ta, tb = bool(transpose_a), bool(transpose_b)
-        self._expect("A", (m, k, ta, a_fmt),
-                     lambda: f"A was loaded as {self._desc('A')}, the GEMM reads a {m}x{k} "
-                     f"{a_fmt.name} A (transposed={ta})")
-        self._expect("B", (k, n, tb, b_fmt),
-                     lambda: f"B was loaded as {self._desc('B')}, the GEMM reads a {k}x{n} "
-                     f"{b_fmt.name} B (transposed={tb})")
+        self._expect(("A", a_buf), (m, k, ta, a_fmt),
+                     lambda: f"A was loaded as {self._desc(('A', a_buf))}, the GEMM reads a "
+                     f"{m}x{k} {a_fmt.name} A (transposed={ta})")
+        self._expect(("B", b_buf), (k, n, tb, b_fmt),
+                     lambda: f"B was loaded as {self._desc(('B', b_buf))}, the GEMM reads a "
+                     f"{k}x{n} {b_fmt.name} B (transposed={tb})")
         if accumulate or carry_in:
-            self._expect("C", (m, n), lambda: f"The accumulator holds a {self._desc('C')} C, "
-                                              f"the GEMM adds into {m}x{n}")
+            self._expect(("C", c_buf), (m, n),
+                         lambda: f"The accumulator holds a {self._desc(('C', c_buf))} C, the "
+                         f"GEMM adds into {m}x{n}")
         await self._write_dims(m=m, n=n, k=k)
         await self._set_options(word)
-        self._loaded.pop("C", None)
+        self._loaded.pop(("C", c_buf), None)
         self._out_fmt = out_fmt
         if timeout_cycles is None:
             timeout_cycles = gemm_cycle_bound(m, n, k, cfg["rows"], cfg["cols"])
+        what = f"START ({m}x{k} by {k}x{n})"
         await self.command(Ctrl.START)
-        await self.wait_done(f"START ({m}x{k} by {k}x{n})", timeout_cycles)
-        self._loaded["C"] = (m, n)
+        st = await self.status()
+        if st.error:
+            raise AcceleratorError(st.code, action=what)
+        self._loaded[("C", c_buf)] = (m, n)
+        if wait:
+            # The rows of A that enter the array: it cannot end sooner.
+            rows_in = m * -(-k // cfg["rows"]) * -(-n // cfg["cols"])
+            await self.wait_gemm(timeout_cycles, first_wait=rows_in)
 
     def _desc(self, key):
         v = self._loaded.get(key)
-        if key == "C":
+        if key[0] == "C":
             return f"{v[0]}x{v[1]}"
         return f"{v[0]}x{v[1]} {v[3].name} (transposed={v[2]})"
 
-    async def read_c(self, m, n, out_fmt=None):
-        """Read ``C`` (``m x n``) as accumulator codes (``uint16``) or, with ``out_fmt``
-        ``"e5m2"``/``"e4m3"``, converted to FP8 (``uint8``). The default is the ``out_fmt`` of
-        the last :meth:`gemm`. A device built without the FP8 converters returns the
-        accumulator codes, which are converted here exactly as the device would (``rne``,
-        saturating; ``sim.golden.convert``)."""
+    async def read_c(self, m, n, out_fmt=None, buf=0):
+        """Read ``C`` (``m x n``) from accumulator buffer ``buf`` as accumulator codes
+        (``uint16``) or, with ``out_fmt`` ``"e5m2"``/``"e4m3"``, converted to FP8 (``uint8``).
+        The default is the ``out_fmt`` of the last :meth:`gemm`. A device built without the
+        FP8 converters returns the accumulator codes, which are converted here exactly as the
+        device would (``rne``, saturating; ``sim.golden.convert``)."""
         m, n = _check_dim(m, "M"), _check_dim(n, "N")
+        buf = await self._check_buf(buf, "buf")
         cfg = await self.config()
         if out_fmt is None:
             out_fmt = self._out_fmt
@@ -804,7 +862,7 @@ class AcceleratorHost:
                              f"{m * -(-n // cfg['cols'])} accumulator words, the device has "
                              f"{cfg['acc_words']}")
         await self._write_dims(m=m, n=n)
-        await self._set_options((self._options & ~(3 << 16)) | code << 16)
+        await self._set_options(regs.replace("OPTIONS", self._options, out_fmt=code, c_buf=buf))
         await self.command(Ctrl.READ_C)
         st = await self.status()
         if st.error:
@@ -814,7 +872,7 @@ class AcceleratorHost:
         timeout = 16 * frames.beats(need, cfg["beat_bytes"]) + 10_000
         data = await self._t.recv(timeout)
         self._check_length(data, need, cfg, "READ_C")
-        await self.wait_done("READ_C", timeout)
+        await self.wait_transfer("READ_C", timeout)
         arr = frames.c_from_frame(data, m, n, cfg["cols"], fp8)
         if on_host:
             from fp8accel.sim import golden
@@ -858,40 +916,85 @@ class AcceleratorHost:
                      chunk=chunk, acc_fmt=cfg["acc_fmt"])
         if C is not None:
             C = _check_codes(C, "C", 16, (m, n))
+        two = cfg["buffers"] == 2
+        # Double-buffered, a large GEMM runs in several output tiles, so that the transfers
+        # of one run beside the command of another.
+        big = m * n * k >= 16384 * cfg["rows"] * cfg["cols"]
         plan = plan_gemm(m, n, k, rows=cfg["rows"], cols=cfg["cols"], a_words=cfg["a_words"],
-                         b_bytes=cfg["b_bytes"], acc_words=cfg["acc_words"], chunk=chunk)
+                         b_bytes=cfg["b_bytes"], acc_words=cfg["acc_words"], chunk=chunk,
+                         split=4 if two and big else 1, beat_bytes=cfg["beat_bytes"])
         out_fmt = opts.get("out_fmt")
         code = _out_code(out_fmt, cfg["acc_fmt"])
         result = np.empty((m, n), np.uint16 if code == OutFmt.ACC else np.uint8)
-        run = {key: opts[key] for key in ("chunk", "rounding", "timeout_cycles") if key in opts}
-        cycles = active = 0
+        run = {key: opts[key] for key in ("chunk", "rounding") if key in opts}
+        timeout = opts.get("timeout_cycles")
+        totals = {"cycles": 0, "active": 0}
         first_in = None
-        held = {"A": None, "B": None}      # the tile each operand buffer holds
-        for m0, m1, n0, n1 in plan.output_tiles():
-            for t in plan.k_tiles(accumulate=C is not None):
-                key = (m0, m1, t.k0, t.k1)
-                if held["A"] != key:
-                    held["A"] = None
-                    tile = a[t.k0:t.k1, m0:m1] if ta else a[m0:m1, t.k0:t.k1]
-                    await self.load_a(np.ascontiguousarray(tile), transposed=ta, fmt=a_fmt)
-                    held["A"] = key
-                    if first_in is None and cfg["stamps"]:
-                        first_in = await self._t.read_reg(Reg.FIRST_IN)
-                key = (t.k0, t.k1, n0, n1)
-                if held["B"] != key:
-                    held["B"] = None
-                    tile = b[n0:n1, t.k0:t.k1] if tb else b[t.k0:t.k1, n0:n1]
-                    await self.load_b(np.ascontiguousarray(tile), transposed=tb, fmt=b_fmt)
-                    held["B"] = key
-                if t.k0 == 0 and C is not None:
-                    await self.load_c(np.ascontiguousarray(C[m0:m1, n0:n1]))
-                await self.gemm(m1 - m0, n1 - n0, t.k1 - t.k0, a_fmt=a_fmt, b_fmt=b_fmt,
-                                transpose_a=ta, transpose_b=tb, accumulate=t.accumulate,
-                                carry_in=t.carry_in, carry_out=t.carry_out,
-                                out_fmt=out_fmt, **run)
+        held = {("A", 0): None, ("A", 1): None, ("B", 0): None, ("B", 1): None}
+        running = None         # the buffers (a, b, c) of the START in flight
+        to_read = None         # (m0, m1, n0, n1, c buffer) of a finished output tile
+
+        async def finish():
+            """Wait for the START in flight and add its counters."""
+            nonlocal running
+            if running is not None:
+                await self.wait_gemm(running[3])
                 c, act = await self.counters()
-                cycles, active = cycles + c, active + act
-            result[m0:m1, n0:n1] = await self.read_c(m1 - m0, n1 - n0, out_fmt)
+                totals["cycles"] += c
+                totals["active"] += act
+                running = None
+
+        async def operand(kind, key, tile, transposed, fmt):
+            """The buffer that holds ``tile`` of ``kind``, loaded into one the running START
+            does not read unless one holds it already."""
+            nonlocal first_in
+            for buf in ((0, 1) if two else (0,)):
+                if held[(kind, buf)] == key:
+                    return buf
+            busy = None if running is None else running["AB".index(kind)]
+            buf = 0 if not two else (1 - busy if busy is not None else 0)
+            held[(kind, buf)] = None
+            load = self.load_a if kind == "A" else self.load_b
+            await load(np.ascontiguousarray(tile), transposed=transposed, fmt=fmt, buf=buf)
+            held[(kind, buf)] = key
+            if first_in is None and cfg["stamps"]:
+                first_in = await self._t.read_reg(Reg.FIRST_IN)
+            return buf
+
+        async def read(tile):
+            m0, m1, n0, n1, cb = tile
+            result[m0:m1, n0:n1] = await self.read_c(m1 - m0, n1 - n0, out_fmt, buf=cb)
+
+        for index, (m0, m1, n0, n1) in enumerate(plan.output_tiles()):
+            cb = index % 2 if two else 0
+            for t in plan.k_tiles(accumulate=C is not None):
+                if not two:
+                    await finish()
+                    if to_read is not None:
+                        await read(to_read)
+                        to_read = None
+                a_tile = a[t.k0:t.k1, m0:m1] if ta else a[m0:m1, t.k0:t.k1]
+                ab = await operand("A", (m0, m1, t.k0, t.k1), a_tile, ta, a_fmt)
+                b_tile = b[n0:n1, t.k0:t.k1] if tb else b[t.k0:t.k1, n0:n1]
+                bb = await operand("B", (t.k0, t.k1, n0, n1), b_tile, tb, b_fmt)
+                if t.k0 == 0 and C is not None:
+                    await self.load_c(np.ascontiguousarray(C[m0:m1, n0:n1]), buf=cb)
+                await finish()
+                mm, nn, kk = m1 - m0, n1 - n0, t.k1 - t.k0
+                bound = timeout or gemm_cycle_bound(mm, nn, kk, cfg["rows"], cfg["cols"])
+                await self.gemm(mm, nn, kk, a_fmt=a_fmt, b_fmt=b_fmt, transpose_a=ta,
+                                transpose_b=tb, accumulate=t.accumulate, carry_in=t.carry_in,
+                                carry_out=t.carry_out, out_fmt=out_fmt, a_buf=ab, b_buf=bb,
+                                c_buf=cb, timeout_cycles=bound, wait=False, **run)
+                running = (ab, bb, cb, bound)
+                if to_read is not None:
+                    # The tile before: its result leaves while this one computes.
+                    await read(to_read)
+                    to_read = None
+            to_read = (m0, m1, n0, n1, cb)
+        await finish()
+        await read(to_read)
+        cycles, active = totals["cycles"], totals["active"]
         # The device's clock from the first beat of the first load to the last beat of the
         # last READ_C, both ends included (None on a build without the time stamps).
         cycles_total = None

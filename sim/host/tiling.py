@@ -9,7 +9,7 @@ beside the total (``carry_out``), and the next tile continues it (``carry_in``):
 only the totals would round differently.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import lcm
 
 __all__ = ["DIM_MAX", "KTile", "TilePlan", "plan_gemm"]
@@ -73,7 +73,8 @@ class TilePlan:
         return out
 
 
-def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk):
+def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk, split=1,
+              beat_bytes=8):
     """Tiles for an ``m x k`` by ``k x n`` GEMM on a ``rows x cols`` array with these buffer
     capacities (CONFIG, A_WORDS, B_BYTES, ACC_WORDS).
 
@@ -82,6 +83,11 @@ def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk):
     chunking, any length (a multiple of ``rows`` where possible); with a chunk longer than
     the buffers hold, a power of two that divides it. Then ``N`` and ``M`` are made as large as
     the buffers allow, ``N`` in multiples of ``cols``.
+
+    ``split`` (a double-buffered device) lets the plan cut ``M`` and ``N`` into up to that
+    many more output tiles, where the estimated cycles say so: the transfers of one tile then
+    run while another computes, and only the first loads and the last read are not hidden.
+    ``beat_bytes`` is the stream width, for the estimate.
     """
     for name, v in (("m", m), ("n", n), ("k", k), ("rows", rows), ("cols", cols),
                     ("a_words", a_words), ("b_bytes", b_bytes), ("acc_words", acc_words)):
@@ -97,9 +103,14 @@ def plan_gemm(m, n, k, *, rows, cols, a_words, b_bytes, acc_words, chunk):
     wide = b_bytes // min(n, cols)
     if wide >= 1:
         kcap = min(kcap, wide)
+    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
+        raise ValueError(f"split must be a positive integer, not {split!r}")
     plans = [_plan(m, n, k, kt, span, rows, cols, a_words, b_bytes, acc_words)
              for kt in _k_tile_lengths(k, kcap, span, rows)]
-    return min(plans, key=lambda p: _estimate(p, rows, cols))
+    if split == 1:
+        return min(plans, key=lambda p: _estimate(p, rows, cols))
+    plans = [q for p in plans for q in _splits(p, split, cols)]
+    return min(plans, key=lambda p: _estimate_overlapped(p, rows, cols, beat_bytes))
 
 
 def _k_tile_lengths(k, kcap, span, rows):
@@ -139,6 +150,56 @@ def _plan(m, n, k, kt, span, rows, cols, a_words, b_bytes, acc_words):
     by_m = (a_tile * (nm if nk == 1 else nm * nn * nk)
             + b_tile * (1 if nn * nk == 1 else nm * nn * nk))
     return TilePlan(m, n, k, mt, nt, kt, "n" if by_n <= by_m else "m", span)
+
+
+def _splits(plan, split, cols):
+    """``plan`` and the plans with its ``M`` and ``N`` tiles halved, into up to ``split``
+    times as many output tiles (``N`` tiles in multiples of ``cols``), each in the order that
+    sends the fewest operand bytes."""
+    out = []
+    for i in range(split.bit_length()):
+        for j in range(split.bit_length() - i):
+            mt = -(-plan.mt // (1 << i))
+            nt = -(-plan.nt // (1 << j))
+            if nt < plan.n:
+                nt = max(cols, -(-nt // cols) * cols)
+            if mt < 1 or (i and mt == plan.mt) or (j and nt >= plan.nt):
+                continue
+            nm, nn = -(-plan.m // mt), -(-plan.n // nt)
+            nk = -(-plan.k // plan.kt)
+            a_tile, b_tile = mt * plan.kt, plan.kt * nt
+            by_n = (a_tile * (1 if nm * nk == 1 else nn * nm * nk)
+                    + b_tile * (nn if nk == 1 else nn * nm * nk))
+            by_m = (a_tile * (nm if nk == 1 else nm * nn * nk)
+                    + b_tile * (1 if nn * nk == 1 else nm * nn * nk))
+            out.append(replace(plan, mt=mt, nt=nt, outer="n" if by_n <= by_m else "m"))
+    return out
+
+
+def _pass_cycles(mt, rows, cols):
+    """Cycles of one pass of ``mt`` rows, roughly: at least the rows, and while they are
+    few, half a round of the two weight banks (the rows, the array's flush and the next
+    weights)."""
+    return max(mt, rows + cols + 16, (mt + 3 * (rows + cols) + rows * cols) // 2)
+
+
+def _estimate_overlapped(plan, rows, cols, beat_bytes):
+    """Cycles of a plan on a double-buffered device, roughly: every command's passes and host
+    round trips, the first tile's loads and the last tile's read (the other transfers run
+    beside the commands)."""
+    m, n, k, mt, nt, kt = plan.m, plan.n, plan.k, plan.mt, plan.nt, plan.kt
+    nm, nn, nk = -(-m // mt), -(-n // nt), -(-k // kt)
+    kb, ntc = -(-kt // rows), -(-nt // cols)
+    compute = nm * nn * nk * (kb * ntc * _pass_cycles(mt, rows, cols) + 300)
+    p_rows = 1 << (rows - 1).bit_length()
+    p_cols = 1 << (cols - 1).bit_length()
+    a_load = mt * kb * max(1, p_rows // beat_bytes)
+    b_load = -(-kt * nt // beat_bytes)
+    c_read = mt * ntc * max(1, 2 * p_cols // beat_bytes)
+    # Transfers that outlast the command beside them are not hidden either.
+    per_command = kb * ntc * _pass_cycles(mt, rows, cols)
+    spill = max(0, a_load + b_load + c_read - per_command) * (nm * nn * nk - 1)
+    return compute + a_load + b_load + c_read + spill
 
 
 def _estimate(plan, rows, cols):
