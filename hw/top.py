@@ -564,9 +564,12 @@ class Accelerator(CheckedComponent):
             with m.Elif(at_last):
                 # The frame is longer than it should be: keep what came, drop the rest.
                 m.d.sync += over.eq(1)
-        with m.If(loading & closing & ~draining):
-            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1),
-                         error.eq(Mux(frame_bad, TopError.FRAME, 0))]
+        # The load ends once its frame has ended and every word it needs is written (the
+        # rest of the last beat is dropped). An action rejected meanwhile keeps its error.
+        with m.If(loading & closing & (~draining | ~words_open)):
+            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
+            with m.If(frame_bad):
+                m.d.sync += error.eq(TopError.FRAME)
 
         # Read C: the accumulator words in address order, every lane through the output
         # conversion, packed into beats ------------------------------------------------------
@@ -675,8 +678,9 @@ class Accelerator(CheckedComponent):
                          framer.s_axis.tlast.eq(self.s_axis.tlast),
                          framer.m_axis.tready.eq(self.m_axis.tready)]
             with m.If(framer.done):
-                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1),
-                             error.eq(Mux(framer.error, TopError.FRAME, 0))]
+                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
+                with m.If(framer.error):
+                    m.d.sync += error.eq(TopError.FRAME)
 
             sources.append((updating, framer.m_axis))
             tready = (taking & tready) | (updating & framer.s_axis.tready)

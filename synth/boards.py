@@ -71,10 +71,12 @@ class Board:
 BOARDS = {
     # LFE5U-85F: the 8x8 array with the weight-update unit, buffers for a 128^3 GEMM (48 of
     # the 208 block RAMs). It closes timing at about 85 MHz (docs/architecture.md), so the
-    # 25 MHz oscillator needs no PLL.
+    # 25 MHz oscillator needs no PLL. One buffer of each kind: behind the UART, transfers are
+    # far slower than the array, and a second buffer would hide little of them.
     "ulx3s-85f": Board(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 25e6, 8, 8,
         (128 * 16, 128 * 128, 128 * 16),
+        accelerator={"buffers": 1},
         bitstream="bit",
         flash="openFPGALoader --board ulx3s {path}   (or: fujprog {path})"),
     # iCE40UP5K: 5,280 logic cells. A 1x1 array fits (97 %) without the weight-update unit,
@@ -83,7 +85,8 @@ BOARDS = {
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", 12e6, 1, 1,
         (256, 1024, 256),
-        accelerator={"update": False, "fp8_out": False, "ram": "bram", "stamps": False},
+        accelerator={"update": False, "fp8_out": False, "ram": "bram", "stamps": False,
+                     "buffers": 1},
         bitstream="bin",
         flash="iceprog {path}   (or: openFPGALoader --board icebreaker {path})"),
 }

@@ -8,7 +8,7 @@ import pytest
 
 from fp8accel.hw.top import Ctrl, Reg
 from fp8accel.sim.host import (AcceleratorError, AcceleratorHost, AcceleratorTimeout, Status,
-                               Transport, options_word)
+                               Transport, frames, options_word)
 
 
 class FakeTransport(Transport):
@@ -20,7 +20,7 @@ class FakeTransport(Transport):
                      Reg.A_WORDS: depths[0], Reg.B_BYTES: depths[1], Reg.ACC_WORDS: depths[2],
                      Reg.STATUS: 0, Reg.M: 0, Reg.N: 0, Reg.K: 0, Reg.OPTIONS: 0,
                      Reg.CYCLES: 0, Reg.ACTIVE: 0, Reg.CLOCK: 0, Reg.FIRST_IN: 0,
-                     Reg.LAST_OUT: 0}
+                     Reg.LAST_OUT: 0, Reg.BUILD: 8 | 2 << 8}
         self.writes, self.frames, self.fail, self.hang = [], [], fail or {}, hang
 
     async def read_reg(self, addr):
@@ -30,15 +30,19 @@ class FakeTransport(Transport):
         self.writes.append((addr, value))
         if addr == Reg.CTRL:
             code = self.fail.get(value, 0)
-            self.regs[Reg.STATUS] = (1 if self.hang else 2) | (4 | code << 8 if code else 0)
+            running = (8 if value == Ctrl.START else 16) if self.hang else 0
+            self.regs[Reg.STATUS] = ((1 | running if self.hang else 2)
+                                     | (4 | code << 8 if code else 0))
         else:
             self.regs[addr] = value
 
-    async def send(self, beats, timeout_cycles):
-        self.frames.append(list(beats))
+    async def send(self, data, timeout_cycles):
+        self.frames.append(bytes(data))
 
     async def recv(self, timeout_cycles):
-        return [0] * (self.regs[Reg.M] * self.regs[Reg.N])
+        fp8 = (self.regs[Reg.OPTIONS] >> 16) & 3 != 0
+        cols = (self.regs[Reg.CONFIG] >> 8) & 0xFF
+        return bytes(frames.c_frame_bytes(self.regs[Reg.M], self.regs[Reg.N], cols, fp8))
 
     async def wait_cycles(self, cycles):
         pass
@@ -67,7 +71,7 @@ def test_host_runs_a_gemm_on_a_fake_device():
                                              transpose_b=True, out_fmt="e4m3"))
     assert out.dtype == np.uint8 and out.shape == (3, 2)
     assert t.actions() == [Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.START, Ctrl.READ_C]
-    assert t.frames == [list(range(15)), [1] * 10]
+    assert t.frames == [frames.a_frame(A, 4), bytes([1] * 10)]
     assert t.regs[Reg.M] == 3 and t.regs[Reg.N] == 2 and t.regs[Reg.K] == 5
     assert t.regs[Reg.OPTIONS] == options_word(chunk=None, rounding="rna", transpose_b=True,
                                                out_fmt="e4m3")
@@ -79,9 +83,11 @@ def test_a_gemm_larger_than_the_buffers_runs_in_tiles():
     A = np.ones((1025, 3), np.uint8)
     out, _, _ = _run(host.run_gemm(A, np.ones((3, 2), np.uint8)))
     assert out.shape == (1025, 2)
-    assert t.actions() == [Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.START, Ctrl.READ_C,
-                           Ctrl.LOAD_A, Ctrl.START, Ctrl.READ_C]
-    assert [len(f) for f in t.frames] == [1024 * 3, 6, 3]
+    # The second A tile goes into the other buffer while the first tile computes, and the
+    # first tile's result leaves while the second computes.
+    assert t.actions() == [Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.START, Ctrl.LOAD_A, Ctrl.START,
+                           Ctrl.READ_C, Ctrl.READ_C]
+    assert [len(f) for f in t.frames] == [1024 * 4, 6, 4]
     assert host.last_run["commands"] == 2 and host.last_run["tile"] == [1024, 2, 3]
 
 
@@ -89,7 +95,8 @@ def test_options_word_fields():
     assert options_word() == 6 << 4
     assert options_word(a_fmt="e4m3", b_fmt="E4M3", chunk=None, rounding="rna",
                         transpose_a=True, transpose_b=True, accumulate=True,
-                        out_fmt="e4m3") == 0b11 | 0b11111 << 8 | 2 << 16
+                        out_fmt="e4m3") == 0b11 | 0b11011 << 8 | 2 << 16
+    assert options_word(a_buf=1, b_buf=1, c_buf=1) == 6 << 4 | 0b111 << 18
     assert options_word(chunk=1) == 0
     assert options_word(chunk=1 << 15, out_fmt="e5m2") == 15 << 4 | 1 << 16
     assert options_word(out_fmt="dlfloat16") == 6 << 4
@@ -172,12 +179,13 @@ def test_host_times_out_instead_of_hanging():
     host, t = _host(hang=True)
     with pytest.raises(AcceleratorTimeout, match=r"START \(2x3 by 3x2\) did not finish within "
                                                  r"500 cycles \(STATUS: busy=1 done=0 error=0 "
-                                                 r"code=0\)"):
+                                                 r"code=0 engine=1 transfer=0\)"):
         _run(host.gemm(2, 2, 3, timeout_cycles=500))
 
 
 def test_status_decoding():
     assert Status.from_word(0x0506) == Status(False, True, True, 5)
-    assert str(Status.from_word(1)) == "busy=1 done=0 error=0 code=0"
+    assert str(Status.from_word(1)) == "busy=1 done=0 error=0 code=0 engine=0 transfer=0"
+    assert Status.from_word(0x19) == Status(True, False, False, 0, True, True)
 
 

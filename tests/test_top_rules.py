@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from fp8accel.hw.top import (Accelerator, Ctrl, OPTIONS_MASK, READ_ONLY, REG_MASK, Reg, Resp,
                     TopError)
 from fp8accel.sim import golden
-from fp8accel.sim.host import options_word
+from fp8accel.sim.host import frames, options_word
 
 ROWS, COLS = 2, 3
 A_WORDS, B_BYTES, ACC_WORDS = 16, 48, 16
@@ -96,22 +96,40 @@ async def send(ctx, dut, beats, limit=None):
     return taken
 
 
-async def recv(ctx, dut, count=None, limit=2000, pause=None):
+async def recv(ctx, dut, count=None, limit=2000, pause=None, keep=None):
     """Receive up to ``tlast`` (or ``count`` beats); ``pause(i)`` holds tready low for a
-    cycle before beat ``i`` when true."""
+    cycle before beat ``i`` when true. ``keep``: a list that gets each beat's ``tkeep``."""
     beats = []
     for _ in range(limit):
         ready = not (pause and pause(len(beats)))
         ctx.set(dut.m_axis.tready, int(ready))
-        _, _, valid, data, last = await ctx.tick().sample(
-            dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tlast)
+        _, _, valid, data, tkeep, last = await ctx.tick().sample(
+            dut.m_axis.tvalid, dut.m_axis.tdata, dut.m_axis.tkeep, dut.m_axis.tlast)
         if valid and ready:
             beats.append(data)
+            if keep is not None:
+                keep.append(tkeep)
             if last or len(beats) == count:
                 ctx.set(dut.m_axis.tready, 0)
                 return beats
     ctx.set(dut.m_axis.tready, 0)
     return beats
+
+
+def to_beats(dut, data):
+    """The beats of the frame ``data`` (bytes)."""
+    n = dut.stream_width // 8
+    return [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)]
+
+
+def to_bytes(dut, beats, keeps):
+    """The bytes ``tkeep`` marks in ``beats``."""
+    n = dut.stream_width // 8
+    out = b""
+    for beat, keep in zip(beats, keeps):
+        raw = int(beat).to_bytes(n, "little")
+        out += bytes(raw[i] for i in range(n) if keep >> i & 1)
+    return out
 
 
 async def wait_done(ctx, dut, limit=3000):
@@ -143,7 +161,11 @@ async def load(ctx, dut, action, matrix, **regs):
     await setup(ctx, dut, **regs)
     st = await command(ctx, dut, action)
     assert st["code"] == 0, st
-    assert await send(ctx, dut, np.asarray(matrix).ravel()) == np.asarray(matrix).size
+    frame = {Ctrl.LOAD_A: lambda: frames.a_frame(matrix, ROWS),
+             Ctrl.LOAD_B: lambda: frames.b_frame(matrix),
+             Ctrl.LOAD_C: lambda: frames.c_frame(matrix, COLS)}[action]()
+    beats = to_beats(dut, frame)
+    assert await send(ctx, dut, beats) == len(beats)
     st = await wait_done(ctx, dut)
     assert st["code"] == 0 and st["done"], st
 
@@ -152,10 +174,12 @@ async def read_c(ctx, dut, m, n, fmt=0):
     await setup(ctx, dut, m=m, n=n, options=fmt << 16)
     st = await command(ctx, dut, Ctrl.READ_C)
     assert st["code"] == 0, st
-    beats = await recv(ctx, dut)
-    assert len(beats) == m * n, beats
+    keeps = []
+    beats = await recv(ctx, dut, keep=keeps)
+    data = to_bytes(dut, beats, keeps)
+    assert len(data) == frames.c_frame_bytes(m, n, COLS, fmt != 0), beats
     await wait_done(ctx, dut)
-    return np.array(beats, np.uint16).reshape(m, n)
+    return frames.c_from_frame(data, m, n, COLS, fmt != 0)
 
 
 # 1 and 2: zero sizes --------------------------------------------------------------------------
@@ -187,7 +211,8 @@ def test_zero_size_transfer_is_error_1_at_once(action, dims):
     run(dut, bench)
     assert seen["st"] == {"busy": 0, "done": 1, "code": TopError.ZERO_DIM}
     assert seen.get("beats", []) == [] and seen.get("taken", 0) == 0
-    assert seen["next"]["code"] == 0 and len(seen["read"]) == 6
+    # C is 2 words of 4 lanes (3 and one of padding), 16 bytes, two 64-bit beats.
+    assert seen["next"]["code"] == 0 and len(seen["read"]) == 2
 
 
 # 3: nothing beyond a buffer ----------------------------------------------------------------
@@ -272,15 +297,17 @@ def test_options_written_during_read_c_do_not_change_its_format():
         await load(ctx, dut, Ctrl.LOAD_C, C, m=m, n=n)
         await setup(ctx, dut, m=m, n=n, options=options_word(out_fmt="e5m2"))
         await command(ctx, dut, Ctrl.READ_C)
-        first = await recv(ctx, dut, count=3)
+        keeps = []
+        first = await recv(ctx, dut, count=1, keep=keeps)
         # Stalled: the host changes OPTIONS (and M, N) for its next command.
         await setup(ctx, dut, options=options_word(out_fmt=None), m=1, n=1)
-        seen["beats"] = first + await recv(ctx, dut)
+        beats = first + await recv(ctx, dut, keep=keeps)
+        seen["C"] = frames.c_from_frame(to_bytes(dut, beats, keeps), m, n, COLS, fp8=True)
         seen["st"] = await wait_done(ctx, dut)
 
     run(dut, bench)
     want = golden.convert(C, "dlfloat16", "e5m2", "rne", saturate=True)
-    assert seen["beats"] == want.ravel().tolist()
+    assert np.array_equal(seen["C"], want)
     assert seen["st"]["code"] == 0
 
 
@@ -307,9 +334,10 @@ def test_partial_writes_are_refused():
 
 @pytest.mark.parametrize("addr, value", [
     (Reg.M, 0x10005), (Reg.N, 0x1_0000), (Reg.K, 0xFFFF_FFFF), (Reg.LR, 0x1_3C00),
-    (Reg.OPTIONS, 1 << 2), (Reg.OPTIONS, 1 << 18), (Reg.OPTIONS, 1 << 31),
-    (Reg.OPTIONS, 3 << 16),
-], ids=["M", "N", "K", "LR", "OPTIONS-2", "OPTIONS-18", "OPTIONS-31", "OPTIONS-fmt3"])
+    (Reg.OPTIONS, 1 << 2), (Reg.OPTIONS, 1 << 10), (Reg.OPTIONS, 1 << 21),
+    (Reg.OPTIONS, 1 << 31), (Reg.OPTIONS, 3 << 16),
+], ids=["M", "N", "K", "LR", "OPTIONS-2", "OPTIONS-10", "OPTIONS-21", "OPTIONS-31",
+        "OPTIONS-fmt3"])
 def test_values_that_do_not_fit_are_refused(addr, value):
     dut = small_top()
     seen = {}
@@ -340,8 +368,8 @@ def test_register_masks_accept_every_field():
         assert resp == Resp.OKAY and back == value, (hex(addr), resp, hex(back))
     assert OPTIONS_MASK == options_word(a_fmt="e4m3", b_fmt="e4m3", chunk=1 << 15,
                                         rounding="rna", transpose_a=True, transpose_b=True,
-                                        accumulate=True, carry_in=True, carry_out=True
-                                        ) | 1 << 13 | 3 << 16 | 1 << 8
+                                        accumulate=True, carry_in=True, carry_out=True,
+                                        a_buf=1, b_buf=1, c_buf=1) | 1 << 13 | 3 << 16 | 1 << 8
 
 
 @pytest.mark.parametrize("word", [Ctrl.START | 1 << 8, Ctrl.READ_C | 1 << 31, 1 << 6])

@@ -470,13 +470,13 @@ class AcceleratorHost:
         return await self._poll(lambda st: st.done and not st.transfer, action,
                                 timeout_cycles, errors=True)
 
-    async def wait_gemm(self, timeout_cycles=100_000, first_wait=0):
+    async def wait_gemm(self, timeout_cycles=100_000, first_wait=0, action="The GEMM"):
         """Poll STATUS until no GEMM runs (STATUS.engine clear), after ``first_wait`` cycles
         in which it cannot have ended. A START's errors show at once (:meth:`gemm`), so an
         error code here belongs to a later action and is not raised."""
         if first_wait:
             await self._t.wait_cycles(first_wait)
-        return await self._poll(lambda st: not st.engine, "The GEMM", timeout_cycles,
+        return await self._poll(lambda st: not st.engine, action, timeout_cycles,
                                 errors=False, interval=8, cap=256)
 
     async def wait_idle(self, timeout_cycles=100_000):
@@ -834,7 +834,7 @@ class AcceleratorHost:
         if wait:
             # The rows of A that enter the array: it cannot end sooner.
             rows_in = m * -(-k // cfg["rows"]) * -(-n // cfg["cols"])
-            await self.wait_gemm(timeout_cycles, first_wait=rows_in)
+            await self.wait_gemm(timeout_cycles, first_wait=rows_in, action=what)
 
     def _desc(self, key):
         v = self._loaded.get(key)
