@@ -219,3 +219,22 @@ def test_demo(capsys):
     assert "stochastic rounding (on the RTL)               0 " in out
     print(out)
 
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+def test_gemm_1024_cubed_on_the_ulx3s_buffers(tmp_path):
+    """A GEMM far larger than the buffers (the ULX3S build's: 2048 A words, 16 KiB of B, 2048
+    accumulator words on the 8x8 array), tiled by the host driver and double-buffered,
+    bit-exact; its wall time is printed."""
+    import time
+    report = tmp_path / "r.json"
+    start = time.monotonic()
+    assert main(["gemm", "--random", "1024", "1024", "1024", "--rows", "8", "--cols", "8",
+                 "--buffers", "2048", "16384", "2048", "--check", "--json", str(report)]) == 0
+    r = json.loads(report.read_text())
+    print(f"1024^3 on 8x8 with the ULX3S buffers: {r['commands']} commands of "
+          f"{'x'.join(map(str, r['tile']))}, utilization {r['utilization']:.3f}, end to end "
+          f"{r['end_to_end_utilization']:.3f}; build {r['build_s']:.1f} s, simulation "
+          f"{r['sim_s']:.1f} s, wall {time.monotonic() - start:.0f} s")
+    assert r["check"]["mismatches"] == 0 and r["commands"] > 1

@@ -379,9 +379,13 @@ class GemmEngine(CheckedComponent):
         k_of_row = Signal(16)
         n_of_col = Signal(16)
         m.d.comb += [k_of_row.eq(l_k0 + l_r), n_of_col.eq(l_n0 + l_c)]
-        # The bank being written was last used by the pass before the one now streaming; its
-        # last row must have passed every PE of the array first.
-        flush = 3 + (rows - 1) * array._v_lat + cols + array._m_lat
+        # The bank being written was last used by the pass before the one now streaming: each
+        # row of it may be written once that pass's last row of A has passed the PEs of that
+        # array row. The last row of A reaches array row r about r * v_lat + c cycles after it
+        # is issued (column c), and the loader writes array row r about (r + 1) * cols cycles
+        # after it starts, so the start waits for the row where v_lat - cols adds up most,
+        # with m_lat and a few cycles of margin.
+        flush = 3 + array._m_lat + (rows - 1) * max(0, array._v_lat - cols)
         for t in bank_timer:
             with m.If(t != 0):
                 m.d.sync += t.eq(t - 1)

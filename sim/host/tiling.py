@@ -177,10 +177,11 @@ def _splits(plan, split, cols):
 
 
 def _pass_cycles(mt, rows, cols):
-    """Cycles of one pass of ``mt`` rows, roughly: at least the rows, and while they are
-    few, half a round of the two weight banks (the rows, the array's flush and the next
-    weights)."""
-    return max(mt, rows + cols + 16, (mt + 3 * (rows + cols) + rows * cols) // 2)
+    """Cycles of one pass of ``mt`` rows, roughly: at least the rows, and while they are few,
+    half a round of the two weight banks (a pass, the wait before its bank is rewritten and
+    the ``rows * cols`` cycles of the next weights; hw.gemm.engine)."""
+    flush = 7 + (rows - 1) * max(0, 10 - cols)
+    return max(mt + 1, (mt + flush + rows * cols + 4 + 1) // 2)
 
 
 def _estimate_overlapped(plan, rows, cols, beat_bytes):
