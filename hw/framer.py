@@ -121,7 +121,10 @@ class UpdateFramer(CheckedComponent):
         in_done = (left == 0) | (closed & ~unpack.o.valid)
         with m.If(self.elem.valid & self.elem.ready):
             m.d.sync += self.elem.valid.eq(0)
-        m.d.comb += unpack.o.ready.eq(active & ((left == 0) | ~self.elem.valid))
+        # The element register takes the next element in the cycle the unit takes this one:
+        # one element per cycle.
+        m.d.comb += unpack.o.ready.eq(active & ((left == 0) | ~self.elem.valid
+                                                | self.elem.ready))
         # (Assigned whole, not in an If: a 4-state simulator leaves a signal assigned only
         # under a condition that never changes at X, and pending would never recover.)
         passed = Signal()

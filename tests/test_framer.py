@@ -143,3 +143,53 @@ def test_a_long_frame_is_cut_at_its_length(width):
     out, lasts, error = run_frame(3, in_beats(els, width), seed=5, width=width)
     assert results(out, width) == [(w ^ g, v) for w, g, v in els[:3]]
     assert lasts == lasts_of(-(-12 // (width // 8))) and error
+
+
+@pytest.mark.parametrize("width, per_element", [(64, 1), (128, 1), (16, 4)])
+def test_an_element_per_cycle(width, per_element):
+    """With no stalls, a 64-bit (or wider) stream takes an element every cycle, and a 16-bit
+    one every four: the frame of n elements ends within a few cycles of n * per_element."""
+    n = 40
+    dut = UpdateFramer(pending=16, beat_width=width)
+    beats = in_beats(elements(n, 1), width)
+    got = {}
+
+    async def unit(ctx):
+        ctx.set(dut.elem.ready, 1)
+        ctx.set(dut.result.valid, 0)
+        while True:
+            _, _, valid, payload = await ctx.tick().sample(dut.elem.valid, dut.elem.payload)
+            # A result for every element, the cycle after it was taken.
+            ctx.set(dut.result.valid, valid)
+            ctx.set(dut.result.payload.w, payload.w ^ payload.g)
+            ctx.set(dut.result.payload.v, payload.v)
+
+    async def host(ctx):
+        ctx.set(dut.length, n)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        ctx.set(dut.active, 1)
+        ctx.set(dut.m_axis.tready, 1)
+        sent = cycles = 0
+        while True:
+            if sent < len(beats):
+                ctx.set(dut.s_axis.tvalid, 1)
+                ctx.set(dut.s_axis.tdata, beats[sent])
+                ctx.set(dut.s_axis.tlast, sent == len(beats) - 1)
+            else:
+                ctx.set(dut.s_axis.tvalid, 0)
+            _, _, tready, done = await ctx.tick().sample(dut.s_axis.tready, dut.done)
+            cycles += 1
+            if sent < len(beats) and tready:
+                sent += 1
+            if done:
+                got["cycles"] = cycles
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(unit, background=True)
+    sim.add_testbench(host)
+    sim.run()
+    assert n * per_element <= got["cycles"] <= n * per_element + 8, got
