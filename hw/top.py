@@ -482,9 +482,15 @@ class Accelerator(CheckedComponent):
                 unpackers[width] = Unpacker(W, width)
                 m.submodules[f"unpack{width}"] = unpackers[width]
 
+        # Counters as wide as the largest transfer that fits needs (a larger one is refused
+        # before it starts): on a small FPGA every bit counts.
+        max_words = max(a_depth, -(-b_depth // (W // 8)), acc_depth)
+        words_shape = range(max_words + 1)
+        beats_shape = range(max_words * max(1, max(widths.values()) // W) + 1)
+
         def beats_of(words, width):
             """Beats of a frame of ``words`` words of ``width`` bits (registered)."""
-            beats = Signal(32)
+            beats = Signal(beats_shape)
             if width <= W:
                 per = W // width
                 m.d.sync += beats.eq((words + per - 1) >> (per.bit_length() - 1))
@@ -492,19 +498,19 @@ class Accelerator(CheckedComponent):
                 m.d.sync += beats.eq(words << ((width // W).bit_length() - 1))
             return beats
 
-        b_words = Signal(32)
+        b_words = Signal(words_shape)
         m.d.sync += b_words.eq((kn + W // 8 - 1) >> ((W // 8).bit_length() - 1))
         words_of = {Xfer.A: a_words, Xfer.B: b_words, Xfer.C: c_words}
         beats_for = {kind: beats_of(words_of[kind], widths[kind]) for kind in widths}
 
-        beats_left = Signal(32)    # beats still to come in this frame
+        beats_left = Signal(beats_shape)   # beats still to come in this frame
         at_last = Signal()         # beats_left == 1
         over = Signal()            # the frame ran past its last beat
         frame_bad = Signal()       # the frame has the wrong length
         closing = Signal()         # its tlast has come: the unpacker drains
-        words_left = Signal(32)    # words still to write
+        words_left = Signal(words_shape)   # words still to write
         words_open = Signal()      # words_left != 0
-        waddr = Signal(32)         # the next word's address
+        waddr = Signal(words_shape)        # the next word's address
         with m.If(xfer_start):
             is_a, is_b = action == Ctrl.LOAD_A, action == Ctrl.LOAD_B
             beats = Mux(is_a, beats_for[Xfer.A], Mux(is_b, beats_for[Xfer.B], beats_for[Xfer.C]))
@@ -589,8 +595,8 @@ class Accelerator(CheckedComponent):
                                                                   depth=lat + 10)
         inflight = Signal(range(lat + 14))
         reading = xfer == Xfer.READ
-        to_issue = Signal(32)  # read addresses still to issue
-        raddr = Signal(32)
+        to_issue = Signal(range(acc_depth + 1))  # read addresses still to issue
+        raddr = Signal(range(acc_depth + 1))
         issue_last = Signal()  # to_issue == 1
         issuing = Signal()     # to_issue != 0
         # Registered, so a cycle late: it keeps room for the read it may issue in the cycle it

@@ -682,7 +682,7 @@ def test_host_runs_over_the_transport():
     and frames of a GEMM."""
     link = FakeLink(block=8, regs={Reg.CONFIG: 2 | 2 << 8 | 6 << 16 | 9 << 20 | 15 << 24,
                                    Reg.A_WORDS: 64, Reg.B_BYTES: 64, Reg.ACC_WORDS: 64,
-                                   Reg.BEAT_BYTES: 2, Reg.STATUS: 2})
+                                   Reg.BUILD: 2 | 1 << 8, Reg.STATUS: 2})
     t = BridgeTransport(link, clock_hz=1e6)
     host = AcceleratorHost(t)
     _run(host.reset())
