@@ -472,7 +472,12 @@ class Campaign:
             self.fail(f"CTRL={other:#x} during a GEMM: STATUS {st}, expected error 4")
         # Otherwise BUSY, or the GEMM was over before the second write: the action ran or
         # was checked.
-        st = await self.idle_status("after a busy GEMM")
+        # The GEMM ends; an action taken after it may hold the stream open (a load waiting for
+        # its frame, READ_C for its sink, UPDATE for its elements).
+        await self.host.wait_gemm(200_000)
+        st = await self.host.status()
+        if other == Ctrl.START or st.error:
+            st = await self.idle_status("after a busy GEMM")
         if other in (Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.LOAD_C) and not st.error:
             # Taken after the GEMM ended: the load is open; end it with a short frame.
             await self.t.send(bytes(1), 100_000)
