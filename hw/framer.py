@@ -3,7 +3,7 @@
 Ref: docs/host-interface.md ("Stream framing", UPDATE).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
