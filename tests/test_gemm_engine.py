@@ -233,17 +233,19 @@ def test_engine_short_m_passes_back_to_back(rng):
     assert cycles <= passes * (M + 1) + engine.array.latency + 32, cycles
 
 
+@pytest.mark.slow
 def test_engine_weight_gradient_shape_cycles():
     """M = 32, N = 32, K = 256 on 4x4 (8 column tiles, 64 passes each): no waits for the
-    accumulator between passes. The weight banks' turnaround (a pass's weights are loaded
-    after the last row of the pass two before it has left the array) still limits it."""
+    accumulator between passes. The weight banks' turnaround (a bank's rows are rewritten once
+    the last row of A of the pass two before has passed them) still limits it: 20,008 cycles
+    (33,844 with the tile-by-tile order and whole-array flush)."""
     M, N, K = 32, 32, 256
     engine = engine_for(4, 4, M, N, K)
     (C, cycles, active, error), = run_engine(engine, [
         {"m": M, "n": N, "k": K, "chunk_log2": 6}])
     assert error == 0 and not C.any()      # zero buffers: +0
     assert active == 16384
-    assert cycles < 25000, cycles
+    assert cycles < 21000, cycles
 
 
 @pytest.mark.parametrize("cmd,code", [
