@@ -141,15 +141,19 @@ def _plan(m, n, k, kt, span, rows, cols, a_words, b_bytes, acc_words):
     if nt < n and nt >= cols:
         nt = nt // cols * cols
     mt = min(m, DIM_MAX, a_words // -(-kt // rows), acc_words // -(-nt // cols))
-    # Bytes sent for the operands in each order: a tile already in its buffer is not sent
-    # again.
+    return TilePlan(m, n, k, mt, nt, kt, _order(m, n, k, mt, nt, kt), span)
+
+
+def _order(m, n, k, mt, nt, kt):
+    """``"n"`` or ``"m"``: the order of the output tiles that sends fewer operand bytes (a
+    tile already in its buffer is not sent again)."""
     nm, nn, nk = -(-m // mt), -(-n // nt), -(-k // kt)
     a_tile, b_tile = mt * kt, kt * nt
     by_n = (a_tile * (1 if nm * nk == 1 else nn * nm * nk)
             + b_tile * (nn if nk == 1 else nn * nm * nk))
     by_m = (a_tile * (nm if nk == 1 else nm * nn * nk)
             + b_tile * (1 if nn * nk == 1 else nm * nn * nk))
-    return TilePlan(m, n, k, mt, nt, kt, "n" if by_n <= by_m else "m", span)
+    return "n" if by_n <= by_m else "m"
 
 
 def _splits(plan, split, cols):
@@ -165,14 +169,8 @@ def _splits(plan, split, cols):
                 nt = max(cols, -(-nt // cols) * cols)
             if mt < 1 or (i and mt == plan.mt) or (j and nt >= plan.nt):
                 continue
-            nm, nn = -(-plan.m // mt), -(-plan.n // nt)
-            nk = -(-plan.k // plan.kt)
-            a_tile, b_tile = mt * plan.kt, plan.kt * nt
-            by_n = (a_tile * (1 if nm * nk == 1 else nn * nm * nk)
-                    + b_tile * (nn if nk == 1 else nn * nm * nk))
-            by_m = (a_tile * (nm if nk == 1 else nm * nn * nk)
-                    + b_tile * (1 if nn * nk == 1 else nm * nn * nk))
-            out.append(replace(plan, mt=mt, nt=nt, outer="n" if by_n <= by_m else "m"))
+            out.append(replace(plan, mt=mt, nt=nt,
+                               outer=_order(plan.m, plan.n, plan.k, mt, nt, plan.kt)))
     return out
 
 
