@@ -84,11 +84,11 @@ def verilator_env():
     # header, fails to compile ("Vtop__pch.h.fast: linker input file not found"). A variable
     # given in MAKEFLAGS counts as given on make's command line and overrides the file's.
     #
-    # The model is compiled without optimisation (verilated.mk's default is -Os): compiling
-    # dominates the runs people make. Measured on the 2x3 top, 300 campaign operations: -Os
-    # builds in about 40 s and runs in 13 s, -O0 builds in 20 s and runs in 20 s. Set
-    # FP8ACCEL_VERILATOR_OPT=-Os (or -O2) for a long simulation.
-    opt = os.environ.get("FP8ACCEL_VERILATOR_OPT", "-O0")
+    # The model is compiled with -O1 (verilated.mk's default is -Os). Measured on the 8x8 top,
+    # a 128^3 GEMM of 38,000 cycles: -O0 builds in 22 s and runs 15,000 cycles/s, -O1 builds in
+    # 28 s and runs 50,000 cycles/s, -O2 builds in 40 s and runs no faster. Set
+    # FP8ACCEL_VERILATOR_OPT to choose another level.
+    opt = os.environ.get("FP8ACCEL_VERILATOR_OPT", "-O1")
     wanted = ["CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt}", f"OPT_GLOBAL={opt}"]
     # ccache, where it is installed, serves the objects of a model compiled before (another
     # cache, another checkout) from its own cache.
@@ -164,8 +164,26 @@ def _simulator_version(sim):
     return _VERSIONS[sim]
 
 
+#: cocotb's Verilator build makes every signal of the design public and writable
+#: (``--public-flat-rw``), which keeps Verilator from optimising any of them away and puts all
+#: logic that a public signal feeds in the "input combinational" region it evaluates on every
+#: call: the 8x8 top then runs at 3,000 cycles/s instead of 50,000. The testbenches touch only
+#: the top-level ports, so only the top module's signals are made public, by this control file.
+_VERILATOR_PUBLIC = '`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+
+
+def _verilator_public(build, toplevel):
+    """Build arguments that make only the ports of ``toplevel`` public (a control file written
+    into ``build``)."""
+    vlt = build / "public.vlt"
+    vlt.write_text(_VERILATOR_PUBLIC.format(toplevel=toplevel))
+    return ["--no-public-flat-rw", str(vlt)]
+
+
 def _model_key(text, toplevel, sim, build_args, timescale, waves):
     import cocotb
+    if sim == "verilator":
+        build_args = [*build_args, _VERILATOR_PUBLIC]
     parts = {"verilog": hashlib.sha256(text.encode()).hexdigest(), "toplevel": toplevel,
              "sim": sim, "version": _simulator_version(sim), "build_args": build_args,
              "timescale": timescale, "waves": bool(waves), "cocotb": cocotb.__version__}
@@ -262,6 +280,8 @@ def _model(runner, text, *, toplevel, sim, build_args, timescale, waves, build_l
         try:
             source = build / f"{toplevel}.v"
             source.write_text(text)
+            if sim == "verilator":
+                build_args = [*build_args, *_verilator_public(build, toplevel)]
             runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build,
                          build_args=build_args, timescale=timescale, waves=waves,
                          always=True, log_file=build_log)
@@ -420,9 +440,12 @@ def _run_in(build_dir, component, *, toplevel, test_module, sim, config, extra_e
 
     timescale = ("1ns", "1ps")    # Amaranth's Verilog has no `timescale
     # -Wno-fatal: Amaranth's Verilog trips Verilator's WIDTH* lint warnings, which are harmless;
-    # -Wno-lint and -Wno-style keep them out of the log. No -O3: the C++ compile dominates
-    # (2-5 s a unit), while simulating 5000 operations takes under a second either way.
-    build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if sim == "verilator" else []
+    # -Wno-lint and -Wno-style keep them out of the log. FP8ACCEL_VERILATOR_ARGS adds more
+    # (for example --threads 2).
+    build_args = []
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style",
+                      *os.environ.get("FP8ACCEL_VERILATOR_ARGS", "").split()]
     runner = get_runner(sim)
     build_log = build_dir / "build.log"
     try:
