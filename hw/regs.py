@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: The register-map version, in ID[15:0]: it changes whenever a register or a field does.
-REGMAP_VERSION = 4
+REGMAP_VERSION = 5
 #: ID[31:16]: "F8" "AC".
 ID_MAGIC = 0xF8AC
 #: The value of the ID register.
@@ -101,6 +101,8 @@ class Reg(enum.IntEnum, shape=8):
     FIRST_IN = 0x50
     LAST_OUT = 0x54
     BUILD = 0x58
+    QUEUE = 0x5C
+    ERRLOG = 0x60
 
 
 class Ctrl(enum.IntEnum, shape=6):
@@ -150,9 +152,8 @@ _MEANINGS = {
         "TOO_LARGE": "what the action would read or write does not fit its buffer, or "
                      "names buffer 1 on a build with one (LENGTH over `2**24 - 1` for "
                      "UPDATE)",
-        "BUSY": "a START while a GEMM runs; a load, READ_C or UPDATE while a transfer "
-                "runs; an action on a buffer the running GEMM uses; START or UPDATE while a "
-                "transfer or GEMM uses what they need (the running one is unharmed)",
+        "BUSY": "the command queue is full (the command is not queued; those queued and "
+                "running are unharmed)",
         "FRAME": "a stream frame ended early (`tlast`) or ran past its length",
         "BAD_CTRL": "a CTRL word with no action bit, several, or any bit above bit 5",
         "BAD_SEED": "UPDATE with SEED = 0",
@@ -404,12 +405,15 @@ REGISTERS = (
              fields=tuple(_flag(c.name.lower(), c.bit_length() - 1, describe(c))
                           for c in Ctrl)),
     Register("STATUS", Reg.STATUS, Access.R, "the state of the last action",
-             fields=(_flag("busy", 0, "an action runs"),
-                     _flag("done", 1, "the last action finished (cleared by the next CTRL "
-                                      "write)"),
-                     _flag("error", 2, "the last action failed"),
+             fields=(_flag("busy", 0, "a command is queued or runs"),
+                     _flag("done", 1, "the last CTRL write was refused, or every command "
+                                      "queued has completed (cleared by the next CTRL write)"),
+                     _flag("error", 2, "the last CTRL write was refused, or a command failed "
+                                      "since"),
                      _flag("engine", 3, "a GEMM runs (START to its end)"),
                      _flag("transfer", 4, "a stream transfer runs (a load, READ_C or UPDATE)"),
+                     _flag("rejected", 5, "the last CTRL write was refused, with the code in "
+                                          "[15:8]; it was not queued"),
                      Field("code", 8, 8, "the error code of the last action (0 none; see "
                                          "Errors)", enum=ErrorCode, inline=False))),
     Register("M", Reg.M, Access.RW, "rows of A and C", width=16),
@@ -447,7 +451,20 @@ REGISTERS = (
     Register("BUILD", Reg.BUILD, Access.R, "more of what the build holds", reset=None,
              fields=(Field("beat_bytes", 0, 8, "bytes per AXI4-Stream beat (the stream width "
                                                "over 8)"),
-                     Field("buffers", 8, 4, "buffers of each kind: 2 (double buffering) or 1"))),
+                     Field("buffers", 8, 4, "buffers of each kind: 2 (double buffering) or 1"),
+                     Field("queue", 12, 4, "commands the queue holds, 1 to 15"))),
+    Register("QUEUE", Reg.QUEUE, Access.R, "the command queue", reset=0,
+             fields=(Field("pending", 0, 8, "commands queued or running"),
+                     Field("errors", 8, 8, "entries in ERRLOG"),
+                     Field("completed", 16, 16, "commands completed with every one before "
+                                                "them, modulo 2**16: the ticket of the "
+                                                "oldest pending command"))),
+    Register("ERRLOG", Reg.ERRLOG, Access.R, "the oldest failure of a queued command; "
+             "reading it removes it", reset=0,
+             fields=(Field("ticket", 0, 16, "the command's ticket: the number of commands "
+                                            "queued before it since reset, modulo 2**16"),
+                     Field("code", 16, 8, "its error code", enum=ErrorCode, inline=False),
+                     _flag("valid", 31, "an entry was there (0: the log is empty)"))),
 )
 
 _BY_NAME = {r.name: r for r in REGISTERS}

@@ -11,6 +11,7 @@ from functools import reduce
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, fifo
+from amaranth.lib.data import StructLayout
 from amaranth.lib.wiring import In, Out, connect
 
 from . import regs
@@ -130,6 +131,10 @@ class Accelerator(CheckedComponent):
         Bits per beat of the stream ports: 16, 32, 64 (the default), 128 or 256. Codes pack
         into beats, element 0 in the low bits: eight FP8 codes or four 16-bit codes per 64-bit
         beat (docs/host-interface.md, "Stream framing").
+    queue : int
+        Commands the queue holds besides the running ones, 1 to 15 (default 4): the host
+        writes them without waiting for the ones before (docs/host-interface.md, "Command
+        queue").
     s_axis : In(AXI4StreamSignature(stream_width))
         Data in: ``tdata``, ``tkeep`` (ignored: a frame is counted in beats), ``tlast``.
     m_axis : Out(AXI4StreamSignature(stream_width))
@@ -141,7 +146,7 @@ class Accelerator(CheckedComponent):
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
                  acc_fmt=DLFLOAT16, update_rbits=16, update=True, fp8_out=True,
-                 ram="lutram", stamps=True, stream_width=64, buffers=2):
+                 ram="lutram", stamps=True, stream_width=64, buffers=2, queue=4):
         for name, v in (("rows", rows), ("cols", cols)):
             limit = (1 << regs.CONFIG.field(name).width) - 1
             if isinstance(v, int) and not isinstance(v, bool) and v > limit:
@@ -150,6 +155,9 @@ class Accelerator(CheckedComponent):
         if stream_width not in (16, 32, 64, 128, 256):
             raise ValueError(f"stream_width must be 16, 32, 64, 128 or 256 bits, not "
                              f"{stream_width!r}")
+        if not isinstance(queue, int) or isinstance(queue, bool) or not 1 <= queue <= 15:
+            raise ValueError(f"queue must be a depth from 1 to 15 commands, not {queue!r}")
+        self._queue = queue
         self._width = stream_width
         # The top checks every command before it reaches the engine (error codes 1 and 2, as
         # for the loads), so the engine's own checks are not built.
@@ -197,14 +205,11 @@ class Accelerator(CheckedComponent):
         reg_wd = Signal(regs.register("WEIGHT_DECAY").shape)
         reg_seed = Signal(regs.register("SEED").shape)
         reg_len = Signal(regs.register("LENGTH").shape)
-        a_e4m3, b_e4m3 = options.a_e4m3, options.b_e4m3
-        chunk_log2, no_chunk, rna = options.chunk_log2, options.no_chunk, options.rna
-        trans_b, accumulate = options.trans_b, options.accumulate
-        upd_rne = options.update_rne
-        carry_out, carry_in = options.carry_out, options.carry_in
-        a_buf, b_buf, c_buf = options.a_buf, options.b_buf, options.c_buf
         out_fmt = options.out_fmt
         done = Signal()
+        queue_word = Signal(regs.register("QUEUE").shape)     # QUEUE (set below)
+        errlog_word = Signal(regs.register("ERRLOG").shape)   # ERRLOG's head (set below)
+        errlog_pop = Signal()      # a read of ERRLOG takes its head
         error = Signal(4)         # STATUS[15:8]: the codes go up to 9
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
@@ -285,10 +290,12 @@ class Accelerator(CheckedComponent):
         with m.If(self.s_axil.rvalid & self.s_axil.rready):
             m.d.sync += self.s_axil.rvalid.eq(0)
         status = Signal(regs.STATUS.shape)
-        m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0)),
+        queued = Signal()          # a command waits or runs (set below)
+        rejected_s = Signal()      # STATUS.rejected (set below)
+        m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0) | queued),
                      status.done.eq(done), status.error.eq(error != 0),
                      status.code.eq(error), status.engine.eq(eng.busy),
-                     status.transfer.eq(xfer_busy)]
+                     status.transfer.eq(xfer_busy), status.rejected.eq(rejected_s)]
         m.d.comb += self.irq.eq(done & ~status.busy)
         config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
                            acc_man=self._acc_fmt.m,
@@ -301,7 +308,8 @@ class Accelerator(CheckedComponent):
                    "B_BYTES": b_depth, "ACC_WORDS": acc_depth, "CLOCK": clock,
                    "FIRST_IN": first_in, "LAST_OUT": last_out,
                    "BUILD": regs.pack(regs.register("BUILD"), beat_bytes=self._width // 8,
-                                      buffers=self._buffers),
+                                      buffers=self._buffers, queue=self._queue),
+                   "QUEUE": queue_word, "ERRLOG": errlog_word,
                    "RNG_STATE": None if upd is None else upd.state}
         with m.If(ar_ok):
             m.d.sync += [self.s_axil.rvalid.eq(1), self.s_axil.rresp.eq(Resp.OKAY)]
@@ -318,6 +326,7 @@ class Accelerator(CheckedComponent):
                             m.d.sync += self.s_axil.rdata.eq(sources[reg.name])
                 with m.Default():
                     m.d.sync += [self.s_axil.rdata.eq(0), self.s_axil.rresp.eq(Resp.DECERR)]
+        m.d.comb += errlog_pop.eq(ar_ok & ((self.s_axil.araddr & 0xFC) == Reg.ERRLOG))
 
         # The checks of every action, registered from the registers ---------------------------
         KB = Signal(16)        # ceil(K / rows): A words per row of A
@@ -354,117 +363,6 @@ class Accelerator(CheckedComponent):
         seed_zero = Signal()
         m.d.sync += [len_zero.eq(reg_len == 0), len_big.eq(reg_len > UPDATE_MAX),
                      seed_zero.eq(reg_seed == 0)]
-
-        # Engine command --------------------------------------------------------------------
-        m.d.comb += [
-            eng.m.eq(reg_m), eng.n.eq(reg_n), eng.k.eq(reg_k),
-            eng.a_e4m3.eq(a_e4m3), eng.b_e4m3.eq(b_e4m3), eng.chunk_log2.eq(chunk_log2),
-            eng.no_chunk.eq(no_chunk), eng.rna.eq(rna), eng.trans_b.eq(trans_b),
-            eng.accumulate.eq(accumulate), eng.carry_in.eq(carry_in),
-            eng.carry_out.eq(carry_out),
-            eng.a_buf.eq(a_buf), eng.b_buf.eq(b_buf), eng.c_buf.eq(c_buf),
-        ]
-        # Double buffering: the buffers of the running GEMM and of the running transfer. An
-        # action is BUSY when it needs what either holds.
-        run_a, run_b, run_c = Signal(), Signal(), Signal()
-        xbuf = Signal()
-        m.d.comb += [eng.a_wbuf.eq(xbuf), eng.b_wbuf.eq(xbuf), eng.c_wbuf.eq(xbuf),
-                     eng.c_rbuf.eq(xbuf)]
-        eng_a = eng.busy & (run_a == a_buf)
-        eng_b = eng.busy & (run_b == b_buf)
-        eng_c = eng.busy & (run_c == c_buf)
-        x_a = (xfer == Xfer.A) & (xbuf == a_buf)
-        x_b = (xfer == Xfer.B) & (xbuf == b_buf)
-        x_c = ((xfer == Xfer.C) | (xfer == Xfer.READ)) & (xbuf == c_buf)
-        # A build with one buffer has no buffer 1.
-        no_buf = Signal()
-        if self._buffers == 1:
-            m.d.sync += no_buf.eq(a_buf | b_buf | c_buf)
-        m.d.comb += eng.start.eq(0)
-        action = ctrl_word
-        upd_start = Signal()
-        xfer_start = Signal()        # a load or READ_C is taken: its walk starts
-        rd_fmt = Signal(2)           # READ_C's format, latched when it is taken
-        # The engine's done and error belong to the host's last action only if that action was
-        # the START the engine accepted: a rejected action after it keeps its own error code.
-        own_run = Signal()
-
-        def reject(code):
-            m.d.sync += [error.eq(code), done.eq(1)]
-
-        def transfer(kind, zero, big):
-            with m.If(zero):
-                reject(TopError.ZERO_DIM)
-            with m.Elif(big):
-                reject(TopError.TOO_LARGE)
-            with m.Else():
-                m.d.sync += xfer.eq(kind)
-                m.d.comb += xfer_start.eq(1)
-
-        busy_for = {
-            Ctrl.START: eng.busy | x_a | x_b | x_c | (xfer == Xfer.UPDATE),
-            Ctrl.LOAD_A: xfer_busy | eng_a, Ctrl.LOAD_B: xfer_busy | eng_b,
-            Ctrl.LOAD_C: xfer_busy | eng_c, Ctrl.READ_C: xfer_busy | eng_c,
-            Ctrl.UPDATE: xfer_busy | eng.busy,
-        }
-        is_busy = Signal()
-        m.d.comb += is_busy.eq(reduce(operator.or_, ((action == act) & cond
-                                                     for act, cond in busy_for.items())))
-        with m.If(decide):
-            m.d.sync += [done.eq(0), own_run.eq(0), error.eq(0)]
-            with m.If(~ctrl_single):
-                reject(TopError.BAD_CTRL)
-            with m.Elif(is_busy):
-                m.d.sync += error.eq(TopError.BUSY)
-            with m.Elif(no_buf & (action != Ctrl.UPDATE)):
-                reject(TopError.TOO_LARGE)
-            with m.Else(), m.Switch(action):
-                with m.Case(Ctrl.START):
-                    with m.If(zero_a | zero_b):
-                        reject(TopError.ZERO_DIM)
-                    with m.Elif(big_a | big_b | big_c):
-                        reject(TopError.TOO_LARGE)
-                    with m.Else():
-                        m.d.comb += eng.start.eq(1)
-                        m.d.sync += [own_run.eq(1), run_a.eq(a_buf), run_b.eq(b_buf),
-                                     run_c.eq(c_buf)]
-                with m.Case(Ctrl.LOAD_A):
-                    transfer(Xfer.A, zero_a, big_a)
-                    m.d.sync += xbuf.eq(a_buf)
-                with m.Case(Ctrl.LOAD_B):
-                    transfer(Xfer.B, zero_b, big_b)
-                    m.d.sync += xbuf.eq(b_buf)
-                with m.Case(Ctrl.LOAD_C):
-                    transfer(Xfer.C, zero_c, big_c)
-                    m.d.sync += xbuf.eq(c_buf)
-                with m.Case(Ctrl.READ_C):
-                    m.d.sync += xbuf.eq(c_buf)
-                    m.d.sync += rd_fmt.eq(out_fmt)
-                    # (Python conditions, not constant If()s: an If(0) leaves an empty,
-                    # attributed statement that Yosys writes as invalid Verilog.)
-                    if self._fp8_out:
-                        transfer(Xfer.READ, zero_c, big_c)
-                    else:
-                        with m.If(out_fmt != OutFmt.ACC):
-                            reject(TopError.NO_FP8_OUT)
-                        with m.Else():
-                            transfer(Xfer.READ, zero_c, big_c)
-                with m.Case(Ctrl.UPDATE):
-                    if upd is None:
-                        reject(TopError.NO_UPDATE)
-                    else:
-                        with m.If(len_zero):
-                            reject(TopError.ZERO_DIM)
-                        with m.Elif(len_big):
-                            reject(TopError.TOO_LARGE)
-                        with m.Elif(seed_zero):
-                            reject(TopError.BAD_SEED)
-                        with m.Else():
-                            m.d.sync += xfer.eq(Xfer.UPDATE)
-                            m.d.comb += upd_start.eq(1)
-        with m.If(eng.done & own_run):
-            # The command ran, or its checks rejected it (zero or too large a dimension).
-            m.d.sync += [done.eq(1), error.eq(eng.error)]
 
         # Transfers: buffer images through the width converters (hw.gearbox) -----------------
         # LOAD_A and LOAD_C carry the buffer words as they are stored (hw.gemm.layout): an A
@@ -503,6 +401,188 @@ class Accelerator(CheckedComponent):
         words_of = {Xfer.A: a_words, Xfer.B: b_words, Xfer.C: c_words}
         beats_for = {kind: beats_of(words_of[kind], widths[kind]) for kind in widths}
 
+        # The command queue (docs/host-interface.md, "Command queue") -------------------------
+        # A CTRL write that passes the checks of its action is queued with everything it
+        # needs (dimensions, options, its frame's words and beats, the UPDATE scalars), so
+        # that the registers may be written for the next command at once. The head of the
+        # queue is dispatched, in order, when what it needs is free: a START when no GEMM runs
+        # and no transfer uses one of its buffers; a load or READ_C when no transfer runs and
+        # the running GEMM does not use its buffer; UPDATE when nothing runs. A GEMM and a
+        # transfer may run at once. A write that fails a check is not queued: STATUS shows its
+        # error at once (and STATUS.rejected); so does one that finds the queue full (BUSY).
+        entry_fields = {"start": 1, "kind": Xfer, "m": reg_m.shape(), "n": reg_n.shape(),
+                        "k": reg_k.shape(), "options": regs.OPTIONS.shape,
+                        "words": words_shape, "beats": beats_shape}
+        if upd is not None:
+            entry_fields.update(lr=reg_lr.shape(), mu=reg_mu.shape(), wd=reg_wd.shape(),
+                                seed=reg_seed.shape(), length=reg_len.shape())
+        entry_layout = StructLayout(entry_fields)
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
+            width=entry_layout.size, depth=self._queue)
+        new = Signal(entry_layout)
+        head = entry_layout(queue.r_data)
+        m.d.comb += queue.w_data.eq(new)
+        action = ctrl_word
+        is_a, is_b = action == Ctrl.LOAD_A, action == Ctrl.LOAD_B
+        m.d.comb += [
+            new.start.eq(action == Ctrl.START),
+            new.kind.eq(Mux(is_a, Xfer.A, Mux(is_b, Xfer.B, Mux(
+                action == Ctrl.LOAD_C, Xfer.C, Mux(action == Ctrl.READ_C, Xfer.READ, Mux(
+                    action == Ctrl.UPDATE, Xfer.UPDATE, Xfer.IDLE)))))),
+            new.m.eq(reg_m), new.n.eq(reg_n), new.k.eq(reg_k), new.options.eq(options),
+            new.words.eq(Mux(is_a, a_words, Mux(is_b, b_words, c_words))),
+            new.beats.eq(Mux(is_a, beats_for[Xfer.A], Mux(is_b, beats_for[Xfer.B],
+                                                           beats_for[Xfer.C]))),
+        ]
+        if upd is not None:
+            m.d.comb += [new.lr.eq(reg_lr), new.mu.eq(reg_mu), new.wd.eq(reg_wd),
+                         new.seed.eq(reg_seed), new.length.eq(reg_len)]
+
+        # Tickets: the n-th accepted command (from 0, modulo 2**16) is ticket n. ``retired``
+        # counts the commands that have completed with every command before them.
+        accepted = Signal(16)
+        dispatched = Signal(16)
+        gemm_run, gemm_ticket = Signal(), Signal(16)
+        xfer_ticket = Signal(16)
+        age_g = Mux(gemm_run, dispatched - gemm_ticket, 0)[:16]
+        age_x = Mux(xfer_busy, dispatched - xfer_ticket, 0)[:16]
+        retired = Signal(16)
+        m.d.comb += retired.eq(dispatched - Mux(age_g > age_x, age_g, age_x))
+        pending = Signal(16)
+        m.d.comb += pending.eq(accepted - retired)
+        # The error log: (ticket, code) of every command that failed while it ran.
+        m.submodules.errlog = errlog = fifo.SyncFIFO(width=24, depth=self._queue)
+        log_code = Signal(8)
+        m.d.comb += errlog.w_data.eq(Cat(xfer_ticket, log_code))
+
+        m.d.comb += [errlog.r_en.eq(errlog_pop),
+                     errlog_word.ticket.eq(Mux(errlog.r_rdy, errlog.r_data[:16], 0)),
+                     errlog_word.code.eq(Mux(errlog.r_rdy, errlog.r_data[16:], 0)),
+                     errlog_word.valid.eq(errlog.r_rdy),
+                     queue_word.pending.eq(pending), queue_word.errors.eq(errlog.r_level),
+                     queue_word.completed.eq(retired)]
+
+        def fail(code):
+            """The running transfer ends with error ``code``: STATUS shows it, and the log
+            keeps it with the transfer's ticket."""
+            m.d.sync += error.eq(code)
+            m.d.comb += [errlog.w_en.eq(1), log_code.eq(code)]
+
+        # Engine command: the head's, taken by the engine when it starts.
+        hopt = head.options
+        m.d.comb += [
+            eng.m.eq(head.m), eng.n.eq(head.n), eng.k.eq(head.k),
+            eng.a_e4m3.eq(hopt.a_e4m3), eng.b_e4m3.eq(hopt.b_e4m3),
+            eng.chunk_log2.eq(hopt.chunk_log2), eng.no_chunk.eq(hopt.no_chunk),
+            eng.rna.eq(hopt.rna), eng.trans_b.eq(hopt.trans_b),
+            eng.accumulate.eq(hopt.accumulate), eng.carry_in.eq(hopt.carry_in),
+            eng.carry_out.eq(hopt.carry_out),
+            eng.a_buf.eq(hopt.a_buf), eng.b_buf.eq(hopt.b_buf), eng.c_buf.eq(hopt.c_buf),
+        ]
+        # The buffers of the running GEMM and of the running transfer.
+        run_a, run_b, run_c = Signal(), Signal(), Signal()
+        xbuf = Signal()
+        m.d.comb += [eng.a_wbuf.eq(xbuf), eng.b_wbuf.eq(xbuf), eng.c_wbuf.eq(xbuf),
+                     eng.c_rbuf.eq(xbuf)]
+        g_a = gemm_run & (run_a == hopt.a_buf)
+        g_b = gemm_run & (run_b == hopt.b_buf)
+        g_c = gemm_run & (run_c == hopt.c_buf)
+        x_a = (xfer == Xfer.A) & (xbuf == hopt.a_buf)
+        x_b = (xfer == Xfer.B) & (xbuf == hopt.b_buf)
+        x_c = ((xfer == Xfer.C) | (xfer == Xfer.READ)) & (xbuf == hopt.c_buf)
+        kind = head.kind
+        wait = Mux(head.start, gemm_run | x_a | x_b | x_c | (xfer == Xfer.UPDATE),
+                   xfer_busy | ~errlog.w_rdy | Mux(
+                       kind == Xfer.A, g_a, Mux(kind == Xfer.B, g_b, Mux(
+                           kind == Xfer.UPDATE, gemm_run, g_c))))
+        # After a dispatch the next waits a cycle, until what it started shows as running.
+        settle = Signal()
+        dispatch = Signal()
+        m.d.comb += dispatch.eq(queue.r_rdy & ~wait & ~settle)
+        m.d.comb += queue.r_en.eq(dispatch)
+        m.d.sync += settle.eq(dispatch)
+        m.d.comb += eng.start.eq(dispatch & head.start)
+        upd_start = Signal()
+        xfer_start = Signal()        # a load or READ_C is dispatched: its walk starts
+        m.d.comb += xfer_start.eq(dispatch & ~head.start & (kind != Xfer.UPDATE))
+        rd_fmt = Signal(2)           # READ_C's format, latched when it is dispatched
+        with m.If(dispatch):
+            m.d.sync += dispatched.eq(dispatched + 1)
+            with m.If(head.start):
+                m.d.sync += [gemm_run.eq(1), gemm_ticket.eq(dispatched), run_a.eq(hopt.a_buf),
+                             run_b.eq(hopt.b_buf), run_c.eq(hopt.c_buf)]
+            with m.Else():
+                m.d.sync += [xfer.eq(kind), xfer_ticket.eq(dispatched), rd_fmt.eq(hopt.out_fmt),
+                             xbuf.eq(Mux(kind == Xfer.A, hopt.a_buf,
+                                         Mux(kind == Xfer.B, hopt.b_buf, hopt.c_buf)))]
+                m.d.comb += upd_start.eq(kind == Xfer.UPDATE)
+        with m.If(gemm_run & eng.done):
+            m.d.sync += gemm_run.eq(0)
+
+        # The decision of a CTRL write: the checks of its action, then the queue.
+        no_buf = Signal()            # a build with one buffer has no buffer 1
+        if self._buffers == 1:
+            m.d.sync += no_buf.eq(options.a_buf | options.b_buf | options.c_buf)
+        rejected = Signal()          # the last CTRL write was refused
+        written = Signal()           # a CTRL write has been decided since reset
+
+        def reject(code):
+            m.d.sync += [error.eq(code), rejected.eq(1)]
+
+        def enqueue():
+            m.d.comb += queue.w_en.eq(1)
+            m.d.sync += accepted.eq(accepted + 1)
+
+        def checked(zero, big):
+            with m.If(zero):
+                reject(TopError.ZERO_DIM)
+            with m.Elif(big):
+                reject(TopError.TOO_LARGE)
+            with m.Else():
+                enqueue()
+
+        with m.If(decide):
+            m.d.sync += [rejected.eq(0), error.eq(0), written.eq(1)]
+            with m.If(~ctrl_single):
+                reject(TopError.BAD_CTRL)
+            with m.Elif(no_buf & (action != Ctrl.UPDATE)):
+                reject(TopError.TOO_LARGE)
+            with m.Elif(~queue.w_rdy):
+                reject(TopError.BUSY)
+            with m.Else(), m.Switch(action):
+                with m.Case(Ctrl.START):
+                    checked(zero_a | zero_b, big_a | big_b | big_c)
+                with m.Case(Ctrl.LOAD_A):
+                    checked(zero_a, big_a)
+                with m.Case(Ctrl.LOAD_B):
+                    checked(zero_b, big_b)
+                with m.Case(Ctrl.LOAD_C):
+                    checked(zero_c, big_c)
+                with m.Case(Ctrl.READ_C):
+                    # (Python conditions, not constant If()s: an If(0) leaves an empty,
+                    # attributed statement that Yosys writes as invalid Verilog.)
+                    if self._fp8_out:
+                        checked(zero_c, big_c)
+                    else:
+                        with m.If(out_fmt != OutFmt.ACC):
+                            reject(TopError.NO_FP8_OUT)
+                        with m.Else():
+                            checked(zero_c, big_c)
+                with m.Case(Ctrl.UPDATE):
+                    if upd is None:
+                        reject(TopError.NO_UPDATE)
+                    else:
+                        with m.If(len_zero):
+                            reject(TopError.ZERO_DIM)
+                        with m.Elif(len_big):
+                            reject(TopError.TOO_LARGE)
+                        with m.Elif(seed_zero):
+                            reject(TopError.BAD_SEED)
+                        with m.Else():
+                            enqueue()
+        m.d.comb += [done.eq(written & (deciding == 0) & (rejected | (pending == 0))),
+                     queued.eq(pending != 0), rejected_s.eq(rejected)]
+
         beats_left = Signal(beats_shape)   # beats still to come in this frame
         at_last = Signal()         # beats_left == 1
         over = Signal()            # the frame ran past its last beat
@@ -512,13 +592,9 @@ class Accelerator(CheckedComponent):
         words_open = Signal()      # words_left != 0
         waddr = Signal(words_shape)        # the next word's address
         with m.If(xfer_start):
-            is_a, is_b = action == Ctrl.LOAD_A, action == Ctrl.LOAD_B
-            beats = Mux(is_a, beats_for[Xfer.A], Mux(is_b, beats_for[Xfer.B], beats_for[Xfer.C]))
-            words = Mux(is_a, a_words, Mux(is_b, b_words, c_words))
-            m.d.sync += [beats_left.eq(beats), at_last.eq(beats == 1), over.eq(0),
-                         frame_bad.eq(0), closing.eq(0), words_left.eq(words),
-                         words_open.eq(words != 0), waddr.eq(0)]
-
+            m.d.sync += [beats_left.eq(head.beats), at_last.eq(head.beats == 1), over.eq(0),
+                         frame_bad.eq(0), closing.eq(0), words_left.eq(head.words),
+                         words_open.eq(head.words != 0), waddr.eq(0)]
         loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
         taking = loading & ~closing
         # The unpacker of this transfer's word width; its outputs are selected by and-or
@@ -571,11 +647,11 @@ class Accelerator(CheckedComponent):
                 # The frame is longer than it should be: keep what came, drop the rest.
                 m.d.sync += over.eq(1)
         # The load ends once its frame has ended and every word it needs is written (the
-        # rest of the last beat is dropped). An action rejected meanwhile keeps its error.
+        # rest of the last beat is dropped).
         with m.If(loading & closing & (~draining | ~words_open)):
-            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
+            m.d.sync += xfer.eq(Xfer.IDLE)
             with m.If(frame_bad):
-                m.d.sync += error.eq(TopError.FRAME)
+                fail(TopError.FRAME)
 
         # Read C: the accumulator words in address order, every lane through the output
         # conversion, packed into beats ------------------------------------------------------
@@ -611,8 +687,8 @@ class Accelerator(CheckedComponent):
             with m.If(issue_last):
                 m.d.sync += issuing.eq(0)
         with m.If(xfer_start):
-            m.d.sync += [to_issue.eq(c_words), issue_last.eq(c_words == 1),
-                         issuing.eq(c_words != 0), raddr.eq(0)]
+            m.d.sync += [to_issue.eq(head.words), issue_last.eq(head.words == 1),
+                         issuing.eq(head.words != 0), raddr.eq(0)]
 
         # The read data is registered before the converters (block RAM outputs are slow).
         # Address register, three cycles of the engine's read, the data register.
@@ -658,35 +734,35 @@ class Accelerator(CheckedComponent):
             sources.append((mine, pk.m_axis))
         m.d.comb += out_fifo.r_en.eq(Cat(*r_ens).any())
         with m.If(reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
-            m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1), last_out.eq(clock)]
+            m.d.sync += [xfer.eq(Xfer.IDLE), last_out.eq(clock)]
 
         # UPDATE: elements in, results out, through the SGD unit (hw.framer) ---------------
         updating = Signal()
         if upd is not None:
             m.d.comb += updating.eq(xfer == Xfer.UPDATE)
-            # The scalars are latched at the start: the unit reads them at different times for
-            # one element, and a register write during an UPDATE must not reach half of one.
-            # The seed is loaded, and the scalars latched, in the cycle after the start (a
-            # register apart from the CTRL decoding).
-            upd_go = Signal()
-            m.d.sync += [upd_go.eq(upd_start), upd.load.eq(upd_start)]
-            m.d.comb += upd.seed.eq(reg_seed)
-            with m.If(upd_go):
-                m.d.sync += [upd.lr.eq(reg_lr), upd.momentum.eq(reg_mu),
-                             upd.weight_decay.eq(reg_wd), upd.sr.eq(~upd_rne)]
+            # The scalars come from the queue entry and are latched at the dispatch: the unit
+            # reads them at different times for one element. The seed is loaded in the cycle
+            # after.
+            seed = Signal.like(reg_seed)
+            m.d.sync += upd.load.eq(upd_start)
+            m.d.comb += upd.seed.eq(seed)
+            with m.If(upd_start):
+                m.d.sync += [upd.lr.eq(head.lr), upd.momentum.eq(head.mu),
+                             upd.weight_decay.eq(head.wd), upd.sr.eq(~hopt.update_rne),
+                             seed.eq(head.seed)]
             m.submodules.framer = framer = UpdateFramer(upd.fifo_depth, W)
             connect(m, framer.elem, upd.i)
             connect(m, upd.o, framer.result)
-            m.d.comb += [framer.start.eq(upd_start), framer.length.eq(reg_len),
+            m.d.comb += [framer.start.eq(upd_start), framer.length.eq(head.length),
                          framer.active.eq(updating),
                          framer.s_axis.tdata.eq(self.s_axis.tdata),
                          framer.s_axis.tvalid.eq(self.s_axis.tvalid),
                          framer.s_axis.tlast.eq(self.s_axis.tlast),
                          framer.m_axis.tready.eq(self.m_axis.tready)]
             with m.If(framer.done):
-                m.d.sync += [xfer.eq(Xfer.IDLE), done.eq(1)]
+                m.d.sync += xfer.eq(Xfer.IDLE)
                 with m.If(framer.error):
-                    m.d.sync += error.eq(TopError.FRAME)
+                    fail(TopError.FRAME)
 
             sources.append((updating, framer.m_axis))
             tready = (taking & tready) | (updating & framer.s_axis.tready)

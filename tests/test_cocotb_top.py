@@ -35,7 +35,7 @@ ICARUS_TESTS = [
     "test_every_option/idle=False/backpressure=False",
     "test_back_to_back_commands/idle=False/backpressure=False",
     "test_bad_commands",
-    "test_actions_during_a_transfer_are_busy",
+    "test_commands_queued_during_a_transfer",
     "test_reset_in_the_middle",
     "test_update_matches_golden/idle=True/backpressure=True",
     "test_update_bad_commands",

@@ -38,14 +38,14 @@ REGENERATE = "fp8accel regs --write-doc docs/host-interface.md"
 
 # The names of hw.top, as they were written out by hand before the description -------------------
 
-def test_addresses_are_those_of_register_map_version_4():
+def test_addresses_are_those_of_register_map_version_5():
     assert {r.name: int(r) for r in Reg} == {
         "ID": 0x00, "CONFIG": 0x04, "CTRL": 0x08, "STATUS": 0x0C, "M": 0x10, "N": 0x14,
         "K": 0x18, "OPTIONS": 0x1C, "CYCLES": 0x20, "ACTIVE": 0x24, "A_WORDS": 0x28,
         "B_BYTES": 0x2C, "ACC_WORDS": 0x30, "LR": 0x34, "MOMENTUM": 0x38,
         "WEIGHT_DECAY": 0x3C, "SEED": 0x40, "LENGTH": 0x44, "RNG_STATE": 0x48, "CLOCK": 0x4C,
-        "FIRST_IN": 0x50, "LAST_OUT": 0x54, "BUILD": 0x58}
-    assert ID_VALUE == 0xF8AC0004 == regs.ID_MAGIC << 16 | regs.REGMAP_VERSION
+        "FIRST_IN": 0x50, "LAST_OUT": 0x54, "BUILD": 0x58, "QUEUE": 0x5C, "ERRLOG": 0x60}
+    assert ID_VALUE == 0xF8AC0005 == regs.ID_MAGIC << 16 | regs.REGMAP_VERSION
 
 
 def test_masks_and_read_only_registers_are_unchanged():
@@ -56,7 +56,8 @@ def test_masks_and_read_only_registers_are_unchanged():
     assert OPTIONS_MASK == 0x1F_FBF3
     assert set(READ_ONLY) == {Reg.ID, Reg.CONFIG, Reg.STATUS, Reg.CYCLES, Reg.ACTIVE,
                               Reg.A_WORDS, Reg.B_BYTES, Reg.ACC_WORDS, Reg.RNG_STATE,
-                              Reg.CLOCK, Reg.FIRST_IN, Reg.LAST_OUT, Reg.BUILD}
+                              Reg.CLOCK, Reg.FIRST_IN, Reg.LAST_OUT, Reg.BUILD, Reg.QUEUE,
+                              Reg.ERRLOG}
     assert (UPDATE_RNE, CARRY_OUT, CARRY_IN) == (1 << 13, 1 << 14, 1 << 15)
 
 
@@ -89,8 +90,9 @@ def test_pack_agrees_with_the_layout():
     assert word == 1 | 6 << 4 | 1 << 11 | CARRY_IN | 2 << 16
     assert word == OPTIONS.layout.const(fields).as_value().value
     assert regs.unpack(OPTIONS, word) == {**{f.name: 0 for f in OPTIONS.fields}, **fields}
-    assert regs.unpack(STATUS, 0x0602) == {"busy": 0, "done": 1, "error": 0, "engine": 0,
-                                           "transfer": 0, "code": TopError.BAD_CTRL}
+    assert regs.unpack(STATUS, 0x0622) == {"busy": 0, "done": 1, "error": 0, "engine": 0,
+                                           "transfer": 0, "rejected": 1,
+                                           "code": TopError.BAD_CTRL}
     assert regs.replace(OPTIONS, word, out_fmt=OutFmt.ACC, c_buf=1) == word & ~(3 << 16) | 1 << 20
 
 
@@ -192,7 +194,7 @@ def test_markdown_prints_every_section_between_its_markers(capsys):
 def test_the_short_map_names_every_register(capsys):
     assert main(["regs"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("fp8accel register map, version 4 (ID 0xF8AC0004)")
+    assert out.startswith("fp8accel register map, version 5 (ID 0xF8AC0005)")
     assert all(f"0x{r.addr:02X} {r.name}" in out for r in regs.REGISTERS)
 
 
@@ -234,7 +236,7 @@ def test_c_header_compiles_and_holds_the_description(tmp_path):
                          check=True).stdout.split()
     out_fmt = OPTIONS.field("out_fmt")
     assert list(map(int, out)) == [
-        4, ID_VALUE, Reg.OPTIONS, Reg.LAST_OUT, out_fmt.lsb, out_fmt.mask, OPTIONS_MASK,
+        5, ID_VALUE, Reg.OPTIONS, Reg.LAST_OUT, out_fmt.lsb, out_fmt.mask, OPTIONS_MASK,
         Ctrl.READ_C, TopError.NO_FP8_OUT, OutFmt.E4M3, 8, 0xFF00]
 
 

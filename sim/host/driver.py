@@ -109,16 +109,37 @@ class Status(NamedTuple):
     code: int
     engine: bool = False
     transfer: bool = False
+    rejected: bool = False
 
     @classmethod
     def from_word(cls, word):
         f = regs.unpack("STATUS", word)
         return cls(bool(f["busy"]), bool(f["done"]), bool(f["error"]), int(f["code"]),
-                   bool(f["engine"]), bool(f["transfer"]))
+                   bool(f["engine"]), bool(f["transfer"]), bool(f["rejected"]))
 
     def __str__(self):
         return (f"busy={int(self.busy)} done={int(self.done)} error={int(self.error)} "
-                f"code={self.code} engine={int(self.engine)} transfer={int(self.transfer)}")
+                f"code={self.code} engine={int(self.engine)} transfer={int(self.transfer)} "
+                f"rejected={int(self.rejected)}")
+
+
+class QueueState(NamedTuple):
+    """QUEUE, decoded: commands ``pending`` (queued or running), ``errors`` waiting in ERRLOG,
+    and ``completed`` (modulo 2**16; the ticket of the oldest pending command)."""
+    pending: int
+    errors: int
+    completed: int
+
+    @classmethod
+    def from_word(cls, word):
+        f = regs.unpack("QUEUE", word)
+        return cls(int(f["pending"]), int(f["errors"]), int(f["completed"]))
+
+
+def _retired(completed, ticket):
+    """Whether the command of ``ticket`` has completed, given QUEUE.completed (both modulo
+    2**16; fewer than 2**15 commands apart)."""
+    return (completed - ticket - 1) & 0xFFFF < 0x8000
 
 
 def _fp8_format(fmt, what):
@@ -434,6 +455,10 @@ class AcceleratorHost:
         self._loaded = {}
         #: What the last :meth:`run_gemm` did: its tiles, counters and end-to-end cycles.
         self.last_run = None
+        # The ticket of the START :meth:`wait_gemm` waits for, and the cycles a command may
+        # wait behind that GEMM.
+        self._gemm_ticket = None
+        self._gemm_bound = 0
 
     transport = property(lambda self: self._t)
 
@@ -453,6 +478,70 @@ class AcceleratorHost:
         """Write ``action`` (a :class:`hw.top.Ctrl` bit, or any word) to CTRL."""
         await self._t.write_reg(Reg.CTRL, action)
 
+    async def queue_state(self):
+        """QUEUE as a :class:`QueueState`."""
+        return QueueState.from_word(await self._t.read_reg(Reg.QUEUE))
+
+    async def error_log(self):
+        """Read ERRLOG until it is empty: ``[(ticket, code)]`` of the queued commands that
+        failed, oldest first (reading removes them)."""
+        out = []
+        while True:
+            f = regs.unpack("ERRLOG", await self._t.read_reg(Reg.ERRLOG))
+            if not f["valid"]:
+                return out
+            out.append((int(f["ticket"]), int(f["code"])))
+
+    async def submit(self, action, what=None, timeout_cycles=1_000_000):
+        """Queue ``action`` (a :class:`hw.top.Ctrl` bit) with the registers as they are;
+        returns its ticket. Raises :class:`AcceleratorError` when the device refuses it (its
+        checks: STATUS.rejected), and waits for room while the queue is full."""
+        what = what or _ACTIONS.get(action, f"CTRL = 0x{int(action):x}")
+        waited = 0
+        while True:
+            await self.command(action)
+            st = await self.status()
+            if not st.rejected:
+                # Commands accepted = completed + pending: this one is the last of them.
+                q = await self.queue_state()
+                return (q.completed + q.pending - 1) & 0xFFFF
+            if st.code != TopError.BUSY:
+                raise AcceleratorError(st.code, action=what)
+            if waited >= timeout_cycles:
+                raise AcceleratorTimeout(f"{what}: the command queue stayed full for "
+                                         f"{timeout_cycles} cycles (STATUS: {st})")
+            await self._t.wait_cycles(64)
+            waited += 64
+
+    async def wait_ticket(self, ticket, what="The command", timeout_cycles=100_000,
+                          first_wait=0):
+        """Poll QUEUE until the command of ``ticket`` (and every one before it) has
+        completed; raises :class:`AcceleratorError` for a failure in ERRLOG."""
+        if first_wait:
+            await self._t.wait_cycles(first_wait)
+        waited, interval = 0, 8
+        while True:
+            q = await self.queue_state()
+            if q.errors:
+                await self._raise_logged(what)
+            if _retired(q.completed, ticket):
+                return q
+            if waited >= timeout_cycles:
+                raise AcceleratorTimeout(f"{what} did not finish within {timeout_cycles} "
+                                         f"cycles (QUEUE: {q}; STATUS: {await self.status()})")
+            step = min(interval, max(1, timeout_cycles - waited))
+            await self._t.wait_cycles(step)
+            waited += step
+            interval = min(2 * interval, 256)
+
+    async def _raise_logged(self, what):
+        log = await self.error_log()
+        if log:
+            ticket, code = log[0]
+            more = f" ({len(log) - 1} more failed after it)" if len(log) > 1 else ""
+            raise AcceleratorError(code, action=what,
+                                   detail=f"queued command {ticket} failed{more}")
+
     async def wait_done(self, action="The action", timeout_cycles=100_000):
         """Poll STATUS until the last action is done: ``done`` set and not busy.
 
@@ -465,19 +554,14 @@ class AcceleratorHost:
         return await self._poll(lambda st: st.done and not st.busy, action, timeout_cycles,
                                 errors=True)
 
-    async def wait_transfer(self, action="The transfer", timeout_cycles=100_000):
-        """Poll STATUS until the last action, a transfer, is done (a GEMM may still run)."""
-        return await self._poll(lambda st: st.done and not st.transfer, action,
-                                timeout_cycles, errors=True)
-
     async def wait_gemm(self, timeout_cycles=100_000, first_wait=0, action="The GEMM"):
-        """Poll STATUS until no GEMM runs (STATUS.engine clear), after ``first_wait`` cycles
-        in which it cannot have ended. A START's errors show at once (:meth:`gemm`), so an
-        error code here belongs to a later action and is not raised."""
-        if first_wait:
-            await self._t.wait_cycles(first_wait)
-        return await self._poll(lambda st: not st.engine, action, timeout_cycles,
-                                errors=False, interval=8, cap=256)
+        """Wait for the last START this host queued (and every command queued before it) to
+        complete, after ``first_wait`` cycles in which it cannot have ended."""
+        if self._gemm_ticket is None:
+            return await self.queue_state()
+        q = await self.wait_ticket(self._gemm_ticket, action, timeout_cycles, first_wait)
+        self._gemm_ticket, self._gemm_bound = None, 0
+        return q
 
     async def wait_idle(self, timeout_cycles=100_000):
         """Poll STATUS until the device is not busy, whatever its error code; returns the
@@ -490,6 +574,8 @@ class AcceleratorHost:
         while True:
             st = await self.status()
             if errors and st.error:
+                if not st.rejected:      # a queued command failed: the log says which
+                    await self._raise_logged(action)
                 raise AcceleratorError(st.code, action=action)
             if finished(st):
                 return st
@@ -505,6 +591,7 @@ class AcceleratorHost:
         """Reset the device and forget what was loaded (the buffers keep their contents, but
         an interrupted load leaves its buffer undefined)."""
         await self._t.reset()
+        self._gemm_ticket, self._gemm_bound = None, 0
         self._options = 0
         self._loaded.clear()
         self._out_fmt = None
@@ -622,14 +709,12 @@ class AcceleratorHost:
             await self._t.write_reg(addr, int(value))
         await self._set_options((self._options & ~UPDATE_RNE)
                                 | (UPDATE_RNE if rounding == "rne" else 0))
-        await self.command(Ctrl.UPDATE)
-        st = await self.status()
-        if st.error:
-            raise AcceleratorError(st.code, action="UPDATE")
+        await self.submit(Ctrl.UPDATE)
         data = frames.update_frame(w, g, v)
         cfg = await self.config()
         if timeout_cycles is None:
-            timeout_cycles = 16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000
+            timeout_cycles = (16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000
+                              + self._gemm_bound)
         out = await self._t.exchange(data, timeout_cycles)
         await self.wait_done("UPDATE", timeout_cycles)
         self._check_length(out, 4 * n, cfg, "UPDATE")
@@ -686,16 +771,16 @@ class AcceleratorHost:
         return buf
 
     async def _transfer_in(self, action, data):
-        """CTRL = ``action``, send the frame ``data``, wait for the transfer to end."""
+        """Queue ``action`` and send its frame ``data``; returns the ticket once the device
+        has taken the frame (the load completes in order with the commands around it; a
+        failure shows in ERRLOG, raised by the next wait)."""
         name = _ACTIONS[action]
         cfg = await self.config()
-        await self.command(action)
-        st = await self.status()
-        if st.error:     # rejected at once: the device will not take the frame
-            raise AcceleratorError(st.code, action=name)
-        timeout = 16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000
+        ticket = await self.submit(action, name)
+        # The load may wait in the queue behind the GEMM on its buffer.
+        timeout = 16 * frames.beats(len(data), cfg["beat_bytes"]) + 10_000 + self._gemm_bound
         await self._t.send(data, timeout)
-        await self.wait_transfer(name, timeout)
+        return ticket
 
     async def _write_dims(self, **dims):
         for name, value in dims.items():
@@ -826,10 +911,8 @@ class AcceleratorHost:
         if timeout_cycles is None:
             timeout_cycles = gemm_cycle_bound(m, n, k, cfg["rows"], cfg["cols"])
         what = f"START ({m}x{k} by {k}x{n})"
-        await self.command(Ctrl.START)
-        st = await self.status()
-        if st.error:
-            raise AcceleratorError(st.code, action=what)
+        self._gemm_ticket = await self.submit(Ctrl.START, what)
+        self._gemm_bound = timeout_cycles
         self._loaded[("C", c_buf)] = (m, n)
         if wait:
             # The rows of A that enter the array: it cannot end sooner.
@@ -863,16 +946,13 @@ class AcceleratorHost:
                              f"{cfg['acc_words']}")
         await self._write_dims(m=m, n=n)
         await self._set_options(regs.replace("OPTIONS", self._options, out_fmt=code, c_buf=buf))
-        await self.command(Ctrl.READ_C)
-        st = await self.status()
-        if st.error:
-            raise AcceleratorError(st.code, action="READ_C")
+        await self.submit(Ctrl.READ_C)
         fp8 = code != OutFmt.ACC
         need = frames.c_frame_bytes(m, n, cfg["cols"], fp8)
-        timeout = 16 * frames.beats(need, cfg["beat_bytes"]) + 10_000
+        # READ_C may wait in the queue behind the GEMM that writes its buffer.
+        timeout = 16 * frames.beats(need, cfg["beat_bytes"]) + 10_000 + self._gemm_bound
         data = await self._t.recv(timeout)
         self._check_length(data, need, cfg, "READ_C")
-        await self.wait_transfer("READ_C", timeout)
         arr = frames.c_from_frame(data, m, n, cfg["cols"], fp8)
         if on_host:
             from fp8accel.sim import golden

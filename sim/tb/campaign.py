@@ -116,7 +116,7 @@ class Campaign:
         self.ops = [(self.op_load, 6), (self.op_gemm, 8), (self.op_read, 4),
                     (self.op_run_gemm, 3), (self.op_update, 3),
                     (self.op_zero, 2), (self.op_too_large, 2), (self.op_bad_ctrl, 1),
-                    (self.op_busy_gemm, 1), (self.op_busy_transfer, 1), (self.op_frame, 2),
+                    (self.op_queue_behind_gemm, 1), (self.op_queue_behind_load, 1), (self.op_frame, 2),
                     (self.op_update_frame, 1), (self.op_update_bad, 1), (self.op_register, 2),
                     (self.op_options_during_read, 1), (self.op_reset, 2),
                     (self.op_stray_beats, 1), (self.op_no_fp8, 1)]
@@ -451,8 +451,34 @@ class Campaign:
             word |= 1 << 7
         await self.rejected(word, {}, TopError.BAD_CTRL, f"CTRL = {word:#x}")
 
-    async def op_busy_gemm(self):
-        """START, then another action while the GEMM runs: BUSY; the GEMM is unharmed."""
+    async def queued_update(self, what):
+        """Queue an UPDATE with fresh scalars behind whatever runs; returns a coroutine that
+        exchanges its elements and checks the results, or None when the build has no unit
+        (the write is then refused at once)."""
+        n = int(self.rng.integers(1, 12))
+        (w, g, v), (lr, mu, wd) = random_update(self.rng, n)
+        seed = int(self.rng.integers(1, 1 << 32))
+        await self.raw(Ctrl.UPDATE, lr=lr, momentum=mu, weight_decay=wd, seed=seed, length=n,
+                       options=0)
+        st = await self.host.status()
+        if not self.cfg["update"]:
+            if not (st.rejected and st.code == TopError.NO_UPDATE):
+                self.fail(f"{what}: UPDATE on a build without the unit: STATUS {st}")
+            return None
+
+        async def finish():
+            out = await self.t.exchange(frames.update_frame(w, g, v), 400_000)
+            w1, v1 = frames.update_results(out, n)
+            rbits = (await self.host.config())["update_rbits"]
+            ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, seed, "sr", rbits)
+            self.same(w1, ew, f"{what}: update w")
+            self.same(v1, ev, f"{what}: update v")
+        return finish()
+
+    async def op_queue_behind_gemm(self):
+        """START, then another command while the GEMM runs: it is queued and runs after the
+        GEMM, which is unharmed (READ_C returns its result; a load replaces the operand it
+        read only once it has ended)."""
         await self.ensure_operands()
         m, k = self.A["A"].shape
         n = self.B["B"].shape[1]
@@ -463,59 +489,87 @@ class Campaign:
         want = self.expected(m, n, k, opts)
         other = (Ctrl.START, Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.LOAD_C, Ctrl.READ_C,
                  Ctrl.UPDATE)[self.rng.integers(0, 6)]
-        self.note(f"raw START {m}x{n}x{k} {opts}, then CTRL={other:#x} while it runs")
+        self.note(f"raw START {m}x{n}x{k} {opts}, then CTRL={other:#x} queued behind it")
         await self.raw(Ctrl.START, m=m, n=n, k=k, options=word)
-        await self.host.command(other)
-        st = await self.host.status()
-        if st.code != TopError.BUSY and st.engine and other != Ctrl.START:
-            # Taken, or failed otherwise, while the GEMM still runs on the buffers it uses.
-            self.fail(f"CTRL={other:#x} during a GEMM: STATUS {st}, expected error 4")
-        # Otherwise BUSY, or the GEMM was over before the second write: the action ran or
-        # was checked.
-        # The GEMM ends; an action taken after it may hold the stream open (a load waiting for
-        # its frame, READ_C for its sink, UPDATE for its elements).
-        await self.host.wait_gemm(200_000)
-        st = await self.host.status()
-        if other == Ctrl.START or st.error:
-            st = await self.idle_status("after a busy GEMM")
-        if other in (Ctrl.LOAD_A, Ctrl.LOAD_B, Ctrl.LOAD_C) and not st.error:
-            # Taken after the GEMM ended: the load is open; end it with a short frame.
-            await self.t.send(bytes(1), 100_000)
-            await self.idle_status("short frame")
-            self.forget("ABC"[other.bit_length() - 2])
-        if other == Ctrl.READ_C and not st.error:
-            # Taken after the GEMM ended: the result streams out; drain it.
-            await self.t.recv(100_000)
-            await self.idle_status("READ_C after a GEMM")
-        self.C = want
         self.host.forget("C")
-        # START taken again after the GEMM ended would have run it twice: accumulate changes C.
-        if other == Ctrl.START and opts["accumulate"] and not st.error:
-            self.C = None
-        elif other == Ctrl.UPDATE and not st.error and self.cfg["update"]:
-            # An UPDATE that started after the GEMM: give it its operands... it is waiting
-            # for beats; a reset ends it (buffers are kept).
-            await self.do_reset("an UPDATE opened by a busy test")
+        what = f"CTRL={other:#x} behind a GEMM"
+        if other == Ctrl.UPDATE:
+            finish = await self.queued_update(what)
+            if finish is not None:
+                await finish
+            self.C = want
+        else:
+            await self.host.command(other)
+            st = await self.host.status()
+            if st.rejected or st.error:
+                self.fail(f"{what}: STATUS {st}, expected it queued")
+            if other == Ctrl.START:
+                # The same GEMM again: C is the same unless it accumulates.
+                self.C = None if opts["accumulate"] else want
+            elif other == Ctrl.READ_C:
+                got = frames.c_from_frame(await self.t.recv(400_000), m, n, self.cols, False)
+                self.same(got, want, f"{what}: the GEMM's result")
+                self.C = want
+            else:
+                # A frame of the right length for the registers the load was queued with.
+                key = "ABC"[other.bit_length() - 2]
+                size = {"A": len(frames.a_frame(np.zeros((m, k), np.uint8), self.rows)),
+                        "B": k * n,
+                        "C": len(frames.c_frame(np.zeros((m, n), np.uint16), self.cols))}[key]
+                await self.t.send(self.rng.bytes(size), 400_000)
+                self.forget(key)
+                if key != "C":
+                    self.C = want
+        await self.idle_status(what)
+        q = await self.host.queue_state()
+        if q.pending or q.errors:
+            self.fail(f"{what}: QUEUE {q} once idle")
 
-    async def op_busy_transfer(self):
-        """LOAD_A, then another action while its frame is open: BUSY; the load completes."""
+    async def op_queue_behind_load(self):
+        """LOAD_A, then another command before its frame: it is queued behind the load, which
+        completes when its frame comes; then the queued command runs."""
         m, n, k = self.dims()
         a = self.new_a(m, k)
         stored = self.stored(a, "A")
-        other = (Ctrl.START, Ctrl.LOAD_B, Ctrl.LOAD_C, Ctrl.READ_C,
-                 Ctrl.UPDATE)[self.rng.integers(0, 5)]
-        self.note(f"raw LOAD_A {_show(stored)} trans={a['trans']}, CTRL={other:#x} during it, "
-                  f"then the frame")
+        other = (Ctrl.START, Ctrl.READ_C, Ctrl.UPDATE)[self.rng.integers(0, 3)]
+        self.note(f"raw LOAD_A {_show(stored)} trans={a['trans']}, CTRL={other:#x} queued "
+                  f"behind it, then the frame")
         self.forget("A")
         await self.raw(Ctrl.LOAD_A, m=m, k=k, options=0)
-        await self.host.command(other)
-        st = await self.host.status()
-        if not (st.busy and st.code == TopError.BUSY):
-            self.fail(f"CTRL={other:#x} during LOAD_A: STATUS {st}, expected busy with "
-                      f"error 4")
+        what = f"CTRL={other:#x} behind LOAD_A"
+        finish = None
+        if other == Ctrl.UPDATE:
+            finish = await self.queued_update(what)
+        else:
+            # N as the B buffer holds it, so that a START multiplies what is loaded.
+            nb = self.B["B"].shape[1] if self.B is not None else n
+            regs = {"n": nb}
+            if other == Ctrl.START and self.B is not None:
+                # (The load took OPTIONS = 0 when it was queued; the START takes these.)
+                regs["options"] = options_word(a_fmt=a["fmt"], b_fmt=self.B["fmt"], chunk=64,
+                                               transpose_b=self.B["trans"])
+            await self.raw(other, **regs)
+            st = await self.host.status()
+            if st.rejected:          # (its checks refused it: nothing was queued)
+                other = None
+            elif not st.transfer:
+                self.fail(f"{what}: STATUS {st}, expected the load still open")
         await self.t.send(frames.a_frame(a["A"], self.rows), 100_000)
-        await self.idle_status("load after a busy action")
         self.A = a
+        if finish is not None:
+            await finish
+        elif other == Ctrl.READ_C:
+            got = await self.t.recv(400_000)
+            if self.C is not None and self.C.shape == (m, nb):
+                self.same(frames.c_from_frame(got, m, nb, self.cols, False), self.C,
+                          f"{what}: C")
+        elif other == Ctrl.START:
+            ready = self.B is not None and self.B["B"].shape[0] == k
+            self.C = self.expected(m, nb, k, {"chunk": 64, "rounding": "rne",
+                                              "accumulate": False}) if ready else None
+            if not ready:
+                self.host.forget("C")
+        await self.idle_status(what)
 
     def forget(self, key):
         setattr(self, key, None)
@@ -658,7 +712,7 @@ class Campaign:
             self.note(f"write read-only 0x{addr:02x} -> SLVERR")
             await self.expect(h.write_reg(addr, int(r.integers(0, 1 << 32))), "SLVERR",
                               f"write of read-only 0x{addr:02x}")
-            if (addr not in (Reg.STATUS, Reg.CYCLES, Reg.CLOCK)
+            if (addr not in (Reg.STATUS, Reg.CYCLES, Reg.CLOCK, Reg.QUEUE, Reg.ERRLOG)
                     and await h.read_reg(addr) != before):
                 self.fail(f"read-only 0x{addr:02x} changed")
             return

@@ -282,7 +282,7 @@ async def test_registers(dut):
         assert await host.read_reg(reg) == value, f"register 0x{reg:02x}"
     assert config["update_rbits"] == cfg.get("update_rbits", 16), config
     assert config["beat_bytes"] == cfg.get("stream_width", 64) // 8, config
-    for addr in (0x5C, 0xFC):
+    for addr in (0x64, 0xFC):
         assert int((await t.axil.read(addr, 4)).resp) == 3, f"read 0x{addr:02x}"
         assert int((await t.axil.write(addr, bytes(4))).resp) == 3, f"write 0x{addr:02x}"
 
@@ -411,30 +411,55 @@ async def test_bad_commands(dut):
         await expect_error(host.wait_done("CTRL"), 6, f"CTRL = 0x{word:x}")
         await good_again(f"CTRL = 0x{word:x}")
 
-    # START, LOAD_A and READ_C while a GEMM runs: BUSY, and the running GEMM is unharmed.
+    # Commands written while a GEMM runs are queued and run after it, in order, with the
+    # registers as they were when each was written; the running GEMM is unharmed. A command
+    # that finds the queue full is refused with BUSY and changes nothing.
     long_k = min(cfg["long_k"] or 40 * rows, b_depth // n, (a_depth // m) * rows)
     slow = Case(random_fp8(rng, (m, long_k), "e5m2"), random_fp8(rng, (long_k, n), "e5m2"),
                 chunk=8)
     await host.load_a(slow.A)
     await host.load_b(slow.B)
-    for action in (Ctrl.START, Ctrl.LOAD_A, Ctrl.READ_C):
+    depth = (await host.config())["queue"]
+
+    async def start_slow():
         for reg, value in ((Reg.M, m), (Reg.K, long_k), (Reg.N, n),
                            (Reg.OPTIONS, options_word(chunk=8))):
             await host.write_reg(reg, value)
         await host.command(Ctrl.START)
-        await host.command(action)
+
+    # The queue filled with STARTs behind a running one, then one more: BUSY.
+    await start_slow()
+    for i in range(depth):
+        await host.command(Ctrl.START)
         st = await host.status()
-        assert st.busy and st.error and st.code == 4, (
-            f"{host_name(action)} during a GEMM: STATUS {st}, expected busy with error 4")
-        await expect_error(host.wait_done("START"), 4, f"{host_name(action)} during a GEMM")
-        await host.wait_idle()
-        # The rejected action's error outlives the end of the GEMM it collided with.
-        st = await host.status()
-        assert st.error and st.code == 4, (
-            f"{host_name(action)} during a GEMM: after the GEMM ended STATUS {st}, "
-            f"expected error 4 still")
-        board.check(slow, await host.read_c(m, n), *await host.counters(),
-                    f"the GEMM that ran during {host_name(action)}")
+        assert not st.rejected and st.busy, f"START {i + 2} behind a GEMM: STATUS {st}"
+    await host.write_reg(Reg.M, 1)
+    await host.command(Ctrl.START)
+    st = await host.status()
+    assert st.rejected and st.code == 4 and st.done and st.busy, (
+        f"START with {depth} queued: STATUS {st}, expected refused with error 4")
+    q = await host.queue_state()
+    assert q.pending == depth + 1 and q.errors == 0, f"QUEUE with a full queue: {q}"
+    st = await host.wait_idle(timeout_cycles=(depth + 1) * 20 * m * n * long_k)
+    assert st.rejected and st.code == 4 and st.done, f"STATUS after the queue ran: {st}"
+    q = await host.queue_state()
+    assert q.pending == 0, f"QUEUE after the queue ran: {q}"
+    board.check(slow, await host.read_c(m, n), *await host.counters(),
+                f"the last of {depth + 1} queued STARTs")
+
+    # LOAD_A of other data (and other dimensions) behind the GEMM that reads A, then READ_C:
+    # the load waits for the GEMM, and READ_C returns the GEMM's result.
+    await start_slow()
+    await host.write_reg(Reg.K, k)
+    await host.command(Ctrl.LOAD_A)
+    st = await host.status()
+    assert not st.rejected and st.engine, f"LOAD_A behind a GEMM: STATUS {st}"
+    await host.transport.send(frames.a_frame(good.A, rows), 20 * m * n * long_k)
+    host.forget("A")
+    board.check(slow, await host.read_c(m, n), *await host.counters(),
+                "the GEMM a LOAD_A was queued behind")
+    await host.load_b(good.B)
+    await good_again("LOAD_A queued behind a GEMM")
 
     # Frames of the wrong length: error 5, then a good load works.
     t = host.transport
@@ -457,10 +482,10 @@ async def test_bad_commands(dut):
 
 
 @cocotb.test()
-async def test_actions_during_a_transfer_are_busy(dut):
-    """START, LOAD_B and READ_C while LOAD_A is in progress are each error 4, BUSY
-    (docs/host-interface.md: "an action while the engine or a transfer is busy"); the load
-    then completes normally and the GEMM on it is right."""
+async def test_commands_queued_during_a_transfer(dut):
+    """START and READ_C written while LOAD_A waits for its frame are queued behind it; once
+    the frame comes, the GEMM runs on it and READ_C returns its result, without the host
+    waiting between them (docs/host-interface.md, "Command queue")."""
     cfg = load_config()
     rows, cols = cfg["rows"], cfg["cols"]
     host = await start(dut)
@@ -472,17 +497,19 @@ async def test_actions_during_a_transfer_are_busy(dut):
     for reg, value in ((Reg.M, m), (Reg.N, n), (Reg.K, k), (Reg.OPTIONS, 0)):
         await host.write_reg(reg, value)
     await host.command(Ctrl.LOAD_A)
-    seen = []
-    for action in (Ctrl.START, Ctrl.LOAD_B, Ctrl.READ_C):
+    for action in (Ctrl.START, Ctrl.READ_C):
         await host.command(action)
-        seen.append((host_name(action), await host.status()))
+        st = await host.status()
+        assert st.busy and st.transfer and not st.rejected and st.code == 0, (
+            f"{host_name(action)} queued during LOAD_A: STATUS {st}")
+    q = await host.queue_state()
+    assert q.pending == 3, f"QUEUE with LOAD_A, START and READ_C: {q}"
     await host.transport.send(frames.a_frame(good.A, rows), 100_000)
-    await expect_error(host.wait_done("LOAD_A"), 4, "LOAD_A after rejected actions")
-    for name, st in seen:
-        assert st.busy and st.code == 4, f"{name} during LOAD_A: STATUS {st}, expected busy " \
-                                         f"with error 4 (BUSY)"
-    await host.gemm(m, n, k)
-    board.check(good, await host.read_c(m, n), *await host.counters(), "after the load")
+    data = await host.transport.recv(100_000)
+    C = frames.c_from_frame(data, m, n, cols, False)
+    st = await host.wait_done("the queued commands")
+    assert st.done and not st.error, f"STATUS after the queued commands: {st}"
+    board.check(good, C, *await host.counters(), "queued behind LOAD_A")
     board.save()
 
 
@@ -643,7 +670,7 @@ async def test_update_matches_golden(dut, idle, backpressure):
 @cocotb.test()
 async def test_update_bad_commands(dut):
     """Seed 0, length 0 and a length over UPDATE_MAX are rejected with their codes; UPDATE
-    during a GEMM is BUSY; frames of the wrong length give error 5 and still return the
+    written during a GEMM waits for it; frames of the wrong length give error 5 and still return the
     complete elements they carried, the last with tlast; after each, a good UPDATE works."""
     cfg = load_config()
     rows, cols = cfg["rows"], cfg["cols"]
@@ -666,20 +693,26 @@ async def test_update_bad_commands(dut):
     await rejected(1, (1 << 24), 2, "UPDATE of 2**24 elements")
     await rejected(1, 0xFFFFFFFF, 2, "UPDATE of 2**32 - 1 elements")
 
-    # During a GEMM: BUSY, and the GEMM is unharmed.
+    # During a GEMM: queued, it runs after the GEMM, which is unharmed.
     m, n, k = rows + 1, cols + 1, 8 * rows
     case = Case(random_fp8(rng, (m, k), "e5m2"), random_fp8(rng, (k, n), "e5m2"), chunk=8)
     board = Scoreboard(cfg, "update bad commands")
     await host.load_a(case.A)
     await host.load_b(case.B)
+    (w, g, v), (lr, mu, wd) = random_update(rng, 3)
+    ew, ev = golden.sgd_update(w, g, v, lr, mu, wd, 5, "sr", rbits)
     for reg, value in ((Reg.M, m), (Reg.N, n), (Reg.K, k), (Reg.OPTIONS, options_word(chunk=8)),
-                       (Reg.SEED, 1), (Reg.LENGTH, 3)):
+                       (Reg.LR, lr), (Reg.MOMENTUM, mu), (Reg.WEIGHT_DECAY, wd),
+                       (Reg.SEED, 5), (Reg.LENGTH, 3)):
         await host.write_reg(reg, value)
     await host.command(Ctrl.START)
     await host.command(Ctrl.UPDATE)
-    await expect_error(host.wait_done("START"), 4, "UPDATE during a GEMM")
-    await host.wait_idle()
-    board.check(case, await host.read_c(m, n), *await host.counters(), "GEMM during UPDATE")
+    st = await host.status()
+    assert st.engine and not st.rejected, f"UPDATE written during a GEMM: STATUS {st}"
+    w1, v1 = frames.update_results(await t.exchange(frames.update_frame(w, g, v), 100_000), 3)
+    assert np.array_equal(w1, ew) and np.array_equal(v1, ev), "UPDATE queued behind a GEMM"
+    await host.wait_done("UPDATE")
+    board.check(case, await host.read_c(m, n), *await host.counters(), "GEMM before UPDATE")
 
     # Frames of the wrong length: n elements expected, `beats` sent.
     (w, g, v), (lr, mu, wd) = random_update(rng, 6)
