@@ -408,13 +408,14 @@ REGISTERS = (
              fields=(_flag("busy", 0, "a command is queued or runs"),
                      _flag("done", 1, "the last CTRL write was refused, or every command "
                                       "queued has completed (cleared by the next CTRL write)"),
-                     _flag("error", 2, "the last CTRL write was refused, or a command failed "
-                                      "since"),
+                     _flag("error", 2, "the last CTRL write was refused, or ERRLOG holds the "
+                                      "failure of a queued command"),
                      _flag("engine", 3, "a GEMM runs (START to its end)"),
                      _flag("transfer", 4, "a stream transfer runs (a load, READ_C or UPDATE)"),
                      _flag("rejected", 5, "the last CTRL write was refused, with the code in "
                                           "[15:8]; it was not queued"),
-                     Field("code", 8, 8, "the error code of the last action (0 none; see "
+                     Field("code", 8, 8, "the code of the refused CTRL write, else 5 while "
+                                         "ERRLOG holds a failure (0 none; see "
                                          "Errors)", enum=ErrorCode, inline=False))),
     Register("M", Reg.M, Access.RW, "rows of A and C", width=16),
     Register("N", Reg.N, Access.RW, "columns of B and C", width=16),
@@ -452,7 +453,8 @@ REGISTERS = (
              fields=(Field("beat_bytes", 0, 8, "bytes per AXI4-Stream beat (the stream width "
                                                "over 8)"),
                      Field("buffers", 8, 4, "buffers of each kind: 2 (double buffering) or 1"),
-                     Field("queue", 12, 4, "commands the queue holds, 1 to 15"))),
+                     Field("queue", 12, 4, "commands the queue holds, 0 to 15 (0: a command "
+                                               "starts at once or is refused)"))),
     Register("QUEUE", Reg.QUEUE, Access.R, "the command queue", reset=0,
              fields=(Field("pending", 0, 8, "commands queued or running"),
                      Field("errors", 8, 8, "entries in ERRLOG"),

@@ -132,9 +132,10 @@ class Accelerator(CheckedComponent):
         into beats, element 0 in the low bits: eight FP8 codes or four 16-bit codes per 64-bit
         beat (docs/host-interface.md, "Stream framing").
     queue : int
-        Commands the queue holds besides the running ones, 1 to 15 (default 4): the host
+        Commands the queue holds besides the running ones, 0 to 15 (default 4): the host
         writes them without waiting for the ones before (docs/host-interface.md, "Command
-        queue").
+        queue"). With 0 (a small FPGA) a command is taken only if it can start at once, and is
+        refused with BUSY otherwise.
     s_axis : In(AXI4StreamSignature(stream_width))
         Data in: ``tdata``, ``tkeep`` (ignored: a frame is counted in beats), ``tlast``.
     m_axis : Out(AXI4StreamSignature(stream_width))
@@ -155,8 +156,8 @@ class Accelerator(CheckedComponent):
         if stream_width not in (16, 32, 64, 128, 256):
             raise ValueError(f"stream_width must be 16, 32, 64, 128 or 256 bits, not "
                              f"{stream_width!r}")
-        if not isinstance(queue, int) or isinstance(queue, bool) or not 1 <= queue <= 15:
-            raise ValueError(f"queue must be a depth from 1 to 15 commands, not {queue!r}")
+        if not isinstance(queue, int) or isinstance(queue, bool) or not 0 <= queue <= 15:
+            raise ValueError(f"queue must be a depth from 0 to 15 commands, not {queue!r}")
         self._queue = queue
         self._width = stream_width
         # The top checks every command before it reaches the engine (error codes 1 and 2, as
@@ -210,7 +211,8 @@ class Accelerator(CheckedComponent):
         queue_word = Signal(regs.register("QUEUE").shape)     # QUEUE (set below)
         errlog_word = Signal(regs.register("ERRLOG").shape)   # ERRLOG's head (set below)
         errlog_pop = Signal()      # a read of ERRLOG takes its head
-        error = Signal(4)         # STATUS[15:8]: the codes go up to 9
+        log_any = Signal()         # ERRLOG holds an entry
+        error = Signal(4)         # the code of a refused CTRL write (up to 9)
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
         ctrl_word = Signal(regs.CTRL.size)     # the action bits of the CTRL write
@@ -292,9 +294,12 @@ class Accelerator(CheckedComponent):
         status = Signal(regs.STATUS.shape)
         queued = Signal()          # a command waits or runs (set below)
         rejected_s = Signal()      # STATUS.rejected (set below)
+        # The code of a refused CTRL write, else FRAME while ERRLOG holds a failure.
+        code = Signal(8)
+        m.d.comb += code.eq(Mux(error != 0, error, Mux(log_any, TopError.FRAME, 0)))
         m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0) | queued),
-                     status.done.eq(done), status.error.eq(error != 0),
-                     status.code.eq(error), status.engine.eq(eng.busy),
+                     status.done.eq(done), status.error.eq(code != 0),
+                     status.code.eq(code), status.engine.eq(eng.busy),
                      status.transfer.eq(xfer_busy), status.rejected.eq(rejected_s)]
         m.d.comb += self.irq.eq(done & ~status.busy)
         config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
@@ -387,19 +392,14 @@ class Accelerator(CheckedComponent):
         beats_shape = range(max_words * max(1, max(widths.values()) // W) + 1)
 
         def beats_of(words, width):
-            """Beats of a frame of ``words`` words of ``width`` bits (registered)."""
-            beats = Signal(beats_shape)
+            """Beats of a frame of ``words`` words of ``width`` bits."""
             if width <= W:
                 per = W // width
-                m.d.sync += beats.eq((words + per - 1) >> (per.bit_length() - 1))
-            else:
-                m.d.sync += beats.eq(words << ((width // W).bit_length() - 1))
-            return beats
+                return (words + per - 1) >> (per.bit_length() - 1)
+            return words << ((width // W).bit_length() - 1)
 
         b_words = Signal(words_shape)
         m.d.sync += b_words.eq((kn + W // 8 - 1) >> ((W // 8).bit_length() - 1))
-        words_of = {Xfer.A: a_words, Xfer.B: b_words, Xfer.C: c_words}
-        beats_for = {kind: beats_of(words_of[kind], widths[kind]) for kind in widths}
 
         # The command queue (docs/host-interface.md, "Command queue") -------------------------
         # A CTRL write that passes the checks of its action is queued with everything it
@@ -410,18 +410,34 @@ class Accelerator(CheckedComponent):
         # the running GEMM does not use its buffer; UPDATE when nothing runs. A GEMM and a
         # transfer may run at once. A write that fails a check is not queued: STATUS shows its
         # error at once (and STATUS.rejected); so does one that finds the queue full (BUSY).
-        entry_fields = {"start": 1, "kind": Xfer, "m": reg_m.shape(), "n": reg_n.shape(),
-                        "k": reg_k.shape(), "options": regs.OPTIONS.shape,
-                        "words": words_shape, "beats": beats_shape}
+        # A queued command's dimensions are no larger than its buffers allow (its checks
+        # passed), so the entry holds them in fewer bits. With ``queue=0`` there is no waiting
+        # room: the command starts in the cycle it is decided, or is refused with BUSY.
+        def dim(bound):
+            return range(min(bound, 0xFFFF) + 1)
+
+        entry_fields = {"start": 1, "kind": Xfer, "m": dim(max(a_depth, acc_depth)),
+                        "n": dim(max(b_depth, cols * acc_depth)),
+                        "k": dim(max(b_depth, rows * a_depth)),
+                        "options": regs.OPTIONS.shape, "words": words_shape}
         if upd is not None:
             entry_fields.update(lr=reg_lr.shape(), mu=reg_mu.shape(), wd=reg_wd.shape(),
                                 seed=reg_seed.shape(), length=reg_len.shape())
         entry_layout = StructLayout(entry_fields)
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
-            width=entry_layout.size, depth=self._queue)
         new = Signal(entry_layout)
-        head = entry_layout(queue.r_data)
-        m.d.comb += queue.w_data.eq(new)
+        push = Signal()              # the decided command is queued
+        pop = Signal()               # the head is dispatched
+        room = Signal()              # the queue takes a command
+        head_valid = Signal()
+        if self._queue:
+            m.submodules.queue = queue = fifo.SyncFIFOBuffered(
+                width=entry_layout.size, depth=self._queue)
+            head = entry_layout(queue.r_data)
+            m.d.comb += [queue.w_data.eq(new), queue.w_en.eq(push), queue.r_en.eq(pop),
+                         room.eq(queue.w_rdy), head_valid.eq(queue.r_rdy)]
+        else:
+            head = new
+            m.d.comb += head_valid.eq(push)
         action = ctrl_word
         is_a, is_b = action == Ctrl.LOAD_A, action == Ctrl.LOAD_B
         m.d.comb += [
@@ -431,42 +447,42 @@ class Accelerator(CheckedComponent):
                     action == Ctrl.UPDATE, Xfer.UPDATE, Xfer.IDLE)))))),
             new.m.eq(reg_m), new.n.eq(reg_n), new.k.eq(reg_k), new.options.eq(options),
             new.words.eq(Mux(is_a, a_words, Mux(is_b, b_words, c_words))),
-            new.beats.eq(Mux(is_a, beats_for[Xfer.A], Mux(is_b, beats_for[Xfer.B],
-                                                           beats_for[Xfer.C]))),
         ]
         if upd is not None:
             m.d.comb += [new.lr.eq(reg_lr), new.mu.eq(reg_mu), new.wd.eq(reg_wd),
                          new.seed.eq(reg_seed), new.length.eq(reg_len)]
 
-        # Tickets: the n-th accepted command (from 0, modulo 2**16) is ticket n. ``retired``
-        # counts the commands that have completed with every command before them.
+        # Tickets: the n-th accepted command (from 0, modulo 2**16) is ticket n. At most one
+        # GEMM and one transfer are in flight; ``retired`` is the ticket of the older of them
+        # (every command before it has completed), or of the next to start.
         accepted = Signal(16)
         dispatched = Signal(16)
         gemm_run, gemm_ticket = Signal(), Signal(16)
         xfer_ticket = Signal(16)
-        age_g = Mux(gemm_run, dispatched - gemm_ticket, 0)[:16]
-        age_x = Mux(xfer_busy, dispatched - xfer_ticket, 0)[:16]
+        g_older = Signal()           # the running GEMM started before the running transfer
         retired = Signal(16)
-        m.d.comb += retired.eq(dispatched - Mux(age_g > age_x, age_g, age_x))
-        pending = Signal(16)
-        m.d.comb += pending.eq(accepted - retired)
-        # The error log: (ticket, code) of every command that failed while it ran.
-        m.submodules.errlog = errlog = fifo.SyncFIFO(width=24, depth=self._queue)
-        log_code = Signal(8)
-        m.d.comb += errlog.w_data.eq(Cat(xfer_ticket, log_code))
+        m.d.comb += retired.eq(Mux(gemm_run & (g_older | ~xfer_busy), gemm_ticket,
+                                   Mux(xfer_busy, xfer_ticket, dispatched)))
+        pending = Signal(8)          # (at most queue + 2)
+        m.d.comb += pending.eq(accepted[:8] - retired[:8])
+        # The error log: the tickets of the transfers that failed while they ran (with error
+        # 5, FRAME: every other check is made before a command is queued).
+        m.submodules.errlog = errlog = fifo.SyncFIFO(width=16, depth=max(1, self._queue))
+        m.d.comb += errlog.w_data.eq(xfer_ticket)
 
         m.d.comb += [errlog.r_en.eq(errlog_pop),
-                     errlog_word.ticket.eq(Mux(errlog.r_rdy, errlog.r_data[:16], 0)),
-                     errlog_word.code.eq(Mux(errlog.r_rdy, errlog.r_data[16:], 0)),
+                     errlog_word.ticket.eq(Mux(errlog.r_rdy, errlog.r_data, 0)),
+                     errlog_word.code.eq(Mux(errlog.r_rdy, TopError.FRAME, TopError.NONE)),
                      errlog_word.valid.eq(errlog.r_rdy),
                      queue_word.pending.eq(pending), queue_word.errors.eq(errlog.r_level),
                      queue_word.completed.eq(retired)]
 
-        def fail(code):
-            """The running transfer ends with error ``code``: STATUS shows it, and the log
-            keeps it with the transfer's ticket."""
-            m.d.sync += error.eq(code)
-            m.d.comb += [errlog.w_en.eq(1), log_code.eq(code)]
+        m.d.comb += log_any.eq(errlog.r_rdy)
+
+        def fail():
+            """The running transfer ends with error 5 (FRAME): the log keeps its ticket (and
+            STATUS shows the code until the log is read)."""
+            m.d.comb += errlog.w_en.eq(1)
 
         # Engine command: the head's, taken by the engine when it starts.
         hopt = head.options
@@ -498,8 +514,9 @@ class Accelerator(CheckedComponent):
         # After a dispatch the next waits a cycle, until what it started shows as running.
         settle = Signal()
         dispatch = Signal()
-        m.d.comb += dispatch.eq(queue.r_rdy & ~wait & ~settle)
-        m.d.comb += queue.r_en.eq(dispatch)
+        m.d.comb += [dispatch.eq(head_valid & ~wait & ~settle), pop.eq(dispatch)]
+        if not self._queue:
+            m.d.comb += room.eq(~wait & ~settle)
         m.d.sync += settle.eq(dispatch)
         m.d.comb += eng.start.eq(dispatch & head.start)
         upd_start = Signal()
@@ -510,9 +527,11 @@ class Accelerator(CheckedComponent):
             m.d.sync += dispatched.eq(dispatched + 1)
             with m.If(head.start):
                 m.d.sync += [gemm_run.eq(1), gemm_ticket.eq(dispatched), run_a.eq(hopt.a_buf),
-                             run_b.eq(hopt.b_buf), run_c.eq(hopt.c_buf)]
+                             run_b.eq(hopt.b_buf), run_c.eq(hopt.c_buf),
+                             g_older.eq(~xfer_busy)]
             with m.Else():
                 m.d.sync += [xfer.eq(kind), xfer_ticket.eq(dispatched), rd_fmt.eq(hopt.out_fmt),
+                             g_older.eq(gemm_run),
                              xbuf.eq(Mux(kind == Xfer.A, hopt.a_buf,
                                          Mux(kind == Xfer.B, hopt.b_buf, hopt.c_buf)))]
                 m.d.comb += upd_start.eq(kind == Xfer.UPDATE)
@@ -530,7 +549,7 @@ class Accelerator(CheckedComponent):
             m.d.sync += [error.eq(code), rejected.eq(1)]
 
         def enqueue():
-            m.d.comb += queue.w_en.eq(1)
+            m.d.comb += push.eq(1)
             m.d.sync += accepted.eq(accepted + 1)
 
         def checked(zero, big):
@@ -547,7 +566,7 @@ class Accelerator(CheckedComponent):
                 reject(TopError.BAD_CTRL)
             with m.Elif(no_buf & (action != Ctrl.UPDATE)):
                 reject(TopError.TOO_LARGE)
-            with m.Elif(~queue.w_rdy):
+            with m.Elif(~room):
                 reject(TopError.BUSY)
             with m.Else(), m.Switch(action):
                 with m.Case(Ctrl.START):
@@ -591,8 +610,12 @@ class Accelerator(CheckedComponent):
         words_left = Signal(words_shape)   # words still to write
         words_open = Signal()      # words_left != 0
         waddr = Signal(words_shape)        # the next word's address
+        beats = Signal(beats_shape)        # of the dispatched load's frame
+        m.d.comb += beats.eq(Mux(kind == Xfer.A, beats_of(head.words, widths[Xfer.A]),
+                                 Mux(kind == Xfer.B, beats_of(head.words, widths[Xfer.B]),
+                                     beats_of(head.words, widths[Xfer.C]))))
         with m.If(xfer_start):
-            m.d.sync += [beats_left.eq(head.beats), at_last.eq(head.beats == 1), over.eq(0),
+            m.d.sync += [beats_left.eq(beats), at_last.eq(beats == 1), over.eq(0),
                          frame_bad.eq(0), closing.eq(0), words_left.eq(head.words),
                          words_open.eq(head.words != 0), waddr.eq(0)]
         loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
@@ -651,7 +674,7 @@ class Accelerator(CheckedComponent):
         with m.If(loading & closing & (~draining | ~words_open)):
             m.d.sync += xfer.eq(Xfer.IDLE)
             with m.If(frame_bad):
-                fail(TopError.FRAME)
+                fail()
 
         # Read C: the accumulator words in address order, every lane through the output
         # conversion, packed into beats ------------------------------------------------------
@@ -762,7 +785,7 @@ class Accelerator(CheckedComponent):
             with m.If(framer.done):
                 m.d.sync += xfer.eq(Xfer.IDLE)
                 with m.If(framer.error):
-                    fail(TopError.FRAME)
+                    fail()
 
             sources.append((updating, framer.m_axis))
             tready = (taking & tready) | (updating & framer.s_axis.tready)

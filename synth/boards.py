@@ -79,14 +79,15 @@ BOARDS = {
         accelerator={"buffers": 1},
         bitstream="bit",
         flash="openFPGALoader --board ulx3s {path}   (or: fujprog {path})"),
-    # iCE40UP5K: 5,280 logic cells. A 1x1 array fits (97 %) without the weight-update unit,
-    # the FP8 output converters (the host converts C itself) and the time stamps, delay lines in
-    # block RAM (the iCE40 has no LUT RAM); see docs/fpga.md for what larger arrays need.
+    # iCE40UP5K: 5,280 logic cells. A 1x1 array fits without the weight-update unit, the FP8
+    # output converters (the host converts C itself), the time stamps and a command queue (a
+    # command starts at once or is refused with BUSY), delay lines in block RAM (the iCE40 has
+    # no LUT RAM); see docs/fpga.md for what larger arrays need.
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", 12e6, 1, 1,
         (256, 1024, 256),
         accelerator={"update": False, "fp8_out": False, "ram": "bram", "stamps": False,
-                     "buffers": 1},
+                     "buffers": 1, "queue": 0},
         bitstream="bin",
         flash="iceprog {path}   (or: openFPGALoader --board icebreaker {path})"),
 }

@@ -36,6 +36,7 @@ ICARUS_TESTS = [
     "test_back_to_back_commands/idle=False/backpressure=False",
     "test_bad_commands",
     "test_commands_queued_during_a_transfer",
+    "test_error_log",
     "test_reset_in_the_middle",
     "test_update_matches_golden/idle=True/backpressure=True",
     "test_update_bad_commands",

@@ -2,9 +2,9 @@
 simulation (:class:`CocotbTransport`) and over the UART bridge (:mod:`.link`)."""
 
 from .driver import (ERROR_NAMES, AcceleratorError, AcceleratorHost, AcceleratorTimeout,
-                     CocotbTransport, Status, Transport, attach, bus_error, gemm_cycle_bound,
+                     CocotbTransport, QueueState, Status, Transport, attach, bus_error, gemm_cycle_bound,
                      options_word)
 
-__all__ = ["AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "Status", "Transport",
+__all__ = ["AcceleratorError", "AcceleratorTimeout", "ERROR_NAMES", "QueueState", "Status", "Transport",
            "CocotbTransport", "AcceleratorHost", "options_word", "gemm_cycle_bound",
            "bus_error", "attach"]

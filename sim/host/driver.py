@@ -39,6 +39,7 @@ __all__ = [
     "AcceleratorHost",
     "AcceleratorTimeout",
     "CocotbTransport",
+    "QueueState",
     "Status",
     "Transport",
     "attach",
@@ -507,6 +508,9 @@ class AcceleratorHost:
                 return (q.completed + q.pending - 1) & 0xFFFF
             if st.code != TopError.BUSY:
                 raise AcceleratorError(st.code, action=what)
+            # Full: wait for room; a full ERRLOG holds the queue until it is read.
+            if (await self.queue_state()).errors:
+                await self._raise_logged(what)
             if waited >= timeout_cycles:
                 raise AcceleratorTimeout(f"{what}: the command queue stayed full for "
                                          f"{timeout_cycles} cycles (STATUS: {st})")

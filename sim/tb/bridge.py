@@ -107,7 +107,7 @@ async def test_reset_and_config(dut):
         await host.write_reg(reg, value)
         got = await host.read_reg(reg)
         assert got == value, f"register 0x{reg:02x}: 0x{got:x}, wrote 0x{value:x}"
-    for call, what in ((t.read_reg(0x5C), "read"), (t.write_reg(0xFC, 1), "write")):
+    for call, what in ((t.read_reg(0x64), "read"), (t.write_reg(0xFC, 1), "write")):
         try:
             await call
         except AcceleratorError as exc:

@@ -514,6 +514,55 @@ async def test_commands_queued_during_a_transfer(dut):
 
 
 @cocotb.test()
+async def test_error_log(dut):
+    """Loads whose frames are short fail with error 5 while they run: ERRLOG keeps the ticket
+    and code of each, in order. While it is full no transfer starts (its frame is not taken),
+    so no failure is lost; reading an entry lets the queue go on."""
+    cfg = load_config()
+    rows, cols = cfg["rows"], cfg["cols"]
+    host = await start(dut)
+    t = host.transport
+    board = Scoreboard(cfg, "error log")
+    rng = np.random.default_rng([cfg["seed"], 7])
+    depth = (await host.config())["queue"]
+    beat = (await host.config())["beat_bytes"]
+    m, n, k = rows + 1, cols + 1, 3 * rows + 1
+    good = Case(random_fp8(rng, (m, k), "e5m2"), random_fp8(rng, (k, n), "e5m2"))
+    q = await host.queue_state()
+    first = (q.completed + q.pending) & 0xFFFF
+    a_frame = frames.a_frame(good.A, rows)
+    need = frames.beats(len(a_frame), beat)
+    for reg, value in ((Reg.M, m), (Reg.K, k), (Reg.OPTIONS, 0)):
+        await host.write_reg(reg, value)
+    for i in range(depth):
+        await host.command(Ctrl.LOAD_A)
+        await t.send(a_frame[:beat * max(1, need - 1 - i % 2)] if need > 1 else a_frame + bytes(
+            beat), 100_000)
+    # The log is full: the next load is queued but does not start.
+    await host.command(Ctrl.LOAD_A)
+    st = await host.status()
+    assert not st.rejected and st.busy and st.error and st.code == 5, (
+        f"STATUS with a full log: {st}")
+    q = await host.queue_state()
+    assert q.errors == depth and q.pending == 1, f"QUEUE with a full log: {q}"
+    await t.wait_cycles(100)
+    st = await host.status()
+    assert not st.transfer and st.busy, f"a load started while ERRLOG was full: STATUS {st}"
+    log = await host.error_log()
+    assert log == [((first + i) & 0xFFFF, 5) for i in range(depth)], f"ERRLOG: {log}"
+    st = await host.status()
+    assert not st.error and st.code == 0, f"STATUS once ERRLOG is read: {st}"
+    await t.send(a_frame, 100_000)
+    st = await host.wait_done("the load behind the full log")
+    assert not st.error, f"STATUS after the load behind the full log: {st}"
+    q = await host.queue_state()
+    assert q == (0, 0, (first + depth + 1) & 0xFFFF), f"QUEUE at the end: {q}"
+    host.forget("A")
+    await run_case(host, board, good, "after the error log")
+    board.save()
+
+
+@cocotb.test()
 async def test_reset_in_the_middle(dut):
     """Reset during a GEMM, a load and a read returns the device to idle; the buffers keep
     their contents (so the GEMM runs again without reloading) and the next command works."""
