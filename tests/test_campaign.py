@@ -26,7 +26,7 @@ BRIDGE_DEPTHS = [256, 1024, 256]
 
 
 def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, ram="lutram",
-                 link="axi", depths=DEPTHS, name=None, sabotage=False, **extra):
+                 link="axi", depths=DEPTHS, name=None, sabotage=False, queue=4, **extra):
     name = name or f"campaign-{sim}-{rows}x{cols}"
     build_dir = BUILD / name
     cfg = {"rows": rows, "cols": cols, "depths": depths, "acc_fmt": "dlfloat16", "seed": seed,
@@ -34,7 +34,7 @@ def run_campaign(sim, seed, ops, *, rows=2, cols=3, update=True, fp8_out=True, r
            "fp8_out": fp8_out, "report": str(build_dir / "campaign.json"),
            "sabotage": sabotage, **extra}
     kwargs = dict(a_depth=depths[0], b_depth=depths[1], acc_depth=depths[2], update=update,
-                  fp8_out=fp8_out, ram=ram)
+                  fp8_out=fp8_out, ram=ram, queue=queue)
     if link == "uart":
         cfg.update(divisor=8, fifo_depth=64, timeout_cycles=4096)
         top = BridgedAccelerator(rows, cols, divisor=8, fifo_depth=64, timeout_cycles=4096,
@@ -61,10 +61,11 @@ def test_campaign_verilator(campaign_seed):
 
 @pytest.mark.verilator
 def test_campaign_reduced_build(campaign_seed):
-    """No update unit, no FP8 converters, delay lines in block RAM (the iCE40 build): the
-    same campaign, UPDATE answered with error 8 and FP8 reads converted on the host."""
+    """No update unit, no FP8 converters, no command queue, delay lines in block RAM (the
+    iCE40 build): the same campaign, UPDATE answered with error 8, FP8 reads converted on the
+    host, and a command that cannot start at once refused with error 4."""
     run_campaign("verilator", campaign_seed, 200, rows=2, cols=2, update=False, fp8_out=False,
-                 ram="bram", name="campaign-verilator-2x2-reduced")
+                 ram="bram", queue=0, name="campaign-verilator-2x2-reduced")
 
 
 @pytest.mark.verilator
