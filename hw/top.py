@@ -9,18 +9,21 @@ module has always exported (``Reg``, ``Ctrl``, ``TopError``, ``REG_MASK``, ...) 
 import operator
 from functools import reduce
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import enum, fifo
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import enum
 from amaranth.lib.data import StructLayout
-from amaranth.lib.wiring import In, Out, connect
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import regs
 from .axi import AXI4LiteSignature, AXI4StreamSignature
-from .common import CheckedComponent, delay
-from .fp.convert import FPConvert
+from .common import CheckedComponent
 from .framer import UpdateFramer
-from .gearbox import Packer, Unpacker, pow2_at_least
-from .fp.format import DLFLOAT16, E4M3, E5M2, format_by_name
+from .gearbox import pow2_at_least
+from .loader import FrameLoader
+from .queue import CommandQueue
+from .regblock import RegisterBlock, Resp
+from .readback import ReadBack
+from .fp.format import DLFLOAT16, format_by_name
 from .gemm.engine import GemmEngine
 from .regs import ID_VALUE, REGISTERS, Access, Ctrl, ErrorCode, OutFmt, Reg
 from .update import SGDUpdate
@@ -57,16 +60,6 @@ READ_ONLY = tuple(r.addr for r in REGISTERS if r.access is Access.R)
 
 #: Cycles from a CTRL write to its decision (and its write response).
 DECIDE_CYCLES = 4
-
-
-class Resp:
-    """AXI4-Lite BRESP and RRESP."""
-    OKAY = 0b00
-    #: The register exists but refuses the access: a partial write (WSTRB != 0b1111), a value
-    #: with bits outside the register's fields, a write of a read-only register, a read of CTRL.
-    SLVERR = 0b10
-    #: No register at this address.
-    DECERR = 0b11
 
 
 class Xfer(enum.Enum, shape=3):
@@ -196,88 +189,34 @@ class Accelerator(CheckedComponent):
         rows, cols = self._rows, self._cols
         a_depth, b_depth, acc_depth = self._depths
 
-        # Registers (hw.regs): the writable ones, in their shapes (OPTIONS as its fields) -----
-        reg_m = Signal(regs.register("M").shape)
-        reg_n = Signal(regs.register("N").shape)
-        reg_k = Signal(regs.register("K").shape)
-        options = Signal(regs.OPTIONS.shape)
-        reg_lr = Signal(regs.register("LR").shape)
-        reg_mu = Signal(regs.register("MOMENTUM").shape)
-        reg_wd = Signal(regs.register("WEIGHT_DECAY").shape)
-        reg_seed = Signal(regs.register("SEED").shape)
-        reg_len = Signal(regs.register("LENGTH").shape)
+        # Registers (hw.regblock, from hw.regs) ---------------------------------------------
+        config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
+                           acc_man=self._acc_fmt.m,
+                           rbits_m1=0 if upd is None else upd.rbits - 1,
+                           no_update=upd is None, no_fp8_out=not self._fp8_out,
+                           no_stamps=not self._stamps)
+        build = regs.pack(regs.register("BUILD"), beat_bytes=self._width // 8,
+                          buffers=self._buffers, queue=self._queue)
+        absent = {unit for unit, there in (("update", upd is not None),
+                                           ("stamps", self._stamps)) if not there}
+        m.submodules.regs = rblock = RegisterBlock(
+            constants={"ID": ID_VALUE, "CONFIG": config, "A_WORDS": a_depth, "B_BYTES": b_depth,
+                       "ACC_WORDS": acc_depth, "BUILD": build},
+            absent=absent, decide_cycles=DECIDE_CYCLES)
+        connect(m, flipped(self.s_axil), rblock.s_axil)
+        reg_m, reg_n, reg_k, options = rblock.m, rblock.n, rblock.k, rblock.options
+        reg_lr, reg_mu, reg_wd = rblock.lr, rblock.momentum, rblock.weight_decay
+        reg_seed, reg_len = rblock.seed, rblock.length
         out_fmt = options.out_fmt
         done = Signal()
-        queue_word = Signal(regs.register("QUEUE").shape)     # QUEUE (set below)
-        errlog_word = Signal(regs.register("ERRLOG").shape)   # ERRLOG's head (set below)
-        errlog_pop = Signal()      # a read of ERRLOG takes its head
-        log_any = Signal()         # ERRLOG holds an entry
         error = Signal(4)         # the code of a refused CTRL write (up to 9)
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
-        ctrl_word = Signal(regs.CTRL.size)     # the action bits of the CTRL write
-        ctrl_single = Signal()     # exactly one action bit of ctrl_word is set, no other bit
         # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
         # below (each registered from the registers: products and divisions get stages of
-        # their own). Until then no other write is accepted, so the checks see the registers
-        # the action will use, and the write response waits for the decision: once a host has
-        # its response, STATUS tells whether the action was taken.
-        deciding = Signal(range(DECIDE_CYCLES + 1))
-        decide = deciding == 1
-
-        # AXI4-Lite writes (docs/host-interface.md, "AXI4-Lite rules") -----------------------
-        aw_ok = (self.s_axil.awvalid & self.s_axil.wvalid & ~self.s_axil.bvalid
-                 & (deciding == 0))
-        m.d.comb += [self.s_axil.awready.eq(aw_ok), self.s_axil.wready.eq(aw_ok)]
-        with m.If(self.s_axil.bvalid & self.s_axil.bready):
-            m.d.sync += self.s_axil.bvalid.eq(0)
-        with m.If(deciding != 0):
-            m.d.sync += deciding.eq(deciding - 1)
-        with m.If(decide):
-            m.d.sync += [self.s_axil.bvalid.eq(1), self.s_axil.bresp.eq(Resp.OKAY)]
-        stored = {"M": reg_m, "N": reg_n, "K": reg_k, "OPTIONS": options,
-                  "LR": reg_lr, "MOMENTUM": reg_mu, "WEIGHT_DECAY": reg_wd, "SEED": reg_seed,
-                  "LENGTH": reg_len}
-        with m.If(aw_ok):
-            m.d.sync += [self.s_axil.bvalid.eq(1), self.s_axil.bresp.eq(Resp.OKAY)]
-            data = self.s_axil.wdata
-            whole = self.s_axil.wstrb == 0b1111
-            with m.Switch(self.s_axil.awaddr & 0xFC):
-                for reg in REGISTERS:
-                    if reg.access is not Access.RW:
-                        continue
-                    with m.Case(reg.addr):
-                        # A value with bits outside the register's fields is refused, never
-                        # truncated; so is a write of part of a register, and a value an
-                        # enum field does not have (OPTIONS[17:16] = 3).
-                        fits = (data & ~reg.write_mask) == 0
-                        for f in reg.fields:
-                            for bad in f.invalid:
-                                fits &= data[f.lsb:f.msb + 1] != bad
-                        with m.If(~whole | ~fits):
-                            m.d.sync += self.s_axil.bresp.eq(Resp.SLVERR)
-                        # Without the update unit its registers are not built: writes that
-                        # fit are accepted and ignored, reads give 0, and UPDATE fails with
-                        # NO_UPDATE. (No empty Else for them.)
-                        if reg.unit != "update" or upd is not None:
-                            with m.Else():
-                                m.d.sync += stored[reg.name].eq(data[:reg.size])
-                with m.Case(Reg.CTRL):
-                    with m.If(~whole):
-                        m.d.sync += self.s_axil.bresp.eq(Resp.SLVERR)
-                    with m.Else():
-                        # The response comes with the decision.
-                        bits = data[:regs.CTRL.size]
-                        m.d.sync += [
-                            self.s_axil.bvalid.eq(0), deciding.eq(DECIDE_CYCLES),
-                            ctrl_word.eq(bits),
-                            ctrl_single.eq((bits != 0) & ((bits & (bits - 1)) == 0)
-                                           & (data[regs.CTRL.size:] == 0)),
-                        ]
-                with m.Case(*READ_ONLY):
-                    m.d.sync += self.s_axil.bresp.eq(Resp.SLVERR)
-                with m.Default():
-                    m.d.sync += self.s_axil.bresp.eq(Resp.DECERR)
+        # their own); its response waits for the decision.
+        ctrl_word, ctrl_single = rblock.ctrl, rblock.ctrl_single
+        decide, deciding = rblock.decide, rblock.deciding
 
         # Time stamps: a free-running cycle counter, read at the first beat of the latest load
         # and at the last beat of the latest READ_C (the whole GEMM as the host sees it).
@@ -286,52 +225,26 @@ class Accelerator(CheckedComponent):
         last_out = Signal(32)
         m.d.sync += clock.eq(clock + 1)
 
-        # AXI4-Lite reads ---------------------------------------------------------------------
-        ar_ok = self.s_axil.arvalid & ~self.s_axil.rvalid
-        m.d.comb += self.s_axil.arready.eq(ar_ok)
-        with m.If(self.s_axil.rvalid & self.s_axil.rready):
-            m.d.sync += self.s_axil.rvalid.eq(0)
+        # STATUS and the other registers read from the state.
         status = Signal(regs.STATUS.shape)
         queued = Signal()          # a command waits or runs (set below)
         rejected_s = Signal()      # STATUS.rejected (set below)
+        log_any = Signal()         # ERRLOG holds an entry (set below)
         # The code of a refused CTRL write, else FRAME while ERRLOG holds a failure.
         code = Signal(8)
         m.d.comb += code.eq(Mux(error != 0, error, Mux(log_any, TopError.FRAME, 0)))
-        m.d.comb += [status.busy.eq(eng.busy | xfer_busy | (deciding != 0) | queued),
+        m.d.comb += [status.busy.eq(eng.busy | xfer_busy | deciding | queued),
                      status.done.eq(done), status.error.eq(code != 0),
                      status.code.eq(code), status.engine.eq(eng.busy),
                      status.transfer.eq(xfer_busy), status.rejected.eq(rejected_s)]
         m.d.comb += self.irq.eq(done & ~status.busy)
-        config = regs.pack(regs.CONFIG, rows=rows, cols=cols, acc_exp=self._acc_fmt.e,
-                           acc_man=self._acc_fmt.m,
-                           rbits_m1=0 if upd is None else upd.rbits - 1,
-                           no_update=upd is None, no_fp8_out=not self._fp8_out,
-                           no_stamps=not self._stamps)
-        # What each readable register reads; those of an absent update unit read 0.
-        sources = {"ID": ID_VALUE, "CONFIG": config, "STATUS": status, **stored,
-                   "CYCLES": eng.cycles, "ACTIVE": eng.active, "A_WORDS": a_depth,
-                   "B_BYTES": b_depth, "ACC_WORDS": acc_depth, "CLOCK": clock,
-                   "FIRST_IN": first_in, "LAST_OUT": last_out,
-                   "BUILD": regs.pack(regs.register("BUILD"), beat_bytes=self._width // 8,
-                                      buffers=self._buffers, queue=self._queue),
-                   "QUEUE": queue_word, "ERRLOG": errlog_word,
-                   "RNG_STATE": None if upd is None else upd.state}
-        with m.If(ar_ok):
-            m.d.sync += [self.s_axil.rvalid.eq(1), self.s_axil.rresp.eq(Resp.OKAY)]
-            with m.Switch(self.s_axil.araddr & 0xFC):
-                for reg in REGISTERS:
-                    with m.Case(reg.addr):
-                        if not reg.readable:
-                            m.d.sync += [self.s_axil.rdata.eq(0),
-                                         self.s_axil.rresp.eq(Resp.SLVERR)]
-                        elif ((reg.unit == "update" and upd is None)
-                              or (reg.unit == "stamps" and not self._stamps)):
-                            m.d.sync += self.s_axil.rdata.eq(0)
-                        else:
-                            m.d.sync += self.s_axil.rdata.eq(sources[reg.name])
-                with m.Default():
-                    m.d.sync += [self.s_axil.rdata.eq(0), self.s_axil.rresp.eq(Resp.DECERR)]
-        m.d.comb += errlog_pop.eq(ar_ok & ((self.s_axil.araddr & 0xFC) == Reg.ERRLOG))
+        m.d.comb += [rblock.status.eq(status), rblock.cycles.eq(eng.cycles),
+                     rblock.active.eq(eng.active), rblock.clock.eq(clock),
+                     rblock.first_in.eq(first_in), rblock.last_out.eq(last_out)]
+        if upd is not None:
+            m.d.comb += rblock.rng_state.eq(upd.state)
+        queue_word, errlog_word = rblock.queue, rblock.errlog
+        errlog_pop = rblock.errlog_read
 
         # The checks of every action, registered from the registers ---------------------------
         KB = Signal(16)        # ceil(K / rows): A words per row of A
@@ -369,34 +282,15 @@ class Accelerator(CheckedComponent):
         m.d.sync += [len_zero.eq(reg_len == 0), len_big.eq(reg_len > UPDATE_MAX),
                      seed_zero.eq(reg_seed == 0)]
 
-        # Transfers: buffer images through the width converters (hw.gearbox) -----------------
-        # LOAD_A and LOAD_C carry the buffer words as they are stored (hw.gemm.layout): an A
-        # word holds a byte of every bank, an accumulator word the totals of every lane, each
-        # padded to a power of two of bytes. LOAD_B carries B's bytes in address order, a B
-        # word per beat. Frames are counted in beats at the port, words after the unpacker;
-        # the words of a beat beyond the frame's last are dropped.
+        # Loads: frames into buffer words through the width converters (hw.loader) ---------
         W = self._width
         a_word = 8 * pow2_at_least(rows)
         c_word = 16 * pow2_at_least(cols)
-        widths = {Xfer.A: a_word, Xfer.B: W, Xfer.C: c_word}
-        unpackers = {}
-        for kind, width in widths.items():
-            if width not in unpackers:
-                unpackers[width] = Unpacker(W, width)
-                m.submodules[f"unpack{width}"] = unpackers[width]
-
         # Counters as wide as the largest transfer that fits needs (a larger one is refused
         # before it starts): on a small FPGA every bit counts.
         max_words = max(a_depth, -(-b_depth // (W // 8)), acc_depth)
         words_shape = range(max_words + 1)
-        beats_shape = range(max_words * max(1, max(widths.values()) // W) + 1)
-
-        def beats_of(words, width):
-            """Beats of a frame of ``words`` words of ``width`` bits."""
-            if width <= W:
-                per = W // width
-                return (words + per - 1) >> (per.bit_length() - 1)
-            return words << ((width // W).bit_length() - 1)
+        m.submodules.loader = ld = FrameLoader(W, (a_word, W, c_word), max_words)
 
         b_words = Signal(words_shape)
         m.d.sync += b_words.eq((kn + W // 8 - 1) >> ((W // 8).bit_length() - 1))
@@ -426,18 +320,9 @@ class Accelerator(CheckedComponent):
         entry_layout = StructLayout(entry_fields)
         new = Signal(entry_layout)
         push = Signal()              # the decided command is queued
-        pop = Signal()               # the head is dispatched
-        room = Signal()              # the queue takes a command
-        head_valid = Signal()
-        if self._queue:
-            m.submodules.queue = queue = fifo.SyncFIFOBuffered(
-                width=entry_layout.size, depth=self._queue)
-            head = entry_layout(queue.r_data)
-            m.d.comb += [queue.w_data.eq(new), queue.w_en.eq(push), queue.r_en.eq(pop),
-                         room.eq(queue.w_rdy), head_valid.eq(queue.r_rdy)]
-        else:
-            head = new
-            m.d.comb += head_valid.eq(push)
+        m.submodules.queue = q = CommandQueue(entry_layout, self._queue)
+        head = q.head
+        m.d.comb += [q.entry.eq(new), q.push.eq(push)]
         action = ctrl_word
         is_a, is_b = action == Ctrl.LOAD_A, action == Ctrl.LOAD_B
         m.d.comb += [
@@ -452,37 +337,15 @@ class Accelerator(CheckedComponent):
             m.d.comb += [new.lr.eq(reg_lr), new.mu.eq(reg_mu), new.wd.eq(reg_wd),
                          new.seed.eq(reg_seed), new.length.eq(reg_len)]
 
-        # Tickets: the n-th accepted command (from 0, modulo 2**16) is ticket n. At most one
-        # GEMM and one transfer are in flight; ``retired`` is the ticket of the older of them
-        # (every command before it has completed), or of the next to start.
-        accepted = Signal(16)
-        dispatched = Signal(16)
-        gemm_run, gemm_ticket = Signal(), Signal(16)
-        xfer_ticket = Signal(16)
-        g_older = Signal()           # the running GEMM started before the running transfer
-        retired = Signal(16)
-        m.d.comb += retired.eq(Mux(gemm_run & (g_older | ~xfer_busy), gemm_ticket,
-                                   Mux(xfer_busy, xfer_ticket, dispatched)))
-        pending = Signal(8)          # (at most queue + 2)
-        m.d.comb += pending.eq(accepted[:8] - retired[:8])
-        # The error log: the tickets of the transfers that failed while they ran (with error
-        # 5, FRAME: every other check is made before a command is queued).
-        m.submodules.errlog = errlog = fifo.SyncFIFO(width=16, depth=max(1, self._queue))
-        m.d.comb += errlog.w_data.eq(xfer_ticket)
-
-        m.d.comb += [errlog.r_en.eq(errlog_pop),
-                     errlog_word.ticket.eq(Mux(errlog.r_rdy, errlog.r_data, 0)),
-                     errlog_word.code.eq(Mux(errlog.r_rdy, TopError.FRAME, TopError.NONE)),
-                     errlog_word.valid.eq(errlog.r_rdy),
-                     queue_word.pending.eq(pending), queue_word.errors.eq(errlog.r_level),
-                     queue_word.completed.eq(retired)]
-
-        m.d.comb += log_any.eq(errlog.r_rdy)
-
-        def fail():
-            """The running transfer ends with error 5 (FRAME): the log keeps its ticket (and
-            STATUS shows the code until the log is read)."""
-            m.d.comb += errlog.w_en.eq(1)
+        # QUEUE and ERRLOG; ERRLOG holds tickets of transfers that failed with error 5 (FRAME:
+        # every other check is made before a command is queued).
+        m.d.comb += [q.log_pop.eq(errlog_pop), log_any.eq(q.log_valid),
+                     errlog_word.ticket.eq(q.log_ticket),
+                     errlog_word.code.eq(Mux(q.log_valid, TopError.FRAME, TopError.NONE)),
+                     errlog_word.valid.eq(q.log_valid),
+                     queue_word.pending.eq(q.pending), queue_word.errors.eq(q.log_level),
+                     queue_word.completed.eq(q.completed)]
+        gemm_run = q.gemm_busy
 
         # Engine command: the head's, taken by the engine when it starts.
         hopt = head.options
@@ -508,15 +371,15 @@ class Accelerator(CheckedComponent):
         x_c = ((xfer == Xfer.C) | (xfer == Xfer.READ)) & (xbuf == hopt.c_buf)
         kind = head.kind
         wait = Mux(head.start, gemm_run | x_a | x_b | x_c | (xfer == Xfer.UPDATE),
-                   xfer_busy | ~errlog.w_rdy | Mux(
+                   xfer_busy | ~q.log_room | Mux(
                        kind == Xfer.A, g_a, Mux(kind == Xfer.B, g_b, Mux(
                            kind == Xfer.UPDATE, gemm_run, g_c))))
         # After a dispatch the next waits a cycle, until what it started shows as running.
         settle = Signal()
         dispatch = Signal()
-        m.d.comb += [dispatch.eq(head_valid & ~wait & ~settle), pop.eq(dispatch)]
-        if not self._queue:
-            m.d.comb += room.eq(~wait & ~settle)
+        m.d.comb += [dispatch.eq(q.head_valid & ~wait & ~settle), q.pop.eq(dispatch),
+                     q.pop_gemm.eq(head.start), q.start_now.eq(~wait & ~settle),
+                     q.gemm_end.eq(eng.done)]
         m.d.sync += settle.eq(dispatch)
         m.d.comb += eng.start.eq(dispatch & head.start)
         upd_start = Signal()
@@ -524,19 +387,13 @@ class Accelerator(CheckedComponent):
         m.d.comb += xfer_start.eq(dispatch & ~head.start & (kind != Xfer.UPDATE))
         rd_fmt = Signal(2)           # READ_C's format, latched when it is dispatched
         with m.If(dispatch):
-            m.d.sync += dispatched.eq(dispatched + 1)
             with m.If(head.start):
-                m.d.sync += [gemm_run.eq(1), gemm_ticket.eq(dispatched), run_a.eq(hopt.a_buf),
-                             run_b.eq(hopt.b_buf), run_c.eq(hopt.c_buf),
-                             g_older.eq(~xfer_busy)]
+                m.d.sync += [run_a.eq(hopt.a_buf), run_b.eq(hopt.b_buf), run_c.eq(hopt.c_buf)]
             with m.Else():
-                m.d.sync += [xfer.eq(kind), xfer_ticket.eq(dispatched), rd_fmt.eq(hopt.out_fmt),
-                             g_older.eq(gemm_run),
+                m.d.sync += [xfer.eq(kind), rd_fmt.eq(hopt.out_fmt),
                              xbuf.eq(Mux(kind == Xfer.A, hopt.a_buf,
                                          Mux(kind == Xfer.B, hopt.b_buf, hopt.c_buf)))]
                 m.d.comb += upd_start.eq(kind == Xfer.UPDATE)
-        with m.If(gemm_run & eng.done):
-            m.d.sync += gemm_run.eq(0)
 
         # The decision of a CTRL write: the checks of its action, then the queue.
         no_buf = Signal()            # a build with one buffer has no buffer 1
@@ -550,7 +407,6 @@ class Accelerator(CheckedComponent):
 
         def enqueue():
             m.d.comb += push.eq(1)
-            m.d.sync += accepted.eq(accepted + 1)
 
         def checked(zero, big):
             with m.If(zero):
@@ -566,7 +422,7 @@ class Accelerator(CheckedComponent):
                 reject(TopError.BAD_CTRL)
             with m.Elif(no_buf & (action != Ctrl.UPDATE)):
                 reject(TopError.TOO_LARGE)
-            with m.Elif(~room):
+            with m.Elif(~q.room):
                 reject(TopError.BUSY)
             with m.Else(), m.Switch(action):
                 with m.Case(Ctrl.START):
@@ -599,164 +455,36 @@ class Accelerator(CheckedComponent):
                             reject(TopError.BAD_SEED)
                         with m.Else():
                             enqueue()
-        m.d.comb += [done.eq(written & (deciding == 0) & (rejected | (pending == 0))),
-                     queued.eq(pending != 0), rejected_s.eq(rejected)]
+        m.d.comb += [done.eq(written & ~deciding & (rejected | (q.pending == 0))),
+                     queued.eq(q.pending != 0), rejected_s.eq(rejected)]
 
-        beats_left = Signal(beats_shape)   # beats still to come in this frame
-        at_last = Signal()         # beats_left == 1
-        over = Signal()            # the frame ran past its last beat
-        frame_bad = Signal()       # the frame has the wrong length
-        closing = Signal()         # its tlast has come: the unpacker drains
-        words_left = Signal(words_shape)   # words still to write
-        words_open = Signal()      # words_left != 0
-        waddr = Signal(words_shape)        # the next word's address
-        beats = Signal(beats_shape)        # of the dispatched load's frame
-        m.d.comb += beats.eq(Mux(kind == Xfer.A, beats_of(head.words, widths[Xfer.A]),
-                                 Mux(kind == Xfer.B, beats_of(head.words, widths[Xfer.B]),
-                                     beats_of(head.words, widths[Xfer.C]))))
-        with m.If(xfer_start):
-            m.d.sync += [beats_left.eq(beats), at_last.eq(beats == 1), over.eq(0),
-                         frame_bad.eq(0), closing.eq(0), words_left.eq(head.words),
-                         words_open.eq(head.words != 0), waddr.eq(0)]
-        loading = (xfer == Xfer.A) | (xfer == Xfer.B) | (xfer == Xfer.C)
-        taking = loading & ~closing
-        # The unpacker of this transfer's word width; its outputs are selected by and-or
-        # (assigned whole: see hw.framer).
-        word_valid = Signal()
-        word = Signal(max(unpackers))
-        draining = Signal()        # the unpacker of this transfer still holds a word
-        tready = Signal()
-        valids, words, busies, readies = [], [], [], []
-        for width, unp in unpackers.items():
-            mine = Cat(*(xfer == kind for kind in widths if widths[kind] == width)).any()
-            m.d.comb += [unp.clear.eq(xfer_start), unp.o.ready.eq(1),
-                         unp.s_axis.tdata.eq(self.s_axis.tdata),
-                         unp.s_axis.tvalid.eq(self.s_axis.tvalid & taking & mine)]
-            valids.append(mine & unp.o.valid)
-            words.append(Mux(mine, unp.o.payload, 0))
-            busies.append(mine & unp.busy)
-            readies.append(mine & unp.s_axis.tready)
-        m.d.comb += [word_valid.eq(Cat(*valids).any()), draining.eq(Cat(*busies).any()),
-                     tready.eq(Cat(*readies).any())]
-        m.d.comb += word.eq(reduce(operator.or_, words))
-        beat = self.s_axis.tvalid & self.s_axis.tready & taking
-
-        # Buffer writes are registered: the engine's write enables fan out to many memories.
-        write = word_valid & words_open
-        m.d.sync += [
-            eng.a_we.eq(write & (xfer == Xfer.A)), eng.a_addr.eq(waddr),
-            eng.a_data.eq(word[:8 * rows]),
-            eng.b_we.eq(write & (xfer == Xfer.B)), eng.b_addr.eq(waddr), eng.b_data.eq(word[:W]),
-            eng.c_we.eq(write & (xfer == Xfer.C)), eng.c_addr.eq(waddr),
-            eng.c_data.eq(word[:16 * cols]),
-        ]
-        with m.If(write):
-            m.d.sync += [words_left.eq(words_left - 1), words_open.eq(words_left != 1),
-                         waddr.eq(waddr + 1)]
-
-        first_beat = Signal()
-        with m.If(xfer_start):
-            m.d.sync += first_beat.eq(1)
-        with m.If(beat):
-            m.d.sync += [beats_left.eq(beats_left - 1), at_last.eq(beats_left == 2),
-                         first_beat.eq(0)]
-            with m.If(first_beat):
-                m.d.sync += first_in.eq(clock)
-            with m.If(self.s_axis.tlast):
-                m.d.sync += closing.eq(1)
-                with m.If(~at_last | over):
-                    m.d.sync += frame_bad.eq(1)
-            with m.Elif(at_last):
-                # The frame is longer than it should be: keep what came, drop the rest.
-                m.d.sync += over.eq(1)
-        # The load ends once its frame has ended and every word it needs is written (the
-        # rest of the last beat is dropped).
-        with m.If(loading & closing & (~draining | ~words_open)):
+        m.d.comb += [ld.start.eq(xfer_start), ld.start_kind.eq(kind), ld.words.eq(head.words),
+                     ld.kind.eq(xfer), ld.s_axis.tdata.eq(self.s_axis.tdata),
+                     ld.s_axis.tvalid.eq(self.s_axis.tvalid),
+                     ld.s_axis.tlast.eq(self.s_axis.tlast),
+                     eng.a_we.eq(ld.we[0]), eng.a_addr.eq(ld.addr),
+                     eng.a_data.eq(ld.data[:8 * rows]),
+                     eng.b_we.eq(ld.we[1]), eng.b_addr.eq(ld.addr), eng.b_data.eq(ld.data[:W]),
+                     eng.c_we.eq(ld.we[2]), eng.c_addr.eq(ld.addr),
+                     eng.c_data.eq(ld.data[:16 * cols])]
+        with m.If(ld.first):
+            m.d.sync += first_in.eq(clock)
+        load_end, frame_bad = ld.end, ld.bad
+        with m.If(load_end):
             m.d.sync += xfer.eq(Xfer.IDLE)
-            with m.If(frame_bad):
-                fail()
 
-        # Read C: the accumulator words in address order, every lane through the output
-        # conversion, packed into beats ------------------------------------------------------
-        w = self._acc_fmt.width
-        if self._fp8_out:
-            conv5 = [FPConvert(self._acc_fmt, E5M2, "rne", True) for _ in range(cols)]
-            conv4 = [FPConvert(self._acc_fmt, E4M3, "rne", True) for _ in range(cols)]
-            for c in range(cols):
-                m.submodules[f"to_e5m2_{c}"] = conv5[c]
-                m.submodules[f"to_e4m3_{c}"] = conv4[c]
-            lat = max(conv5[0].latency, conv4[0].latency)
-        else:
-            lat = 0
-        # Room for every read in flight (five cycles to the converters, then their latency)
-        # and a few more, so that reads are issued every cycle while the sink takes them.
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=c_word + 1,
-                                                                  depth=lat + 10)
-        inflight = Signal(range(lat + 14))
+        # READ_C: the accumulator words through the output conversion (hw.readback) --------
+        m.submodules.readback = rb = ReadBack(self._acc_fmt, cols, acc_depth, W,
+                                              fp8_out=self._fp8_out)
         reading = xfer == Xfer.READ
-        to_issue = Signal(range(acc_depth + 1))  # read addresses still to issue
-        raddr = Signal(range(acc_depth + 1))
-        issue_last = Signal()  # to_issue == 1
-        issuing = Signal()     # to_issue != 0
-        # Registered, so a cycle late: it keeps room for the read it may issue in the cycle it
-        # is computed and the one after.
-        room = Signal()
-        m.d.sync += room.eq(out_fifo.level + inflight + 3 < out_fifo.depth)
-        issue = reading & issuing & room
-        m.d.sync += eng.c_raddr.eq(raddr)
-        with m.If(issue):
-            m.d.sync += [to_issue.eq(to_issue - 1), issue_last.eq(to_issue == 2),
-                         raddr.eq(raddr + 1)]
-            with m.If(issue_last):
-                m.d.sync += issuing.eq(0)
-        with m.If(xfer_start):
-            m.d.sync += [to_issue.eq(head.words), issue_last.eq(head.words == 1),
-                         issuing.eq(head.words != 0), raddr.eq(0)]
-
-        # The read data is registered before the converters (block RAM outputs are slow).
-        # Address register, three cycles of the engine's read, the data register.
-        rd_valid = delay(m, issue, 5, "rd_valid", reset_less=False)
-        rd_last = delay(m, issue_last, 5, "rd_last", reset_less=False)
-        c_q = Signal.like(eng.c_rdata)
-        m.d.sync += c_q.eq(eng.c_rdata)
-        raw = delay(m, c_q, lat, "raw")
-        valid_d = delay(m, rd_valid, lat, "rd_valid_c", reset_less=False)
-        last_d = delay(m, rd_last, lat, "rd_last_c", reset_less=False)
-        if self._fp8_out:
-            lanes = [c_q[w * c:w * c + w] for c in range(cols)]
-            r5, r4 = [], []
-            for c in range(cols):
-                m.d.comb += [conv5[c].a.eq(lanes[c]), conv4[c].a.eq(lanes[c])]
-                r5.append(delay(m, conv5[c].r, lat - conv5[c].latency, f"r5_{c}"))
-                r4.append(delay(m, conv4[c].r, lat - conv4[c].latency, f"r4_{c}"))
-            value = Mux(rd_fmt == OutFmt.E5M2, Cat(*r5),
-                        Mux(rd_fmt == OutFmt.E4M3, Cat(*r4), raw))
-        else:
-            value = raw
-        m.d.comb += [out_fifo.w_data.eq(Cat(value, Signal(c_word - len(raw)), last_d)),
-                     out_fifo.w_en.eq(valid_d)]
-        m.d.sync += inflight.eq(inflight + issue - valid_d)
-        # 16-bit codes leave in words of c_word bits, FP8 codes in words of half that.
-        packers = {OutFmt.ACC: Packer(c_word, W)}
-        if self._fp8_out:
-            packers[OutFmt.E5M2] = Packer(c_word // 2, W)
-        # The stream out comes from one of the packers or the update framer: selected by
-        # and-or, every signal assigned whole (see hw.framer).
-        sources = []           # (selected, AXI4-Stream of the source)
-        r_ens = []
-        for fmt, pk in packers.items():
-            m.submodules[f"pack_{fmt.name.lower()}"] = pk
-            mine = Signal(name=f"read_{fmt.name.lower()}")
-            m.d.comb += mine.eq(reading & ((rd_fmt == OutFmt.ACC) if fmt == OutFmt.ACC
-                                           else (rd_fmt != OutFmt.ACC)))
-            m.d.comb += [pk.i.payload.data.eq(out_fifo.r_data[:pk.word_width]),
-                         pk.i.payload.last.eq(out_fifo.r_data[c_word]),
-                         pk.i.valid.eq(out_fifo.r_rdy & mine),
-                         pk.m_axis.tready.eq(mine & self.m_axis.tready)]
-            r_ens.append(mine & pk.i.ready)
-            sources.append((mine, pk.m_axis))
-        m.d.comb += out_fifo.r_en.eq(Cat(*r_ens).any())
-        with m.If(reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast):
+        m.d.comb += [rb.start.eq(xfer_start), rb.words.eq(head.words), rb.fmt.eq(rd_fmt),
+                     rb.active.eq(reading), eng.c_raddr.eq(rb.raddr),
+                     rb.rdata.eq(eng.c_rdata), rb.m_axis.tready.eq(self.m_axis.tready)]
+        # The stream out comes from the read-back or the update framer: selected by and-or,
+        # every signal assigned whole (see hw.framer).
+        sources = [(reading, rb.m_axis)]
+        read_end = reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast
+        with m.If(read_end):
             m.d.sync += [xfer.eq(Xfer.IDLE), last_out.eq(clock)]
 
         # UPDATE: elements in, results out, through the SGD unit (hw.framer) ---------------
@@ -784,14 +512,17 @@ class Accelerator(CheckedComponent):
                          framer.m_axis.tready.eq(self.m_axis.tready)]
             with m.If(framer.done):
                 m.d.sync += xfer.eq(Xfer.IDLE)
-                with m.If(framer.error):
-                    fail()
+            upd_end, upd_bad = framer.done, framer.error
 
             sources.append((updating, framer.m_axis))
-            tready = (taking & tready) | (updating & framer.s_axis.tready)
+            tready = ld.s_axis.tready | (updating & framer.s_axis.tready)
         else:
-            tready = taking & tready
+            tready = ld.s_axis.tready
+            upd_end = upd_bad = 0
         m.d.comb += self.s_axis.tready.eq(tready)
+        # A transfer ends; one with a frame of the wrong length puts its ticket into ERRLOG.
+        m.d.comb += [q.xfer_end.eq(load_end | read_end | upd_end),
+                     q.fail.eq((load_end & frame_bad) | (upd_end & upd_bad))]
         for name in ("tdata", "tkeep", "tvalid", "tlast"):
             m.d.comb += getattr(self.m_axis, name).eq(
                 reduce(operator.or_, (Mux(sel, getattr(axis, name), 0) for sel, axis in sources)))

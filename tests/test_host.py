@@ -12,27 +12,45 @@ from fp8accel.sim.host import (AcceleratorError, AcceleratorHost, AcceleratorTim
 
 
 class FakeTransport(Transport):
-    """A device that accepts every action at once (or fails the ones in ``fail``), for the
-    host's own checks: records register writes and frames, returns zeros for READ_C."""
+    """A device that completes every command at once (or fails the ones in ``fail``: code 5
+    while it runs, through ERRLOG; any other code refused when written), for the host's own
+    checks: records register writes and frames, returns zeros for READ_C. With ``hang`` no
+    command completes."""
 
     def __init__(self, rows=4, cols=4, depths=(1024, 4096, 1024), fail=None, hang=False):
         self.regs = {Reg.ID: 0xF8AC0001, Reg.CONFIG: rows | cols << 8 | 6 << 16 | 9 << 20,
                      Reg.A_WORDS: depths[0], Reg.B_BYTES: depths[1], Reg.ACC_WORDS: depths[2],
                      Reg.STATUS: 0, Reg.M: 0, Reg.N: 0, Reg.K: 0, Reg.OPTIONS: 0,
                      Reg.CYCLES: 0, Reg.ACTIVE: 0, Reg.CLOCK: 0, Reg.FIRST_IN: 0,
-                     Reg.LAST_OUT: 0, Reg.BUILD: 8 | 2 << 8}
+                     Reg.LAST_OUT: 0, Reg.BUILD: 8 | 2 << 8 | 4 << 12}
         self.writes, self.frames, self.fail, self.hang = [], [], fail or {}, hang
+        self.accepted = self.completed = 0
+        self.log = []
 
     async def read_reg(self, addr):
+        if addr == Reg.QUEUE:
+            return (self.accepted - self.completed) | len(self.log) << 8 | self.completed << 16
+        if addr == Reg.ERRLOG:
+            return (1 << 31 | 5 << 16 | self.log.pop(0)) if self.log else 0
+        if addr == Reg.STATUS and self.log and not self.regs[addr] & 0x20:
+            return self.regs[addr] | 4 | 5 << 8
         return self.regs[addr]
 
     async def write_reg(self, addr, value):
         self.writes.append((addr, value))
         if addr == Reg.CTRL:
             code = self.fail.get(value, 0)
-            running = (8 if value == Ctrl.START else 16) if self.hang else 0
-            self.regs[Reg.STATUS] = ((1 | running if self.hang else 2)
-                                     | (4 | code << 8 if code else 0))
+            if code and code != 5:
+                self.regs[Reg.STATUS] = 2 | 4 | 0x20 | code << 8     # refused
+                return
+            self.accepted += 1
+            if code:
+                self.log.append(self.accepted - 1)
+            if self.hang:
+                self.regs[Reg.STATUS] = 1 | (8 if value == Ctrl.START else 16)
+            else:
+                self.completed = self.accepted
+                self.regs[Reg.STATUS] = 2
         else:
             self.regs[addr] = value
 
@@ -49,6 +67,8 @@ class FakeTransport(Transport):
 
     async def reset(self):
         self.regs[Reg.STATUS] = 0
+        self.accepted = self.completed = 0
+        self.log = []
 
     def actions(self):
         return [v for a, v in self.writes if a == Reg.CTRL]
@@ -178,14 +198,17 @@ def test_host_raises_the_device_error():
 def test_host_times_out_instead_of_hanging():
     host, t = _host(hang=True)
     with pytest.raises(AcceleratorTimeout, match=r"START \(2x3 by 3x2\) did not finish within "
-                                                 r"500 cycles \(STATUS: busy=1 done=0 error=0 "
-                                                 r"code=0 engine=1 transfer=0\)"):
+                                                 r"500 cycles \(QUEUE: QueueState\(pending=1, "
+                                                 r"errors=0, completed=0\); STATUS: busy=1 "
+                                                 r"done=0 error=0 code=0 engine=1 transfer=0 "
+                                                 r"rejected=0\)"):
         _run(host.gemm(2, 2, 3, timeout_cycles=500))
 
 
 def test_status_decoding():
     assert Status.from_word(0x0506) == Status(False, True, True, 5)
-    assert str(Status.from_word(1)) == "busy=1 done=0 error=0 code=0 engine=0 transfer=0"
+    assert str(Status.from_word(1)) == ("busy=1 done=0 error=0 code=0 engine=0 transfer=0 "
+                                        "rejected=0")
     assert Status.from_word(0x19) == Status(True, False, False, 0, True, True)
 
 

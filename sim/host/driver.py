@@ -460,6 +460,8 @@ class AcceleratorHost:
         # wait behind that GEMM.
         self._gemm_ticket = None
         self._gemm_bound = 0
+        # What each ticket this host was given is, to name a failure ERRLOG reports.
+        self._submitted = {}
 
     transport = property(lambda self: self._t)
 
@@ -505,7 +507,11 @@ class AcceleratorHost:
             if not st.rejected:
                 # Commands accepted = completed + pending: this one is the last of them.
                 q = await self.queue_state()
-                return (q.completed + q.pending - 1) & 0xFFFF
+                ticket = (q.completed + q.pending - 1) & 0xFFFF
+                self._submitted[ticket] = what
+                while len(self._submitted) > 256:
+                    del self._submitted[next(iter(self._submitted))]
+                return ticket
             if st.code != TopError.BUSY:
                 raise AcceleratorError(st.code, action=what)
             # Full: wait for room; a full ERRLOG holds the queue until it is read.
@@ -539,12 +545,14 @@ class AcceleratorHost:
             interval = min(2 * interval, 256)
 
     async def _raise_logged(self, what):
+        """Raise the oldest failure in ERRLOG, named after the command this host queued with
+        its ticket (``exc.ticket``); the log is read empty."""
         log = await self.error_log()
         if log:
             ticket, code = log[0]
-            more = f" ({len(log) - 1} more failed after it)" if len(log) > 1 else ""
-            raise AcceleratorError(code, action=what,
-                                   detail=f"queued command {ticket} failed{more}")
+            exc = AcceleratorError(code, action=self._submitted.get(ticket, what))
+            exc.ticket = ticket
+            raise exc
 
     async def wait_done(self, action="The action", timeout_cycles=100_000):
         """Poll STATUS until the last action is done: ``done`` set and not busy.
@@ -596,6 +604,7 @@ class AcceleratorHost:
         an interrupted load leaves its buffer undefined)."""
         await self._t.reset()
         self._gemm_ticket, self._gemm_bound = None, 0
+        self._submitted.clear()
         self._options = 0
         self._loaded.clear()
         self._out_fmt = None
