@@ -529,20 +529,33 @@ class AcceleratorHost:
         completed; raises :class:`AcceleratorError` for a failure in ERRLOG."""
         if first_wait:
             await self._t.wait_cycles(first_wait)
-        waited, interval = 0, 8
-        while True:
+
+        async def probe():
             q = await self.queue_state()
             if q.errors:
                 await self._raise_logged(what)
-            if _retired(q.completed, ticket):
-                return q
+            return _retired(q.completed, ticket), q
+
+        async def describe(q):
+            return f"QUEUE: {q}; STATUS: {await self.status()}"
+        return await self._until(probe, describe, what, timeout_cycles, interval=8, cap=256)
+
+    async def _until(self, probe, describe, what, timeout_cycles, interval, cap):
+        """Await ``probe()`` (``(finished, state)``) until it is finished, waiting from
+        ``interval`` to ``cap`` cycles between calls; returns the state, or raises
+        :class:`AcceleratorTimeout` with ``await describe(state)``."""
+        waited = 0
+        while True:
+            finished, state = await probe()
+            if finished:
+                return state
             if waited >= timeout_cycles:
                 raise AcceleratorTimeout(f"{what} did not finish within {timeout_cycles} "
-                                         f"cycles (QUEUE: {q}; STATUS: {await self.status()})")
+                                         f"cycles ({await describe(state)})")
             step = min(interval, max(1, timeout_cycles - waited))
             await self._t.wait_cycles(step)
             waited += step
-            interval = min(2 * interval, 256)
+            interval = min(2 * interval, cap)
 
     async def _raise_logged(self, what):
         """Raise the oldest failure in ERRLOG, named after the command this host queued with
@@ -555,11 +568,11 @@ class AcceleratorHost:
             raise exc
 
     async def wait_done(self, action="The action", timeout_cycles=100_000):
-        """Poll STATUS until the last action is done: ``done`` set and not busy.
+        """Poll STATUS until every queued command has completed: ``done`` set and not busy.
 
-        Raises :class:`AcceleratorError` as soon as STATUS shows an error (a CTRL write sets
-        or clears the error code of its own action, so any code seen after it belongs to
-        this action; a rejected action may leave a running GEMM busy) and
+        Raises :class:`AcceleratorError` as soon as STATUS shows an error: the last CTRL write
+        was refused (its code), or a queued command failed (the oldest entry of ERRLOG, named
+        after the command this host queued with its ticket); and
         :class:`AcceleratorTimeout` when ``timeout_cycles`` pass first. The polling interval
         grows from 4 to 1024 cycles, so a long GEMM costs few register reads.
         """
@@ -582,22 +595,17 @@ class AcceleratorHost:
                                 errors=False)
 
     async def _poll(self, finished, action, timeout_cycles, errors, interval=4, cap=1024):
-        waited = 0
-        while True:
+        async def probe():
             st = await self.status()
             if errors and st.error:
                 if not st.rejected:      # a queued command failed: the log says which
                     await self._raise_logged(action)
                 raise AcceleratorError(st.code, action=action)
-            if finished(st):
-                return st
-            if waited >= timeout_cycles:
-                raise AcceleratorTimeout(f"{action} did not finish within {timeout_cycles} "
-                                         f"cycles (STATUS: {st})")
-            step = min(interval, max(1, timeout_cycles - waited))
-            await self._t.wait_cycles(step)
-            waited += step
-            interval = min(2 * interval, cap)
+            return finished(st), st
+
+        async def describe(st):
+            return f"STATUS: {st}"
+        return await self._until(probe, describe, action, timeout_cycles, interval, cap)
 
     async def reset(self):
         """Reset the device and forget what was loaded (the buffers keep their contents, but
