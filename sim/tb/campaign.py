@@ -578,11 +578,11 @@ class Campaign:
                 self.same(frames.c_from_frame(got, m, nb, self.cols, False), self.C,
                           f"{what}: C")
         elif other == Ctrl.START:
+            # (Written raw: the host does not know what the accumulator holds now.)
+            self.host.forget("C")
             ready = self.B is not None and self.B["B"].shape[0] == k
             self.C = self.expected(m, nb, k, {"chunk": 64, "rounding": "rne",
                                               "accumulate": False}) if ready else None
-            if not ready:
-                self.host.forget("C")
         await self.idle_status(what)
 
     def forget(self, key):
