@@ -19,7 +19,7 @@ from .axi import AXI4LiteSignature, AXI4StreamSignature
 from .common import CheckedComponent
 from .framer import UpdateFramer
 from .gearbox import pow2_at_least
-from .loader import FrameLoader
+from .loader import FrameLoader, Load
 from .queue import CommandQueue
 from .regblock import RegisterBlock, Resp
 from .readback import ReadBack
@@ -63,11 +63,12 @@ DECIDE_CYCLES = 4
 
 
 class Xfer(enum.Enum, shape=3):
-    """What the stream ports carry."""
+    """What the stream ports carry. The loads have the values of :class:`hw.loader.Load`, so
+    that the loader takes this register as the kind of the running load."""
     IDLE = 0
-    A = 1
-    B = 2
-    C = 3
+    A = Load.A.value
+    B = Load.B.value
+    C = Load.C.value
     READ = 4
     UPDATE = 5
 
