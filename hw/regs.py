@@ -23,6 +23,8 @@ from dataclasses import field as _field
 from amaranth.hdl import Shape, unsigned
 from amaranth.lib import data, enum
 
+from .gemm.engine import Error as EngineError
+
 __all__ = [
     "CONFIG",
     "CTRL",
@@ -116,12 +118,12 @@ class Ctrl(enum.IntEnum, shape=6):
 
 
 class ErrorCode(enum.IntEnum, shape=8):
-    """The codes of STATUS[15:8]: the engine's (1, 2, 4, as ``hw.gemm.engine.Error``), and
-    those of the host interface. 3 is not used."""
-    NONE = 0
-    ZERO_DIM = 1
-    TOO_LARGE = 2
-    BUSY = 4
+    """The codes of STATUS[15:8]: the engine's (:class:`hw.gemm.engine.Error`), and those of
+    the host interface. 3 is not used."""
+    NONE = EngineError.NONE.value
+    ZERO_DIM = EngineError.ZERO_DIM.value
+    TOO_LARGE = EngineError.TOO_LARGE.value
+    BUSY = EngineError.BUSY.value
     FRAME = 5
     BAD_CTRL = 6
     BAD_SEED = 7

@@ -259,6 +259,9 @@ class SystolicArray(CheckedComponent):
     acc_fmt = property(lambda self: self._acc_fmt)
     in_fmt = property(lambda self: self._in_fmt)
     chunked = property(lambda self: self._chunked)
+    #: A PE's latencies (:attr:`ProcessingElement.m_latency`, ``v_latency``).
+    m_latency = property(lambda self: self._m_lat)
+    v_latency = property(lambda self: self._v_lat)
 
     def _pe(self):
         return ProcessingElement(self._acc_fmt, self._in_fmt, chunked=self._chunked,
