@@ -215,8 +215,8 @@ class SystolicArray(CheckedComponent):
         The last pass: the outputs are final.
     w_data : In(cols * n), w_row : In(range(rows)), w_we : In(1), w_bank : In(1),
     w_e4m3 : In(1)
-        Write one row of weights into bank ``w_bank``; the PEs hold it from the second clock
-        edge after the write.
+        Write one row of weights into bank ``w_bank``; PE ``(r, c)`` holds its weight from the
+        ``r + c + 2``-th clock edge after the write (:attr:`weight_latency` for the last).
     out_valid, out_last : Out(1)
     chunk_out, total_out : Out(cols * w)
     """
@@ -272,9 +272,21 @@ class SystolicArray(CheckedComponent):
         return code if self._in_fmt is not None else widen_fp8(code, is_e4m3)
 
     @property
+    def weight_latency(self):
+        """Clock edges from a weight row's write until the last PE holds its weight."""
+        return self._rows + self._cols
+
+    @property
     def latency(self):
         """Cycles from a row entering to its results leaving."""
         return self._m_lat + self._cols + self._rows * self._v_lat + self._final_lat + 1
+
+    def _skew(self, m, value, n, name):
+        """A data delay of ``n`` cycles at the array's edge whose last cycle is a register:
+        a LUT RAM's output is slow (block RAM's is a register already)."""
+        if self._ram == "bram":
+            return delay_ram(m, value, n, name, "bram")
+        return delay(m, delay_ram(m, value, n - 1, name, "lutram"), 1, f"{name}_q")
 
     def _line(self, m, value, n, name):
         """A data delay beside the final adder: registers (ECP5, where they are close to the
@@ -294,29 +306,38 @@ class SystolicArray(CheckedComponent):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # Weights: widened to E5M3 and registered with the row's write enable decoded, then
-        # written into one row of PEs. The register keeps the conversion out of the paths that
-        # fan out to a whole column of PEs.
-        w_bank = Signal(name="w_bank_q")
-        w_row_we = Signal(rows, name="w_row_we")
-        m.d.sync += [w_bank.eq(self.w_bank),
-                     w_row_we.eq(Cat(*(self.w_we & (self.w_row == r) for r in range(rows))))]
+        # Weights travel to their PEs through registers, never broadcast: a row of weights is
+        # widened to E5M3 and registered, then column c's weight moves right through c
+        # registers along the top edge and down its column one PE per cycle, with the row it
+        # is for and its bank. So every weight signal drives one PE and the next register,
+        # and PE (r, c) holds its weight r + c cycles later than a broadcast would give it.
+        # (The engine starts a pass well after that; docs/architecture.md.)
+        row_bits = max(1, (rows - 1).bit_length())
+        ctl = Signal(row_bits + 2, name="w_ctl")     # we, row, bank
+        m.d.sync += ctl.eq(Cat(self.w_we, self.w_row[:row_bits], self.w_bank))
         for c in range(cols):
             wide = Signal(pe_n, name=f"w_wide{c}")
             m.d.sync += wide.eq(self._widen(self.w_data[n * c:n * c + n], self.w_e4m3))
+            stage = delay(m, Cat(wide, ctl), c, f"w_right{c}", reset_less=False)
             for r in range(rows):
+                if r:
+                    stage = delay(m, stage, 1, f"w_down{r}_{c}", reset_less=False)
+                data, we = stage[:pe_n], stage[pe_n]
+                row, bank = stage[pe_n + 1:pe_n + 1 + row_bits], stage[pe_n + 1 + row_bits]
                 pe = pes[r][c]
-                m.d.comb += [pe.w_data.eq(wide), pe.w_bank.eq(w_bank),
-                             pe.w_we.eq(w_row_we[r])]
+                m.d.comb += [pe.w_data.eq(data), pe.w_bank.eq(bank),
+                             pe.w_we.eq(we & (row == r))]
 
         # Activations: widened, registered, then row r delayed by r PE latencies; they move
         # right by one column per cycle inside the PEs.
         for r in range(rows):
             wide = self._widen(self.a[n * r:n * r + n], self.a_e4m3)
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
-            # One register after the conversion, then the skew.
-            act = delay_ram(m, delay(m, act, 1, f"conv_a{r}"), r * self._v_lat, f"skew_a{r}",
-                            self._ram)
+            # One register after the conversion, then the skew, whose last cycle is a register:
+            # a LUT RAM's output is slow, and the multiplier's first stage follows.
+            act = delay(m, act, 1, f"conv_a{r}")
+            if r:
+                act = self._skew(m, act, r * self._v_lat, f"skew_a{r}")
             first = pes[r][0]
             m.d.comb += [first.a.eq(act[:pe_n]), first.kvalid.eq(act[pe_n]),
                          first.boundary.eq(act[pe_n + 1]), first.bank.eq(act[pe_n + 2])]
@@ -334,9 +355,9 @@ class SystolicArray(CheckedComponent):
             chunk_in = self.chunk_in[w * c:w * c + w]
             # A conventional array has no total to carry down.
             total_in = self.total_in[w * c:w * c + w] if self._chunked else Const(0, w)
-            top = Cat(delay_ram(m, Cat(chunk_in, self.rna) if not self._chunked
-                               else Cat(chunk_in, total_in, self.rna), n_skew,
-                               f"skew_top{c}", self._ram),
+            sums = Cat(chunk_in, self.rna) if not self._chunked else Cat(chunk_in, total_in,
+                                                                             self.rna)
+            top = Cat(self._skew(m, sums, n_skew, f"skew_top{c}"),
                       delay(m, Cat(self.last, self.valid), n_skew, f"skew_flags{c}",
                             reset_less=False))
             if not self._chunked:
