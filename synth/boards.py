@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
 
 from fp8accel.sim.progress import StageTicker
 
@@ -38,7 +38,7 @@ class Board:
     family : str
         ``"ecp5"`` or ``"ice40"``.
     clock_hz : float
-        The oscillator the design runs from.
+        The clock the design runs at.
     rows, cols : int
         The array.
     depths : tuple of int
@@ -49,6 +49,9 @@ class Board:
         Suffix of the file to load into the FPGA.
     flash : str
         How to load it, for the report and the docs.
+    osc_hz : float, optional
+        The board's oscillator, when a PLL makes ``clock_hz`` from it (ECP5 only); ``None``:
+        the design runs from the oscillator, at ``clock_hz``.
     """
     name: str
     platform: str
@@ -60,6 +63,7 @@ class Board:
     accelerator: dict = field(default_factory=dict)
     bitstream: str = "bit"
     flash: str = ""
+    osc_hz: float = None
 
     def make_platform(self):
         import importlib
@@ -74,11 +78,12 @@ BOARDS = {
     # 25 MHz oscillator needs no PLL. One buffer of each kind: behind the UART, transfers are
     # far slower than the array, and a second buffer would hide little of them.
     "ulx3s-85f": Board(
-        "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 25e6, 8, 8,
+        "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 100e6, 8, 8,
         (128 * 16, 128 * 128, 128 * 16),
         accelerator={"buffers": 1},
         bitstream="bit",
-        flash="openFPGALoader --board ulx3s {path}   (or: fujprog {path})"),
+        flash="openFPGALoader --board ulx3s {path}   (or: fujprog {path})",
+        osc_hz=25e6),
     # iCE40UP5K: 5,280 logic cells. A 1x1 array fits without the weight-update unit, the FP8
     # output converters (the host converts C itself), the time stamps and a command queue (a
     # command starts at once or is refused with BUSY), delay lines in block RAM (the iCE40 has
@@ -93,6 +98,38 @@ BOARDS = {
 }
 
 DEFAULT_BAUD = 1_000_000
+
+
+def ecp5_pll(in_hz, out_hz):
+    """Dividers of the ECP5 PLL (EHXPLLL) for ``out_hz`` on CLKOP from ``in_hz``, feedback from
+    CLKOP: ``out = in * CLKFB_DIV / CLKI_DIV``, the VCO at ``out * CLKOP_DIV`` (nearest the middle
+    of its range). Returns the
+    parameters and the frequency they give, the closest to ``out_hz`` within the PLL's limits
+    (phase detector 3.125 to 400 MHz, VCO 400 to 800 MHz, output 3.125 to 400 MHz)."""
+    if not 3.125e6 <= out_hz <= 400e6:
+        raise ValueError(f"The ECP5 PLL makes 3.125 to 400 MHz, not {out_hz / 1e6:g} MHz")
+    best = None
+    for clki in range(1, 129):
+        pfd = in_hz / clki
+        if not 3.125e6 <= pfd <= 400e6:
+            continue
+        for clkfb in range(1, 81):
+            f = pfd * clkfb
+            if not 3.125e6 <= f <= 400e6:
+                continue
+            # The VCO nearest the middle of its range.
+            vcos = [d for d in range(1, 129) if 400e6 <= f * d <= 800e6]
+            if not vcos:
+                continue
+            clkop = min(vcos, key=lambda d: abs(f * d - 600e6))
+            key = (abs(f - out_hz), clki, abs(f * clkop - 600e6))
+            if best is None or key < best[0]:
+                best = (key, f, {"CLKI_DIV": clki, "CLKFB_DIV": clkfb, "CLKOP_DIV": clkop,
+                                 "CLKOP_CPHASE": (clkop - 1) // 2})
+    if best is None:
+        raise ValueError(f"No ECP5 PLL setting makes {out_hz / 1e6:g} MHz from "
+                         f"{in_hz / 1e6:g} MHz")
+    return best[2], best[1]
 
 
 def divisor_for(clock_hz, baud):
@@ -134,6 +171,8 @@ class BoardTop(Elaboratable):
         from amaranth.lib import io
 
         m = Module()
+        if self.board.osc_hz is not None:
+            self._pll(m, platform)
         m.submodules.core = core = self.core
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
@@ -156,6 +195,38 @@ class BoardTop(Elaboratable):
             m.submodules[f"led{i}_buffer"] = led = io.Buffer("o", pin)
             m.d.comb += led.o.eq(value)
         return m
+
+    def _pll(self, m, platform):
+        """The ``sync`` domain at ``clock_hz`` from the ECP5 PLL, held in reset until the PLL
+        locks."""
+        from amaranth.hdl import ClockDomain, ClockSignal, Instance, ResetSignal
+        from amaranth.lib import io
+
+        params, _ = ecp5_pll(self.board.osc_hz, self.board.clock_hz)
+        osc = platform.request(platform.default_clk, dir="-")
+        m.submodules.osc_buffer = osc_buf = io.Buffer("i", osc)
+        m.domains.sync = ClockDomain("sync")
+        clk = Signal()         # CLKOP
+        m.d.comb += ClockSignal("sync").eq(clk)
+        locked = Signal()
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+            p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            **{f"p_{k}": v for k, v in params.items()},
+            i_CLKI=osc_buf.i, i_CLKFB=clk, o_CLKOP=clk, o_LOCK=locked,
+            i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+            i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+            a_FREQUENCY_PIN_CLKI=f"{self.board.osc_hz / 1e6:g}",
+            a_FREQUENCY_PIN_CLKOP=f"{self.board.clock_hz / 1e6:g}")
+        # Reset until the PLL has locked, and for 15 cycles after: a counter of its own
+        # domain, on the same clock, that the reset does not touch.
+        m.domains.pll_reset = ClockDomain("pll_reset", reset_less=True)
+        hold = Signal(4, init=15)
+        m.d.comb += [ClockSignal("pll_reset").eq(clk), ResetSignal("sync").eq(hold != 0)]
+        m.d.pll_reset += hold.eq(Mux(locked, hold - (hold != 0), 15))
+        platform.add_clock_constraint(clk, self.board.clock_hz)
 
 
 # Building -----------------------------------------------------------------------------------
@@ -267,6 +338,8 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
         "rows": top.rows, "cols": top.cols, "depths": list(b.depths),
         "accelerator": dict(b.accelerator), "clock_mhz": b.clock_hz / 1e6, "baud": baud,
         "divisor": top.divisor, "seed": seed,
+        "pll": None if b.osc_hz is None else {"osc_mhz": b.osc_hz / 1e6,
+                                               **ecp5_pll(b.osc_hz, b.clock_hz)[0]},
         "timing": {clk: {"fmax_mhz": f, "met": ok, "target_mhz": t}
                    for clk, (f, ok, t) in timing.items()},
         "utilization": used, "seconds": seconds,

@@ -22,7 +22,7 @@ import pytest
 from fp8accel.sim import golden
 from fp8accel.sim.cli import main
 from fp8accel.sim.run.runner import run_cocotb
-from fp8accel.synth.boards import BOARDS, divisor_for
+from fp8accel.synth.boards import BOARDS, divisor_for, ecp5_pll
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -140,3 +140,33 @@ def test_ulx3s_flow_with_a_small_array(tmp_path):
 def test_ulx3s_bitstream(tmp_path):
     rep = _build("ulx3s-85f", tmp_path)
     assert (rep["rows"], rep["cols"]) == (8, 8)
+
+
+@pytest.mark.parametrize("out_mhz", [100, 125, 112.5, 133.33, 62.5])
+def test_ecp5_pll_settings(out_mhz):
+    params, got = ecp5_pll(25e6, out_mhz * 1e6)
+    assert abs(got - out_mhz * 1e6) < 0.01 * out_mhz * 1e6
+    pfd = 25e6 / params["CLKI_DIV"]
+    assert 3.125e6 <= pfd <= 400e6
+    assert got == pfd * params["CLKFB_DIV"]
+    assert 400e6 <= got * params["CLKOP_DIV"] <= 800e6
+    assert params["CLKOP_CPHASE"] == (params["CLKOP_DIV"] - 1) // 2
+    with pytest.raises(ValueError, match="makes 3.125 to 400 MHz"):
+        ecp5_pll(25e6, 500e6)
+
+
+def test_ulx3s_design_runs_from_the_pll(tmp_path):
+    """The ULX3S design's clock domain comes from an EHXPLLL set for the board's clock, and the
+    UART divisor is computed for that clock."""
+    from fp8accel.synth.boards import BoardTop
+    board = BOARDS["ulx3s-85f"]
+    assert board.osc_hz == 25e6 and board.clock_hz > board.osc_hz
+    top = BoardTop(board, rows=1, cols=1)
+    assert top.divisor == divisor_for(board.clock_hz, 1_000_000)
+    plan = board.make_platform().prepare(top, name="t")
+    text = plan.files["t.il"]
+    text = text.decode() if isinstance(text, bytes) else text
+    params, _ = ecp5_pll(board.osc_hz, board.clock_hz)
+    assert "EHXPLLL" in text
+    for name, value in params.items():
+        assert f"parameter \\{name} {value}" in text, name
