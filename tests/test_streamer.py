@@ -36,12 +36,12 @@ def expected_rows(M, K, rows, cols, N, chunk, accumulate, carry_in, carry_out, a
     return out
 
 
-def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed):
+def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed, always_ready=False):
     rng = np.random.default_rng(seed)
     KB, NT = -(-K // rows), -(-N // cols)
     a_img = [int(x) for x in rng.integers(0, 1 << (8 * rows), M * KB, dtype=np.uint64)]
     acc_img = [int.from_bytes(rng.bytes(4 * cols), "little") for _ in range(M * NT)]
-    dut = AStreamer(rows, cols, a_depth=M * KB, acc_depth=M * NT)
+    dut = AStreamer(rows, cols, a_depth=M * KB, acc_depth=M * NT, gap=gap)
     got = {"rows": [], "issue_cycles": [], "streamed": 0, "early": False}
     passes = KB * NT
 
@@ -52,7 +52,7 @@ def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed):
         await ctx.tick().repeat(2)
         assert ctx.get(dut.acc_raddr) == M * NT - 1
         ctx.set(dut.follow, 0)
-        for name, v in (("m", M), ("k", K), ("kb", KB), ("nt", NT), ("gap", gap),
+        for name, v in (("m", M), ("k", K), ("kb", KB), ("nt", NT),
                         ("chunk_log2", 0 if chunk is None else chunk.bit_length() - 1),
                         ("no_chunk", chunk is None), *flags.items()):
             ctx.set(getattr(dut, name), int(v))
@@ -62,7 +62,8 @@ def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed):
         loaded = 0             # passes whose weights the (modelled) loader has put in
         streamed = 0
         for cycle in range(passes * (M + gap + 40) + 200):
-            if loaded < passes and loaded <= streamed + 1 and rng.random() < 0.3:
+            if loaded < passes and loaded <= streamed + 1 and (always_ready
+                                                               or rng.random() < 0.3):
                 loaded += 1
             ctx.set(dut.ready, loaded > streamed)
             (_, _, a_addr, acc_addr, pulse, valid, a, kvalid, boundary, bank, last,
@@ -94,7 +95,8 @@ def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed):
 
 @pytest.mark.parametrize("rows,cols,M,N,K,chunk,gap,flags", [
     (2, 2, 3, 5, 7, 2, 0, {}),
-    (2, 2, 3, 5, 7, 4, 9, {"accumulate": 1}),
+    (2, 2, 3, 5, 7, 4, 9, {"accumulate": 1}),            # rounds of 9 rows: no wait
+    (2, 2, 3, 5, 7, 4, 30, {}),                          # rounds of 9 rows: a wait of 21
     (3, 2, 1, 3, 10, None, 6, {"carry_in": 1}),          # M = 1: every row ends a pass
     (2, 3, 4, 4, 5, 1, 0, {"carry_out": 1, "accumulate": 1}),
     (1, 1, 2, 2, 3, 2, 3, {}),
@@ -108,14 +110,32 @@ def test_rows_of_every_pass(rows, cols, M, N, K, chunk, gap, flags):
     assert len(got["rows"]) == len(want)
     for i, (g, w) in enumerate(zip(got["rows"], want)):
         assert g == w, (i, g, w)
-    # The rows of a pass are consecutive, passes a cycle apart at least, and a round of
-    # passes is followed by at least `gap` idle cycles.
+    # The rows of a pass are consecutive, passes a cycle apart at least, and the first row of
+    # a round comes `gap` cycles after the first row of the round before at the earliest.
     NT = -(-N // cols)
     cyc = got["issue_cycles"]
     for i in range(1, len(cyc)):
         assert cyc[i] - cyc[i - 1] == 1 if i % M else cyc[i] - cyc[i - 1] >= 2, (i, cyc)
-    for end in range(M * NT, len(cyc), M * NT):
-        assert cyc[end] - cyc[end - 1] > gap, (end, cyc[end - 1], cyc[end])
+    for first in range(M * NT, len(cyc), M * NT):
+        assert cyc[first] - cyc[first - M * NT] >= gap, (first, cyc)
+        if M * NT < gap:        # a short round waits the rest of the gap at least
+            assert cyc[first] - cyc[first - 1] >= gap - M * NT + 1, (first, cyc)
+
+
+@pytest.mark.parametrize("M,N,gap", [(3, 5, 30), (1, 7, 9), (4, 4, 8), (5, 2, 12)])
+def test_a_short_round_waits_the_rest_of_the_gap(M, N, gap):
+    """With the weights always ready, passes follow each other a cycle apart, and a round of
+    M * NT rows shorter than the gap is followed by exactly the rest of it."""
+    want, got = run_streamer(2, 2, M, N, 6, 2, gap, {}, seed=1, always_ready=True)
+    assert got["rows"] == want
+    NT = -(-N // 2)
+    cyc = got["issue_cycles"]
+    for i in range(1, len(cyc)):
+        step = cyc[i] - cyc[i - 1]
+        if i % (M * NT) == 0:
+            assert step == max(gap - M * NT, 0) + 2, (i, cyc)
+        else:
+            assert step == (1 if i % M else 2), (i, cyc)
 
 
 def test_parameters_are_checked():

@@ -184,8 +184,13 @@ class GemmEngine(CheckedComponent):
         flush = 3 + array.m_latency + (rows - 1) * max(0, array.v_latency - cols)
         m.submodules.loader = loader = WeightLoader(
             rows, cols, b_depth=self._b_depth, b_width=self._b_width, flush=flush)
+        # A row's accumulator word may be read again (by the next pass of its column tile) this
+        # many cycles after it was read: the array's latency and the writeback, with a margin.
+        # The passes of a round take M * NT cycles at least; the streamer waits the rest, if
+        # any, at the end of the round.
         m.submodules.streamer = streamer = AStreamer(
-            rows, cols, a_depth=self._a_depth, acc_depth=self._acc_depth, acc_width=w)
+            rows, cols, a_depth=self._a_depth, acc_depth=self._acc_depth, acc_width=w,
+            gap=array.latency + 8)
         m.submodules.writeback = wb = Writeback(cols, acc_depth=self._acc_depth, acc_width=w)
 
         # Buffers ---------------------------------------------------------------------------
@@ -252,13 +257,6 @@ class GemmEngine(CheckedComponent):
         too_large = Signal()
         rows_n = Signal(24)    # rows * N: B address step between rounds of passes
         cols_k = Signal(24)    # cols * K: B address step between column tiles, transposed
-        m_nt = Signal(32)      # M * NT: rows streamed in a round of passes
-        # A row's accumulator word may be read again (by the next pass of its column tile) this
-        # many cycles after it was read: the array's latency and the writeback, with a margin.
-        # The passes of a round take M * NT cycles at least; the streamer waits the rest, if
-        # any, at the end of the round.
-        gap = array.latency + 8
-        gap_fill = Signal(16)
         go = Signal()          # the command passed its checks: the parts start it
         cycles = Signal(32)
         m.d.comb += [self.cycles.eq(cycles), self.active.eq(streamer.issued)]
@@ -282,12 +280,11 @@ class GemmEngine(CheckedComponent):
                     m.d.sync += zero_dim.eq((M == 0) | (N == 0) | (K == 0))
                 m.next = "MULTIPLY"
             with m.State("MULTIPLY"):
-                m.d.sync += [rows_n.eq(N * rows), cols_k.eq(K * cols), m_nt.eq(M * NT)]
+                m.d.sync += [rows_n.eq(N * rows), cols_k.eq(K * cols)]
                 if self._check:
                     m.d.sync += [sizes[0].eq(M * KB), sizes[1].eq(K * N), sizes[2].eq(M * NT)]
                 m.next = "COMPARE"
             with m.State("COMPARE"):
-                m.d.sync += gap_fill.eq(Mux(m_nt >= gap, 0, gap - m_nt))
                 if self._check:
                     m.d.sync += too_large.eq((sizes[0] > self._a_depth)
                                              | (sizes[1] > self._b_depth)
@@ -321,7 +318,7 @@ class GemmEngine(CheckedComponent):
             loader.kb.eq(KB), loader.rows_n.eq(rows_n), loader.cols_k.eq(cols_k),
             loader.trans_b.eq(trans_b), loader.streamed.eq(streamer.streamed),
             streamer.start.eq(go), streamer.m.eq(M), streamer.k.eq(K), streamer.kb.eq(KB),
-            streamer.nt.eq(NT), streamer.gap.eq(gap_fill), streamer.chunk_log2.eq(chunk_log2),
+            streamer.nt.eq(NT), streamer.chunk_log2.eq(chunk_log2),
             streamer.no_chunk.eq(no_chunk), streamer.accumulate.eq(accumulate),
             streamer.carry_in.eq(carry_in), streamer.carry_out.eq(carry_out),
             streamer.ready.eq(loader.ready),

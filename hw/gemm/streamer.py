@@ -35,6 +35,9 @@ class AStreamer(CheckedComponent):
         Accumulator words.
     acc_width : int
         Bits of an accumulator lane's chunk or total.
+    gap : int
+        Cycles from a row's issue until its accumulator word has been written back: a round
+        of passes shorter than this (``M * NT`` rows) is followed by a wait for the rest.
 
     Members
     -------
@@ -44,8 +47,6 @@ class AStreamer(CheckedComponent):
         The command's ``M`` and ``K``.
     kb, nt : In(16)
         ``ceil(K / rows)`` (``A`` words per row of ``A``) and ``ceil(N / cols)`` (column tiles).
-    gap : In(16)
-        Cycles to wait after each round of passes.
     chunk_log2, no_chunk : In
         The chunk length ``2**chunk_log2``, or one chunk of all ``K``.
     accumulate, carry_in, carry_out : In(1)
@@ -73,17 +74,20 @@ class AStreamer(CheckedComponent):
         at least separates two passes.
     """
 
-    def __init__(self, rows, cols, *, a_depth, acc_depth, acc_width=16):
+    def __init__(self, rows, cols, *, a_depth, acc_depth, acc_width=16, gap=0):
         for name, v in (("rows", rows), ("cols", cols), ("a_depth", a_depth),
                         ("acc_depth", acc_depth), ("acc_width", acc_width)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if isinstance(gap, bool) or not isinstance(gap, int) or not 0 <= gap < 1 << 16:
+            raise ValueError(f"gap must be an integer from 0 to 65535, not {gap!r}")
         self._rows, self._cols = rows, cols
         self._a_depth, self._acc_depth, self._w = a_depth, acc_depth, acc_width
+        self._gap = gap
         w = acc_width
         super().__init__({
             "start": In(1), "m": In(16), "k": In(16), "kb": In(16), "nt": In(16),
-            "gap": In(16), "chunk_log2": In(4), "no_chunk": In(1),
+            "chunk_log2": In(4), "no_chunk": In(1),
             "accumulate": In(1), "carry_in": In(1), "carry_out": In(1),
             "ready": In(1), "streamed": Out(1), "issued": Out(32),
             "a_raddr": Out(range(a_depth + 1)), "a_rdata": In(8 * rows),
@@ -113,6 +117,11 @@ class AStreamer(CheckedComponent):
         arow = Signal.like(self.a_raddr)    # A word of row i, pass p
         acc = Signal.like(self.acc_raddr)   # accumulator word of (i, nt)
         gap = Signal(16)       # idle cycles still owed before the next pass
+        # What a round still owes: the gap less the rows issued in it so far (counted down,
+        # so that no product M * NT is needed).
+        owed = Signal(range(self._gap + 1), init=self._gap)
+        owed_next = Signal.like(owed)
+        m.d.comb += owed_next.eq(Mux(owed != 0, owed - 1, 0))
         bank = Signal()        # weight bank of the pass (pass index % 2)
         issued = Signal(32)
         m.d.comb += [self.a_raddr.eq(arow), self.acc_raddr.eq(acc), self.issued.eq(issued)]
@@ -148,14 +157,15 @@ class AStreamer(CheckedComponent):
         m.d.comb += self.streamed.eq(active & i_end)
         with m.If(active):
             m.d.sync += [issued.eq(issued + 1), arow.eq(arow + KB), acc.eq(acc + NT),
-                         i_left.eq(i_left - 1), i_end.eq(i_left == 1)]
+                         i_left.eq(i_left - 1), i_end.eq(i_left == 1), owed.eq(owed_next)]
             with m.If(i_end):
                 # End of the pass.
                 m.d.sync += [active.eq(0), bank.eq(~bank)]
                 with m.If(nt_last):
                     # End of the round: the next pass of column tile 0 reads what the first
                     # pass of this round wrote, which must be written back first.
-                    m.d.sync += [nt.eq(0), nt_left.eq(NT - 1), acc.eq(0), gap.eq(self.gap)]
+                    m.d.sync += [nt.eq(0), nt_left.eq(NT - 1), acc.eq(0), gap.eq(owed_next),
+                                 owed.eq(self._gap)]
                     with m.If(last_pass):
                         m.d.sync += done.eq(1)
                     with m.Else():
@@ -201,6 +211,6 @@ class AStreamer(CheckedComponent):
             m.d.sync += [
                 active.eq(0), done.eq(0), issued.eq(0), nt.eq(0), p.eq(0), arow.eq(0),
                 nt_left.eq(NT - 1), p_left.eq(KB - 1), i_left.eq(M - 1),
-                k0.eq(0), kleft.eq(self.k), acc.eq(0), gap.eq(0), bank.eq(0),
+                k0.eq(0), kleft.eq(self.k), acc.eq(0), gap.eq(0), bank.eq(0), owed.eq(self._gap),
             ]
         return m
