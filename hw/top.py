@@ -9,7 +9,7 @@ module has always exported (``Reg``, ``Ctrl``, ``TopError``, ``REG_MASK``, ...) 
 import operator
 from functools import reduce
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum
 from amaranth.lib.data import StructLayout
 from amaranth.lib.wiring import In, Out, connect, flipped
@@ -26,6 +26,7 @@ from .readback import ReadBack
 from .fp.format import DLFLOAT16, format_by_name
 from .gemm.engine import GemmEngine
 from .regs import ID_VALUE, REGISTERS, Access, Ctrl, ErrorCode, OutFmt, Reg
+from .sizes import SerialProducts
 from .update import SGDUpdate
 
 __all__ = [
@@ -58,8 +59,9 @@ OPTIONS_MASK = regs.OPTIONS.mask
 #: Registers that can only be read: a write answers SLVERR.
 READ_ONLY = tuple(r.addr for r in REGISTERS if r.access is Access.R)
 
-#: Cycles from a CTRL write to its decision (and its write response).
-DECIDE_CYCLES = 4
+#: Cycles from a CTRL write to its decision (and its write response): the products of the
+#: size checks (:class:`hw.sizes.SerialProducts`, a bit per cycle), then their comparisons.
+DECIDE_CYCLES = 19
 
 
 class Xfer(enum.Enum, shape=3):
@@ -214,8 +216,8 @@ class Accelerator(CheckedComponent):
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
         # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
-        # below (each registered from the registers: products and divisions get stages of
-        # their own); its response waits for the decision.
+        # below (divisions and comparisons registered, products computed a bit per cycle);
+        # its response waits for the decision.
         ctrl_word, ctrl_single = rblock.ctrl, rblock.ctrl_single
         decide, deciding = rblock.decide, rblock.deciding
 
@@ -253,23 +255,17 @@ class Accelerator(CheckedComponent):
         # Registered: a division by a constant is deep logic.
         m.d.sync += [KB.eq((reg_k + rows - 1) // rows if rows > 1 else reg_k),
                      NT.eq((reg_n + cols - 1) // cols if cols > 1 else reg_n)]
-        # Element counts of the three transfer shapes and the words they need: the products
-        # come from DSP blocks, each registered.
-        mk, kn, mn = Signal(32), Signal(32), Signal(32)
-        m.d.sync += [mk.eq(reg_m * reg_k), kn.eq(reg_k * reg_n), mn.eq(reg_m * reg_n)]
-        # With one row (one column), KB is K (NT is N): the element count is the word count,
-        # and a multiplier is saved (on the iCE40 a product beyond its eight DSPs costs some
-        # 300 logic cells).
-        if rows == 1:
-            a_words = mk
-        else:
-            a_words = Signal(32)
-            m.d.sync += a_words.eq(reg_m * KB)
-        if cols == 1:
-            c_words = mn
-        else:
-            c_words = Signal(32)
-            m.d.sync += c_words.eq(reg_m * NT)
+        # The words of the three transfer shapes: products computed a bit per cycle while the
+        # CTRL write is decided (hw.sizes), no multiplier on any path. The registers cannot
+        # change while a CTRL write is decided, and KB and NT have settled when it starts.
+        # With one row (one column), KB is K (NT is N).
+        m.submodules.sizes = sizes = SerialProducts(3, 16)
+        deciding_q = Signal()
+        m.d.sync += deciding_q.eq(deciding)
+        m.d.comb += [sizes.start.eq(deciding & ~deciding_q),
+                     sizes.x.eq(Cat(reg_m, reg_k, reg_m)),
+                     sizes.y.eq(Cat(KB if rows > 1 else reg_k, reg_n, NT if cols > 1 else reg_n))]
+        a_words, kn, c_words = sizes.p[0], sizes.p[1], sizes.p[2]
         zero_a, zero_b, zero_c = Signal(), Signal(), Signal()
         big_a, big_b, big_c = Signal(), Signal(), Signal()
         m.d.sync += [zero_a.eq((reg_m == 0) | (reg_k == 0)),

@@ -302,8 +302,8 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
         with (StageTicker("fp8accel build", _build_stage(out, name)) if progress
               else nullcontext()):
             try:
-                # -dsp: the UP5K's multipliers (SB_MAC16) take the engine's size checks;
-                # without it they become thousands of LUTs.
+                # -dsp: a multiplier goes into the UP5K's SB_MAC16 blocks rather than
+                # logic cells (the size checks need none: hw.sizes).
                 # prepare + execute_local rather than build(): the board files list the
                 # programmer (openFPGALoader, iceprog) among the tools a build requires.
                 plan = platform.prepare(top, name=name, nextpnr_opts=nextpnr_opts,
