@@ -252,7 +252,9 @@ class SystolicArray(CheckedComponent):
         self._finals = ([FPAdder(self._acc_fmt, "rne", runtime_rna=True) for _ in range(cols)]
                         if self._chunked else [])
         self._m_lat, self._v_lat = self._pes[0][0].m_latency, self._pes[0][0].v_latency
-        self._final_lat = self._finals[0].latency if self._chunked else 0
+        # The final adder's operands are registered beside it first: the bottom PEs' outputs
+        # are far from it.
+        self._final_lat = self._finals[0].latency + 1 if self._chunked else 0
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
@@ -379,8 +381,10 @@ class SystolicArray(CheckedComponent):
                 # The final add of docs/numerics.md section 4, total = add(total, chunk), on
                 # the last pass.
                 m.submodules[f"final_{c}"] = final = self._finals[c]
-                m.d.comb += [final.a.eq(bottom.total_out), final.b.eq(bottom.chunk_out),
-                             final.rna.eq(bottom.rna_out)]
+                operands = delay(m, Cat(bottom.total_out, bottom.chunk_out, bottom.rna_out), 1,
+                                 f"final_in{c}")
+                m.d.comb += [final.a.eq(operands[:w]), final.b.eq(operands[w:2 * w]),
+                             final.rna.eq(operands[2 * w])]
                 total = self._line(m, bottom.total_out, self._final_lat, f"total{c}")
                 m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total), flags))
             else:
