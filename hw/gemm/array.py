@@ -23,7 +23,11 @@ from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
 from ..fp.multiplier import FPMultiplier
 from ..common import CheckedComponent
 
-__all__ = ["E5M3", "widen_fp8", "ProcessingElement", "SystolicArray"]
+__all__ = ["E5M3", "widen_fp8", "ProcessingElement", "SystolicArray", "SETTLE"]
+
+#: Cycles from a change of the array's command settings (``a_e4m3``, ``w_e4m3``, ``rna``) to
+#: their use.
+SETTLE = 2
 
 #: The array's internal operand format: E5M2 and E4M3 codes both convert to it exactly, so one
 #: multiplier serves both operand formats, chosen per command.
@@ -204,7 +208,10 @@ class SystolicArray(CheckedComponent):
     kvalid, boundary : In(rows)
         Per array row: the row's ``k`` exists (else its product is +0); a chunk starts at it.
     a_e4m3 : In(1)
-        The activations are E4M3 (else E5M2).
+        The activations are E4M3 (else E5M2). Like ``w_e4m3`` and ``rna``, a setting of the
+        command: it takes effect :data:`SETTLE` cycles after it changes (it reaches every row
+        and column through a tree of registers), so it must be held from that long before the
+        first row (or weight) of a command until its last result has left.
     bank : In(1)
         The weight bank this pass multiplies with.
     chunk_in, total_in : In(cols * w)
@@ -308,6 +315,19 @@ class SystolicArray(CheckedComponent):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
+        # The command's settings reach each row (column) through a register tree: one
+        # register, then one per row (column), beside its users.
+        def settle(value, n, name):
+            first = Signal(name=f"{name}_q")
+            m.d.sync += first.eq(value)
+            copies = [Signal(name=f"{name}_{i}") for i in range(n)]
+            m.d.sync += [cp.eq(first) for cp in copies]
+            return copies
+
+        a_e4m3 = settle(self.a_e4m3, rows, "a_e4m3")
+        w_e4m3 = settle(self.w_e4m3, cols, "w_e4m3")
+        rna = settle(self.rna, cols, "rna")
+
         # Weights travel to their PEs through registers, never broadcast: a row of weights is
         # widened to E5M3 and registered, then column c's weight moves right through c
         # registers along the top edge and down its column one PE per cycle, with the row it
@@ -319,7 +339,7 @@ class SystolicArray(CheckedComponent):
         m.d.sync += ctl.eq(Cat(self.w_we, self.w_row[:row_bits], self.w_bank))
         for c in range(cols):
             wide = Signal(pe_n, name=f"w_wide{c}")
-            m.d.sync += wide.eq(self._widen(self.w_data[n * c:n * c + n], self.w_e4m3))
+            m.d.sync += wide.eq(self._widen(self.w_data[n * c:n * c + n], w_e4m3[c]))
             stage = delay(m, Cat(wide, ctl), c, f"w_right{c}", reset_less=False)
             for r in range(rows):
                 if r:
@@ -333,7 +353,7 @@ class SystolicArray(CheckedComponent):
         # Activations: widened, registered, then row r delayed by r PE latencies; they move
         # right by one column per cycle inside the PEs.
         for r in range(rows):
-            wide = self._widen(self.a[n * r:n * r + n], self.a_e4m3)
+            wide = self._widen(self.a[n * r:n * r + n], a_e4m3[r])
             act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
             # One register after the conversion, then the skew, whose last cycle is a register:
             # a LUT RAM's output is slow, and the multiplier's first stage follows.
@@ -357,8 +377,8 @@ class SystolicArray(CheckedComponent):
             chunk_in = self.chunk_in[w * c:w * c + w]
             # A conventional array has no total to carry down.
             total_in = self.total_in[w * c:w * c + w] if self._chunked else Const(0, w)
-            sums = Cat(chunk_in, self.rna) if not self._chunked else Cat(chunk_in, total_in,
-                                                                             self.rna)
+            sums = Cat(chunk_in, rna[c]) if not self._chunked else Cat(chunk_in, total_in,
+                                                                           rna[c])
             top = Cat(self._skew(m, sums, n_skew, f"skew_top{c}"),
                       delay(m, Cat(self.last, self.valid), n_skew, f"skew_flags{c}",
                             reset_less=False))
