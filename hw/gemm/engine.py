@@ -258,6 +258,10 @@ class GemmEngine(CheckedComponent):
         rows_n = Signal(24)    # rows * N: B address step between rounds of passes
         cols_k = Signal(24)    # cols * K: B address step between column tiles, transposed
         go = Signal()          # the command passed its checks: the parts start it
+        # Per accumulator memory: the running command uses it. Registers (set with the run,
+        # cleared at its end), not decoded from the state: they select the address, data and
+        # enables of every block RAM of the memory.
+        mine = [Signal(name=f"mine{b}") for b in range(self._buffers)]
         cycles = Signal(32)
         m.d.comb += [self.cycles.eq(cycles), self.active.eq(streamer.issued)]
         m.d.sync += self.done.eq(0)
@@ -300,14 +304,14 @@ class GemmEngine(CheckedComponent):
                 with m.Else():
                     m.d.comb += go.eq(1)
                     m.d.sync += [self.error.eq(Error.NONE), cycles.eq(4)]
+                    m.d.sync += [mb.eq(c_buf == b if two else 1) for b, mb in enumerate(mine)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(wb.end):
-                    m.d.sync += self.done.eq(1)
+                    m.d.sync += [self.done.eq(1), *(mb.eq(0) for mb in mine)]
                     m.next = "IDLE"
         idle = fsm.ongoing("IDLE")
-        busy = fsm.ongoing("RUN")
         m.d.comb += self.busy.eq(~idle)
         with m.If(self.start & ~idle):
             m.d.sync += self.error.eq(Error.BUSY)
@@ -344,8 +348,7 @@ class GemmEngine(CheckedComponent):
             host_raddr = Signal.like(self.c_raddr)
             m.d.sync += host_raddr.eq(self.c_raddr)
             for b, rd in enumerate(acc_rds):
-                m.d.comb += rd.addr.eq(Mux(busy & (c_buf == b), streamer.acc_raddr,
-                                           host_raddr))
+                m.d.comb += rd.addr.eq(Mux(mine[b], streamer.acc_raddr, host_raddr))
             rbuf_q, rbuf_qq = Signal(), Signal()
             m.d.sync += [rbuf_q.eq(self.c_rbuf), rbuf_qq.eq(rbuf_q),
                          host_word.eq(Mux(rbuf_qq, acc_rds[1].data, acc_rds[0].data))]
@@ -365,15 +368,14 @@ class GemmEngine(CheckedComponent):
         # Accumulator writes: the writeback's while a command uses the memory, else the host's.
         host_data = Cat(*(Cat(Const(0, w), self.c_data[w * c:w * c + w]) for c in range(cols)))
         for b, wp in enumerate(acc_wps):
-            mine = busy & (c_buf == b) if two else busy
             host_we = Signal(2 * cols, name=f"host_we{b}")
             for c in range(cols):
                 m.d.comb += host_we[2 * c + 1].eq(
-                    ~mine & self.c_we & ((self.c_wbuf == b) if two else 1))
+                    ~mine[b] & self.c_we & ((self.c_wbuf == b) if two else 1))
             # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
             m.d.sync += [
-                wp.addr.eq(Mux(mine, wb.addr, self.c_addr)),
-                wp.data.eq(Mux(mine, wb.data, host_data)),
-                wp.en.eq(Mux(mine, Mux(wb.we, (1 << (2 * cols)) - 1, 0), host_we)),
+                wp.addr.eq(Mux(mine[b], wb.addr, self.c_addr)),
+                wp.data.eq(Mux(mine[b], wb.data, host_data)),
+                wp.en.eq(Mux(mine[b], Mux(wb.we, (1 << (2 * cols)) - 1, 0), host_we)),
             ]
         return m
