@@ -78,7 +78,7 @@ BOARDS = {
     # 25 MHz oscillator needs no PLL. One buffer of each kind: behind the UART, transfers are
     # far slower than the array, and a second buffer would hide little of them.
     "ulx3s-85f": Board(
-        "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 100e6, 8, 8,
+        "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 50e6, 8, 8,
         (128 * 16, 128 * 128, 128 * 16),
         accelerator={"buffers": 1},
         bitstream="bit",
@@ -222,10 +222,12 @@ class BoardTop(Elaboratable):
             a_FREQUENCY_PIN_CLKOP=f"{self.board.clock_hz / 1e6:g}")
         # Reset until the PLL has locked, and for 15 cycles after: a counter of its own
         # domain, on the same clock, that the reset does not touch.
+        # The reset comes straight from a register: it reaches every flip-flop of the design.
         m.domains.pll_reset = ClockDomain("pll_reset", reset_less=True)
         hold = Signal(4, init=15)
-        m.d.comb += [ClockSignal("pll_reset").eq(clk), ResetSignal("sync").eq(hold != 0)]
-        m.d.pll_reset += hold.eq(Mux(locked, hold - (hold != 0), 15))
+        reset = Signal(init=1)
+        m.d.comb += [ClockSignal("pll_reset").eq(clk), ResetSignal("sync").eq(reset)]
+        m.d.pll_reset += [hold.eq(Mux(locked, hold - (hold != 0), 15)), reset.eq(hold != 0)]
         platform.add_clock_constraint(clk, self.board.clock_hz)
 
 
