@@ -1,7 +1,7 @@
 """Products of command dimensions, one bit per cycle: the size checks of a command without a
 multiplier on any path.
 
-Ref: docs/architecture.md ("What keeps the wide and far-reaching paths short").
+Ref: docs/architecture.md ("Dataflow controller").
 
 A command's checks compare products of its dimensions (``M * ceil(K / rows)`` words of ``A``,
 ``K * N`` bytes of ``B``, ...) against the buffer sizes. A multiplier, in LUTs or in a DSP block

@@ -2,7 +2,7 @@
 
 The design on the chip is :class:`hw.bridge.BridgedAccelerator`, the accelerator behind the
 UART host bridge, wired to the board's USB serial port (the FTDI chip every supported board
-carries), clocked by the board's oscillator. The build goes through ``amaranth-boards`` and
+carries), clocked by the board's oscillator or a PLL. The build goes through ``amaranth-boards`` and
 Amaranth's Lattice toolchain scripts with the YoWASP tools (Yosys, nextpnr, ``ecppack`` or
 ``icepack``), which need nothing but ``pip``. nextpnr checks timing at the board clock and the
 build fails if it is not met.
@@ -74,9 +74,9 @@ class Board:
 #: The boards ``fp8accel build`` knows.
 BOARDS = {
     # LFE5U-85F: the 8x8 array with the weight-update unit, buffers for a 128^3 GEMM (48 of
-    # the 208 block RAMs). It closes timing at about 85 MHz (docs/architecture.md), so the
-    # 25 MHz oscillator needs no PLL. One buffer of each kind: behind the UART, transfers are
-    # far slower than the array, and a second buffer would hide little of them.
+    # the 208 block RAMs), clocked at 50 MHz by the PLL from the 25 MHz oscillator (docs/fpga.md,
+    # "Boards"). One buffer of each kind: behind the UART, transfers are far slower than the
+    # array, and a second buffer would hide little of them.
     "ulx3s-85f": Board(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 50e6, 8, 8,
         (128 * 16, 128 * 128, 128 * 16),
