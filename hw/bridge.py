@@ -42,7 +42,8 @@ command and waits for the next. A host that lost track stays silent that long, t
 commands: the host must resynchronise, as above, after any timeout.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, Module,
+                          Mux, ResetSignal, Signal)
 from amaranth.lib import fifo
 from amaranth.lib.wiring import In, Out, connect
 
@@ -375,7 +376,9 @@ class UartBridge(CheckedComponent):
 class BridgedAccelerator(CheckedComponent):
     """:class:`hw.top.Accelerator` behind a :class:`UartBridge`: a board's design but its pins.
 
-    The accelerator is reset by ``rst`` and by the bridge's ``dev_rst`` (``'Z'``).
+    The accelerator is reset by ``rst`` and by the bridge's ``dev_rst`` (``'Z'``), one cycle
+    later, through one register: its reset reaches thousands of flip-flops, so it starts at a
+    flip-flop rather than at a gate, and on an ECP5 it travels on a global network (a ``DCCA``).
 
     Parameters
     ----------
@@ -420,7 +423,17 @@ class BridgedAccelerator(CheckedComponent):
         m = Module()
         m.submodules.bridge = bridge = self._bridge
         acc = self._accelerator
-        m.submodules.accelerator = ResetInserter(bridge.dev_rst)(acc)
+        # The accelerator runs in a domain of its own on the same clock, whose reset is one
+        # register: the domain's reset or the bridge's.
+        m.domains.acc = ClockDomain("acc", local=True)
+        rst_q = Signal(init=1, reset_less=True)
+        m.d.sync += rst_q.eq(bridge.dev_rst | ResetSignal("sync"))
+        rst = rst_q
+        if getattr(platform, "family", None) == "ecp5":
+            rst = Signal()
+            m.submodules.acc_rst_buffer = Instance("DCCA", i_CLKI=rst_q, i_CE=1, o_CLKO=rst)
+        m.d.comb += [ClockSignal("acc").eq(ClockSignal("sync")), ResetSignal("acc").eq(rst)]
+        m.submodules.accelerator = DomainRenamer("acc")(acc)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         connect(m, bridge.m_axil, acc.s_axil)
         connect(m, bridge.m_axis, acc.s_axis)

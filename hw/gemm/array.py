@@ -124,14 +124,18 @@ class ProcessingElement(CheckedComponent):
         fmt = self._acc_fmt
         n = self._in_fmt.width
 
-        weights = [Signal(n, name=f"w{i}") for i in range(2)]
+        # Data registers have no reset (only what says that data is valid has one): the reset
+        # then reaches far fewer flip-flops, and its fan-out stays short.
+        weights = [Signal(n, name=f"w{i}", reset_less=True) for i in range(2)]
         for i, w in enumerate(weights):
             with m.If(self.w_we & (self.w_bank == i)):
                 m.d.sync += w.eq(self.w_data)
+        a_q = Signal(n, name="a_q", reset_less=True)
         m.d.sync += [
-            self.a_out.eq(self.a), self.kvalid_out.eq(self.kvalid),
+            a_q.eq(self.a), self.kvalid_out.eq(self.kvalid),
             self.boundary_out.eq(self.boundary), self.bank_out.eq(self.bank),
         ]
+        m.d.comb += self.a_out.eq(a_q)
         m.d.comb += [mul.a.eq(self.a), mul.b.eq(Mux(self.bank, weights[1], weights[0]))]
 
         kvalid = delay(m, self.kvalid, mul.latency, "kvalid")
@@ -141,15 +145,18 @@ class ProcessingElement(CheckedComponent):
         # The operands are selected, then registered: in a large array the PEs are packed
         # tightly and routing is slow, and the selection in front of the adder's first stage
         # was the longest path of the 8x8 array.
-        add_a = Signal(fmt.width, name="add_a")
-        add_b = Signal(fmt.width, name="add_b")
+        add_a = Signal(fmt.width, name="add_a", reset_less=True)
+        add_b = Signal(fmt.width, name="add_b", reset_less=True)
+        chunk_q = Signal(fmt.width, name="chunk_q", reset_less=True)
+        total_q = Signal(fmt.width, name="total_q", reset_less=True)
+        m.d.comb += [self.chunk_out.eq(chunk_q), self.total_out.eq(total_q)]
         add_rna = Signal(name="add_rna")
         m.d.comb += [add.a.eq(add_a), add.b.eq(add_b), add.rna.eq(add_rna)]
         m.d.sync += add_rna.eq(self.rna_in)
         if not self._chunked:
             m.d.sync += [add_a.eq(self.chunk_in), add_b.eq(product)]
             rna_d = delay(m, self.rna_in, add.latency + 1, "rna")
-            m.d.sync += [self.chunk_out.eq(add.s), self.rna_out.eq(rna_d)]
+            m.d.sync += [chunk_q.eq(add.s), self.rna_out.eq(rna_d)]
             return m
 
         boundary = delay(m, self.boundary, mul.latency, "boundary")
@@ -166,8 +173,8 @@ class ProcessingElement(CheckedComponent):
         boundary_d, restart_d = side[0], side[1:1 + w]
         total_d, rna_d = side[1 + w:1 + 2 * w], side[1 + 2 * w]
         m.d.sync += [
-            self.chunk_out.eq(Mux(boundary_d, restart_d, add.s)),
-            self.total_out.eq(Mux(boundary_d, add.s, total_d)),
+            chunk_q.eq(Mux(boundary_d, restart_d, add.s)),
+            total_q.eq(Mux(boundary_d, add.s, total_d)),
             self.rna_out.eq(rna_d),
         ]
         return m
@@ -338,14 +345,17 @@ class SystolicArray(CheckedComponent):
         ctl = Signal(row_bits + 2, name="w_ctl")     # we, row, bank
         m.d.sync += ctl.eq(Cat(self.w_we, self.w_row[:row_bits], self.w_bank))
         for c in range(cols):
-            wide = Signal(pe_n, name=f"w_wide{c}")
+            wide = Signal(pe_n, name=f"w_wide{c}", reset_less=True)
             m.d.sync += wide.eq(self._widen(self.w_data[n * c:n * c + n], w_e4m3[c]))
-            stage = delay(m, Cat(wide, ctl), c, f"w_right{c}", reset_less=False)
+            # Only the control part (the write enable) needs a reset.
+            data = delay(m, wide, c, f"w_right{c}")
+            stage = delay(m, ctl, c, f"w_right_ctl{c}", reset_less=False)
             for r in range(rows):
                 if r:
-                    stage = delay(m, stage, 1, f"w_down{r}_{c}", reset_less=False)
-                data, we = stage[:pe_n], stage[pe_n]
-                row, bank = stage[pe_n + 1:pe_n + 1 + row_bits], stage[pe_n + 1 + row_bits]
+                    data = delay(m, data, 1, f"w_down{r}_{c}")
+                    stage = delay(m, stage, 1, f"w_down_ctl{r}_{c}", reset_less=False)
+                we = stage[0]
+                row, bank = stage[1:1 + row_bits], stage[1 + row_bits]
                 pe = pes[r][c]
                 m.d.comb += [pe.w_data.eq(data), pe.w_bank.eq(bank),
                              pe.w_we.eq(we & (row == r))]
@@ -396,7 +406,9 @@ class SystolicArray(CheckedComponent):
                           reset_less=False)
             chunk = self._line(m, bottom.chunk_out, self._final_lat, f"chunk{c}")
             flags = delay(m, flags, self._final_lat, f"flags_f{c}", reset_less=False)
-            res = Signal(2 * w + 2, name=f"res{c}")
+            res = Signal(2 * w, name=f"res{c}", reset_less=True)
+            res_flags = Signal(2, name=f"res_flags{c}")
+            m.d.sync += res_flags.eq(flags)
             if self._chunked:
                 # The final add of docs/numerics.md section 4, total = add(total, chunk), on
                 # the last pass.
@@ -406,11 +418,13 @@ class SystolicArray(CheckedComponent):
                 m.d.comb += [final.a.eq(operands[:w]), final.b.eq(operands[w:2 * w]),
                              final.rna.eq(operands[2 * w])]
                 total = self._line(m, bottom.total_out, self._final_lat, f"total{c}")
-                m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total), flags))
+                m.d.sync += res.eq(Cat(chunk, Mux(flags[0], final.s, total)))
             else:
                 # The running sum is the result; it is delayed like a final add would be.
-                m.d.sync += res.eq(Cat(chunk, Mux(flags[0], chunk, 0), flags))
-            outs.append(delay(m, res, cols - 1 - c, f"deskew{c}", reset_less=False))
+                m.d.sync += res.eq(Cat(chunk, Mux(flags[0], chunk, 0)))
+            outs.append(Cat(delay(m, res, cols - 1 - c, f"deskew{c}"),
+                            delay(m, res_flags, cols - 1 - c, f"deskew_flags{c}",
+                                  reset_less=False)))
         m.d.comb += [
             self.chunk_out.eq(Cat(*(o[:w] for o in outs))),
             self.total_out.eq(Cat(*(o[w:2 * w] for o in outs))),
