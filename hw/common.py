@@ -6,7 +6,7 @@ import functools
 from amaranth.hdl import Mux, Signal
 from amaranth.lib import wiring
 
-__all__ = ["CheckedComponent", "Rejected", "delay", "delay_ram", "RAM_KINDS"]
+__all__ = ["CheckedComponent", "Rejected", "delay", "delay_ram", "fanout", "RAM_KINDS"]
 
 
 class Rejected:
@@ -82,6 +82,24 @@ def delay_ram(m, value, n, name, ram="lutram"):
         rp = mem.read_port(transparent_for=())
         m.d.comb += [rp.addr.eq(Mux(ptr == n - 1, 0, ptr + 1)), out.eq(rp.data)]
     return out
+
+
+def fanout(m, value, n, name):
+    """``n`` registered copies of ``value``, one cycle later, for a signal that feeds many
+    distant users (the block RAMs of a wide memory, spread over the chip): each copy drives
+    one group of them and is placed near it, so that no single net crosses the chip.
+
+    Yosys merges flip-flops with the same input, so the copies differ in their initial value
+    (copy ``i`` starts at ``i``), which only the state before the first clock edge shows. A
+    1-bit value has only two such copies; so does any value wider than the count allows.
+    """
+    copies = []
+    for i in range(n):
+        reg = Signal(value.shape(), name=f"{name}_{i}", init=i % (1 << len(value)),
+                     reset_less=True)
+        m.d.sync += reg.eq(value)
+        copies.append(reg)
+    return copies
 
 
 def delay(m, value, n, name, *, reset_less=True):

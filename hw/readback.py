@@ -16,12 +16,13 @@ from .common import CheckedComponent, delay
 from .fp.convert import FPConvert
 from .fp.format import E4M3, E5M2, format_by_name
 from .gearbox import Packer, pow2_at_least
+from .gemm.engine import C_READ_LATENCY
 from .regs import OutFmt
 
 __all__ = ["ReadBack", "READ_LATENCY"]
 
 #: Cycles from ``raddr`` to its word on ``rdata``: the engine's accumulator read.
-READ_LATENCY = 3
+READ_LATENCY = C_READ_LATENCY
 
 
 class ReadBack(CheckedComponent):

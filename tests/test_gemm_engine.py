@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from fp8accel.hw.fp import DLFLOAT16, E4M3, E5M2
-from fp8accel.hw.gemm.engine import Error, GemmEngine
+from fp8accel.hw.gemm.engine import C_READ_LATENCY, Error, GemmEngine
 from fp8accel.hw.gemm.layout import a_image, c_from_image, c_image
 from fp8accel.sim import golden
 
@@ -81,7 +81,7 @@ def run_engine(engine, commands):
             img = np.zeros((M * NT, cols), np.uint16)
             for word in range(M * NT):
                 ctx.set(engine.c_raddr, word)
-                await ctx.tick().repeat(3)
+                await ctx.tick().repeat(C_READ_LATENCY)
                 v = ctx.get(engine.c_rdata)
                 img[word] = [(v >> (16 * c)) & 0xFFFF for c in range(cols)]
             C = c_from_image(img, M, N, cols)
@@ -308,7 +308,7 @@ def test_engine_double_buffers_overlap_host_access(rng):
         img = np.zeros((M * NT, cols), np.uint16)
         for word in range(M * NT):
             ctx.set(engine.c_raddr, word)
-            await ctx.tick().repeat(3)
+            await ctx.tick().repeat(C_READ_LATENCY)
             v = ctx.get(engine.c_rdata)
             img[word] = [(v >> (16 * c)) & 0xFFFF for c in range(cols)]
         return c_from_image(img, M, N, cols)

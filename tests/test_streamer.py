@@ -36,12 +36,16 @@ def expected_rows(M, K, rows, cols, N, chunk, accumulate, carry_in, carry_out, a
     return out
 
 
-def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed, always_ready=False):
+def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed, always_ready=False,
+                 read_latency=1):
     rng = np.random.default_rng(seed)
     KB, NT = -(-K // rows), -(-N // cols)
     a_img = [int(x) for x in rng.integers(0, 1 << (8 * rows), M * KB, dtype=np.uint64)]
     acc_img = [int.from_bytes(rng.bytes(4 * cols), "little") for _ in range(M * NT)]
-    dut = AStreamer(rows, cols, a_depth=M * KB, acc_depth=M * NT, gap=gap)
+    dut = AStreamer(rows, cols, a_depth=M * KB, acc_depth=M * NT, gap=gap,
+                    read_latency=read_latency)
+    # The memories: the addresses of the last read_latency cycles, the oldest first.
+    line = [[(0, 0)] * read_latency]
     got = {"rows": [], "issue_cycles": [], "streamed": 0, "early": False}
     passes = KB * NT
 
@@ -70,6 +74,8 @@ def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed, always_ready=Fals
              chunk_in, total_in) = await ctx.tick().sample(
                 dut.a_raddr, dut.acc_raddr, dut.streamed, dut.valid, dut.a, dut.kvalid,
                 dut.boundary, dut.bank, dut.last, dut.chunk_in, dut.total_in)
+            line[0] = line[0][1:] + [(a_addr, acc_addr)]
+            a_addr, acc_addr = line[0][0]
             ctx.set(dut.a_rdata, a_img[a_addr] if a_addr < len(a_img) else 0)
             ctx.set(dut.acc_rdata, acc_img[acc_addr] if acc_addr < len(acc_img) else 0)
             if pulse:
@@ -102,8 +108,10 @@ def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed, always_ready=Fals
     (1, 1, 2, 2, 3, 2, 3, {}),
     (4, 4, 6, 9, 13, 8, 20, {}),
 ])
-def test_rows_of_every_pass(rows, cols, M, N, K, chunk, gap, flags):
-    want, got = run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed=M * 7 + K)
+@pytest.mark.parametrize("read_latency", [1, 2])
+def test_rows_of_every_pass(rows, cols, M, N, K, chunk, gap, flags, read_latency):
+    want, got = run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed=M * 7 + K,
+                             read_latency=read_latency)
     assert not got["early"], "a pass streamed before its weights were ready"
     assert got["streamed"] == -(-K // rows) * -(-N // cols)
     assert got["issued"] == len(want)
@@ -141,3 +149,5 @@ def test_a_short_round_waits_the_rest_of_the_gap(M, N, gap):
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="a_depth must be a positive integer"):
         AStreamer(2, 2, a_depth=0, acc_depth=4)
+    with pytest.raises(ValueError, match="read_latency must be an integer from 1 to 4"):
+        AStreamer(2, 2, a_depth=4, acc_depth=4, read_latency=0)

@@ -37,13 +37,17 @@ from amaranth.lib import enum, memory
 from amaranth.lib.wiring import In, Out
 
 from ..fp.format import DLFLOAT16, format_by_name
-from ..common import CheckedComponent
+from ..common import CheckedComponent, delay, fanout
 from .array import SystolicArray
 from .streamer import AStreamer
 from .weights import WeightLoader
 from .writeback import Writeback
 
-__all__ = ["GemmEngine", "Error"]
+__all__ = ["GemmEngine", "Error", "C_READ_LATENCY"]
+
+#: Cycles from the host's accumulator read address ``c_raddr`` to its word on ``c_rdata``: the
+#: address register, its copy beside each lane's block RAM, the read, the data register.
+C_READ_LATENCY = 4
 
 
 class Error(enum.IntEnum, shape=3):
@@ -126,8 +130,8 @@ class GemmEngine(CheckedComponent):
         ``B`` byte ``w * b_width + b``).
     c_we, c_addr, c_data; c_raddr, c_rdata
         Host access to the totals of an accumulator word, every lane at once (lane ``c`` in
-        bits ``16c`` to ``16c + 15``); ``c_rdata`` follows ``c_raddr`` by three cycles. Only
-        while the engine is idle.
+        bits ``16c`` to ``16c + 15``); ``c_rdata`` follows ``c_raddr`` by
+        :data:`C_READ_LATENCY` cycles. Only while the engine is idle.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
@@ -181,7 +185,8 @@ class GemmEngine(CheckedComponent):
         # issued (column c), and the loader writes array row r about (r + 1) * cols cycles
         # after it starts: a bank may be rewritten once the row where v_lat - cols adds up
         # most has passed, with m_lat and a few cycles of margin.
-        flush = 3 + array.m_latency + (rows - 1) * max(0, array.v_latency - cols)
+        # (Plus the cycle by which the streamer's read addresses are registered again.)
+        flush = 4 + array.m_latency + (rows - 1) * max(0, array.v_latency - cols)
         m.submodules.loader = loader = WeightLoader(
             rows, cols, b_depth=self._b_depth, b_width=self._b_width, flush=flush)
         # A row's accumulator word may be read again (by the next pass of its column tile) this
@@ -190,7 +195,7 @@ class GemmEngine(CheckedComponent):
         # any, at the end of the round.
         m.submodules.streamer = streamer = AStreamer(
             rows, cols, a_depth=self._a_depth, acc_depth=self._acc_depth, acc_width=w,
-            gap=array.latency + 8)
+            gap=array.latency + 8, read_latency=2)
         m.submodules.writeback = wb = Writeback(cols, acc_depth=self._acc_depth, acc_width=w)
 
         # Buffers ---------------------------------------------------------------------------
@@ -211,7 +216,11 @@ class GemmEngine(CheckedComponent):
         cmd_buf = Cat(self.a_buf, self.b_buf, self.c_buf)
         bufs = Signal(3)       # a_buf, b_buf, c_buf of the running command
         a_buf, b_buf, c_buf = bufs[0], bufs[1], bufs[2]
+        # The read addresses of the A banks and of the accumulator's block RAMs, which spread
+        # over the chip beside the array's rows and columns, are registered once more on the
+        # way, a copy per bank or column (the streamer's read_latency is 2).
         a_data = []
+        a_raddrs = fanout(m, addr(streamer.a_raddr, self._a_depth, a_buf), rows, "a_raddr")
         for r in range(rows):
             mem = memory.Memory(shape=8, depth=depth_of(self._a_depth), init=[])
             m.submodules[f"a_bank{r}"] = mem
@@ -219,7 +228,7 @@ class GemmEngine(CheckedComponent):
             rp = mem.read_port()
             m.d.comb += [wp.addr.eq(addr(self.a_addr, self._a_depth, self.a_wbuf)),
                          wp.data.eq(self.a_data[8 * r:8 * r + 8]), wp.en.eq(self.a_we),
-                         rp.addr.eq(addr(streamer.a_raddr, self._a_depth, a_buf))]
+                         rp.addr.eq(a_raddrs[r])]
             a_data.append(rp.data)
         m.d.comb += streamer.a_rdata.eq(Cat(*a_data))
         b_mem = memory.Memory(shape=8 * self._b_width, depth=depth_of(self._b_words), init=[])
@@ -230,15 +239,21 @@ class GemmEngine(CheckedComponent):
                      b_wp.data.eq(self.b_data), b_wp.en.eq(self.b_we),
                      b_rd.addr.eq(addr(loader.b_raddr, self._b_words, b_buf)),
                      loader.b_rdata.eq(b_rd.data)]
-        # Accumulator: per lane a chunk half and a total half, written with 16-bit granularity.
+        # Accumulator: per lane a chunk half and a total half, written with 16-bit granularity;
+        # a memory per lane, so that each has its own address registers.
         acc_wps, acc_rds = [], []
         for b in range(self._buffers):
-            acc = memory.Memory(shape=2 * w * cols, depth=self._acc_depth, init=[])
-            m.submodules[f"acc{b}" if two else "acc"] = acc
-            acc_wps.append(acc.write_port(granularity=w))
-            # One read port, shared: the streamer reads while a command uses the memory, the
-            # host at other times. (A second read port would double its block RAMs.)
-            acc_rds.append(acc.read_port())
+            wps, rds = [], []
+            for c in range(cols):
+                acc = memory.Memory(shape=2 * w, depth=self._acc_depth, init=[])
+                m.submodules[f"acc{b}_{c}" if two else f"acc_{c}"] = acc
+                wps.append(acc.write_port(granularity=w))
+                # One read port, shared: the streamer reads while a command uses the memory,
+                # the host at other times. (A second read port would double its block RAMs.)
+                rds.append(acc.read_port())
+            acc_wps.append(wps)
+            acc_rds.append(rds)
+        acc_rdata = [Cat(*(rd.data for rd in rds)) for rds in acc_rds]
 
         # Command registers and checks ------------------------------------------------------
         M = Signal(16)
@@ -341,41 +356,44 @@ class GemmEngine(CheckedComponent):
 
         # Accumulator reads: the streamer's while a command uses the memory, else the host's.
         # The host's word is registered: block RAM outputs are slow.
-        host_word = Signal.like(acc_rds[0].data)
+        host_word = Signal.like(acc_rdata[0])
         if two:
             # Each memory is read at the streamer's address while the running command uses
-            # it, else at the host's (registered, three cycles as with one buffer).
+            # it, else at the host's (registered, C_READ_LATENCY cycles as with one buffer).
             host_raddr = Signal.like(self.c_raddr)
             m.d.sync += host_raddr.eq(self.c_raddr)
-            for b, rd in enumerate(acc_rds):
-                m.d.comb += rd.addr.eq(Mux(mine[b], streamer.acc_raddr, host_raddr))
-            rbuf_q, rbuf_qq = Signal(), Signal()
-            m.d.sync += [rbuf_q.eq(self.c_rbuf), rbuf_qq.eq(rbuf_q),
-                         host_word.eq(Mux(rbuf_qq, acc_rds[1].data, acc_rds[0].data))]
-            m.d.comb += streamer.acc_rdata.eq(Mux(c_buf, acc_rds[1].data, acc_rds[0].data))
+            for b, rds in enumerate(acc_rds):
+                raddrs = fanout(m, Mux(mine[b], streamer.acc_raddr, host_raddr), cols,
+                                f"acc{b}_raddr")
+                m.d.comb += [rd.addr.eq(ra) for rd, ra in zip(rds, raddrs)]
+            rbuf = delay(m, self.c_rbuf, 3, "rbuf")
+            m.d.sync += host_word.eq(Mux(rbuf, acc_rdata[1], acc_rdata[0]))
+            m.d.comb += streamer.acc_rdata.eq(Mux(c_buf, acc_rdata[1], acc_rdata[0]))
         else:
-            # The read address comes straight from the streamer's register, which follows the
-            # host's address while the engine is idle: a read beside a write is checked for a
+            # The read address comes from the streamer's register, which follows the host's
+            # address while the engine is idle: a read beside a write is checked for a
             # collision by logic that compares the two addresses, and a multiplexer in front
             # would lengthen it.
-            m.d.comb += [acc_rds[0].addr.eq(streamer.acc_raddr),
+            raddrs = fanout(m, streamer.acc_raddr, cols, "acc_raddr")
+            m.d.comb += [*(rd.addr.eq(ra) for rd, ra in zip(acc_rds[0], raddrs)),
                          streamer.follow.eq(idle), streamer.host_raddr.eq(self.c_raddr),
-                         streamer.acc_rdata.eq(acc_rds[0].data)]
-            m.d.sync += host_word.eq(acc_rds[0].data)
+                         streamer.acc_rdata.eq(acc_rdata[0])]
+            m.d.sync += host_word.eq(acc_rdata[0])
         m.d.comb += self.c_rdata.eq(Cat(*(host_word[2 * w * c + w:2 * w * c + 2 * w]
                                           for c in range(cols))))
 
         # Accumulator writes: the writeback's while a command uses the memory, else the host's.
         host_data = Cat(*(Cat(Const(0, w), self.c_data[w * c:w * c + w]) for c in range(cols)))
-        for b, wp in enumerate(acc_wps):
-            host_we = Signal(2 * cols, name=f"host_we{b}")
-            for c in range(cols):
-                m.d.comb += host_we[2 * c + 1].eq(
-                    ~mine[b] & self.c_we & ((self.c_wbuf == b) if two else 1))
-            # Registered: the select fans out to every bit of a 2 * cols * 16-bit word.
-            m.d.sync += [
-                wp.addr.eq(Mux(mine[b], wb.addr, self.c_addr)),
-                wp.data.eq(Mux(mine[b], wb.data, host_data)),
-                wp.en.eq(Mux(mine[b], Mux(wb.we, (1 << (2 * cols)) - 1, 0), host_we)),
-            ]
+        for b, wps in enumerate(acc_wps):
+            host_we = ~mine[b] & self.c_we & ((self.c_wbuf == b) if two else 1)
+            # Registered, a copy of the address per lane: the select fans out to every bit of
+            # a 2 * cols * 16-bit word, and the lanes' block RAMs spread over the chip.
+            waddrs = fanout(m, Mux(mine[b], wb.addr, self.c_addr), cols, f"acc{b}_waddr")
+            data = Mux(mine[b], wb.data, host_data)
+            for c, wp in enumerate(wps):
+                m.d.sync += [
+                    wp.data.eq(data[2 * w * c:2 * w * (c + 1)]),
+                    wp.en.eq(Mux(mine[b], Mux(wb.we, 0b11, 0), Cat(0, host_we))),
+                ]
+                m.d.comb += wp.addr.eq(waddrs[c])
         return m

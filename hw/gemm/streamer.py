@@ -16,7 +16,7 @@ memory is followed by a wait, so that the next round reads what this one wrote.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
-from ..common import CheckedComponent
+from ..common import CheckedComponent, delay
 
 __all__ = ["AStreamer"]
 
@@ -38,6 +38,10 @@ class AStreamer(CheckedComponent):
     gap : int
         Cycles from a row's issue until its accumulator word has been written back: a round
         of passes shorter than this (``M * NT`` rows) is followed by a wait for the rest.
+    read_latency : int
+        Cycles from ``a_raddr`` and ``acc_raddr`` to their data on ``a_rdata`` and
+        ``acc_rdata``: 1 for a block RAM read, more when the addresses are registered again on
+        their way to the memories.
 
     Members
     -------
@@ -59,12 +63,12 @@ class AStreamer(CheckedComponent):
     issued : Out(32)
         Rows issued since ``start``.
     a_raddr : Out
-        The ``A`` word to read from every bank; the data is expected on ``a_rdata`` a cycle
-        later.
+        The ``A`` word to read from every bank; the data is expected on ``a_rdata``
+        ``read_latency`` cycles later.
     a_rdata : In(8 * rows)
     acc_raddr : Out
-        The accumulator word to read (a register); the data is expected on ``acc_rdata`` a
-        cycle later. With ``follow`` set it loads ``host_raddr`` instead, so that the host reads
+        The accumulator word to read (a register); the data is expected on ``acc_rdata``
+        ``read_latency`` cycles later. With ``follow`` set it loads ``host_raddr`` instead, so that the host reads
         through the same port while no command runs.
     acc_rdata : In(2 * acc_width * cols)
     follow : In(1)
@@ -74,7 +78,7 @@ class AStreamer(CheckedComponent):
         at least separates two passes.
     """
 
-    def __init__(self, rows, cols, *, a_depth, acc_depth, acc_width=16, gap=0):
+    def __init__(self, rows, cols, *, a_depth, acc_depth, acc_width=16, gap=0, read_latency=1):
         for name, v in (("rows", rows), ("cols", cols), ("a_depth", a_depth),
                         ("acc_depth", acc_depth), ("acc_width", acc_width)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -83,7 +87,12 @@ class AStreamer(CheckedComponent):
             raise ValueError(f"gap must be an integer from 0 to 65535, not {gap!r}")
         self._rows, self._cols = rows, cols
         self._a_depth, self._acc_depth, self._w = a_depth, acc_depth, acc_width
+        if isinstance(read_latency, bool) or not isinstance(read_latency, int) \
+                or not 1 <= read_latency <= 4:
+            raise ValueError(f"read_latency must be an integer from 1 to 4, not "
+                             f"{read_latency!r}")
         self._gap = gap
+        self._read_latency = read_latency
         w = acc_width
         super().__init__({
             "start": In(1), "m": In(16), "k": In(16), "kb": In(16), "nt": In(16),
@@ -175,14 +184,14 @@ class AStreamer(CheckedComponent):
                     m.d.sync += [nt.eq(nt + 1), nt_left.eq(nt_left - 1), arow.eq(p),
                                  acc.eq(nt + 1)]
 
-        # Rows are read from the buffers in one cycle; the row's control waits for the data.
+        # Rows are read from the buffers in read_latency cycles; the row's control waits for
+        # the data.
         # Block RAM outputs are slow (about 6 ns on an ECP5 without the output register), and
         # on a large array the block RAMs sit far from the PEs they feed: the data and its
         # control are registered twice, next to the memory, then on the way to the array.
-        d_valid = Signal()
-        d_ctl = Signal(2 * rows + 3)
-        m.d.sync += [d_valid.eq(active),
-                     d_ctl.eq(Cat(kvalid, boundary, bank, first_pass, last_pass))]
+        d_valid = delay(m, active, self._read_latency, "d_valid", reset_less=False)
+        d_ctl = delay(m, Cat(kvalid, boundary, bank, first_pass, last_pass),
+                      self._read_latency, "d_ctl")
         r_valid = Signal()
         r_ctl = Signal.like(d_ctl)
         r_a = Signal(8 * rows)
