@@ -199,6 +199,12 @@ def test_missing_tool_is_one_line():
      "--router must be one of router1, router2, not 'router3'"),
     (["synth", "multiplier", "--target", "ecp5-25k", "--json", "/nonexistent/dir/m.json"],
      "cannot write /nonexistent/dir/m.json: /nonexistent/dir is not a directory"),
+    (["synth", "parts", "--target", "ecp5-85k", "--seeds", "1"],
+     "parts runs Yosys only: --seeds, --freq, --jobs, --plot and --conventional do not apply"),
+    (["synth", "parts", "--target", "ecp5-85k", "--sizes", "2x2"],
+     "--sizes, --formats and --of apply to sweep only"),
+    (["synth", "parts", "--target", "ecp5-85k", "--estimate"],
+     "--synth-args, --router and --estimate do not apply to parts"),
 ])
 def test_cli_argument_error(capsys, argv, message):
     assert main(argv) == 2
@@ -321,6 +327,32 @@ def test_update_meets_100mhz():
     assert result["dsp"] == 3, result
     assert result["latency"] == 34
     assert result["config"] == {"rbits": 16}
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_parts_add_up(tmp_path, capsys):
+    """``fp8accel synth parts`` on the 1x1 top: every submodule of the top and the array have
+    a row; the top's own logic is what the parts leave; the table says the same; about three
+    minutes of Yosys."""
+    out = tmp_path / "parts.json"
+    assert main(["synth", "parts", "--target", "ecp5-85k", "--rows", "1", "--cols", "1",
+                 "--json", str(out), "--markdown", str(tmp_path / "parts.md")]) == 0
+    study = json.loads(out.read_text())
+    names = [p["part"] for p in study["parts"]]
+    assert names == ["engine", "engine.array", "update", "regs", "sizes", "loader", "queue",
+                     "readback", "framer"]
+    by = {p["part"]: p for p in study["parts"]}
+    top = study["top"]
+    assert all(p["luts"] > 0 for p in study["parts"])
+    assert study["around_array"] == top["luts"] - by["engine.array"]["luts"]
+    assert study["engine_own"]["luts"] == by["engine"]["luts"] - by["engine.array"]["luts"]
+    assert study["own"]["luts"] == top["luts"] - sum(
+        p["luts"] for p in study["parts"] if "." not in p["part"])
+    assert by["update"]["dsp"] == top["dsp"] == 3      # the update unit's FMAs, nothing else
+    table = (tmp_path / "parts.md").read_text()
+    assert f"| **top** | Accelerator | {top['luts']:,} | 100.0 |" in table
+    assert f"**{study['around_array']:,}** LUTs" in table
 
 
 @pytest.mark.slow

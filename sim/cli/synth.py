@@ -26,7 +26,8 @@ def add_arguments(parser):
     # message lists them; the numbers' types raise CliError (sim.cli_util).
     parser.add_argument("unit", metavar="UNIT",
                         help=f"one of {', '.join(UNITS)}; or sweep (many sizes and formats, "
-                             f"one table) or area (the area study of docs/fpga.md)")
+                             f"one table), area (the area study of docs/fpga.md) or parts "
+                             f"(where the top's LUTs go, Yosys only)")
     parser.add_argument("--target", required=True, metavar="TARGET",
                         help=f"one of {', '.join(TARGETS)}")
     parser.add_argument("--seeds", type=positive_int("--seeds"), default=3, metavar="N",
@@ -106,12 +107,12 @@ def _check_outputs(args):
 
 def run_cli(args):
     """Run ``fp8accel synth``; return the exit status."""
-    if args.unit not in (*UNITS, "sweep", "area"):
+    if args.unit not in (*UNITS, "sweep", "area", "parts"):
         raise CliError(f"unknown unit {args.unit!r}; expected one of {', '.join(UNITS)}, "
-                       f"sweep or area")
+                       f"sweep, area or parts")
     if args.target not in TARGETS:
         raise CliError(f"unknown target {args.target!r}; expected one of {', '.join(TARGETS)}")
-    if args.unit in ("sweep", "area"):
+    if args.unit in ("sweep", "area", "parts"):
         return _run_many(args)
     for option, default in (("of", "top"), ("sizes", "2x2,4x4,8x8"),
                             ("formats", "fp8/dlfloat16"), ("markdown", None), ("plot", None)):
@@ -160,7 +161,7 @@ def run_cli(args):
 
 
 def _run_many(args):
-    """``fp8accel synth sweep`` and ``fp8accel synth area``."""
+    """``fp8accel synth sweep``, ``fp8accel synth area`` and ``fp8accel synth parts``."""
     from fp8accel.synth import sweep as sw
 
     seeds, jobs, freq = args.seeds, args.jobs, args.freq
@@ -170,6 +171,10 @@ def _run_many(args):
     if wrong:
         raise CliError(f"--{wrong[0].replace('_', '-')} does not apply to {args.unit}; "
                        f"give formats with --formats")
+    if args.unit == "parts" and (args.seeds != 3 or args.freq is not None or args.jobs != 1
+                                 or args.plot is not None or args.chunked is not None):
+        raise CliError("parts runs Yosys only: --seeds, --freq, --jobs, --plot and "
+                       "--conventional do not apply")
     if args.synth_args or args.router is not None or args.estimate:
         raise CliError(f"--synth-args, --router and --estimate do not apply to {args.unit}")
     if args.unit == "sweep":
@@ -180,7 +185,7 @@ def _run_many(args):
         of = args.of
     else:
         if args.plot is not None or args.chunked is not None:
-            raise CliError("--plot and --conventional do not apply to area")
+            raise CliError(f"--plot and --conventional do not apply to {args.unit}")
         if args.sizes != "2x2,4x4,8x8" or args.formats != "fp8/dlfloat16" or args.of != "top":
             raise CliError("--sizes, --formats and --of apply to sweep only")
     _check_outputs(args)
@@ -193,6 +198,13 @@ def _run_many(args):
             text = sw.sweep_markdown(rows)
             if args.plot is not None:
                 sw.plot_sweep(rows, args.plot)
+        elif args.unit == "parts":
+            from fp8accel.synth.parts import parts_markdown, parts_study
+            r = 8 if args.rows is None else args.rows
+            c = 8 if args.cols is None else args.cols
+            data = parts_study(args.target, rows=r, cols=c, workdir=args.keep,
+                               progress=lambda line: print(line, file=sys.stderr))
+            text = parts_markdown(data)
         else:
             r = 8 if args.rows is None else args.rows
             c = 8 if args.cols is None else args.cols
