@@ -10,6 +10,7 @@ build fails if it is not met.
 The host talks to the board with ``fp8accel gemm --device PORT`` (:mod:`sim.link`).
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -270,8 +271,10 @@ def _parse_timing(log_text):
 
 
 def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, rows=None,
-                cols=None, progress=True):
+                cols=None, clock_hz=None, progress=True):
     """Build the bitstream of ``board`` (a key of :data:`BOARDS`); return a report dict.
+
+    ``clock_hz``: the design's clock instead of the board's, for a board clocked from a PLL.
 
     Raises :class:`synth.flow.SynthError` (one line, naming the log) when a tool fails or
     timing is not met at the board clock.
@@ -281,6 +284,11 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
     if board not in BOARDS:
         raise ValueError(f"Unknown board {board!r}; expected one of {', '.join(BOARDS)}")
     b = BOARDS[board]
+    if clock_hz is not None:
+        if b.osc_hz is None:
+            raise ValueError(f"{board} runs from its oscillator: its clock cannot be set")
+        # The PLL's output, the closest it makes (ValueError if none).
+        b = dataclasses.replace(b, clock_hz=ecp5_pll(b.osc_hz, clock_hz)[1])
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 1:
         raise ValueError(f"Seed must be a positive integer, not {seed!r}")
     top = BoardTop(b, baud=baud, rows=rows, cols=cols)

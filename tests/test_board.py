@@ -106,6 +106,13 @@ def test_build_cli_errors(capsys):
     assert "unknown board 'de10'" in capsys.readouterr().err
     assert main(["build", "--board", "icebreaker", "--baud", "fast"]) == 2
     assert "--baud must be a positive integer" in capsys.readouterr().err
+    assert main(["build", "--board", "icebreaker", "--clock", "24"]) == 2
+    assert ("--clock needs a board clocked from a PLL; icebreaker runs from its 12 MHz "
+            "oscillator") in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--clock", "500"]) == 2
+    assert "The ECP5 PLL makes 3.125 to 400 MHz, not 500 MHz" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--clock", "0"]) == 2
+    assert "--clock must be a positive number" in capsys.readouterr().err
 
 
 def _build(board, tmp_path, *extra):
@@ -130,8 +137,11 @@ def test_icebreaker_bitstream(tmp_path):
 @pytest.mark.slow
 @pytest.mark.synth
 def test_ulx3s_flow_with_a_small_array(tmp_path):
-    rep = _build("ulx3s-85f", tmp_path, "--rows", "1", "--cols", "1")
+    rep = _build("ulx3s-85f", tmp_path, "--rows", "1", "--cols", "1", "--clock", "75")
     assert rep["bitstream"].endswith(".bit") and (rep["rows"], rep["cols"]) == (1, 1)
+    # --clock sets the PLL and the constraint nextpnr checked.
+    assert rep["clock_mhz"] == 75 and rep["pll"] == {"osc_mhz": 25, **ecp5_pll(25e6, 75e6)[0]}
+    assert [t["target_mhz"] for t in rep["timing"].values()] == [75]
     assert rep["utilization"]["MULT18X18D"] > 0 and rep["utilization"]["DP16KD"] > 0
 
 

@@ -5,7 +5,7 @@ import os
 import shutil
 import sys
 
-from fp8accel.synth.boards import BOARDS, DEFAULT_BAUD, build_board, divisor_for
+from fp8accel.synth.boards import BOARDS, DEFAULT_BAUD, build_board, divisor_for, ecp5_pll
 
 __all__ = ["NEXT_STEP", "add_build_parser", "run_build_cli"]
 
@@ -15,7 +15,7 @@ NEXT_STEP = "fp8accel gemm --device PORT --random 16 16 16 --check"
 
 
 def add_build_parser(sub):
-    from fp8accel.sim.cli.util import array_size, positive_int
+    from fp8accel.sim.cli.util import array_size, positive_float, positive_int
     p = sub.add_parser(
         "build", help="build a bitstream for a board",
         description="Build the accelerator behind its UART host bridge for a board, with "
@@ -36,6 +36,9 @@ def add_build_parser(sub):
                    help="array rows (default: the board's)")
     p.add_argument("--cols", type=array_size("--cols"), default=None,
                    help="array columns (default: the board's)")
+    p.add_argument("--clock", type=positive_float("--clock"), default=None, metavar="MHZ",
+                   help="the design's clock, for a board clocked from a PLL (ulx3s-85f); "
+                        "default: the board's")
     p.add_argument("--json", default=None, metavar="OUT.json",
                    help="also write the report here")
     p.set_defaults(func=run_build_cli)
@@ -48,8 +51,19 @@ def run_build_cli(args):
     if args.board not in BOARDS:
         raise CliError(f"unknown board {args.board!r}; expected one of {', '.join(BOARDS)}")
     baud, seed, rows, cols = args.baud, args.seed, args.rows, args.cols
+    board = BOARDS[args.board]
+    clock_hz = board.clock_hz
+    if args.clock is not None:
+        if board.osc_hz is None:
+            raise CliError(f"--clock needs a board clocked from a PLL; {args.board} runs from "
+                           f"its {board.clock_hz / 1e6:g} MHz oscillator")
+        clock_hz = args.clock * 1e6
+        try:
+            ecp5_pll(board.osc_hz, clock_hz)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     # The UART divisor, before the build rather than when the design is elaborated.
-    divisor_for(BOARDS[args.board].clock_hz, baud)
+    divisor_for(clock_hz, baud)
     if args.json is not None:
         check_output_file(args.json, "--json")
     check_output_dir(args.build_dir)
@@ -59,10 +73,10 @@ def run_build_cli(args):
             raise CliError(f"{tool} is not installed; pip install {tool}")
     print(f"fp8accel build: {args.board}, a {rows or BOARDS[args.board].rows}x"
           f"{cols or BOARDS[args.board].cols} array at "
-          f"{BOARDS[args.board].clock_hz / 1e6:g} MHz, {baud} baud ...", file=sys.stderr)
+          f"{clock_hz / 1e6:g} MHz, {baud} baud ...", file=sys.stderr)
     try:
         report = build_board(args.board, build_dir=args.build_dir, baud=baud, seed=seed,
-                             rows=rows, cols=cols)
+                             rows=rows, cols=cols, clock_hz=args.clock and clock_hz)
     except SynthError as exc:
         print(f"fp8accel build: error: {exc}", file=sys.stderr)
         return 1
