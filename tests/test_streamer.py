@@ -108,7 +108,7 @@ def run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed, always_ready=Fals
     (1, 1, 2, 2, 3, 2, 3, {}),
     (4, 4, 6, 9, 13, 8, 20, {}),
 ])
-@pytest.mark.parametrize("read_latency", [1, 2])
+@pytest.mark.parametrize("read_latency", [1, 2, 3])
 def test_rows_of_every_pass(rows, cols, M, N, K, chunk, gap, flags, read_latency):
     want, got = run_streamer(rows, cols, M, N, K, chunk, gap, flags, seed=M * 7 + K,
                              read_latency=read_latency)

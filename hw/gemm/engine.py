@@ -46,8 +46,9 @@ from .writeback import Writeback
 __all__ = ["GemmEngine", "Error", "C_READ_LATENCY"]
 
 #: Cycles from the host's accumulator read address ``c_raddr`` to its word on ``c_rdata``: the
-#: address register, its copy beside each lane's block RAM, the read, the data register.
-C_READ_LATENCY = 4
+#: address register, its copy beside each lane's block RAM, the read, the block RAM's output
+#: register, the data register.
+C_READ_LATENCY = 5
 
 
 class Error(enum.IntEnum, shape=3):
@@ -185,8 +186,8 @@ class GemmEngine(CheckedComponent):
         # issued (column c), and the loader writes array row r about (r + 1) * cols cycles
         # after it starts: a bank may be rewritten once the row where v_lat - cols adds up
         # most has passed, with m_lat and a few cycles of margin.
-        # (Plus the cycle by which the streamer's read addresses are registered again.)
-        flush = 4 + array.m_latency + (rows - 1) * max(0, array.v_latency - cols)
+        # (Plus the cycles by which the streamer's reads are registered again.)
+        flush = 5 + array.m_latency + (rows - 1) * max(0, array.v_latency - cols)
         m.submodules.loader = loader = WeightLoader(
             rows, cols, b_depth=self._b_depth, b_width=self._b_width, flush=flush)
         # A row's accumulator word may be read again (by the next pass of its column tile) this
@@ -195,7 +196,7 @@ class GemmEngine(CheckedComponent):
         # any, at the end of the round.
         m.submodules.streamer = streamer = AStreamer(
             rows, cols, a_depth=self._a_depth, acc_depth=self._acc_depth, acc_width=w,
-            gap=array.latency + 8, read_latency=2)
+            gap=array.latency + 8, read_latency=3)
         m.submodules.writeback = wb = Writeback(cols, acc_depth=self._acc_depth, acc_width=w)
 
         # Buffers ---------------------------------------------------------------------------
@@ -218,7 +219,9 @@ class GemmEngine(CheckedComponent):
         a_buf, b_buf, c_buf = bufs[0], bufs[1], bufs[2]
         # The read addresses of the A banks and of the accumulator's block RAMs, which spread
         # over the chip beside the array's rows and columns, are registered once more on the
-        # way, a copy per bank or column (the streamer's read_latency is 2).
+        # way, a copy per bank or column; and the block RAMs' outputs, slow (5.8 ns from the
+        # clock on an ECP5), are registered as they are, before any logic (the streamer's
+        # read_latency is 3).
         a_data = []
         a_raddrs = fanout(m, addr(streamer.a_raddr, self._a_depth, a_buf), rows, "a_raddr")
         for r in range(rows):
@@ -230,7 +233,9 @@ class GemmEngine(CheckedComponent):
                          wp.data.eq(self.a_data[8 * r:8 * r + 8]), wp.en.eq(self.a_we),
                          rp.addr.eq(a_raddrs[r])]
             a_data.append(rp.data)
-        m.d.comb += streamer.a_rdata.eq(Cat(*a_data))
+        a_q = Signal(8 * rows, reset_less=True)
+        m.d.sync += a_q.eq(Cat(*a_data))
+        m.d.comb += streamer.a_rdata.eq(a_q)
         b_mem = memory.Memory(shape=8 * self._b_width, depth=depth_of(self._b_words), init=[])
         m.submodules.b_mem = b_mem
         b_wp = b_mem.write_port()
@@ -253,7 +258,10 @@ class GemmEngine(CheckedComponent):
                 rds.append(acc.read_port())
             acc_wps.append(wps)
             acc_rds.append(rds)
-        acc_rdata = [Cat(*(rd.data for rd in rds)) for rds in acc_rds]
+        acc_rdata = [Signal(2 * w * cols, name=f"acc{b}_rdata", reset_less=True)
+                     for b in range(self._buffers)]
+        for q, rds in zip(acc_rdata, acc_rds):
+            m.d.sync += q.eq(Cat(*(rd.data for rd in rds)))
 
         # Command registers and checks ------------------------------------------------------
         M = Signal(16)
@@ -366,7 +374,7 @@ class GemmEngine(CheckedComponent):
                 raddrs = fanout(m, Mux(mine[b], streamer.acc_raddr, host_raddr), cols,
                                 f"acc{b}_raddr")
                 m.d.comb += [rd.addr.eq(ra) for rd, ra in zip(rds, raddrs)]
-            rbuf = delay(m, self.c_rbuf, 3, "rbuf")
+            rbuf = delay(m, self.c_rbuf, 4, "rbuf")
             m.d.sync += host_word.eq(Mux(rbuf, acc_rdata[1], acc_rdata[0]))
             m.d.comb += streamer.acc_rdata.eq(Mux(c_buf, acc_rdata[1], acc_rdata[0]))
         else:
