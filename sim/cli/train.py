@@ -9,7 +9,14 @@ from fp8accel.sim.cli.util import (
     non_negative_int,
     positive_int,
 )
-from fp8accel.sim.experiments.train import CONFIGS, DATASETS, MODELS, results_name, run_all, train
+from fp8accel.sim.experiments.train import (
+    CONFIGS,
+    DATASETS,
+    MODELS,
+    results_name,
+    run_all,
+    train,
+)
 from fp8accel.sim.files import write_text
 
 __all__ = ["add_train_parser"]
