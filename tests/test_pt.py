@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from fp8accel.sim import golden as G  # noqa: E402
 from fp8accel.sim import pt  # noqa: E402
-from fp8accel.sim.pt import functional as PF  # noqa: E402
 
 FP8 = (G.E5M2, G.E4M3)
 

@@ -16,8 +16,8 @@ Tensors must live on the CPU: the kernels are CPU code and no CUDA path is teste
 import numpy as np
 import torch
 
-from fp8accel.sim import golden
 from fp8accel.hw.fp.format import FP8_FORMATS, Rounding, format_by_name, rounding_by_name
+from fp8accel.sim import golden
 
 __all__ = ["to_numpy", "from_numpy", "decode", "encode", "convert", "gemm", "gemm_values",
            "sgd_update", "xorshift32"]

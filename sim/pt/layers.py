@@ -197,7 +197,6 @@ class _Conv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, numerics, name, stride, padding):
         fwd = numerics.fwd_fmt
-        N, C, H, W = x.shape
         Co, _, kh, kw = weight.shape
         (ph, pw) = padding
         xq = _pad(quantise(x, fwd), ((ph, ph), (pw, pw)))
@@ -206,6 +205,7 @@ class _Conv2dFn(torch.autograd.Function):
             a = _with_ones(a, _one(fwd))
         b, wq = _weight_operand(weight, bias, fwd)
         out = _gemm("forward", name, a, b, fwd, fwd, numerics)
+        N = x.shape[0]
         ctx.numerics, ctx.name, ctx.stride, ctx.padding = numerics, name, stride, padding
         ctx.a, ctx.wq, ctx.has_bias = a, wq.reshape(weight.shape), bias is not None
         ctx.in_shape = x.shape
