@@ -400,3 +400,11 @@ def test_train_without_torch_says_what_to_install(tmp_path):
         'fp8accel train: error: PyTorch is not installed: pip install -e ".[torch]" '
         '(or pip install torch==2.13.0 mnist1d)']
     assert not (tmp_path / "r.json").exists()
+    code = code.replace("'torch'", "'mnist1d'").replace("'train', ", "'train', '--dataset', "
+                                                                      "'mnist1d', ")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        'fp8accel train: error: mnist1d is not installed: pip install -e ".[torch]" '
+        '(or pip install mnist1d)']

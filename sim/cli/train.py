@@ -22,12 +22,18 @@ from fp8accel.sim.files import write_text
 __all__ = ["add_train_parser"]
 
 
-def _require_torch():
+def _require_torch(dataset):
     from fp8accel.sim.pt import require_torch
     try:
         require_torch()
     except ImportError as exc:
         raise CliError(str(exc)) from None
+    if dataset == "mnist1d":
+        try:
+            import mnist1d  # noqa: F401
+        except ImportError:
+            raise CliError('mnist1d is not installed: pip install -e ".[torch]" '
+                           '(or pip install mnist1d)') from None
 
 
 def _run_cli(args):
@@ -42,7 +48,7 @@ def _run_cli(args):
             raise CliError(f"unknown model {bad[0]!r} in --models (choose from "
                            f"{', '.join(MODELS)})")
         check_output_dir(args.out)
-        _require_torch()
+        _require_torch(args.dataset)
         summary, elapsed = run_all(args.out, range(args.seed, args.seed + args.seeds), models,
                                    epochs=args.epochs, dataset=args.dataset)
         for r in summary:
@@ -57,7 +63,7 @@ def _run_cli(args):
     if missing:
         raise CliError(f"{', '.join(missing)} required (or --all)")
     out = check_output_file(args.json, "--json")
-    _require_torch()
+    _require_torch(args.dataset)
     result = train(args.model, args.config, args.seed, args.epochs, dataset=args.dataset)
     write_text(out, json.dumps(result, indent=1) + "\n")
     print(f"{args.dataset} {args.model} {args.config} seed {args.seed}: test accuracy "
