@@ -218,6 +218,29 @@ def test_conv2d_lowering_is_the_convolution(config, geometry):
         torch.testing.assert_close(got, w, rtol=0, atol=0, msg=name)
 
 
+def test_layers_without_bias_and_with_more_dimensions():
+    """No bias: no column of ones and no bias row. A Linear layer on a 3-d input works on its
+    last dimension, as PyTorch's does."""
+    rng = np.random.default_rng(9)
+    for ref, shape in ((nn.Conv2d(2, 3, 3, 2, 1, bias=False), (2, 2, 5, 6)),
+                       (nn.Linear(4, 3, bias=False), (2, 5, 4))):
+        ref = ref.double()
+        with torch.no_grad():
+            ref.weight.copy_(_small_ints(rng, ref.weight.shape, 0.5))
+        x = _small_ints(rng, shape).requires_grad_()
+        y = ref(x)
+        r = _small_ints(rng, y.shape)
+        (y * r).sum().backward()
+        want = (y.detach(), x.grad, ref.weight.grad)
+        x.grad = ref.weight.grad = None
+        layer = pt.convert(nn.Sequential(ref), "fp8")[0]
+        assert layer.bias is None and type(layer) in (pt.Conv2d, pt.Linear)
+        y2 = layer(x)
+        (y2 * r).sum().backward()
+        for got, w in zip((y2.detach(), x.grad, layer.weight.grad), want):
+            torch.testing.assert_close(got, w, rtol=0, atol=0)
+
+
 def test_linear_lowering_and_the_gemms_it_runs():
     """A Linear layer's forward, backward and weight-gradient GEMMs are golden.gemm on the
     operands docs/training.md describes, with the bias row and the column of ones."""
