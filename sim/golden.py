@@ -416,24 +416,40 @@ def _numba_kernels():
     return _KERNELS
 
 
+_FP8_VALUES = {}
+
+
 def _fp8_values(fmt):
-    """float64 value of every code of an FP8 format (NaN and Inf included)."""
-    return decode(np.arange(256, dtype=np.uint8), fmt)
+    """float64 value of every code of an FP8 format (NaN and Inf included; cached, read-only)."""
+    if fmt not in _FP8_VALUES:
+        values = decode(np.arange(256, dtype=np.uint8), fmt)
+        values.setflags(write=False)
+        _FP8_VALUES[fmt] = values
+    return _FP8_VALUES[fmt]
+
+
+def _gemm_values(A, B, a_fmt, b_fmt, cl, mode, Cd):
+    """Totals of docs/numerics.md section 4 for FP8 codes ``A``, ``B`` (any integer dtype) and
+    float64 values ``Cd`` of the DLFLOAT16 codes accumulated into, as float64 values (each the
+    exact value of its DLFLOAT16 code, signed zeros included); ``None`` when the fast path does
+    not apply (Inf or NaN among the operands or in ``C``, or a sum overflows). The entry point
+    of :mod:`sim.pt`, which skips the codes when it wants values."""
+    Ad = _fp8_values(a_fmt)[A]
+    Bd = _fp8_values(b_fmt)[B]
+    if not (np.isfinite(Ad).all() and np.isfinite(Bd).all() and np.isfinite(Cd).all()):
+        return None
+    out, over = _numba_kernels()["gemm"](Ad, np.ascontiguousarray(Bd), Cd, cl,
+                                         mode is Rounding.RNA)
+    return None if over else out
 
 
 def _gemm_fast(A, B, a_fmt, b_fmt, cl, mode, total):
     """Totals of docs/numerics.md section 4 as DLFLOAT16 codes (``int64``), or ``None`` when this
-    path does not apply (Inf or NaN among the operands or in ``C``, or a sum overflows)."""
-    Ad = _fp8_values(a_fmt)[A]
-    Bd = _fp8_values(b_fmt)[B]
-    Cd = decode(total, DLFLOAT16)
-    if not (np.isfinite(Ad).all() and np.isfinite(Bd).all() and np.isfinite(Cd).all()):
+    path does not apply (see :func:`_gemm_values`)."""
+    out = _gemm_values(A, B, a_fmt, b_fmt, cl, mode, decode(total, DLFLOAT16))
+    if out is None:
         return None
-    kern = _numba_kernels()
-    out, over = kern["gemm"](Ad, np.ascontiguousarray(Bd), Cd, cl, mode is Rounding.RNA)
-    if over:
-        return None
-    return kern["to_dl"](out).reshape(out.shape)
+    return _numba_kernels()["to_dl"](out).reshape(out.shape)
 
 
 def _gemm_reference(A, B, a_fmt, b_fmt, acc_fmt, cl, mode, total):

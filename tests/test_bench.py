@@ -87,3 +87,20 @@ def test_cli_bench_bad_repeat_is_one_line(capsys):
     assert main(["bench", "golden", "--repeat", "0"]) == 2
     assert capsys.readouterr().err.strip() == "fp8accel bench: error: --repeat must be at " \
                                               "least 1, not 0"
+
+
+def test_bench_torch_reports_speed_and_bit_exactness(monkeypatch, capsys):
+    """``fp8accel bench torch``: sim.pt.gemm against golden.gemm and torch.matmul, bit for bit
+    (on small shapes here; the figures of docs/training.md are from the default ones)."""
+    pytest.importorskip("torch")
+    rows = bench.bench_torch(shapes=((32, 256, 16),), repeat=1)
+    (r,) = rows
+    assert r["bit_exact"] is True and r["torch_macs"] > 0 and r["matmul_macs"] > 0
+    assert r["speedup"] == pytest.approx(r["golden_s"] / r["torch_s"])
+    monkeypatch.setattr(bench, "SHAPES", ((8, 16, 4),))
+    assert main(["bench", "torch", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "8x16 by 16x4: sim.pt.gemm " in out and "bit-exact" in out
+    assert main(["bench", "torch", "--no-reference"]) == 2
+    assert capsys.readouterr().err.strip() == ("fp8accel bench: error: --no-reference is for "
+                                               "bench golden")

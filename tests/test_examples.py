@@ -143,8 +143,10 @@ EXAMPLES = {
     ("docs/architecture.md", ("fp8accel verilog top --rows 2 --cols 2 -o accel.v     # and "
                               "accel_regs.h")):
         quick(files=("accel.v", "accel_regs.h", "small.v", "small.h", "array.v", "fma.v")),
-    ("docs/training.md", "pip install -e ."):
-        slow("trains for minutes (fp8accel train --all, the slow tests of test_train)"),
+    ("docs/training.md", "pip install -e \".[torch]\""):
+        slow("trains for an hour (fp8accel train --all, the slow tests of test_train)"),
+    ("docs/training.md", "import torch"):
+        quick(stdout="Linear(in_features=40, out_features=100, bias=True, numerics=hfp8)"),
     ("docs/weight-update.md", "from fp8accel.sim import golden"):
         quick(setup=_SGD_INPUTS),
     ("docs/weight-update.md", "fp8accel synth update --target ecp5-25k --seeds 3 "

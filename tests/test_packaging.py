@@ -30,6 +30,7 @@ def test_wheel_installs_only_fp8accel(wheel):
     # fp8accel is a namespace package: hw, sim and synth are its subpackages.
     for module in ("fp8accel/hw/top.py", "fp8accel/hw/fp/adder.py", "fp8accel/sim/golden.py",
                    "fp8accel/sim/cli/__init__.py", "fp8accel/sim/tb/top.py",
+                   "fp8accel/sim/pt/layers.py",
                    "fp8accel/synth/flow.py"):
         assert module in names, module
     assert not any(n.startswith("fp8accel/__init__") for n in names)

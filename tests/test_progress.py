@@ -143,6 +143,7 @@ def test_job_progress_names_the_stages(tmp_path):
 
 @pytest.fixture(scope="module")
 def data():
+    pytest.importorskip("torch")          # fp8accel train runs in PyTorch
     return T.load_data()
 
 

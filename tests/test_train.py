@@ -1,19 +1,20 @@
-"""``fp8accel train`` (sim/train.py): the layers lowered to GEMMs, short training runs with
-the golden model's numerics, the command line, and one training step of the MLP on the
-accelerator top under Verilator checked bit for bit against the golden step
-(sim/tb/train_step.py). ``@pytest.mark.slow``: the full table of docs/results/."""
+"""``fp8accel train`` (sim/experiments/train.py): short training runs through the PyTorch
+layer (sim/pt/) on load_digits and MNIST-1D, the command line, and one training step of the MLP
+on the accelerator top under Verilator checked bit for bit against the same step through the
+PyTorch layer (sim/tb/train_step.py). ``@pytest.mark.slow``: the MNIST-1D table of
+docs/results/."""
 
 import json
 
 import numpy as np
 import pytest
 
-from conftest import BUILD
-from fp8accel.sim import golden
-from fp8accel.sim.experiments import train as T
-from fp8accel.sim.cli import main
-from fp8accel.sim.run.runner import run_cocotb
+pytest.importorskip("torch")
 
+from conftest import BUILD  # noqa: E402
+from fp8accel.sim.experiments import train as T  # noqa: E402
+from fp8accel.sim.cli import main  # noqa: E402
+from fp8accel.sim.run.runner import run_cocotb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,110 +22,25 @@ def data():
     return T.load_data()
 
 
-def _fp32():
-    return T.Arith(T.CONFIGS["fp32"], T.HYPER["cnn"])
-
-
-def _direct_conv(x, w):
-    """3x3 convolution, padding 1, by explicit sums (float64)."""
-    B, H, W, C = x.shape
-    k = w[:-1].reshape(3, 3, C, -1)
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    y = np.zeros((B, H, W, k.shape[3])) + w[-1]
-    for dy in range(3):
-        for dx in range(3):
-            y += np.einsum("bhwc,co->bhwo", xp[:, dy:dy + H, dx:dx + W], k[dy, dx])
-    return y
-
-
-def test_conv_lowering_forward_and_backward():
-    """The im2col forward pass equals the direct convolution; the backward pass (im2col of the
-    errors times the flipped kernel) and the weight gradient equal the adjoints: <dy, conv(x)>
-    differentiated along x and along w."""
-    rng = np.random.default_rng(3)
-    ar = _fp32()
-    layer = T.Conv3x3(3, 5, "c")
-    w = layer.init(rng).astype(np.float32)
-    w[-1] = rng.standard_normal(5)
-    p = T.Param(w, np.zeros_like(w))
-    x = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
-    y = layer.forward(ar, p, x, True)
-    np.testing.assert_allclose(y, _direct_conv(x.astype(float), w.astype(float)), rtol=1e-5,
-                               atol=1e-5)
-    r = rng.standard_normal(y.shape)
-    dx, g = layer.backward(ar, r)
-    u = rng.standard_normal(x.shape)
-    lin = lambda xx, ww: (_direct_conv(xx, ww) * r).sum()  # noqa: E731
-    xd, wd = x.astype(float), w.astype(float)
-    np.testing.assert_allclose((dx * u).sum(), lin(xd + u, wd) - lin(xd, wd), rtol=1e-4)
-    v = rng.standard_normal(w.shape)
-    np.testing.assert_allclose((g * v).sum(), lin(xd, wd + v) - lin(xd, wd), rtol=1e-4)
-
-
-def test_pool_backward_routes_to_the_maximum():
-    x = np.arange(16.0).reshape(1, 4, 4, 1)[:, ::-1]
-    out, idx = T.pool_fwd(x)
-    np.testing.assert_array_equal(out[0, :, :, 0], [[13, 15], [5, 7]])
-    d = T.pool_bwd(np.ones(out.shape), idx, x.shape)
-    assert d.sum() == 4 and d[0, 0, 1, 0] == 1 and d[0, 0, 0, 0] == 0
-
-
-def test_fp32_gradients_match_finite_differences(data):
-    """The CNN's backward pass (convolutions, pooling, ReLU, softmax) against a central
-    difference of the loss, in float64 weights through the float32 model: a wrong flip or
-    transpose gives errors of order one."""
-    x, y = data[0][:16], data[1][:16]
-    ar = _fp32()
-    model = T.make_model("cnn")
-    model.init(ar, np.random.default_rng(0))
-    # Nonzero biases: with zero biases the blank pixels sit exactly on ReLU's kink, where a
-    # central difference does not measure the gradient.
-    for p in model.params:
-        p.w[-1] = np.random.default_rng(5).uniform(0.05, 0.1, p.w.shape[1])
-    logits = model.forward(ar, x)
-    _, d = T._softmax_xent(logits, y)
-    grads = model.backward(ar, d)
-    rng = np.random.default_rng(1)
-    for p, g in zip(model.params, grads):
-        direction = rng.standard_normal(p.w.shape).astype(np.float32)
-        eps = 1e-3
-        w0 = p.w.copy()
-        losses = []
-        for s in (1, -1):
-            p.w = (w0 + s * eps * direction).astype(np.float32)
-            losses.append(T._softmax_xent(model.forward(ar, x), y)[0])
-        p.w = w0
-        numeric = (losses[0] - losses[1]) / (2 * eps)
-        assert abs(numeric - (g * direction).sum()) <= 0.03 * abs(numeric) + 1e-4, p.name
-
-
-def test_fp8_gemms_are_golden_gemms(data):
-    """The FP8 arithmetic's GEMM is golden.gemm on the quantised operands, and the forward
-    pass of the MLP is deterministic and different from float32's."""
-    ar = T.Arith(T.CONFIGS["hfp8"], T.HYPER["mlp"])
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((5, 70)), rng.standard_normal((70, 3))
-    qa, qb = ar.quantise(a, "fwd"), ar.quantise(b, "bwd")
-    assert qa.dtype == np.uint8
-    want = golden.gemm(qa, qb, golden.E4M3, golden.E5M2, chunk=64)
-    np.testing.assert_array_equal(ar.matmul(qa, qb, "fwd", "bwd"),
-                                  golden.decode(want, golden.DLFLOAT16))
-    model = T.make_model("mlp")
-    model.init(ar, np.random.default_rng(2))
-    l1 = model.forward(ar, data[0][:32])
-    np.testing.assert_array_equal(l1, model.forward(ar, data[0][:32]))
-    ar32 = T.Arith(T.CONFIGS["fp32"], T.HYPER["mlp"])
-    m32 = T.make_model("mlp")
-    m32.init(ar32, np.random.default_rng(2))
-    l32 = m32.forward(ar32, data[0][:32])
-    assert not np.array_equal(l1, l32)
-    assert np.abs(l1 - l32).max() < 0.5
+def test_models_and_data_sets():
+    """The data sets' shapes, and each model's logits for a batch of them."""
+    import torch
+    for dataset, shape, n_test in (("digits", (8, 8), 360), ("mnist1d", (40,), 1000)):
+        x_tr, y_tr, x_te, y_te = T.load_data(dataset)
+        assert x_tr.shape[1:] == shape and len(x_te) == n_test and set(y_tr) == set(range(10))
+        for kind in T.MODELS:
+            model = T.make_model(dataset, kind, seed=3)
+            assert model(torch.from_numpy(x_tr[:5]).float()).shape == (5, 10)
+    a, b = (list(T.make_model("mnist1d", "cnn", seed=s).parameters())[0] for s in (1, 1))
+    assert a.equal(b)
+    with pytest.raises(ValueError, match="Dataset must be one of digits, mnist1d, not 'mnist'"):
+        T.load_data("mnist")
 
 
 @pytest.mark.parametrize("model", T.MODELS)
 def test_short_training_run_learns(model, data):
-    """Two epochs with the paper's numerics: well above chance (10 %) and close to fp32 on
-    the same run; the same seed gives the same curve, bit for bit."""
+    """Two epochs on load_digits with the paper's numerics: well above chance (10 %) and close
+    to fp32 on the same run; the same seed gives the same curve, bit for bit."""
     r = T.train(model, "fp8", seed=1, epochs=2, data=data, progress=False)
     ref = T.train(model, "fp32", seed=1, epochs=2, data=data, progress=False)
     assert r["final_test_accuracy"] > 60
@@ -134,6 +50,15 @@ def test_short_training_run_learns(model, data):
     assert all(0 < e < 0.05 for e in r["curve"][0]["wgrad_rel_error"].values())
     again = T.train(model, "fp8", seed=1, epochs=2, data=data, progress=False)
     assert again["curve"] == r["curve"]
+
+
+def test_mnist1d_cnn_learns():
+    """Two epochs of the MNIST-1D CNN in hfp8: above chance, the weight-gradient GEMMs
+    accurate to a few per mille, every layer's recorded from the first to the last."""
+    r = T.train("cnn", "hfp8", seed=1, epochs=2, progress=False, dataset="mnist1d")
+    assert r["final_test_accuracy"] > 20 and r["dataset"] == "mnist1d"
+    assert list(r["curve"][0]["wgrad_rel_error"]) == ["1", "3", "5", "8"]
+    assert all(0 < e < 0.01 for e in r["curve"][-1]["wgrad_rel_error"].values())
 
 
 def test_ablations_change_the_arithmetic(data):
@@ -153,8 +78,10 @@ def test_cli_train_writes_json(tmp_path, capsys):
                  "--seed", "4", "--json", str(out)]) == 0
     cap = capsys.readouterr()
     assert "mlp/fp8-rne/seed 4: " in cap.err and "12/12" in cap.err      # the progress bar
+    assert cap.out.startswith("digits mlp fp8-rne seed 4: ")
     r = json.loads(out.read_text())
     assert r["model"] == "mlp" and r["config"] == "fp8-rne" and r["seed"] == 4
+    assert r["dataset"] == "digits"
     assert len(r["curve"]) == 1 and r["final_test_accuracy"] == r["curve"][0]["test_accuracy"]
     assert f"test accuracy {r['final_test_accuracy']:.2f} %" in cap.out
 
@@ -177,6 +104,8 @@ def test_cli_train_all_writes_table_and_plots(tmp_path, capsys):
     (["--all", "--model", "cnn"], "--all runs every model and config; drop --model"),
     (["--all", "--seeds", "0"], "--seeds must be at least 1, not 0"),
     (["--all", "--models", "mlp,rnn"], "unknown model 'rnn' in --models (choose from mlp, cnn)"),
+    (["--dataset", "mnist", "--all"],
+     "--dataset must be one of digits, mnist1d, not 'mnist'"),
     (["--model", "mlp", "--config", "fp8", "--json", "/nonexistent/dir/x.json"],
      "cannot write /nonexistent/dir/x.json: /nonexistent/dir is not a directory"),
     (["--model", "mlp", "--config", "fp8", "--seed", "-1", "--json", "x.json"],
@@ -222,19 +151,18 @@ def test_training_step_on_the_top_matches_golden():
 
 
 @pytest.mark.slow
-def test_full_table_meets_the_goals(tmp_path):
-    """The table of docs/results/ (about 7 minutes on one core): fp8 and hfp8 within 0.5
-    points of fp32 (mean of 3 seeds) for both models; without chunks the weight gradients are
+def test_mnist1d_table_meets_the_goals(tmp_path):
+    """The MNIST-1D table of docs/results/ (about an hour on one core): fp8 and hfp8 within
+    0.5 points of fp32 for the CNN (mean of 3 seeds); without chunks the weight gradients are
     less accurate; with rne updates the weights keep a small part of the change asked for in
-    the last epoch."""
-    summary, _ = T.run_all(tmp_path)
+    the last epoch, with sr nearly all of it."""
+    summary, _ = T.run_all(tmp_path, dataset="mnist1d")
     rows = {(r["model"], r["config"]): r for r in summary}
+    ref = rows["cnn", "fp32"]["test_accuracy"][0]
+    for config in ("fp8", "hfp8"):
+        assert rows["cnn", config]["test_accuracy"][0] >= ref - 0.5, config
     for model in T.MODELS:
-        ref = rows[model, "fp32"]["test_accuracy"][0]
-        for config in ("fp8", "hfp8"):
-            assert rows[model, config]["test_accuracy"][0] >= ref - 0.5, (model, config)
         chunked = np.mean(list(rows[model, "fp8"]["wgrad_rel_error"].values()))
-        assert np.mean(list(rows[model, "fp8-nochunk"]["wgrad_rel_error"].values())) > \
-            1.2 * chunked
-        assert rows[model, "fp8-rne"]["update_ratio_last_epoch"] < 0.2
+        assert np.mean(list(rows[model, "fp8-nochunk"]["wgrad_rel_error"].values())) > chunked
+        assert rows[model, "fp8-rne"]["update_ratio_last_epoch"] < 0.5
         assert rows[model, "fp8"]["update_ratio_last_epoch"] > 0.8
