@@ -377,7 +377,7 @@ def test_training_run_is_bit_identical_to_the_golden_model(config):
     """Four steps of a 20-16-12-5 MLP on batches of 10 through pt.convert, autograd and
     pt.SGD, against the same steps written out with golden.gemm and golden.sgd_update: every
     master weight and momentum code equal. Chunk 4, so that chunking matters here."""
-    from fp8accel.sim.experiments.train import train_step
+    from fp8accel.sim.experiments.train import mlp_from_arrays, train_step
     numerics = pt.CONFIGS[config].replace(chunk=4)
     rng = np.random.default_rng(11)
     sizes, steps = (20, 16, 12, 5), 4
@@ -386,14 +386,7 @@ def test_training_run_is_bit_identical_to_the_golden_model(config):
     params = [tuple(G.decode(G.encode(v, G.DLFLOAT16), G.DLFLOAT16) for v in p) for p in params]
     xs = [rng.uniform(0, 1, (10, 20)) for _ in range(steps)]
     ys = [rng.integers(0, 5, 10) for _ in range(steps)]
-    layers = []
-    for w, b in params:
-        lin = nn.Linear(w.shape[1], w.shape[0]).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(w))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers += [lin, nn.ReLU()]
-    model = pt.convert(nn.Sequential(*layers[:-1]), numerics)
+    model = pt.convert(mlp_from_arrays(params), numerics)
     opt = pt.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
                  loss_scale=numerics.loss_scale, rounding=numerics.update, seed=4242)
     for x, y in zip(xs, ys):

@@ -30,7 +30,7 @@ from fp8accel.sim.progress import Progress
 from fp8accel.sim.pt.numerics import CONFIGS
 
 __all__ = ["CONFIGS", "MODELS", "DATASETS", "Hyper", "HYPER", "load_data", "make_model",
-           "train_step", "train", "run_all", "summarise", "results_name"]
+           "mlp_from_arrays", "train_step", "train", "run_all", "summarise", "results_name"]
 
 MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "mnist1d")
@@ -115,6 +115,21 @@ def make_model(dataset, kind, seed=0):
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                     nn.init.zeros_(m.bias)
         return model
+
+
+def mlp_from_arrays(params):
+    """A float64 PyTorch MLP with the given weights and biases (``[(w, b), ...]``, NumPy
+    arrays, ``w`` of shape ``(out, in)``), ReLU between the layers."""
+    import torch
+    from torch import nn
+    layers = []
+    for w, b in params:
+        layer = nn.Linear(w.shape[1], w.shape[0]).double()
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
+        layers += [layer, nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
 
 
 def _make_model(nn, dataset, kind):

@@ -64,19 +64,11 @@ def golden_step(cfg):
     """The step through the PyTorch layer (:mod:`sim.pt`: its ``Linear`` layers and ``SGD``,
     which run the golden model): ``(gemm results in order, [(w, v) per parameter])``, codes."""
     import torch
-    from torch import nn
 
-    from fp8accel.sim.experiments.train import train_step
+    from fp8accel.sim.experiments.train import mlp_from_arrays, train_step
     from fp8accel.sim.pt import SGD, convert, observe
     numerics, hyper, params, x, y, lr, seeds = setup(cfg)
-    layers = []
-    for w, b in params:
-        layer = nn.Linear(w.shape[1], w.shape[0]).double()
-        with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(w))
-            layer.bias.copy_(torch.from_numpy(b))
-        layers += [layer, nn.ReLU()]
-    model = convert(nn.Sequential(*layers[:-1]), numerics)
+    model = convert(mlp_from_arrays(params), numerics)
     opt = SGD(model.parameters(), lr=lr, momentum=hyper.momentum,
               weight_decay=hyper.weight_decay, loss_scale=numerics.loss_scale,
               rounding=numerics.update)
