@@ -223,11 +223,15 @@ class BoardTop(Elaboratable):
             a_FREQUENCY_PIN_CLKOP=f"{self.board.clock_hz / 1e6:g}")
         # Reset until the PLL has locked, and for 15 cycles after: a counter of its own
         # domain, on the same clock, that the reset does not touch.
-        # The reset comes straight from a register: it reaches every flip-flop of the design.
+        # The reset comes straight from a register, over a global network (a DCCA): it
+        # reaches flip-flops all over the chip (the accelerator's has a register and a
+        # global network of its own, hw.bridge).
         m.domains.pll_reset = ClockDomain("pll_reset", reset_less=True)
         hold = Signal(4, init=15)
         reset = Signal(init=1)
-        m.d.comb += [ClockSignal("pll_reset").eq(clk), ResetSignal("sync").eq(reset)]
+        reset_global = Signal()
+        m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset, i_CE=1, o_CLKO=reset_global)
+        m.d.comb += [ClockSignal("pll_reset").eq(clk), ResetSignal("sync").eq(reset_global)]
         m.d.pll_reset += [hold.eq(Mux(locked, hold - (hold != 0), 15)), reset.eq(hold != 0)]
         platform.add_clock_constraint(clk, self.board.clock_hz)
 
