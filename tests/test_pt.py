@@ -405,22 +405,19 @@ def test_training_run_is_bit_identical_to_the_golden_model(config):
 
 # Without PyTorch --------------------------------------------------------------------------------
 
-def test_train_without_torch_says_what_to_install(tmp_path):
-    code = ("import sys; sys.modules['torch'] = None\n"
+@pytest.mark.parametrize("missing, dataset, hint", [
+    ("torch", [], 'PyTorch is not installed: pip install -e ".[torch]" '
+                  '(or pip install torch==2.13.0 mnist1d)'),
+    ("mnist1d", ["--dataset", "mnist1d"], 'mnist1d is not installed: pip install -e ".[torch]" '
+                                          '(or pip install mnist1d)'),
+])
+def test_train_without_torch_says_what_to_install(tmp_path, missing, dataset, hint):
+    argv = ["train", *dataset, "--model", "mlp", "--config", "fp8", "--json", "r.json"]
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"
             "from fp8accel.sim.cli import main\n"
-            "sys.exit(main(['train', '--model', 'mlp', '--config', 'fp8', '--json', 'r.json']))")
+            f"sys.exit(main({argv!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        'fp8accel train: error: PyTorch is not installed: pip install -e ".[torch]" '
-        '(or pip install torch==2.13.0 mnist1d)']
+    assert done.stderr.strip().splitlines() == [f"fp8accel train: error: {hint}"]
     assert not (tmp_path / "r.json").exists()
-    code = code.replace("'torch'", "'mnist1d'").replace("'train', ", "'train', '--dataset', "
-                                                                      "'mnist1d', ")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        'fp8accel train: error: mnist1d is not installed: pip install -e ".[torch]" '
-        '(or pip install mnist1d)']
