@@ -6,7 +6,8 @@ import functools
 from amaranth.hdl import Mux, Signal
 from amaranth.lib import wiring
 
-__all__ = ["CheckedComponent", "Rejected", "delay", "delay_ram", "fanout", "RAM_KINDS"]
+__all__ = ["CheckedComponent", "Rejected", "delay", "delay_ram", "fanout", "fanout_tree",
+           "fanout_depth", "RAM_KINDS"]
 
 
 class Rejected:
@@ -100,6 +101,54 @@ def fanout(m, value, n, name):
         m.d.sync += reg.eq(value)
         copies.append(reg)
     return copies
+
+
+#: At most this many registers take their input from one register of :func:`fanout_tree`.
+TREE_ARITY = 4
+
+
+def fanout_depth(n):
+    """The levels of registers (cycles) :func:`fanout_tree` puts between a value and ``n``
+    copies of it."""
+    depth, reach = 1, TREE_ARITY
+    while reach < n:
+        depth, reach = depth + 1, reach * TREE_ARITY
+    return depth
+
+
+def fanout_tree(m, value, n, name):
+    """``n`` copies of ``value``, :func:`fanout_depth` cycles later, through a tree of
+    registers in which every register drives at most :data:`TREE_ARITY` others: for a narrow
+    setting (a flag of the command) that every row or column of a large array needs.
+
+    Yosys merges flip-flops with the same input and initial value, which would fold the tree
+    back into one register driving every user. The children of a register therefore differ
+    in their initial value and in their polarity: half of them hold the inverted value, and
+    the inversion is undone in front of the next register or the user (where it costs no
+    logic cell: it folds into the LUT that reads it). A 1-bit value so has four distinct
+    children per register.
+    """
+    width = len(value)
+    ones = (1 << width) - 1
+    variants = [(inv, init) for init in range(min(1 << width, TREE_ARITY))
+                for inv in (0, ones)][:TREE_ARITY]
+    level = [(value, 0)]                   # (register, mask): the value is register ^ mask
+    for d in range(fanout_depth(n)):
+        nxt = []
+        for j, (reg, mask) in enumerate(level):
+            for inv, init in variants:
+                child = Signal(width, name=f"{name}_t{d}_{len(nxt)}", init=init,
+                               reset_less=True)
+                m.d.sync += child.eq(reg ^ (mask ^ inv))
+                nxt.append((child, inv))
+                if len(nxt) == n and d == fanout_depth(n) - 1:
+                    break
+            else:
+                continue
+            break
+        level = nxt
+    copies = [reg ^ mask if mask else reg for reg, mask in level[:n]]
+    return [c if len(c) == width else c[:width] for c in copies]
 
 
 def delay(m, value, n, name, *, reset_less=True):

@@ -11,7 +11,6 @@ from amaranth.sim import Simulator
 
 from fp8accel.hw.fp import BINARY16, BINARY32, DLFLOAT16, E4M3, E5M2
 from fp8accel.hw.gemm import E5M3, SystolicArray, widen_fp8
-from fp8accel.hw.gemm.array import SETTLE
 from fp8accel.sim import golden
 
 
@@ -42,11 +41,11 @@ def run_gemm(array, A, B, *, a_fmt=E5M2, b_fmt=E5M2, chunk=None, rna=False, C=No
 
     async def bench(ctx):
         nonlocal chunk_v, total_v
-        # The command's settings, held from SETTLE cycles before its first weight.
+        # The command's settings, held from settle_latency cycles before its first weight.
         ctx.set(array.w_e4m3, int(b_fmt is E4M3))
         ctx.set(array.a_e4m3, int(a_fmt is E4M3))
         ctx.set(array.rna, int(rna))
-        await ctx.tick().repeat(SETTLE)
+        await ctx.tick().repeat(array.settle_latency)
         for p in range(passes):
             k0 = p * rows
             bank = p % 2
@@ -161,11 +160,12 @@ def test_array_matches_golden(rows, cols, M, K, chunk, rng):
 
 
 @pytest.mark.parametrize("a_fmt,b_fmt", [(E4M3, E5M2), (E5M2, E4M3)], ids=str)
-def test_array_formats_rna_and_accumulate(a_fmt, b_fmt, rng):
-    array = SystolicArray(2, 2)
+@pytest.mark.parametrize("size", [2, 5])    # 5: the settings travel through two tree levels
+def test_array_formats_rna_and_accumulate(a_fmt, b_fmt, size, rng):
+    array = SystolicArray(size, size)
     A = random_fp8(rng, (3, 6), a_fmt)
-    B = random_fp8(rng, (6, 2), b_fmt)
-    C = golden.encode(rng.standard_normal((3, 2)), DLFLOAT16).astype(np.int64)
+    B = random_fp8(rng, (6, size), b_fmt)
+    C = golden.encode(rng.standard_normal((3, size)), DLFLOAT16).astype(np.int64)
     got = run_gemm(array, A, B, a_fmt=a_fmt, b_fmt=b_fmt, chunk=2, rna=True, C=C)
     ref = golden.gemm(A, B, a_fmt=a_fmt, b_fmt=b_fmt, chunk=2, rounding="rna", C=C)
     assert np.array_equal(got, ref), (got, ref)

@@ -17,17 +17,13 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib.wiring import In, Out
 
 from ..fp.adder import FPAdder
-from ..common import RAM_KINDS, delay, delay_ram
+from ..common import RAM_KINDS, delay, delay_ram, fanout_depth, fanout_tree
 from ..fp.common import lzc
 from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
 from ..fp.multiplier import FPMultiplier
 from ..common import CheckedComponent
 
-__all__ = ["E5M3", "widen_fp8", "ProcessingElement", "SystolicArray", "SETTLE"]
-
-#: Cycles from a change of the array's command settings (``a_e4m3``, ``w_e4m3``, ``rna``) to
-#: their use.
-SETTLE = 2
+__all__ = ["E5M3", "widen_fp8", "ProcessingElement", "SystolicArray"]
 
 #: The array's internal operand format: E5M2 and E4M3 codes both convert to it exactly, so one
 #: multiplier serves both operand formats, chosen per command.
@@ -216,9 +212,9 @@ class SystolicArray(CheckedComponent):
         Per array row: the row's ``k`` exists (else its product is +0); a chunk starts at it.
     a_e4m3 : In(1)
         The activations are E4M3 (else E5M2). Like ``w_e4m3`` and ``rna``, a setting of the
-        command: it takes effect :data:`SETTLE` cycles after it changes (it reaches every row
-        and column through a tree of registers), so it must be held from that long before the
-        first row (or weight) of a command until its last result has left.
+        command: it takes effect :attr:`settle_latency` cycles after it changes (it reaches
+        every row and column through a tree of registers), so it must be held from that long
+        before the first row (or weight) of a command until its last result has left.
     bank : In(1)
         The weight bank this pass multiplies with.
     chunk_in, total_in : In(cols * w)
@@ -288,6 +284,13 @@ class SystolicArray(CheckedComponent):
         return code if self._in_fmt is not None else widen_fp8(code, is_e4m3)
 
     @property
+    def settle_latency(self):
+        """Cycles from a change of the command's settings (``a_e4m3``, ``w_e4m3``, ``rna``)
+        to their use: one register at the array's edge, then a register tree to every row
+        and column (:func:`hw.common.fanout_tree`)."""
+        return 1 + fanout_depth(max(self._rows, self._cols))
+
+    @property
     def weight_latency(self):
         """Clock edges from a weight row's write until the last PE holds its weight."""
         return self._rows + self._cols
@@ -322,14 +325,18 @@ class SystolicArray(CheckedComponent):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # The command's settings reach each row (column) through a register tree: one
-        # register, then one per row (column), beside its users.
+        # The command's settings reach each row (column) through one register at the edge,
+        # then a register tree whose leaves sit beside their users: one bit would otherwise
+        # drive every row of the array from one place.
+        depth = self.settle_latency - 1
+
         def settle(value, n, name):
             first = Signal(name=f"{name}_q")
             m.d.sync += first.eq(value)
-            copies = [Signal(name=f"{name}_{i}") for i in range(n)]
-            m.d.sync += [cp.eq(first) for cp in copies]
-            return copies
+            copies = fanout_tree(m, first, n, name)
+            # Every setting takes the same time, whatever its number of users.
+            return [delay(m, c, depth - fanout_depth(n), f"{name}_{i}_pad")
+                    for i, c in enumerate(copies)]
 
         a_e4m3 = settle(self.a_e4m3, rows, "a_e4m3")
         w_e4m3 = settle(self.w_e4m3, cols, "w_e4m3")

@@ -140,6 +140,11 @@ class GemmEngine(CheckedComponent):
         if format_by_name(acc_fmt).width != 16:
             raise ValueError(f"The accumulator format must be a 16-bit format, not {acc_fmt}")
         self._array = SystolicArray(rows, cols, acc_fmt, ram=ram)
+        # The command's settings reach the array when it is latched; the four cycles of checks
+        # and the weight loader's first read pass before its first weight enters.
+        if self._array.settle_latency > 5:
+            raise ValueError(f"A {rows}x{cols} array takes {self._array.settle_latency} cycles "
+                             "to settle a command, more than the engine's checks leave it (5)")
         for name, v in (("a_depth", a_depth), ("b_depth", b_depth), ("acc_depth", acc_depth)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
