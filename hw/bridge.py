@@ -52,7 +52,7 @@ from .common import CheckedComponent
 from .top import Accelerator
 from .uart import UartRx, UartTx, check_divisor
 
-__all__ = ["UartBridge", "BridgedAccelerator", "BRIDGE_MAGIC", "BRIDGE_VERSION",
+__all__ = ["UartBridge", "BridgedAccelerator", "BeatSlice", "BRIDGE_MAGIC", "BRIDGE_VERSION",
            "RESET_CYCLES", "TIMEOUT_MIN_BITS"]
 
 #: First byte of the answer to ``'I'``.
@@ -373,6 +373,52 @@ class UartBridge(CheckedComponent):
         return m
 
 
+class BeatSlice(CheckedComponent):
+    """A one-beat register between the bridge and the accelerator's stream input.
+
+    The bridge sits far from the accelerator's frame loader; without the register a beat's
+    handshake crosses the chip twice in a cycle (the loader's ``tready`` to the bridge, the
+    bridge's ``tvalid`` back to the loader). A plain register slice would take beats the
+    accelerator refuses (no load runs), and a beat would outlive its frame to land in the next;
+    this one keeps the accelerator's refusal:
+
+    * it takes a beat only when it is empty and ``m_axis.tready`` was high a cycle before;
+    * after passing a beat with ``tlast`` it takes nothing until ``m_axis.tready`` has been
+      low while it was empty (the frame's receiver has stopped taking beats).
+
+    So it relies on a receiver that stops taking beats after ``tlast`` (the accelerator's
+    loads and updates do) and takes a beat it was ready for a cycle before (they do: nothing
+    but a ``tlast`` or a reset ends a frame). It passes a beat every other cycle at most, far
+    faster than a serial link brings them. ``tkeep`` passes as all ones.
+    """
+
+    def __init__(self, width):
+        super().__init__({"s_axis": In(AXI4StreamSignature(width)),
+                          "m_axis": Out(AXI4StreamSignature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        src, dst = self.s_axis, self.m_axis
+        full = Signal()
+        data = Signal.like(src.tdata, name="data", reset_less=True)
+        last = Signal(reset_less=True)
+        was_ready = Signal()       # dst.tready, a cycle ago
+        closed = Signal()          # a tlast has passed and the receiver has not yet stopped
+        m.d.sync += was_ready.eq(dst.tready)
+        m.d.comb += [src.tready.eq(~full & was_ready & ~closed),
+                     dst.tvalid.eq(full), dst.tdata.eq(data), dst.tlast.eq(last),
+                     dst.tkeep.eq(-1)]
+        with m.If(src.tvalid & src.tready):
+            m.d.sync += [full.eq(1), data.eq(src.tdata), last.eq(src.tlast)]
+        with m.Elif(dst.tvalid & dst.tready):
+            m.d.sync += full.eq(0)
+            with m.If(last):
+                m.d.sync += closed.eq(1)
+        with m.If(~dst.tready & ~full):
+            m.d.sync += closed.eq(0)
+        return m
+
+
 class BridgedAccelerator(CheckedComponent):
     """:class:`hw.top.Accelerator` behind a :class:`UartBridge`: a board's design but its pins.
 
@@ -436,6 +482,10 @@ class BridgedAccelerator(CheckedComponent):
         m.submodules.accelerator = DomainRenamer("acc")(acc)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         connect(m, bridge.m_axil, acc.s_axil)
-        connect(m, bridge.m_axis, acc.s_axis)
         connect(m, acc.m_axis, bridge.s_axis)
+
+        # The beats into the accelerator pass a register beside it (see BeatSlice).
+        m.submodules.slice = beat_slice = DomainRenamer("acc")(BeatSlice(16))
+        connect(m, bridge.m_axis, beat_slice.s_axis)
+        connect(m, beat_slice.m_axis, acc.s_axis)
         return m

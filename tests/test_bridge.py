@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 
 from conftest import BUILD
 from fp8accel.hw.axi import verilog_ports
-from fp8accel.hw.bridge import (BRIDGE_MAGIC, BRIDGE_VERSION, RESET_CYCLES, TIMEOUT_MIN_BITS,
+from fp8accel.hw.bridge import (BRIDGE_MAGIC, BeatSlice, BRIDGE_VERSION, RESET_CYCLES, TIMEOUT_MIN_BITS,
                        BridgedAccelerator, UartBridge)
 from fp8accel.hw.top import ID_VALUE, Ctrl, Reg
 from fp8accel.hw.uart import UartRx, UartTx
@@ -789,3 +789,62 @@ def test_bridged_accelerator_on_icarus():
     assert [status for _, status, _ in results.tests] == ["passed"] * len(ICARUS_TESTS), \
         results.tests
     _report("icarus", results)
+
+
+# The register between the bridge and the accelerator ------------------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+def test_beat_slice_keeps_frames_apart(seed):
+    """A source offering beats at random, and dropping one the slice refuses for a while (as
+    the bridge's timeout does); a receiver that takes frames with random back-pressure, stops
+    after each tlast and opens the next frame some cycles later. Every beat the slice takes
+    reaches the receiver once and in order, and in the frame that was open when the slice took
+    it: none outlives its frame."""
+    rng = np.random.default_rng(seed)
+    dut = BeatSlice(16)
+    taken, received = [], []          # (beat, cycle) / (beat, frame)
+    frame_at = {}                     # cycle -> the frame open then (or None)
+    cycles = 3000
+
+    async def bench(ctx):
+        frame, open_, closed_for = 0, True, 0
+        offer, waited, n = None, 0, 0
+        for t in range(cycles):
+            draining = t >= cycles - 100
+            if offer is None and not draining and rng.random() < 0.6:
+                offer, waited, n = (n, bool(rng.random() < 0.2)), 0, n + 1
+            ready = open_ and rng.random() < 0.7
+            frame_at[t] = frame if ready else None
+            ctx.set(dut.s_axis.tvalid, offer is not None)
+            if offer is not None:
+                ctx.set(dut.s_axis.tdata, offer[0])
+                ctx.set(dut.s_axis.tlast, offer[1])
+            ctx.set(dut.m_axis.tready, ready)
+            src_ok = offer is not None and ctx.get(dut.s_axis.tready)
+            dst_ok = ready and ctx.get(dut.m_axis.tvalid)
+            if dst_ok:
+                beat, last = ctx.get(dut.m_axis.tdata), ctx.get(dut.m_axis.tlast)
+                received.append((beat, frame))
+                if last:
+                    open_, closed_for = False, int(rng.integers(1, 6))
+                    frame += 1
+            elif not open_:
+                closed_for -= 1
+                open_ = closed_for <= 0
+            if src_ok:
+                taken.append((offer[0], t))
+                offer = None
+            elif offer is not None:
+                waited += 1
+                if waited > 8:
+                    offer = None      # the bridge's timeout drops it
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(received) > 500 and len(taken) > len(received) * 0.5
+    assert [b for b, _ in received] == [b for b, _ in taken], "lost, doubled or reordered"
+    for (beat, t), (_, frame) in zip(taken, received):
+        assert frame_at[t - 1] == frame, f"beat {beat}, taken at {t}, landed in frame {frame}"
