@@ -434,6 +434,10 @@ class BridgedAccelerator(CheckedComponent):
         Clock cycles per bit of the serial link.
     fifo_depth, timeout_cycles :
         As for :class:`UartBridge`.
+    beat_slice : bool
+        Beats into the accelerator pass a :class:`BeatSlice` (a fast clock on a large chip);
+        ``False`` connects the bridge straight to the accelerator (a slow clock on a full
+        small chip, where its few cells are what is missing).
     **accelerator_kwargs :
         The other parameters of :class:`~hw.top.Accelerator` (buffer depths, ...). Its
         stream ports are 16 bits wide, the bridge's beats.
@@ -450,7 +454,7 @@ class BridgedAccelerator(CheckedComponent):
     tx: Out(1, init=1)
 
     def __init__(self, rows=4, cols=4, *, divisor, fifo_depth=512, timeout_cycles=None,
-                 **accelerator_kwargs):
+                 beat_slice=True, **accelerator_kwargs):
         # The bridge's parameters are checked first: a constructor that raises leaves nothing
         # behind, and the accelerator then has none to fail after it.
         UartBridge.check_parameters(divisor, fifo_depth, timeout_cycles)
@@ -460,6 +464,7 @@ class BridgedAccelerator(CheckedComponent):
                              f"not {width!r}")
         self._accelerator = Accelerator(rows, cols, stream_width=16, **accelerator_kwargs)
         self._bridge = UartBridge(divisor, fifo_depth=fifo_depth, timeout_cycles=timeout_cycles)
+        self._beat_slice = bool(beat_slice)
         super().__init__()
 
     bridge = property(lambda self: self._bridge)
@@ -484,8 +489,11 @@ class BridgedAccelerator(CheckedComponent):
         connect(m, bridge.m_axil, acc.s_axil)
         connect(m, acc.m_axis, bridge.s_axis)
 
-        # The beats into the accelerator pass a register beside it (see BeatSlice).
-        m.submodules.slice = beat_slice = DomainRenamer("acc")(BeatSlice(16))
-        connect(m, bridge.m_axis, beat_slice.s_axis)
-        connect(m, beat_slice.m_axis, acc.s_axis)
+        if self._beat_slice:
+            # The beats into the accelerator pass a register beside it (see BeatSlice).
+            m.submodules.slice = beat_slice = DomainRenamer("acc")(BeatSlice(16))
+            connect(m, bridge.m_axis, beat_slice.s_axis)
+            connect(m, beat_slice.m_axis, acc.s_axis)
+        else:
+            connect(m, bridge.m_axis, acc.s_axis)
         return m

@@ -45,7 +45,8 @@ class Board:
     depths : tuple of int
         ``(a_depth, b_depth, acc_depth)`` of the accelerator's buffers.
     accelerator : dict
-        Further :class:`hw.top.Accelerator` options.
+        Further :class:`hw.bridge.BridgedAccelerator` options (most of them
+        :class:`hw.top.Accelerator`'s).
     bitstream : str
         Suffix of the file to load into the FPGA.
     flash : str
@@ -88,12 +89,14 @@ BOARDS = {
     # iCE40UP5K: 5,280 logic cells. A 1x1 array fits without the weight-update unit, the FP8
     # output converters (the host converts C itself), the time stamps and a command queue (a
     # command starts at once or is refused with BUSY), delay lines in block RAM (the iCE40 has
-    # no LUT RAM); see docs/fpga.md for what larger arrays need.
+    # no LUT RAM), and the bridge's beats go straight in (at 12 MHz the register that shortens
+    # their path on the ECP5 is not needed, and the chip is full); see docs/fpga.md for what
+    # larger arrays need.
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", 12e6, 1, 1,
         (256, 1024, 256),
         accelerator={"update": False, "fp8_out": False, "ram": "bram", "stamps": False,
-                     "buffers": 1, "queue": 0},
+                     "buffers": 1, "queue": 0, "beat_slice": False},
         bitstream="bin",
         flash="iceprog {path}   (or: openFPGALoader --board icebreaker {path})"),
 }

@@ -107,6 +107,7 @@ def chunk_args(chunk):
     (2, 3, 1, 1, 1, 1, 2),     # the smallest GEMM
     (1, 1, 3, 3, 5, 2, 1),     # one PE: a pass per k, a tile per column, passes back to back
     (1, 2, 1, 3, 4, None, 32),  # M = 1: every round of passes waits for the writeback
+    (5, 6, 3, 7, 11, 2, 8),    # settings and weight writes through two tree levels
 ])
 @pytest.mark.parametrize("buf", [None, 0, 1], ids=["one-buffer", "buffer0", "buffer1"])
 def test_engine_matches_golden(rows, cols, M, N, K, chunk, b_width, buf, rng):

@@ -226,7 +226,9 @@ class SystolicArray(CheckedComponent):
     w_data : In(cols * n), w_row : In(range(rows)), w_we : In(1), w_bank : In(1),
     w_e4m3 : In(1)
         Write one row of weights into bank ``w_bank``; PE ``(r, c)`` holds its weight from the
-        ``r + c + 2``-th clock edge after the write (:attr:`weight_latency` for the last).
+        ``r + c + 1 + d``-th clock edge after the write, ``d`` the depth of the register tree
+        that takes the write to every column (1 up to 4 columns, 2 up to 16;
+        :attr:`weight_latency` for the last).
     out_valid, out_last : Out(1)
     chunk_out, total_out : Out(cols * w)
     """
@@ -291,9 +293,14 @@ class SystolicArray(CheckedComponent):
         return 1 + fanout_depth(max(self._rows, self._cols))
 
     @property
+    def _w_tree(self):
+        """Registers between a weight row's write and the top of column 0."""
+        return fanout_depth(self._cols)
+
+    @property
     def weight_latency(self):
         """Clock edges from a weight row's write until the last PE holds its weight."""
-        return self._rows + self._cols
+        return self._rows + self._cols + self._w_tree - 1
 
     @property
     def latency(self):
@@ -348,15 +355,22 @@ class SystolicArray(CheckedComponent):
         # is for and its bank. So every weight signal drives one PE and the next register,
         # and PE (r, c) holds its weight r + c cycles later than a broadcast would give it.
         # (The engine starts a pass well after that; docs/architecture.md.)
+        #
+        # The control (write enable, row, bank) is the same for every column, only delayed by
+        # r + c; Yosys would merge the equal delays of all columns into one chain whose
+        # registers each drive a whole anti-diagonal of PEs, across the array. So each column's
+        # control starts from a copy of its own, a leaf of a register tree (hw.common), and
+        # the data wait for it. (The tree has no reset: a write it holds when the array is
+        # reset still lands, in a weight bank that every command loads before it uses it.)
         row_bits = max(1, (rows - 1).bit_length())
-        ctl = Signal(row_bits + 2, name="w_ctl")     # we, row, bank
-        m.d.sync += ctl.eq(Cat(self.w_we, self.w_row[:row_bits], self.w_bank))
+        ctl = Cat(self.w_we, self.w_row[:row_bits], self.w_bank)     # we, row, bank
+        ctl_copies = fanout_tree(m, ctl, cols, "w_ctl")
         for c in range(cols):
             wide = Signal(pe_n, name=f"w_wide{c}", reset_less=True)
             m.d.sync += wide.eq(self._widen(self.w_data[n * c:n * c + n], w_e4m3[c]))
             # Only the control part (the write enable) needs a reset.
-            data = delay(m, wide, c, f"w_right{c}")
-            stage = delay(m, ctl, c, f"w_right_ctl{c}", reset_less=False)
+            data = delay(m, wide, c + self._w_tree - 1, f"w_right{c}")
+            stage = delay(m, ctl_copies[c], c, f"w_right_ctl{c}", reset_less=False)
             for r in range(rows):
                 if r:
                     data = delay(m, data, 1, f"w_down{r}_{c}")
