@@ -85,22 +85,34 @@ def delay_ram(m, value, n, name, ram="lutram"):
     return out
 
 
+#: The registers with the same input that Yosys keeps apart, bit by bit: (inverted, initial
+#: value) for every bit, with the four combinations. Yosys merges flip-flops with the same input
+#: and initial value one bit at a time (after mapping), so copies must differ in every bit;
+#: an inverted copy costs nothing where the inversion folds into the LUT that reads it.
+_VARIANTS = ((0, 0), (1, 0), (0, 1), (1, 1))
+
+
+def _copy(m, value, variant, name):
+    """A registered copy of ``value`` in one of :data:`_VARIANTS`: the value it holds is
+    returned (the register, or its inversion)."""
+    inv, init = variant
+    width = len(value)
+    ones = (1 << width) - 1
+    reg = Signal(width, name=name, init=ones if init else 0, reset_less=True)
+    m.d.sync += reg.eq(~value if inv else value)
+    return ~reg if inv else reg
+
+
 def fanout(m, value, n, name):
     """``n`` registered copies of ``value``, one cycle later, for a signal that feeds many
     distant users (the block RAMs of a wide memory, spread over the chip): each copy drives
     one group of them and is placed near it, so that no single net crosses the chip.
 
-    Yosys merges flip-flops with the same input, so the copies differ in their initial value
-    (copy ``i`` starts at ``i``), which only the state before the first clock edge shows. A
-    1-bit value has only two such copies; so does any value wider than the count allows.
+    Yosys merges flip-flops with the same input, so the copies differ in every bit (see
+    :data:`_VARIANTS`): there are at most four distinct registers, and copy ``i`` is the
+    same as copy ``i + 4``. For more, use :func:`fanout_tree`.
     """
-    copies = []
-    for i in range(n):
-        reg = Signal(value.shape(), name=f"{name}_{i}", init=i % (1 << len(value)),
-                     reset_less=True)
-        m.d.sync += reg.eq(value)
-        copies.append(reg)
-    return copies
+    return [_copy(m, value, _VARIANTS[i % 4], f"{name}_{i}") for i in range(n)]
 
 
 #: At most this many registers take their input from one register of :func:`fanout_tree`.
@@ -118,37 +130,21 @@ def fanout_depth(n):
 
 def fanout_tree(m, value, n, name):
     """``n`` copies of ``value``, :func:`fanout_depth` cycles later, through a tree of
-    registers in which every register drives at most :data:`TREE_ARITY` others: for a narrow
-    setting (a flag of the command) that every row or column of a large array needs.
+    registers in which every register drives at most :data:`TREE_ARITY` others: for a setting
+    (a flag of the command) or a control that every row or column of a large array needs.
 
-    Yosys merges flip-flops with the same input and initial value, which would fold the tree
-    back into one register driving every user. The children of a register therefore differ
-    in their initial value and in their polarity: half of them hold the inverted value, and
-    the inversion is undone in front of the next register or the user (where it costs no
-    logic cell: it folds into the LUT that reads it). A 1-bit value so has four distinct
-    children per register.
+    Yosys would fold the tree back into one register driving every user; the children of a
+    register differ in every bit (:data:`_VARIANTS`: half of them inverted), so it cannot.
     """
-    width = len(value)
-    ones = (1 << width) - 1
-    variants = [(inv, init) for init in range(min(1 << width, TREE_ARITY))
-                for inv in (0, ones)][:TREE_ARITY]
-    level = [(value, 0)]                   # (register, mask): the value is register ^ mask
-    for d in range(fanout_depth(n)):
-        nxt = []
-        for j, (reg, mask) in enumerate(level):
-            for inv, init in variants:
-                child = Signal(width, name=f"{name}_t{d}_{len(nxt)}", init=init,
-                               reset_less=True)
-                m.d.sync += child.eq(reg ^ (mask ^ inv))
-                nxt.append((child, inv))
-                if len(nxt) == n and d == fanout_depth(n) - 1:
-                    break
-            else:
-                continue
-            break
-        level = nxt
-    copies = [reg ^ mask if mask else reg for reg, mask in level[:n]]
-    return [c if len(c) == width else c[:width] for c in copies]
+    assert TREE_ARITY <= len(_VARIANTS)
+    depth = fanout_depth(n)
+    level = [value]
+    for d in range(depth):
+        # Only as many registers as the leaves below them need.
+        need = -(-n // TREE_ARITY ** (depth - 1 - d))
+        level = [_copy(m, level[j // TREE_ARITY], _VARIANTS[j % TREE_ARITY], f"{name}_t{d}_{j}")
+                 for j in range(need)]
+    return level
 
 
 def delay(m, value, n, name, *, reset_less=True):

