@@ -11,8 +11,10 @@ element and an 8x8 array for
 * (a) E5M2/E4M3 operands, DLFLOAT16 chunk-based accumulation (ours);
 * (b) BINARY16 operands, BINARY32 accumulation, one running sum (the 2018 mainstream);
 * (c) BINARY16 operands, BINARY16 accumulation, one running sum;
+* (b-dsp), (c-dsp): (b) and (c) with the significand product in a DSP block;
 
-and reports the logic per multiply-accumulate (MAC) and the ratio (b)/(a).
+and reports the logic per multiply-accumulate (MAC) and its ratio to (a), counting LUTs only
+and with a DSP block counted as the share of the device's LUTs it is.
 
 A point whose netlist needs more LUTs than the device has is not placed: its row gives Yosys's
 count and ``fits: false``.
