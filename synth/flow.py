@@ -100,6 +100,8 @@ class Target:
         The ``--freq`` used when none is given.
     luts : int
         LUT4s of the device (ECP5: ``TRELLIS_COMB`` slots; iCE40: logic cells).
+    dsps : int
+        DSP blocks of the device (ECP5: ``MULT18X18D``; iCE40: ``SB_MAC16``).
     """
     name: str
     family: str
@@ -107,6 +109,7 @@ class Target:
     nextpnr_args: tuple
     default_freq_mhz: float
     luts: int
+    dsps: int = 0
 
     @property
     def nextpnr(self):
@@ -125,13 +128,13 @@ class Target:
 TARGETS = {
     "ecp5-25k": Target("ecp5-25k", "ecp5", ("synth_ecp5",),
                        ("--25k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
-                       200.0, 24_288),
+                       200.0, 24_288, 28),
     "ecp5-85k": Target("ecp5-85k", "ecp5", ("synth_ecp5",),
                        ("--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context"),
-                       200.0, 83_640),
+                       200.0, 83_640, 156),
     "ice40-up5k": Target("ice40-up5k", "ice40", ("synth_ice40", "-dsp", "-device", "u"),
                          ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
-                         50.0, 5_280),
+                         50.0, 5_280, 8),
     "ice40-hx8k": Target("ice40-hx8k", "ice40", ("synth_ice40",),
                          ("--hx8k", "--package", "ct256", "--pcf-allow-unconstrained"),
                          50.0, 7_680),
@@ -139,16 +142,18 @@ TARGETS = {
 
 #: Units and the options each accepts, with their defaults.
 UNITS = {
-    "multiplier": {"a_fmt": "e5m2", "b_fmt": "e5m2", "out_fmt": "dlfloat16"},
+    # product "dsp": the significand product as a `*`, which Yosys maps to a DSP block.
+    "multiplier": {"a_fmt": "e5m2", "b_fmt": "e5m2", "out_fmt": "dlfloat16", "product": "logic"},
     "adder": {"fmt": "dlfloat16", "rounding": "rne", "rbits": 16},
     "fma": {"fmt": "dlfloat16", "rounding": "rne", "rbits": 16},
     "convert": {"in_fmt": "dlfloat16", "out_fmt": "e5m2", "rounding": "rne", "saturate": True,
                 "rbits": 16},
     # One processing element of the GEMM array: multiplier and accumulator adder. in_fmt "fp8"
     # is the accelerator's (E5M2 or E4M3 per command); others build the PEs of the area study.
-    "pe": {"in_fmt": "fp8", "acc_fmt": "dlfloat16", "chunked": True},
+    "pe": {"in_fmt": "fp8", "acc_fmt": "dlfloat16", "chunked": True, "product": "logic"},
     # The systolic array alone, without buffers or controller.
-    "array": {"rows": 8, "cols": 8, "in_fmt": "fp8", "acc_fmt": "dlfloat16", "chunked": True},
+    "array": {"rows": 8, "cols": 8, "in_fmt": "fp8", "acc_fmt": "dlfloat16", "chunked": True,
+              "product": "logic"},
     # The accelerator top, with buffers sized for a 128 x 128 x 128 GEMM.
     "top": {"rows": 8, "cols": 8, "acc_fmt": "dlfloat16"},
     # The SGD weight-update unit: three DLFLOAT16 FMAs with stochastic rounding.
@@ -196,6 +201,9 @@ def unit_factory(unit, **opts):
         raise TypeError(f"saturate must be a bool, not {opts['saturate']!r}")
     if "chunked" in opts and not isinstance(opts["chunked"], bool):
         raise TypeError(f"chunked must be a bool, not {opts['chunked']!r}")
+    if "product" in opts:
+        from fp8accel.hw.fp.multiplier import check_product
+        check_product(opts["product"])
     if unit == "top" and fmts["acc_fmt"].width != 16:
         raise ValueError(f"The accelerator's accumulator format must be a 16-bit format, not "
                          f"{fmts['acc_fmt'].name.lower()}")
@@ -208,11 +216,12 @@ def unit_factory(unit, **opts):
     def factory():
         if unit == "pe":
             from fp8accel.hw.gemm.array import ProcessingElement
-            return ProcessingElement(fmts["acc_fmt"], fmts["in_fmt"], chunked=opts["chunked"])
+            return ProcessingElement(fmts["acc_fmt"], fmts["in_fmt"], chunked=opts["chunked"],
+                                     product=opts["product"])
         if unit == "array":
             from fp8accel.hw.gemm.array import SystolicArray
             return SystolicArray(opts["rows"], opts["cols"], fmts["acc_fmt"], fmts["in_fmt"],
-                                 chunked=opts["chunked"])
+                                 chunked=opts["chunked"], product=opts["product"])
         if unit == "top":
             from fp8accel.hw.top import Accelerator
             rows, cols = opts["rows"], opts["cols"]
@@ -223,7 +232,8 @@ def unit_factory(unit, **opts):
             return SGDUpdate(rbits=opts["rbits"])
         if unit == "multiplier":
             from fp8accel.hw.fp.multiplier import FPMultiplier
-            return FPMultiplier(fmts["a_fmt"], fmts["b_fmt"], fmts["out_fmt"])
+            return FPMultiplier(fmts["a_fmt"], fmts["b_fmt"], fmts["out_fmt"],
+                                product=opts["product"])
         if unit == "adder":
             from fp8accel.hw.fp.adder import FPAdder
             return FPAdder(fmts["fmt"], rounding, rbits=opts["rbits"])

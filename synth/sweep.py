@@ -11,8 +11,10 @@ element and an 8x8 array for
 * (a) E5M2/E4M3 operands, DLFLOAT16 chunk-based accumulation (ours);
 * (b) BINARY16 operands, BINARY32 accumulation, one running sum (the 2018 mainstream);
 * (c) BINARY16 operands, BINARY16 accumulation, one running sum;
+* (b-dsp), (c-dsp): (b) and (c) with the significand product in a DSP block;
 
-and reports the logic per multiply-accumulate (MAC) and the ratio (b)/(a).
+and reports the logic per multiply-accumulate (MAC) and its ratio to (a), counting LUTs only
+and with a DSP block counted as the share of the device's LUTs it is.
 
 A point whose netlist needs more LUTs than the device has is not placed: its row gives Yosys's
 count and ``fits: false``.
@@ -27,14 +29,22 @@ from fp8accel.sim.progress import Progress
 
 from .flow import TARGETS, DoesNotFit, SynthError, synthesize_unit
 
-__all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study", "area_ratios",
+__all__ = ["AREA_CONFIGS", "parse_sizes", "parse_formats", "sweep", "area_study", "area_point",
+           "area_summary", "area_ratios", "area_ratios_dsp", "dsp_exchange_rate",
            "sweep_markdown", "area_markdown", "plot_sweep"]
 
-#: The area study's configurations: ``key -> (in_fmt, acc_fmt, chunked, description)``.
+#: The area study's configurations: ``key -> (in_fmt, acc_fmt, chunked, product,
+#: description)``; ``product`` is the multiplier's (``"logic"`` or ``"dsp"``, see
+#: :class:`hw.fp.multiplier.FPMultiplier`).
 AREA_CONFIGS = {
-    "a": ("fp8", "dlfloat16", True, "E5M2/E4M3 x E5M2/E4M3, DLFLOAT16 chunked accumulation"),
-    "b": ("binary16", "binary32", False, "BINARY16 x BINARY16, BINARY32 accumulation"),
-    "c": ("binary16", "binary16", False, "BINARY16 x BINARY16, BINARY16 accumulation"),
+    "a": ("fp8", "dlfloat16", True, "logic",
+          "E5M2/E4M3 x E5M2/E4M3, DLFLOAT16 chunked accumulation"),
+    "b": ("binary16", "binary32", False, "logic", "BINARY16 x BINARY16, BINARY32 accumulation"),
+    "b-dsp": ("binary16", "binary32", False, "dsp",
+              "BINARY16 x BINARY16 in a DSP block, BINARY32 accumulation"),
+    "c": ("binary16", "binary16", False, "logic", "BINARY16 x BINARY16, BINARY16 accumulation"),
+    "c-dsp": ("binary16", "binary16", False, "dsp",
+              "BINARY16 x BINARY16 in a DSP block, BINARY16 accumulation"),
 }
 
 
@@ -95,20 +105,29 @@ def _progress(progress, total, desc):
 
 
 def _row(unit, rows, cols, in_fmt, acc_fmt, chunked, result, target, seeds):
-    """One table row from a :func:`synthesize_unit` result (or a :class:`DoesNotFit`)."""
+    """One table row from a :func:`synthesize_unit` result (or a :class:`DoesNotFit`).
+
+    ``placed`` says whether nextpnr ran; when it did not (the design does not fit, or only
+    Yosys was asked for), ``comb`` and ``dsp`` are Yosys's counts and ``fits`` says whether
+    Yosys's count fits the device."""
     macs = rows * cols
     row = {"unit": unit, "rows": rows, "cols": cols, "macs": macs, "in_fmt": in_fmt,
            "acc_fmt": acc_fmt, "chunked": chunked, "target": target, "seeds": seeds}
-    if isinstance(result, DoesNotFit):
-        row.update({"fits": False, "fmax_mhz": None, "fmax_per_seed": [],
-                    "comb": result.estimate, "ff": None, "dsp": None, "bram": None,
-                    "yosys_luts": result.estimate, "timing_met": False,
-                    "peak_gflops": None, "gflops_per_klut": None, "seconds": result.seconds})
+    if isinstance(result, DoesNotFit) or "fmax_mhz" not in result:
+        if isinstance(result, DoesNotFit):
+            luts, cells, fits, secs = result.estimate, result.cells, False, result.seconds
+        else:
+            luts, cells = result["yosys_luts"], result["yosys_cells"]
+            fits, secs = result["fits"], result["seconds"]
+        row.update({"fits": fits, "placed": False, "fmax_mhz": None, "fmax_per_seed": [],
+                    "comb": luts, "ff": None, "dsp": _yosys_dsps(cells), "bram": None,
+                    "yosys_luts": luts, "timing_met": False,
+                    "peak_gflops": None, "gflops_per_klut": None, "seconds": secs})
         return row
     fmax = result["fmax_mhz"]
     peak = None if fmax is None else 2 * macs * fmax / 1000.0
     row.update({
-        "fits": True, "fmax_mhz": fmax, "fmax_per_seed": result["fmax_per_seed"],
+        "fits": True, "placed": True, "fmax_mhz": fmax, "fmax_per_seed": result["fmax_per_seed"],
         "comb": result["comb"], "ff": result["ff"], "dsp": result["dsp"],
         "bram": result["bram"], "yosys_luts": result["yosys_luts"],
         "lutram": result["utilization"].get("TRELLIS_RAMW", 0) if result["utilization"] else 0,
@@ -120,6 +139,16 @@ def _row(unit, rows, cols, in_fmt, acc_fmt, chunked, result, target, seeds):
     return row
 
 
+def _yosys_dsps(cells):
+    """DSP blocks in Yosys's cell counts (ECP5 ``MULT18X18D``, iCE40 ``SB_MAC16``)."""
+    return cells.get("MULT18X18D", 0) + cells.get("SB_MAC16", 0)
+
+
+def _placed(row):
+    """Whether nextpnr placed the row (rows written before ``placed`` existed: ``fits``)."""
+    return row.get("placed", row["fits"])
+
+
 def _check_point(unit, in_fmt, acc_fmt, chunked):
     if unit == "top" and (in_fmt != "fp8" or not chunked):
         raise ValueError(f"The accelerator top takes FP8 operands and accumulates in chunks;"
@@ -127,21 +156,25 @@ def _check_point(unit, in_fmt, acc_fmt, chunked):
 
 
 def _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, *, seeds, freq_mhz, jobs,
-               progress, workdir):
+               progress, workdir, product="logic", estimate_only=False):
+    dsp = "" if product == "logic" else f" {product}"
     label = (f"{unit}{'' if unit == 'pe' else f' {rows}x{cols}'} {in_fmt}/{acc_fmt}"
-             f"{'' if chunked else ' conventional'}")
+             f"{'' if chunked else ' conventional'}{dsp}")
     opts = {"in_fmt": in_fmt, "acc_fmt": acc_fmt, "chunked": chunked}
+    if product != "logic":
+        opts["product"] = product
     _check_point(unit, in_fmt, acc_fmt, chunked)
     if unit == "top":
         opts = {"acc_fmt": acc_fmt}
     if unit != "pe":
         opts.update(rows=rows, cols=cols)
     keep = None if workdir is None else os.path.join(
-        workdir, f"{unit}-{rows}x{cols}-{in_fmt}-{acc_fmt}{'' if chunked else '-conv'}")
+        workdir, f"{unit}-{rows}x{cols}-{in_fmt}-{acc_fmt}{'' if chunked else '-conv'}"
+                  f"{dsp.replace(' ', '-')}")
     say = _point_progress(progress, label)
     try:
         result = synthesize_unit(unit, target, seeds=seeds, freq_mhz=freq_mhz, workdir=keep,
-                                 progress=say, jobs=jobs, **opts)
+                                 progress=say, jobs=jobs, estimate_only=estimate_only, **opts)
     except DoesNotFit as exc:
         if progress is not None:
             # The seeds that will not run count as done.
@@ -194,39 +227,80 @@ def sweep(target, *, unit="top", sizes=((2, 2), (4, 4), (8, 8)),
 
 
 def area_study(target, *, rows=8, cols=8, seeds=3, freq_mhz=100.0, jobs=1, progress=True,
-               workdir=None, configs=tuple(AREA_CONFIGS)):
+               workdir=None, configs=tuple(AREA_CONFIGS), array_seeds=None,
+               array_estimate=False):
     """The PE and a ``rows x cols`` array of every :data:`AREA_CONFIGS` configuration.
 
+    ``array_seeds`` (default ``seeds``) bounds the run time of the arrays, whose place and
+    route takes minutes a seed where a PE's takes seconds; with ``array_estimate`` the arrays
+    stop after Yosys (their rows then give Yosys's counts).
+
     Returns a dict: ``rows`` (one per configuration and unit, as :func:`sweep`'s, with
-    ``config`` and ``lut_per_mac``, ``ff_per_mac``, ``dsp_per_mac``, ``macs_per_klut``),
-    ``ratio_b_over_a`` (``{"pe": ..., "array": ...}``: LUTs per MAC of (b) over (a); for an
-    array that does not fit, from Yosys's counts of both) and the run's parameters.
+    ``config``, ``product`` and ``lut_per_mac``, ``ff_per_mac``, ``dsp_per_mac``,
+    ``macs_per_klut``), ``ratio_b_over_a`` and ``ratios`` (see :func:`area_ratios`),
+    ``dsp_luts`` (the exchange rate, see :func:`dsp_exchange_rate`) and the run's parameters.
     """
     for key in configs:
         if key not in AREA_CONFIGS:
             raise ValueError(f"Unknown configuration {key!r}; expected one of "
                              f"{', '.join(AREA_CONFIGS)}")
+    array_seeds = seeds if array_seeds is None else array_seeds
     out = []
-    with _progress(progress, 2 * len(configs) * (1 + seeds), "area study") as bar:
+    runs = len(configs) * (2 + seeds + (0 if array_estimate else array_seeds))
+    with _progress(progress, runs, "area study") as bar:
         for key in configs:
-            in_fmt, acc_fmt, chunked, description = AREA_CONFIGS[key]
             for unit in ("pe", "array"):
-                row = _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked,
-                                 seeds=seeds, freq_mhz=freq_mhz, jobs=jobs, progress=bar,
-                                 workdir=workdir)
-                macs = row["macs"]
-                row.update({"config": key, "description": description,
-                            "lut_per_mac": round(row["comb"] / macs, 1),
-                            "yosys_lut_per_mac": round(row["yosys_luts"] / macs, 1),
-                            "ff_per_mac": None if row["ff"] is None
-                            else round(row["ff"] / macs, 1),
-                            "dsp_per_mac": None if row["dsp"] is None
-                            else round(row["dsp"] / macs, 3),
-                            "macs_per_klut": round(1000 * macs / row["comb"], 3)})
+                n = seeds if unit == "pe" else array_seeds
+                row = area_point(key, unit, target, rows, cols, seeds=n, freq_mhz=freq_mhz,
+                                 jobs=jobs, progress=bar, workdir=workdir,
+                                 estimate_only=unit == "array" and array_estimate)
                 out.append(row)
+    return area_summary(target, rows, cols, seeds, freq_mhz, out, array_seeds=array_seeds,
+                        array_estimate=array_estimate)
 
+
+def area_point(key, unit, target, rows, cols, *, seeds, freq_mhz, jobs=1, progress=None,
+               workdir=None, estimate_only=False):
+    """One row of the area study: configuration ``key``'s ``unit`` (``"pe"`` or ``"array"``)."""
+    in_fmt, acc_fmt, chunked, product, description = AREA_CONFIGS[key]
+    row = _run_point(unit, target, rows, cols, in_fmt, acc_fmt, chunked, seeds=seeds,
+                     freq_mhz=freq_mhz, jobs=jobs, progress=progress, workdir=workdir,
+                     product=product, estimate_only=estimate_only)
+    macs = row["macs"]
+    row.update({"config": key, "product": product, "description": description,
+                "lut_per_mac": round(row["comb"] / macs, 1),
+                "yosys_lut_per_mac": round(row["yosys_luts"] / macs, 1),
+                "ff_per_mac": None if row["ff"] is None else round(row["ff"] / macs, 1),
+                "dsp_per_mac": None if row["dsp"] is None else round(row["dsp"] / macs, 3),
+                "macs_per_klut": round(1000 * macs / row["comb"], 3)})
+    return row
+
+
+def area_summary(target, rows, cols, seeds, freq_mhz, results, *, array_seeds=None,
+                 array_estimate=False):
+    """The dict :func:`area_study` returns, from its rows."""
+    rate = dsp_exchange_rate(target)
     return {"target": target, "rows": rows, "cols": cols, "seeds": seeds,
-            "freq_mhz": freq_mhz, "results": out, "ratio_b_over_a": area_ratios(out)}
+            "array_seeds": seeds if array_seeds is None else array_seeds,
+            "array_estimate": array_estimate,
+            "freq_mhz": freq_mhz, "results": results, "dsp_luts": rate,
+            "ratio_b_over_a": area_ratios(results),
+            "ratios": area_ratios_dsp(results, rate["luts_per_dsp"])}
+
+
+def dsp_exchange_rate(target):
+    """What a DSP block counts as in LUTs: the share of the device it is.
+
+    A DSP block is worth the part of the chip's logic that its share of the chip's DSP blocks
+    is: the device's LUT4s over its DSP blocks (LFE5U-85F: 83,640 / 156 = 536). This prices a
+    DSP as a resource of a given chip: a design that needs a DSP per MAC runs out of DSP blocks
+    at the same fraction of the device as one that needs that many LUTs runs out of LUTs.
+    """
+    t = TARGETS[target] if isinstance(target, str) else target
+    if not t.dsps:
+        return {"luts_per_dsp": None, "basis": f"{t.name} has no DSP blocks"}
+    return {"luts_per_dsp": round(t.luts / t.dsps, 1),
+            "basis": f"device LUT4s / DSP blocks of {t.name}: {t.luts:,} / {t.dsps}"}
 
 
 def area_ratios(results):
@@ -239,18 +313,42 @@ def area_ratios(results):
     """
     ratio = {}
     pe_b = next((r for r in results if r["unit"] == "pe" and r["config"] == "b"
-                 and r["fits"]), None)
+                 and _placed(r)), None)
     for unit in ("pe", "array"):
         by = {r["config"]: r for r in results if r["unit"] == unit}
         if "a" in by and "b" in by:
             a, b = by["a"], by["b"]
-            key = "lut_per_mac" if a["fits"] and b["fits"] else "yosys_lut_per_mac"
+            key = "lut_per_mac" if _placed(a) and _placed(b) else "yosys_lut_per_mac"
             ratio[unit] = {"ratio": round(b[key] / a[key], 2), "from": key}
-            if a["fits"] and not b["fits"] and pe_b is not None:
+            if _placed(a) and not _placed(b) and pe_b is not None:
                 scale = pe_b["comb"] / pe_b["yosys_luts"]
                 ratio[unit]["calibrated"] = round(b["yosys_lut_per_mac"] * scale
                                                   / a["lut_per_mac"], 2)
     return ratio
+
+
+def area_ratios_dsp(results, luts_per_dsp):
+    """LUTs per MAC of every other configuration over (a), per unit: ``luts_only`` counts
+    LUTs alone, ``dsp_counted`` adds ``luts_per_dsp`` LUTs for every DSP block (see
+    :func:`dsp_exchange_rate`) on both sides. Counts as in :func:`area_ratios`: nextpnr's when
+    both rows were placed, else Yosys's."""
+    out = {}
+    for unit in ("pe", "array"):
+        by = {r["config"]: r for r in results if r["unit"] == unit}
+        if "a" not in by:
+            continue
+        a = by["a"]
+        for key, r in by.items():
+            if key == "a":
+                continue
+            src = "lut_per_mac" if _placed(a) and _placed(r) else "yosys_lut_per_mac"
+            entry = {"luts_only": round(r[src] / a[src], 2), "from": src}
+            if luts_per_dsp is not None:
+                def priced(row):
+                    return row[src] + luts_per_dsp * (row["dsp"] or 0) / row["macs"]
+                entry["dsp_counted"] = round(priced(r) / priced(a), 2)
+            out.setdefault(unit, {})[key] = entry
+    return out
 
 
 # Reports ---------------------------------------------------------------------------------------
@@ -260,8 +358,8 @@ def _fmt(value, spec="", none="–"):
 
 
 def _fmax_cell(row):
-    if not row["fits"]:
-        return "does not fit"
+    if not _placed(row):
+        return "not placed (Yosys only)" if row["fits"] else "does not fit"
     seeds = ", ".join(_fmt(f, ".1f") for f in row["fmax_per_seed"])
     return f"{_fmt(row['fmax_mhz'], '.1f')} ({seeds})"
 
@@ -295,7 +393,7 @@ def area_markdown(study):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in study["results"]:
         unit = "PE" if r["unit"] == "pe" else f"{r['rows']}x{r['cols']} array"
-        lut = _fmt(r["comb"], ",") + ("" if r["fits"] else " (Yosys)")
+        lut = _fmt(r["comb"], ",") + ("" if _placed(r) else " (Yosys)")
         lines.append(
             f"| ({r['config']}) {r['description']} | {unit} | {r['macs']} | {_fmax_cell(r)} | "
             f"{lut} | {_fmt(r['ff'], ',')} | {_fmt(r['dsp'])} | {r['lut_per_mac']:.1f} | "
@@ -311,8 +409,27 @@ def area_markdown(study):
             line += (f"; about **{ratio['calibrated']:.2f}** in nextpnr's terms, (b)'s Yosys "
                      f"count scaled by nextpnr/Yosys on its PE")
         lines.append(line)
-    lines += ["", f"Target {study['target']}, nextpnr --freq {study['freq_mhz']:g}, seeds "
-                  f"1-{study['seeds']}.", ""]
+    ratios = study.get("ratios")
+    if ratios:
+        rate = study["dsp_luts"]["luts_per_dsp"]
+        priced = "–" if rate is None else f"a DSP counted as {rate:g} LUTs"
+        lines += ["", f"LUTs per MAC over (a) ({priced}: {study['dsp_luts']['basis']}):", "",
+                  f"| unit | config | LUTs only | {priced} | counts |", "|---|---|---|---|---|"]
+        for unit, by in ratios.items():
+            name = "PE" if unit == "pe" else f"{study['rows']}x{study['cols']} array"
+            for key, e in by.items():
+                source = "nextpnr" if e["from"] == "lut_per_mac" else "Yosys"
+                lines.append(f"| {name} | ({key}) | {e['luts_only']:.2f} | "
+                             f"{_fmt(e.get('dsp_counted'), '.2f')} | {source} |")
+    array_seeds = study.get("array_seeds", study["seeds"])
+    seeds = f"seeds 1-{study['seeds']}"
+    if study.get("array_estimate"):
+        seeds = f"PEs seeds 1-{study['seeds']}, arrays Yosys only"
+    elif array_seeds != study["seeds"]:
+        seeds = f"PEs seeds 1-{study['seeds']}, arrays seed{'s 1-' if array_seeds > 1 else ' '}" \
+                f"{array_seeds}"
+    lines += ["", f"Target {study['target']}, nextpnr --freq {study['freq_mhz']:g}, {seeds}.",
+              ""]
     return "\n".join(lines)
 
 

@@ -199,11 +199,15 @@ def test_binary16_array_matches_golden(acc_fmt, chunk, rng):
     assert np.array_equal(got, ref), (got, ref)
 
 
-@pytest.mark.parametrize("acc_fmt,in_fmt", [(BINARY32, BINARY16), (DLFLOAT16, None)], ids=str)
-def test_conventional_array_is_a_running_sum(acc_fmt, in_fmt, rng):
+@pytest.mark.parametrize("acc_fmt,in_fmt,product", [(BINARY32, BINARY16, "logic"),
+                                                    (BINARY32, BINARY16, "dsp"),
+                                                    (DLFLOAT16, None, "logic")], ids=str)
+def test_conventional_array_is_a_running_sum(acc_fmt, in_fmt, product, rng):
     """``chunked=False``: one running sum per column, in order of k, from C (here +0): the
-    golden model's GEMM with one chunk of all K."""
-    array = SystolicArray(3, 2, acc_fmt, in_fmt, chunked=False)
+    golden model's GEMM with one chunk of all K. ``product="dsp"`` (the area study's
+    conventional arrays with DSP blocks) gives the same sums."""
+    array = SystolicArray(3, 2, acc_fmt, in_fmt, chunked=False, product=product)
+    assert array.product == product
     if in_fmt is None:
         A, B = random_fp8(rng, (4, 8), E5M2), random_fp8(rng, (8, 2), E5M2)
         ref = golden.gemm(A, B, chunk=None)

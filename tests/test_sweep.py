@@ -125,7 +125,8 @@ def test_area_study_small(tmp_path):
     """The area study on 1x2 arrays: (b) must cost more than (a) per MAC."""
     study = sw.area_study("ecp5-25k", rows=1, cols=2, seeds=1, progress=False)
     by = {(r["config"], r["unit"]): r for r in study["results"]}
-    assert set(by) == {(k, u) for k in "abc" for u in ("pe", "array")}
+    assert set(by) == {(k, u) for k in sw.AREA_CONFIGS for u in ("pe", "array")}
+    assert by[("b-dsp", "pe")]["dsp"] == 1 and by[("b", "pe")]["dsp"] == 0
     assert by[("b", "pe")]["lut_per_mac"] > 2 * by[("a", "pe")]["lut_per_mac"]
     assert study["ratio_b_over_a"]["pe"]["ratio"] > 2
     assert by[("a", "array")]["macs"] == 2
@@ -161,3 +162,45 @@ def test_area_ratio_calibrated_when_b_does_not_fit():
     assert ratio["pe"] == {"ratio": 3.14, "from": "lut_per_mac"}
     # Yosys against Yosys: 2000 / 600; calibrated: 2000 * 1.1 / 700.
     assert ratio["array"] == {"ratio": 3.33, "from": "yosys_lut_per_mac", "calibrated": 3.14}
+
+
+def test_dsp_exchange_rate_is_the_device_share():
+    rate = sw.dsp_exchange_rate("ecp5-85k")
+    assert rate["luts_per_dsp"] == round(83_640 / 156, 1)
+    assert "83,640 / 156" in rate["basis"]
+    assert sw.dsp_exchange_rate("ice40-hx8k")["luts_per_dsp"] is None
+
+
+def test_area_ratios_with_dsps_counted():
+    def r(config, unit, comb, dsp, placed=True, macs=1):
+        return {"config": config, "unit": unit, "fits": True, "placed": placed, "comb": comb,
+                "yosys_luts": comb, "dsp": dsp, "macs": macs, "lut_per_mac": comb / macs,
+                "yosys_lut_per_mac": comb / macs}
+    rows = [r("a", "pe", 600, 0), r("b", "pe", 1500, 0), r("b-dsp", "pe", 1100, 1),
+            r("a", "array", 6400, 0, placed=False, macs=16),
+            r("b-dsp", "array", 17_600, 16, placed=False, macs=16)]
+    ratios = sw.area_ratios_dsp(rows, 500.0)
+    assert ratios["pe"]["b"] == {"luts_only": 2.5, "from": "lut_per_mac", "dsp_counted": 2.5}
+    assert ratios["pe"]["b-dsp"] == {"luts_only": 1.83, "from": "lut_per_mac",
+                                     "dsp_counted": 2.67}
+    assert ratios["array"]["b-dsp"]["from"] == "yosys_lut_per_mac"
+    assert ratios["array"]["b-dsp"]["dsp_counted"] == round((1100 + 500) / 400, 2)
+    study = sw.area_summary("ecp5-85k", 4, 4, 3, 100.0, [], array_seeds=1)
+    study.update(results=[{**x, "description": x["config"], "ff": None, "ff_per_mac": None,
+                           "dsp_per_mac": x["dsp"] / x["macs"], "rows": 4, "cols": 4,
+                           "fmax_mhz": None, "fmax_per_seed": [],
+                           "macs_per_klut": 1000 * x["macs"] / x["comb"]} for x in rows],
+                 ratios=ratios)
+    text = sw.area_markdown(study)
+    assert "| PE | (b-dsp) | 1.83 | 2.67 | nextpnr |" in text
+    assert "not placed (Yosys only)" in text
+    assert "PEs seeds 1-3, arrays seed 1." in text
+
+
+def test_cli_array_seeds_only_for_area(capsys):
+    assert main(["synth", "pe", "--target", "ecp5-25k", "--array-seeds", "1"]) == 2
+    assert "--array-seeds applies to area only" in capsys.readouterr().err
+    assert main(["synth", "sweep", "--target", "ecp5-25k", "--array-seeds", "1"]) == 2
+    assert "--array-seeds applies to area only" in capsys.readouterr().err
+    assert main(["synth", "multiplier", "--target", "ecp5-25k", "--product", "gates"]) == 2
+    assert "--product must be one of logic, dsp, not 'gates'" in capsys.readouterr().err

@@ -271,7 +271,8 @@ def test_multiplier_meets_floor(target):
     result = synthesize_unit("multiplier", target, seeds=1, freq_mhz=FLOOR_MHZ[target],
                              progress=None)
     assert result["timing_met"], result["fmax_mhz"]
-    assert result["config"] == {"a_fmt": "e5m2", "b_fmt": "e5m2", "out_fmt": "dlfloat16"}
+    assert result["config"] == {"a_fmt": "e5m2", "b_fmt": "e5m2", "out_fmt": "dlfloat16",
+                                "product": "logic"}
 
 
 @pytest.mark.synth

@@ -73,6 +73,47 @@ def test_multiplier_rounding_outputs(fmt_out, rng):
     assert_codes_equal(got, golden.mul(a, b, E4M3, E5M2, fmt_out), {"a": a, "b": b})
 
 
+# The significand product in a DSP block -----------------------------------------------------------
+
+#: BINARY16 magnitudes at the edges: zero, subnormals (smallest, a few, largest), the smallest
+#: normals, around 1, the largest finite values, Inf and NaNs.
+BINARY16_EDGES = np.array([0x0000, 0x0001, 0x0002, 0x0155, 0x03ff, 0x0400, 0x0401, 0x3bff,
+                           0x3c00, 0x3c01, 0x7bfe, 0x7bff, 0x7c00, 0x7c01, 0x7e00])
+
+
+@pytest.mark.parametrize("fmt_out", [BINARY32, BINARY16], ids=str)
+def test_multiplier_dsp_product(fmt_out, rng):
+    """``product="dsp"`` (a ``*`` for Yosys to put in a DSP block) gives the golden model's
+    bits: every pair of edge operands of both signs, then 20,000 random codes."""
+    edges = np.concatenate([BINARY16_EDGES, BINARY16_EDGES | 0x8000])
+    a, b = cross(edges, edges)
+    a = np.concatenate([a, rng.integers(0, 1 << 16, 20000)])
+    b = np.concatenate([b, rng.integers(0, 1 << 16, 20000)])
+    unit = FPMultiplier(BINARY16, BINARY16, fmt_out, product="dsp")
+    logic = FPMultiplier(BINARY16, BINARY16, fmt_out)
+    Fragment.get(logic, None)              # elaborates (and so uses) the unit
+    assert unit.latency == logic.latency
+    got = run_unit(unit, {"a": a, "b": b}, "p")
+    assert_codes_equal(got, golden.mul(a, b, BINARY16, BINARY16, fmt_out), {"a": a, "b": b})
+
+
+def test_multiplier_dsp_product_exact_path():
+    """The exact FP8 -> DLFLOAT16 datapath with the product as a ``*``: every pair of codes."""
+    a, b = cross(np.arange(256), np.arange(256))
+    got = run_unit(FPMultiplier(E4M3, E5M2, DLFLOAT16, product="dsp"), {"a": a, "b": b}, "p")
+    assert_codes_equal(got, golden.mul(a, b, E4M3, E5M2, DLFLOAT16), {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("product,muls", [("logic", 0), ("dsp", 1)])
+def test_multiplier_product_is_a_mul_cell_only_for_dsp(product, muls):
+    """Yosys maps a multiplication to a DSP block only where it finds a ``$mul`` cell: the
+    LUT product has none, the DSP product exactly one."""
+    from amaranth.back import rtlil
+    text = rtlil.convert(FPMultiplier(BINARY16, BINARY16, BINARY32, product=product),
+                         emit_src=False)
+    assert text.count("cell $mul ") == muls
+
+
 # Converter: every DLFLOAT16 code --------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt_out", [E5M2, E4M3], ids=str)
@@ -246,6 +287,8 @@ def test_latency_and_ports():
     (lambda: FPAdder(DLFLOAT16, "sr", rbits=0), "rbits must be an integer from 1 to 32, not 0"),
     (lambda: FPFMA(DLFLOAT16, "sr", rbits=33), "rbits must be an integer from 1 to 32, not 33"),
     (lambda: FPConvert(DLFLOAT16, "e3m4"), "Unknown format 'e3m4'"),
+    (lambda: FPMultiplier(E5M2, E5M2, DLFLOAT16, product="lut"),
+     "product must be one of 'logic', 'dsp', not 'lut'"),
 ])
 def test_constructor_errors(make, message):
     with pytest.raises(ValueError, match=message):

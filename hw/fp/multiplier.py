@@ -11,7 +11,18 @@ from .common import (Rounder, guard_bits, normalize_input, small_product, specia
 from .format import Rounding, format_by_name
 from .unit import PipelinedUnit
 
-__all__ = ["FPMultiplier"]
+__all__ = ["FPMultiplier", "PRODUCTS", "check_product"]
+
+#: How a multiplier may build its significand product (see :class:`FPMultiplier`).
+PRODUCTS = ("logic", "dsp")
+
+
+def check_product(product):
+    """Check the ``product`` parameter of a multiplier; returns it."""
+    if product not in PRODUCTS:
+        raise ValueError(f"product must be one of {', '.join(map(repr, PRODUCTS))}, "
+                         f"not {product!r}")
+    return product
 
 
 class FPMultiplier(PipelinedUnit):
@@ -23,6 +34,11 @@ class FPMultiplier(PipelinedUnit):
         Operand formats (any preset; the accelerator uses E5M2 and E4M3).
     out_fmt : FloatFormat
         Result format.
+    product : str
+        How the significand product is built: ``"logic"`` (the default), a sum of shifted
+        partial products in LUTs and carry chains; ``"dsp"``, a ``*`` that Yosys maps to a
+        multiplier block (an ECP5 ``MULT18X18D``). Both give the same bits. Yosys maps a
+        multiplication to a DSP block only where it sees one, so with ``"logic"`` it maps none.
 
     Members
     -------
@@ -32,14 +48,22 @@ class FPMultiplier(PipelinedUnit):
         ``mul(a, b)``, ``latency`` cycles after ``a`` and ``b``.
     """
 
-    def __init__(self, a_fmt, b_fmt, out_fmt):
+    def __init__(self, a_fmt, b_fmt, out_fmt, *, product="logic"):
         self._a_fmt, self._b_fmt, self._out_fmt = map(format_by_name, (a_fmt, b_fmt, out_fmt))
+        self._product = check_product(product)
         super().__init__({"a": In(self._a_fmt.width), "b": In(self._b_fmt.width),
                           "p": Out(self._out_fmt.width)})
 
     a_fmt = property(lambda self: self._a_fmt)
     b_fmt = property(lambda self: self._b_fmt)
     out_fmt = property(lambda self: self._out_fmt)
+    product = property(lambda self: self._product)
+
+    def _multiply(self, a, b):
+        """The significand product ``a * b``, ``len(a) + len(b)`` bits wide."""
+        if self._product == "dsp":
+            return (a * b)[:len(a) + len(b)]
+        return small_product(a, b)
 
     @property
     def exact(self):
@@ -82,7 +106,7 @@ class FPMultiplier(PipelinedUnit):
         # Both significands are normalised, so the product lies in [1, 4): a one-bit shift
         # normalises it. Its MSB (bit P-1) has the exponent ea + eb - bias_a - bias_b + 1.
         pw = len(s.sa) + len(s.sb)
-        prod = small_product(s.sa, s.sb)
+        prod = self._multiply(s.sa, s.sb)
         pexp = s.ea + to_signed(s.eb)
         s = pipe.next(prod=prod, exp=pexp, sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
         top = s.prod[pw - 1]
@@ -112,7 +136,7 @@ class FPMultiplier(PipelinedUnit):
                       sign=sign, zero=zero, inf=inf, nan=nan)
 
         pw = af.m + bf.m + 2
-        s = pipe.next(prod=small_product(Cat(s.fa, 1), Cat(s.fb, 1)),
+        s = pipe.next(prod=self._multiply(Cat(s.fa, 1), Cat(s.fb, 1)),
                       esum=s.ea + to_signed(s.eb), sign=s.sign, zero=s.zero, inf=s.inf,
                       nan=s.nan)
         top = s.prod[pw - 1]

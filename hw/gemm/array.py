@@ -20,7 +20,7 @@ from ..fp.adder import FPAdder
 from ..common import RAM_KINDS, delay, delay_ram, fanout_depth, fanout_tree
 from ..fp.common import lzc
 from ..fp.format import DLFLOAT16, FloatFormat, Specials, format_by_name
-from ..fp.multiplier import FPMultiplier
+from ..fp.multiplier import FPMultiplier, check_product
 from ..common import CheckedComponent
 
 __all__ = ["E5M3", "widen_fp8", "ProcessingElement", "SystolicArray"]
@@ -66,6 +66,10 @@ class ProcessingElement(CheckedComponent):
     ram : str
         Where the delay lines go: ``"lutram"`` (ECP5) or ``"bram"`` (iCE40, which has no LUT
         RAM); see :func:`hw.fp.common.delay_ram`.
+    product : str
+        ``"logic"`` or ``"dsp"``: how the multiplier builds its significand product (see
+        :class:`hw.fp.multiplier.FPMultiplier`); ``"dsp"`` lets a conventional PE of the area
+        comparison use a DSP block.
 
     Members
     -------
@@ -80,10 +84,12 @@ class ProcessingElement(CheckedComponent):
         Writes ``w_data`` (``in_fmt``) into weight bank ``w_bank``.
     """
 
-    def __init__(self, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True, ram="lutram"):
+    def __init__(self, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True, ram="lutram",
+                 product="logic"):
         if ram not in RAM_KINDS:
             raise ValueError(f"ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
         self._ram = ram
+        self._product = check_product(product)
         self._acc_fmt = format_by_name(acc_fmt)
         self._in_fmt = E5M3 if in_fmt is None else format_by_name(in_fmt)
         self._chunked = bool(chunked)
@@ -95,12 +101,13 @@ class ProcessingElement(CheckedComponent):
             "chunk_out": Out(w), "total_out": Out(w), "rna_out": Out(1),
             "w_data": In(n), "w_we": In(1), "w_bank": In(1),
         })
-        self._mul = FPMultiplier(self._in_fmt, self._in_fmt, self._acc_fmt)
+        self._mul = FPMultiplier(self._in_fmt, self._in_fmt, self._acc_fmt, product=product)
         self._add = FPAdder(self._acc_fmt, "rne", runtime_rna=True)
 
     in_fmt = property(lambda self: self._in_fmt)
     acc_fmt = property(lambda self: self._acc_fmt)
     chunked = property(lambda self: self._chunked)
+    product = property(lambda self: self._product)
 
     @property
     def m_latency(self):
@@ -198,8 +205,8 @@ class SystolicArray(CheckedComponent):
         ``False``: a conventional array, one running sum per column in ``chunk_in``, added in
         order of ``k`` from the ``chunk_in`` of the first pass; ``boundary`` and ``total_in``
         are ignored, and on the last pass ``total_out`` holds the sum.
-    ram : str
-        ``"lutram"`` or ``"bram"``, as for :class:`ProcessingElement`.
+    ram, product : str
+        As for :class:`ProcessingElement`.
 
     Members
     -------
@@ -234,10 +241,11 @@ class SystolicArray(CheckedComponent):
     """
 
     def __init__(self, rows, cols, acc_fmt=DLFLOAT16, in_fmt=None, *, chunked=True,
-                 ram="lutram"):
+                 ram="lutram", product="logic"):
         if ram not in RAM_KINDS:
             raise ValueError(f"ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
         self._ram = ram
+        self._product = check_product(product)
         for name, v in (("rows", rows), ("cols", cols)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -273,13 +281,14 @@ class SystolicArray(CheckedComponent):
     acc_fmt = property(lambda self: self._acc_fmt)
     in_fmt = property(lambda self: self._in_fmt)
     chunked = property(lambda self: self._chunked)
+    product = property(lambda self: self._product)
     #: A PE's latencies (:attr:`ProcessingElement.m_latency`, ``v_latency``).
     m_latency = property(lambda self: self._m_lat)
     v_latency = property(lambda self: self._v_lat)
 
     def _pe(self):
         return ProcessingElement(self._acc_fmt, self._in_fmt, chunked=self._chunked,
-                                 ram=self._ram)
+                                 ram=self._ram, product=self._product)
 
     def _widen(self, code, is_e4m3):
         """An operand as the PEs take it: FP8 codes widen to E5M3, others pass unchanged."""

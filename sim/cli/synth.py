@@ -46,7 +46,7 @@ def add_arguments(parser):
                              "nextpnr's own (router1) otherwise)")
     parser.add_argument("--estimate", action="store_true",
                         help="stop after Yosys: LUTs needed and whether the design fits the "
-                             "device, without place and route")
+                             "device, without place and route (area: the arrays only)")
     parser.add_argument("--synth-args", default="", metavar="ARGS",
                         help="extra options of synth_ecp5/synth_ice40, e.g. "
                              "--synth-args='-nodsp -dff'")
@@ -60,6 +60,8 @@ def add_arguments(parser):
                       help="sweep: operand/accumulator format pairs, e.g. "
                            "fp8/dlfloat16,binary16/binary32/conventional (a conventional "
                            "array, one running sum) (default %(default)s)")
+    many.add_argument("--array-seeds", type=positive_int("--array-seeds"), default=None,
+                      metavar="N", help="area: nextpnr seeds of the arrays (default --seeds)")
     many.add_argument("--markdown", default=None, metavar="OUT.md",
                       help="sweep, area: write the table here too")
     many.add_argument("--plot", default=None, metavar="OUT.png",
@@ -85,6 +87,9 @@ def add_arguments(parser):
     unit.add_argument("--conventional", dest="chunked", action="store_const", const=False,
                       default=None, help="pe, array: one running sum per column instead of "
                                          "chunk-based accumulation")
+    unit.add_argument("--product", choices=("logic", "dsp"), default=None,
+                      help="multiplier, pe, array: the significand product in logic or as a "
+                           "`*` that Yosys maps to a DSP block (logic)")
     unit.add_argument("--no-saturate", dest="saturate", action="store_const", const=False,
                       default=None, help="convert: overflow to Inf/NaN instead of saturating")
 
@@ -118,10 +123,12 @@ def run_cli(args):
                             ("formats", "fp8/dlfloat16"), ("markdown", None), ("plot", None)):
         if getattr(args, option) != default:
             raise CliError(f"--{option} applies to sweep and area only")
+    if args.array_seeds is not None:
+        raise CliError("--array-seeds applies to area only")
     router = args.router
     opts = {name: getattr(args, name) for name in
             ("fmt", "a_fmt", "b_fmt", "in_fmt", "out_fmt", "rounding", "rbits", "saturate",
-             "rows", "cols", "acc_fmt", "chunked")
+             "rows", "cols", "acc_fmt", "chunked", "product")
             if getattr(args, name) is not None}
     unknown = set(opts) - set(UNITS[args.unit])
     if unknown:
@@ -166,7 +173,7 @@ def _run_many(args):
 
     seeds, jobs, freq = args.seeds, args.jobs, args.freq
     wrong = [name for name in ("fmt", "a_fmt", "b_fmt", "out_fmt", "rounding", "rbits",
-                               "saturate", "in_fmt", "acc_fmt")
+                               "saturate", "in_fmt", "acc_fmt", "product")
              if getattr(args, name) is not None]
     if wrong:
         raise CliError(f"--{wrong[0].replace('_', '-')} does not apply to {args.unit}; "
@@ -175,8 +182,10 @@ def _run_many(args):
                                  or args.plot is not None or args.chunked is not None):
         raise CliError("parts runs Yosys only: --seeds, --freq, --jobs, --plot and "
                        "--conventional do not apply")
-    if args.synth_args or args.router is not None or args.estimate:
+    if args.synth_args or args.router is not None or (args.estimate and args.unit != "area"):
         raise CliError(f"--synth-args, --router and --estimate do not apply to {args.unit}")
+    if args.array_seeds is not None and args.unit != "area":
+        raise CliError("--array-seeds applies to area only")
     if args.unit == "sweep":
         if args.rows is not None or args.cols is not None:
             raise CliError("give sweep sizes with --sizes, not --rows/--cols")
@@ -210,7 +219,8 @@ def _run_many(args):
             c = 8 if args.cols is None else args.cols
             data = sw.area_study(args.target, rows=r, cols=c, seeds=seeds,
                                  freq_mhz=100.0 if freq is None else freq, jobs=jobs,
-                                 workdir=args.keep)
+                                 workdir=args.keep, array_seeds=args.array_seeds,
+                                 array_estimate=args.estimate)
             text = sw.area_markdown(data)
     except SynthError as exc:
         print(f"fp8accel synth: error: {exc}", file=sys.stderr)
