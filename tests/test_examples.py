@@ -126,6 +126,8 @@ EXAMPLES = {
     ("docs/fpga.md", "fp8accel synth sweep --of array --target ecp5-85k --sizes 1x1,2x2,4x4 "
                      "--seeds 3 --freq 100 \\"):
         slow("synthesis of nine arrays, three seeds each: about 25 minutes"),
+    ("docs/fpga.md", "fp8accel synth area --target ecp5-85k --rows 4 --cols 4 --seeds 3 \\"):
+        slow("the area study: PEs and 4x4 arrays placed and routed, about 45 minutes"),
     ("docs/fpga.md", "fp8accel synth parts --target ecp5-85k --rows 8 --cols 8 --markdown "
                      "parts.md --json parts.json"):
         slow("Yosys on the top and each of its parts: about 15 minutes"),
