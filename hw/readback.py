@@ -73,12 +73,11 @@ class ReadBack(CheckedComponent):
         m = Module()
         cols, w, c_word, W = self._cols, self._acc_fmt.width, self._word, self._width
         if self._fp8_out:
-            conv5 = [FPConvert(self._acc_fmt, E5M2, "rne", True) for _ in range(cols)]
-            conv4 = [FPConvert(self._acc_fmt, E4M3, "rne", True) for _ in range(cols)]
+            # One converter per lane for both FP8 formats, the format chosen per word.
+            conv = [FPConvert(self._acc_fmt, (E5M2, E4M3), "rne", True) for _ in range(cols)]
             for c in range(cols):
-                m.submodules[f"to_e5m2_{c}"] = conv5[c]
-                m.submodules[f"to_e4m3_{c}"] = conv4[c]
-            lat = max(conv5[0].latency, conv4[0].latency)
+                m.submodules[f"to_fp8_{c}"] = conv[c]
+            lat = conv[0].latency
         else:
             lat = 0
         # Room for every read in flight (five cycles to the converters, then their latency)
@@ -116,13 +115,11 @@ class ReadBack(CheckedComponent):
         last_d = delay(m, rd_last, lat, "rd_last_c", reset_less=False)
         if self._fp8_out:
             lanes = [c_q[w * c:w * c + w] for c in range(cols)]
-            r5, r4 = [], []
+            e4m3 = Signal()
+            m.d.sync += e4m3.eq(self.fmt == OutFmt.E4M3)   # held for the whole frame
             for c in range(cols):
-                m.d.comb += [conv5[c].a.eq(lanes[c]), conv4[c].a.eq(lanes[c])]
-                r5.append(delay(m, conv5[c].r, lat - conv5[c].latency, f"r5_{c}"))
-                r4.append(delay(m, conv4[c].r, lat - conv4[c].latency, f"r4_{c}"))
-            value = Mux(self.fmt == OutFmt.E5M2, Cat(*r5),
-                        Mux(self.fmt == OutFmt.E4M3, Cat(*r4), raw))
+                m.d.comb += [conv[c].a.eq(lanes[c]), conv[c].sel.eq(e4m3)]
+            value = Mux(self.fmt == OutFmt.ACC, raw, Cat(*(cv.r for cv in conv)))
         else:
             value = raw
         m.d.comb += [out_fifo.w_data.eq(Cat(value, Signal(c_word - len(raw)), last_d)),

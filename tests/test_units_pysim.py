@@ -125,6 +125,37 @@ def test_convert_every_dlfloat16_code(fmt_out, saturate):
     assert_codes_equal(got, golden.convert(a, DLFLOAT16, fmt_out, "rne", saturate), {"a": a})
 
 
+def test_convert_runtime_format_every_dlfloat16_code():
+    """One converter for both FP8 formats, chosen per operation (as READ_C does): every
+    DLFLOAT16 code into each format, the format switching at random from cycle to cycle."""
+    rng = np.random.default_rng(5)
+    codes = np.arange(1 << 16)
+    first = rng.integers(0, 2, codes.size)
+    a, sel = np.concatenate([codes, codes]), np.concatenate([first, 1 - first])
+    got = run_unit(FPConvert(DLFLOAT16, (E5M2, E4M3), "rne", True), {"a": a, "sel": sel}, "r")
+    ref = np.where(sel == 1, golden.convert(a, DLFLOAT16, E4M3, "rne", True),
+                   golden.convert(a, DLFLOAT16, E5M2, "rne", True))
+    assert_codes_equal(got, ref, {"a": a, "sel": sel})
+
+
+@pytest.mark.parametrize("saturate", [True, False], ids=["saturate", "overflow"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt_in,fmts", [(DLFLOAT16, (E4M3, E5M2)), (BINARY16, (E5M2, E4M3))],
+                         ids=str)
+def test_convert_runtime_format_modes(fmt_in, fmts, mode, saturate, rng):
+    """The runtime choice of format in every rounding mode, with and without saturation, from
+    a format with subnormals too."""
+    n = 6000
+    a = rng.integers(0, 1 << 16, n)
+    sel = rng.integers(0, 2, n)
+    ops = {"a": a, "sel": sel}
+    if mode == "sr":
+        ops["rnd"] = rng.integers(0, 1 << 16, n)
+    got = run_unit(FPConvert(fmt_in, fmts, mode, saturate), ops, "r")
+    ref = [golden.convert(a, fmt_in, f, mode, saturate, rnd=ops.get("rnd")) for f in fmts]
+    assert_codes_equal(got, np.where(sel == 1, ref[1], ref[0]), ops)
+
+
 @pytest.mark.parametrize("saturate", [True, False], ids=["saturate", "overflow"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fmt_in,fmt_out", [(DLFLOAT16, E5M2), (DLFLOAT16, E4M3),
@@ -287,6 +318,8 @@ def test_latency_and_ports():
     (lambda: FPAdder(DLFLOAT16, "sr", rbits=0), "rbits must be an integer from 1 to 32, not 0"),
     (lambda: FPFMA(DLFLOAT16, "sr", rbits=33), "rbits must be an integer from 1 to 32, not 33"),
     (lambda: FPConvert(DLFLOAT16, "e3m4"), "Unknown format 'e3m4'"),
+    (lambda: FPConvert(DLFLOAT16, (E5M2, BINARY16)), "one width"),
+    (lambda: FPConvert(DLFLOAT16, ()), "at least one format"),
     (lambda: FPMultiplier(E5M2, E5M2, DLFLOAT16, product="lut"),
      "product must be one of 'logic', 'dsp', not 'lut'"),
 ])

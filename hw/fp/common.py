@@ -195,8 +195,9 @@ class Rounder:
 
     Parameters
     ----------
-    fmt : FloatFormat
-        Output format.
+    fmt : FloatFormat or tuple of FloatFormat
+        Output format; or several of one width, all with or all without subnormals, one of
+        which a signal chooses per operation (``sel`` of :meth:`stages`).
     mode : Rounding
     rbits : int
         Random bits consumed by stochastic rounding.
@@ -209,36 +210,25 @@ class Rounder:
     """
 
     def __init__(self, fmt, mode, rbits, width, *, saturate=False):
-        need = fmt.m + 1 + guard_bits(mode, rbits) + 1
+        fmts = tuple(fmt) if isinstance(fmt, (tuple, list)) else (fmt,)
+        assert fmts and len({f.width for f in fmts}) == 1, fmts
+        assert len({f.subnormals for f in fmts}) == 1, fmts
+        need = max(f.m for f in fmts) + 1 + guard_bits(mode, rbits) + 1
         assert width >= need, (width, need)
-        self.fmt, self.mode, self.rbits, self.width, self.saturate = \
-            fmt, mode, rbits, width, saturate
+        self.fmts, self.mode, self.rbits, self.width, self.saturate = \
+            fmts, mode, rbits, width, saturate
+        self.fmt = fmts[0] if len(fmts) == 1 else fmts
 
-    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan, rna=None, rne=None):
-        """Build the stages; ``exp`` is the signed biased exponent of ``sig``'s MSB, which is set
-        unless the value is zero. ``rna``, for mode ``rne`` only, is a signal that selects ties
-        away from zero per operation; ``rne``, for mode ``sr`` only, one that selects nearest
-        rounding (ties to even) per operation, ``rnd`` then being ignored. Returns the output
-        code (registered) and the latency added."""
-        fmt, W, m = self.fmt, self.width, self.fmt.m
-        assert rna is None or self.mode is Rounding.RNE, self.mode
-        assert rne is None or self.mode is Rounding.SR, self.mode
-        start = pipe.stages
-        if fmt.subnormals:
-            # Below the smallest exponent the value is shifted right onto the subnormal grid:
-            # the shift amount in one stage, the shift itself in the next.
-            short = 1 - to_signed(exp)
-            s = pipe.next(sig=sig, amount=saturate_amount(short, W, negative_max=False),
-                          exp=Mux(~short[-1] & short.any(), 1, to_signed(exp)),
-                          sign=sign, rnd=rnd, rna=rna, rne=rne, zero=zero, inf=inf, nan=nan)
-            s = pipe.next(sig=shift_right_jam(s.sig, s.amount), exp=s.exp, sign=s.sign,
-                          rnd=s.rnd, rna=s.rna, rne=s.rne, zero=s.zero, inf=s.inf, nan=s.nan)
-            sig, exp, sign, rnd, zero, inf, nan = s.sig, s.exp, s.sign, s.rnd, s.zero, s.inf, s.nan
-            rna, rne = s.rna, s.rne
+    def _select(self, sel, values):
+        """The value of the selected format among ``values`` (one per format)."""
+        value = values[0]
+        for i, v in enumerate(values[1:], 1):
+            value = Mux(sel == i, v, value)
+        return value
 
-        kept = sig[W - 1 - m:]
+    def _up(self, kept, low, rnd, rna, rne):
+        """Whether ``kept`` rounds up, ``low`` being the bits below it."""
         lsb = kept[0]
-        low = sig[:W - 1 - m]
         if self.mode is Rounding.RNE:
             half = low[-1]
             sticky = low[:-1].any()
@@ -259,22 +249,15 @@ class Rounder:
                 half = low[-1]
                 sticky = low[:-1].any()
                 up = Mux(rne, half & (sticky | lsb), up)
-        s = pipe.next(kept=kept + up, eb=to_signed(exp) - 1, sign=sign, zero=zero, inf=inf,
-                      nan=nan)
+        return up
 
-        # The magnitude code is Cat(kept[:m], eb + kept[m:]) with eb = exp - 1: the exponent
-        # field adds to the kept bits above the binary point, so a carry out of the mantissa
-        # and a subnormal's missing hidden bit both come out right. The sum gets a stage of its
-        # own; the range checks on it are then a sign bit and comparisons with constants.
-        lo = s.kept[:m]
-        s = pipe.next(hi=s.eb + s.kept[m:], lo=lo, lo_zero=~lo.any(),
-                      lo_over=lo > (fmt.max_finite_mag & ((1 << m) - 1)),
-                      sign=s.sign, zero=s.zero, inf=s.inf, nan=s.nan)
+    def _code(self, fmt, *, hi, lo, lo_zero, lo_over, sign, zero, inf, nan):
+        """The output code in ``fmt`` from the packed exponent ``hi`` and mantissa ``lo``."""
+        m = fmt.m
         max_hi = fmt.max_finite_mag >> m
-        under = s.hi[-1] | ((s.hi == 0) & s.lo_zero)
-        over = ~s.hi[-1] & ((s.hi > max_hi) | ((s.hi == max_hi) & s.lo_over))
-        mag_u = Cat(s.lo, s.hi[:fmt.e])
-        nan = s.nan
+        under = hi[-1] | ((hi == 0) & lo_zero)
+        over = ~hi[-1] & ((hi > max_hi) | ((hi == max_hi) & lo_over))
+        mag_u = Cat(lo[:m], hi[:fmt.e])
         # Rounding toward zero never makes an infinity of a finite value (IEEE 754 7.4): its
         # overflow is the largest finite value, whatever the format and ``saturate``.
         if self.saturate or self.mode is Rounding.RTZ or fmt.specials is Specials.NONE:
@@ -283,8 +266,59 @@ class Rounder:
             mag_u = Mux(over, fmt.inf_mag, mag_u)
         else:
             nan = nan | over
-        finite = Cat(mag_u, s.sign)
-        code = special_code(fmt, s.sign, zero=s.zero | under, inf=s.inf, nan=nan, value=finite)
+        finite = Cat(mag_u, sign)
+        return special_code(fmt, sign, zero=zero | under, inf=inf, nan=nan, value=finite)
+
+    def stages(self, pipe, *, sig, exp, sign, rnd, zero, inf, nan, rna=None, rne=None,
+               sel=None):
+        """Build the stages; ``exp`` is the signed biased exponent (of the selected format) of
+        ``sig``'s MSB, which is set unless the value is zero. ``rna``, for mode ``rne`` only,
+        is a signal that selects ties away from zero per operation; ``rne``, for mode ``sr``
+        only, one that selects nearest rounding (ties to even) per operation, ``rnd`` then
+        being ignored; ``sel``, with several formats only, the index of the output format.
+        Returns the output code (registered) and the latency added."""
+        fmts, W = self.fmts, self.width
+        assert rna is None or self.mode is Rounding.RNE, self.mode
+        assert rne is None or self.mode is Rounding.SR, self.mode
+        assert (sel is None) == (len(fmts) == 1), "sel selects among several formats"
+        start = pipe.stages
+        if fmts[0].subnormals:
+            # Below the smallest exponent the value is shifted right onto the subnormal grid:
+            # the shift amount in one stage, the shift itself in the next.
+            short = 1 - to_signed(exp)
+            s = pipe.next(sig=sig, amount=saturate_amount(short, W, negative_max=False),
+                          exp=Mux(~short[-1] & short.any(), 1, to_signed(exp)),
+                          sign=sign, rnd=rnd, rna=rna, rne=rne, sel=sel, zero=zero, inf=inf,
+                          nan=nan)
+            s = pipe.next(sig=shift_right_jam(s.sig, s.amount), exp=s.exp, sign=s.sign,
+                          rnd=s.rnd, rna=s.rna, rne=s.rne, sel=s.sel, zero=s.zero, inf=s.inf,
+                          nan=s.nan)
+            sig, exp, sign, rnd, zero, inf, nan = s.sig, s.exp, s.sign, s.rnd, s.zero, s.inf, s.nan
+            rna, rne, sel = s.rna, s.rne, s.sel
+
+        # Per format: the kept bits and whether they round up; the selected pair is added.
+        kept = [sig[W - 1 - f.m:] for f in fmts]
+        ups = [self._up(k, sig[:W - 1 - f.m], rnd, rna, rne) for k, f in zip(kept, fmts)]
+        width = max(len(k) for k in kept)
+        s = pipe.next(kept=(self._select(sel, kept) + self._select(sel, ups))[:width + 1],
+                      eb=to_signed(exp) - 1, sign=sign, sel=sel, zero=zero, inf=inf, nan=nan)
+
+        # The magnitude code is Cat(kept[:m], eb + kept[m:]) with eb = exp - 1: the exponent
+        # field adds to the kept bits above the binary point, so a carry out of the mantissa
+        # and a subnormal's missing hidden bit both come out right. The sum gets a stage of its
+        # own; the range checks on it are then a sign bit and comparisons with constants.
+        m_max = max(f.m for f in fmts)
+        los = [s.kept[:f.m] for f in fmts]
+        s = pipe.next(hi=s.eb + self._select(s.sel, [s.kept[f.m:] for f in fmts]),
+                      lo=self._select(s.sel, los),
+                      lo_zero=self._select(s.sel, [~lo.any() for lo in los]),
+                      lo_over=self._select(s.sel, [
+                          lo > (f.max_finite_mag & ((1 << f.m) - 1)) for lo, f in zip(los, fmts)]),
+                      sign=s.sign, sel=s.sel, zero=s.zero, inf=s.inf, nan=s.nan)
+        assert len(s.lo) == m_max
+        code = self._select(s.sel, [
+            self._code(f, hi=s.hi, lo=s.lo, lo_zero=s.lo_zero, lo_over=s.lo_over, sign=s.sign,
+                       zero=s.zero, inf=s.inf, nan=s.nan) for f in fmts])
         out = pipe.next(code=code)
         return out.code, pipe.stages - start
 
