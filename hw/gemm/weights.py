@@ -159,21 +159,31 @@ class WeightLoader(CheckedComponent):
         m.d.sync += [q_byte.eq(Mux(r_inside, r_byte.word_select(sel_r, 8) if bw > 1 else r_byte,
                                    0)),
                      q_valid.eq(r_valid), q_c.eq(r_c), q_r.eq(r_r), q_last.eq(r_last)]
+        # The byte travels once more on its own, from beside the B buffer's block RAMs to the
+        # array's top edge, where the row is collected: a route across the chip would
+        # otherwise share a cycle with the collection and the array's widening.
+        t_byte = Signal(8)
+        t_valid = Signal()
+        t_c = Signal.like(rd_c)
+        t_r = Signal.like(rd_r)
+        t_last = Signal()
+        m.d.sync += [t_byte.eq(q_byte), t_valid.eq(q_valid), t_c.eq(q_c), t_r.eq(q_r),
+                     t_last.eq(q_last)]
         row = Signal(8 * cols)
         new_row = Signal.like(row)
         m.d.comb += new_row.eq(row)
         for col in range(cols):
-            with m.If(q_valid & (q_c == col)):
-                m.d.comb += new_row[8 * col:8 * col + 8].eq(q_byte)
+            with m.If(t_valid & (t_c == col)):
+                m.d.comb += new_row[8 * col:8 * col + 8].eq(t_byte)
         m.d.sync += row.eq(new_row)
-        m.d.comb += [self.w_data.eq(new_row), self.w_row.eq(q_r), self.w_we.eq(q_last)]
+        m.d.comb += [self.w_data.eq(new_row), self.w_row.eq(t_r), self.w_we.eq(t_last)]
 
         # The next pass ---------------------------------------------------------------------
         # The end of a pass's loading and what follows it are registered ahead: these
         # registers change only at the end of a pass, at least four cycles apart, so a flag or
         # sum computed from them a cycle late is always ready when it is used.
-        loaded = Signal()      # q_last of the array's last row: the pass is in its bank
-        m.d.sync += loaded.eq(r_last & (r_r == rows - 1))
+        loaded = Signal()      # t_last of the array's last row: the pass is in its bank
+        m.d.sync += loaded.eq(q_last & (q_r == rows - 1))
         last_nt = Signal()     # nt_left == 0: the round's last column tile
         last_all = Signal()    # and the last round
         next_tile_base = Signal.like(addr)
