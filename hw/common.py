@@ -66,7 +66,11 @@ def delay_ram(m, value, n, name, ram="lutram"):
         return delay(m, value, n, name)
     from amaranth.lib import memory
     width = len(value)
-    attrs = {"ram_style": "block"} if ram == "bram" else None
+    # The block RAM's read address is always one ahead of its write address, so the two never
+    # meet: ``no_rw_check`` tells Yosys so (below), which otherwise builds read-during-write
+    # forwarding beside the RAM (flip-flops holding the written data and a multiplexer per
+    # bit) that could never be used.
+    attrs = {"ram_style": "block", "no_rw_check": 1} if ram == "bram" else None
     mem = memory.Memory(shape=width, depth=n, init=[], attrs=attrs)
     m.submodules[f"{name}_ram"] = mem
     ptr = Signal(range(n), name=f"{name}_ptr")
@@ -79,9 +83,13 @@ def delay_ram(m, value, n, name, ram="lutram"):
         m.d.comb += [rp.addr.eq(ptr), out.eq(rp.data)]
     else:
         # Read at cycle t the slot written at t + 1 - n (the next one to be overwritten); the
-        # read register returns it at t + 1.
-        rp = mem.read_port(transparent_for=())
-        m.d.comb += [rp.addr.eq(Mux(ptr == n - 1, 0, ptr + 1)), out.eq(rp.data)]
+        # read register returns it at t + 1. The register is written beside an asynchronous
+        # read rather than as a synchronous read port: Yosys applies ``no_rw_check`` when it
+        # merges such a register into the port, and the block RAM's own register holds it.
+        rp = mem.read_port(domain="comb")
+        out = Signal(value.shape(), name=f"{name}_out", reset_less=True)
+        m.d.comb += rp.addr.eq(Mux(ptr == n - 1, 0, ptr + 1))
+        m.d.sync += out.eq(rp.data)
     return out
 
 

