@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -277,11 +278,22 @@ def _parse_timing(log_text):
     return result
 
 
-def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, rows=None,
+#: nextpnr seeds a build tries in turn when the placer cannot legalise the design (near the
+#: device's capacity, nextpnr's analytic placer fails for some seeds and not for others).
+RETRY_SEEDS = (1, 2, 3)
+
+_NO_LEGAL_PLACEMENT = "Unable to find legal placement"
+
+
+def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=None, rows=None,
                 cols=None, clock_hz=None, progress=True):
     """Build the bitstream of ``board`` (a key of :data:`BOARDS`); return a report dict.
 
     ``clock_hz``: the design's clock instead of the board's, for a board clocked from a PLL.
+    ``seed``: the nextpnr seed. ``None`` (the default) tries :data:`RETRY_SEEDS` in turn while
+    nextpnr fails to find a legal placement, saying so on standard error; any other failure
+    (timing, a tool's error) ends the build at once. The report's ``seed`` is the seed of the
+    bitstream and ``seeds_tried`` every seed run.
 
     Raises :class:`synth.flow.SynthError` (one line, naming the log) when a tool fails or
     timing is not met at the board clock.
@@ -296,43 +308,63 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
             raise ValueError(f"{board} runs from its oscillator: its clock cannot be set")
         # The PLL's output, the closest it makes (ValueError if none).
         b = dataclasses.replace(b, clock_hz=ecp5_pll(b.osc_hz, clock_hz)[1])
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 1:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 1):
         raise ValueError(f"Seed must be a positive integer, not {seed!r}")
+    seeds = RETRY_SEEDS if seed is None else (seed,)
     top = BoardTop(b, baud=baud, rows=rows, cols=cols)
     platform = b.make_platform()
     name = f"fp8accel_{board.replace('-', '_')}"
     out = Path(build_dir) / board
     out.mkdir(parents=True, exist_ok=True)
-    # A previous build's outputs would pass for this one's (and mislead the progress report).
-    for stale in (f"{name}.tim", f"{name}.bit", f"{name}.bin", "report.json", "build.json"):
-        (out / stale).unlink(missing_ok=True)
     env = _tool_env(b.family)
-    # router2: router1 takes over half an hour on the 8x8 array.
-    nextpnr_opts = f"--seed {seed} --report report.json"
-    if b.family == "ecp5":
-        nextpnr_opts += " --router router2"
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     start = time.monotonic()
+    tried = []
     try:
-        # Yosys and nextpnr run for minutes without output: report the step and the time.
-        with (StageTicker("fp8accel build", _build_stage(out, name)) if progress
-              else nullcontext()):
-            try:
-                # -dsp: a multiplier goes into the UP5K's SB_MAC16 blocks rather than
-                # logic cells (the size checks need none: hw.sizes).
-                # prepare + execute_local rather than build(): the board files list the
-                # programmer (openFPGALoader, iceprog) among the tools a build requires.
-                plan = platform.prepare(top, name=name, nextpnr_opts=nextpnr_opts,
-                                        synth_opts="-dsp" if b.family == "ice40" else "")
-                plan.execute_local(str(out))
-            except Exception as exc:   # amaranth raises subprocess.CalledProcessError
-                log = out / f"{name}.tim"
-                text = log.read_text(errors="replace") if log.is_file() else ""
-                errors = [line for line in text.splitlines() if "ERROR" in line]
-                detail = errors[-1].strip() if errors else str(exc)
-                raise SynthError(f"building the {board} bitstream failed: {detail} "
-                                 f"[logs in {out}]") from None
+        for attempt in seeds:
+            if tried:
+                # Every attempt elaborates a design of its own, on a platform of its own (an
+                # Amaranth platform prepares one design).
+                top = BoardTop(b, baud=baud, rows=rows, cols=cols)
+                platform = b.make_platform()
+            tried.append(attempt)
+            # A previous build's (or seed's) outputs would pass for this one's and mislead the
+            # progress report.
+            for stale in (f"{name}.tim", f"{name}.bit", f"{name}.bin", "report.json",
+                          "build.json"):
+                (out / stale).unlink(missing_ok=True)
+            # router2: router1 takes over half an hour on the 8x8 array.
+            nextpnr_opts = f"--seed {attempt} --report report.json"
+            if b.family == "ecp5":
+                nextpnr_opts += " --router router2"
+            # Yosys and nextpnr run for minutes without output: report the step and the time.
+            with (StageTicker("fp8accel build", _build_stage(out, name)) if progress
+                  else nullcontext()):
+                try:
+                    # -dsp: a multiplier goes into the UP5K's SB_MAC16 blocks rather than
+                    # logic cells (the size checks need none: hw.sizes).
+                    # prepare + execute_local rather than build(): the board files list the
+                    # programmer (openFPGALoader, iceprog) among the tools a build requires.
+                    plan = platform.prepare(top, name=name, nextpnr_opts=nextpnr_opts,
+                                            synth_opts="-dsp" if b.family == "ice40" else "")
+                    plan.execute_local(str(out))
+                    break
+                except Exception as exc:   # amaranth raises subprocess.CalledProcessError
+                    log = out / f"{name}.tim"
+                    text = log.read_text(errors="replace") if log.is_file() else ""
+                    errors = [line for line in text.splitlines() if "ERROR" in line]
+                    detail = errors[-1].strip() if errors else (str(exc) or repr(exc))
+                    if _NO_LEGAL_PLACEMENT in detail and attempt != seeds[-1]:
+                        if progress:
+                            print(f"fp8accel build: nextpnr found no legal placement with "
+                                  f"seed {attempt}; trying seed {seeds[seeds.index(attempt) + 1]}",
+                                  file=sys.stderr)
+                        continue
+                    seeds_note = (f" (seeds {', '.join(map(str, tried))})" if len(tried) > 1
+                                  else "")
+                    raise SynthError(f"building the {board} bitstream failed{seeds_note}: "
+                                     f"{detail} [logs in {out}]") from None
     finally:
         for k, v in saved.items():
             if v is None:
@@ -354,7 +386,7 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=1, r
         "board": board, "bitstream": str(bitstream), "bytes": bitstream.stat().st_size,
         "rows": top.rows, "cols": top.cols, "depths": list(b.depths),
         "accelerator": dict(b.accelerator), "clock_mhz": b.clock_hz / 1e6, "baud": baud,
-        "divisor": top.divisor, "seed": seed,
+        "divisor": top.divisor, "seed": tried[-1], "seeds_tried": tried,
         "pll": None if b.osc_hz is None else {"osc_mhz": b.osc_hz / 1e6,
                                                **ecp5_pll(b.osc_hz, b.clock_hz)[0]},
         "timing": {clk: {"fmax_mhz": f, "met": ok, "target_mhz": t}

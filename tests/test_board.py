@@ -22,7 +22,8 @@ import pytest
 from fp8accel.sim import golden
 from fp8accel.sim.cli import main
 from fp8accel.sim.run.runner import run_cocotb
-from fp8accel.synth.boards import BOARDS, divisor_for, ecp5_pll
+from fp8accel.synth.boards import BOARDS, build_board, divisor_for, ecp5_pll
+from fp8accel.synth.flow import SynthError
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -125,6 +126,74 @@ def _build(board, tmp_path, *extra):
     assert bitstream.is_file() and bitstream.stat().st_size == rep["bytes"] > 10_000
     assert rep["timing"] and all(t["met"] for t in rep["timing"].values())
     return rep
+
+
+class _FakePlan:
+    """Stands for Amaranth's build plan: writes what nextpnr and icepack would, or fails."""
+
+    def __init__(self, failures, opts):
+        self._failures, self._opts = failures, opts
+
+    def execute_local(self, build_dir):
+        import subprocess
+        out = Path(build_dir)
+        seed = int(self._opts.split("--seed ")[1].split()[0])
+        tim = out / "fp8accel_icebreaker.tim"
+        if seed in self._failures:
+            tim.write_text(f"Info: seed {seed}\nERROR: {self._failures[seed]}\n")
+            raise subprocess.CalledProcessError(1, ["sh", "build.sh"])
+        tim.write_text("Info: Max frequency for clock 'cd_sync.clk': 31.00 MHz "
+                       "(PASS at 12.00 MHz)\n")
+        (out / "fp8accel_icebreaker.bin").write_bytes(bytes(20_000))
+
+
+def _fake_platform(monkeypatch, failures):
+    """The board's platform, whose build plans (Amaranth's, with the design elaborated) run
+    :class:`_FakePlan` instead of the tools."""
+    runs = []
+    cls = type(BOARDS["icebreaker"])
+    real = cls.make_platform
+
+    class Platform:
+        def __init__(self, board):
+            self._platform = real(board)
+
+        def prepare(self, top, *, name, nextpnr_opts, synth_opts):
+            self._platform.prepare(top, name=name, nextpnr_opts=nextpnr_opts,
+                                   synth_opts=synth_opts)
+            runs.append(nextpnr_opts)
+            return _FakePlan(failures, nextpnr_opts)
+
+    monkeypatch.setattr(cls, "make_platform", lambda board: Platform(board))
+    return runs
+
+
+NO_FIT = "Unable to find legal placement for all cells, design is probably at utilisation limit."
+
+
+def test_build_tries_the_next_seed_when_placement_fails(tmp_path, monkeypatch, capsys):
+    runs = _fake_platform(monkeypatch, {1: NO_FIT})
+    rep = build_board("icebreaker", build_dir=tmp_path)
+    assert [o.split()[1] for o in runs] == ["1", "2"]
+    assert rep["seed"] == 2 and rep["seeds_tried"] == [1, 2]
+    assert "no legal placement with seed 1; trying seed 2" in capsys.readouterr().err
+    assert json.loads((tmp_path / "icebreaker" / "build.json").read_text())["seed"] == 2
+
+
+def test_build_gives_up_after_the_last_seed_or_another_error(tmp_path, monkeypatch):
+    _fake_platform(monkeypatch, {s: NO_FIT for s in (1, 2, 3, 4)})
+    with pytest.raises(SynthError, match=r"failed \(seeds 1, 2, 3\): ERROR: Unable to find legal"):
+        build_board("icebreaker", build_dir=tmp_path, progress=False)
+    # Another error ends the build at once.
+    runs = _fake_platform(monkeypatch, {1: "Max frequency check failed"})
+    with pytest.raises(SynthError, match=r"bitstream failed: ERROR: Max frequency check failed"):
+        build_board("icebreaker", build_dir=tmp_path, progress=False)
+    assert len(runs) == 1
+    # A seed given is the only one tried.
+    runs = _fake_platform(monkeypatch, {4: NO_FIT})
+    with pytest.raises(SynthError, match=r"bitstream failed: ERROR: Unable to find legal"):
+        build_board("icebreaker", build_dir=tmp_path, seed=4, progress=False)
+    assert len(runs) == 1
 
 
 @pytest.mark.synth

@@ -30,8 +30,9 @@ def add_build_parser(sub):
     p.add_argument("--baud", type=positive_int("--baud"), default=DEFAULT_BAUD,
                    help="UART rate; must divide the board clock to within 1%% "
                         "(default: %(default)s)")
-    p.add_argument("--seed", type=positive_int("--seed"), default=1,
-                   help="nextpnr seed (default: %(default)s)")
+    p.add_argument("--seed", type=positive_int("--seed"), default=None,
+                   help="nextpnr seed (default: 1, then 2 and 3 while nextpnr finds no legal "
+                        "placement)")
     p.add_argument("--rows", type=array_size("--rows"), default=None,
                    help="array rows (default: the board's)")
     p.add_argument("--cols", type=array_size("--cols"), default=None,
