@@ -117,8 +117,8 @@ EXAMPLES = {
     ("README.md", "fp8accel synth adder --fmt dlfloat16 --rounding rne --target ecp5-25k "
                   "--seeds 3 --json adder.json"):
         slow("synthesis: the adder in minutes, the 8x8 top in about half an hour"),
-    ("README.md", "fp8accel build --board ulx3s-85f          # 8x8 array at 50 MHz from the "
-                  "PLL, about 16 minutes"):
+    ("README.md", "fp8accel build --board ulx3s-85f          # 8x8 array at 60 MHz from the "
+                  "PLL, about 20 minutes"):
         board("loads bitstreams with openFPGALoader and iceprog and runs GEMMs on the boards"),
     ("docs/fpga.md", "fp8accel synth sweep --target ecp5-85k --sizes 1x1,2x2,4x4,8x8 --seeds 3 "
                      "--freq 100 \\"):
