@@ -139,7 +139,7 @@ EXAMPLES = {
     ("docs/fpga.md", "iceprog build/boards/icebreaker/fp8accel_icebreaker.bin"):
         board("flashes the iCEBreaker"),
     ("docs/fpga.md", "fp8accel gemm --device /dev/ttyUSB0 --random 16 16 16 --check "
-                     "--clock-mhz 50   # ULX3S"):
+                     "--clock-mhz 60   # ULX3S"):
         board("GEMMs on the boards' serial ports"),
     ("docs/fpga.md", "import asyncio"):
         board("a GEMM on the ULX3S's serial port"),
