@@ -79,8 +79,8 @@ BOARDS = {
     # LFE5U-85F: the 8x8 array with the weight-update unit, buffers for a 128^3 GEMM (48 of
     # the 208 block RAMs), clocked at 60 MHz by the PLL from the 25 MHz oscillator: the fastest
     # round clock that closes with margin (met at 73.0 MHz, where 70 MHz failed at 69.9;
-    # docs/fpga.md, "Boards"). One buffer of each kind: behind the UART, transfers are far slower than the
-    # array, and a second buffer would hide little of them.
+    # docs/fpga.md, "Boards"). One buffer of each kind: behind the UART, transfers are far
+    # slower than the array, and a second buffer would hide little of them.
     "ulx3s-85f": Board(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", 60e6, 8, 8,
         (128 * 16, 128 * 128, 128 * 16),
@@ -323,7 +323,7 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=None
     start = time.monotonic()
     tried = []
     try:
-        for attempt in seeds:
+        for i, attempt in enumerate(seeds):
             if tried:
                 # Every attempt elaborates a design of its own, on a platform of its own (an
                 # Amaranth platform prepares one design).
@@ -356,11 +356,10 @@ def build_board(board, *, build_dir="build/boards", baud=DEFAULT_BAUD, seed=None
                     text = log.read_text(errors="replace") if log.is_file() else ""
                     errors = [line for line in text.splitlines() if "ERROR" in line]
                     detail = errors[-1].strip() if errors else (str(exc) or repr(exc))
-                    if _NO_LEGAL_PLACEMENT in detail and attempt != seeds[-1]:
+                    if _NO_LEGAL_PLACEMENT in detail and i + 1 < len(seeds):
                         if progress:
                             print(f"fp8accel build: nextpnr found no legal placement with "
-                                  f"seed {attempt}; trying seed {seeds[seeds.index(attempt) + 1]}",
-                                  file=sys.stderr)
+                                  f"seed {attempt}; trying seed {seeds[i + 1]}", file=sys.stderr)
                         continue
                     seeds_note = (f" (seeds {', '.join(map(str, tried))})" if len(tried) > 1
                                   else "")

