@@ -31,7 +31,8 @@ class RegisterBlock(CheckedComponent):
     (``m``, ``options``, ...), in its shape (OPTIONS as its fields). A write of CTRL starts a
     decision: ``ctrl`` holds its action bits and ``ctrl_single`` whether exactly one of them is
     set (and no other bit); ``decide`` is high ``decide_cycles`` cycles later, and only then is
-    the write answered. Until then no other write is taken, so whatever decides sees the
+    the write answered; ``judge`` is high in the cycle before ``decide``, so that whatever
+    decides can register its outcome and act on it at ``decide`` from flip-flops alone. Until then no other write is taken, so whatever decides sees the
     registers the action will use, and a host that has its response reads the decision's
     outcome in STATUS.
 
@@ -46,6 +47,7 @@ class RegisterBlock(CheckedComponent):
         ``{register name: int}``.
     absent : iterable of str
     decide_cycles : int
+        3 or more.
     popped : iterable of str
         Registers whose read takes something away: each has an output ``<name>_read``, high in
         the cycle such a read is taken (ERRLOG).
@@ -55,16 +57,22 @@ class RegisterBlock(CheckedComponent):
     s_axil : In(AXI4LiteSignature(8, 32))
     deciding : Out(1)
         A CTRL write is being decided.
-    decide : Out(1), ctrl : Out(CTRL.size), ctrl_single : Out(1)
+    judge : Out(1), decide : Out(1)
+        Registered: the cycle before the decision, the cycle of the decision.
+    ctrl : Out(CTRL.size), ctrl_single : Out(1)
     """
 
     def __init__(self, *, constants, absent=(), decide_cycles=4, popped=("ERRLOG",)):
         self._constants = dict(constants)
         self._absent = set(absent)
+        if isinstance(decide_cycles, bool) or not isinstance(decide_cycles, int) \
+                or decide_cycles < 3:
+            raise ValueError(f"decide_cycles must be an integer of at least 3, "
+                             f"not {decide_cycles!r}")
         self._decide = decide_cycles
         self._popped = tuple(popped)
         members = {"s_axil": In(AXI4LiteSignature(addr_width=8, data_width=32)),
-                   "deciding": Out(1), "decide": Out(1), "ctrl": Out(regs.CTRL.size),
+                   "deciding": Out(1), "judge": Out(1), "decide": Out(1), "ctrl": Out(regs.CTRL.size),
                    "ctrl_single": Out(1)}
         for reg in regs.REGISTERS:
             name = reg.name.lower()
@@ -80,7 +88,10 @@ class RegisterBlock(CheckedComponent):
         m = Module()
         axil = self.s_axil
         deciding = Signal(range(self._decide + 1))
-        m.d.comb += [self.deciding.eq(deciding != 0), self.decide.eq(deciding == 1)]
+        # ``judge`` and ``decide`` are registered (deciding == 2 and 1 in the cycle they are
+        # high): they fan out to the whole decision.
+        m.d.comb += self.deciding.eq(deciding != 0)
+        m.d.sync += [self.judge.eq(deciding == 3), self.decide.eq(deciding == 2)]
 
         # Writes (docs/host-interface.md, "AXI4-Lite rules").
         aw_ok = axil.awvalid & axil.wvalid & ~axil.bvalid & (deciding == 0)
@@ -89,7 +100,7 @@ class RegisterBlock(CheckedComponent):
             m.d.sync += axil.bvalid.eq(0)
         with m.If(deciding != 0):
             m.d.sync += deciding.eq(deciding - 1)
-        with m.If(deciding == 1):
+        with m.If(self.decide):
             m.d.sync += [axil.bvalid.eq(1), axil.bresp.eq(Resp.OKAY)]
         read_only = [r.addr for r in regs.REGISTERS if r.access is Access.R]
         with m.If(aw_ok):

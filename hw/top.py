@@ -60,8 +60,9 @@ OPTIONS_MASK = regs.OPTIONS.mask
 READ_ONLY = tuple(r.addr for r in REGISTERS if r.access is Access.R)
 
 #: Cycles from a CTRL write to its decision (and its write response): the products of the
-#: size checks (:class:`hw.sizes.SerialProducts`, a bit per cycle), then their comparisons.
-DECIDE_CYCLES = 19
+#: size checks (:class:`hw.sizes.SerialProducts`, a bit per cycle), then their comparisons,
+#: then the outcome, registered, a cycle before it acts.
+DECIDE_CYCLES = 20
 
 
 class Xfer(enum.Enum, shape=3):
@@ -219,7 +220,7 @@ class Accelerator(CheckedComponent):
         # below (divisions and comparisons registered, products computed a bit per cycle);
         # its response waits for the decision.
         ctrl_word, ctrl_single = rblock.ctrl, rblock.ctrl_single
-        decide, deciding = rblock.decide, rblock.deciding
+        judge, decide, deciding = rblock.judge, rblock.decide, rblock.deciding
 
         # Time stamps: a free-running cycle counter, read at the first beat of the latest load
         # and at the last beat of the latest READ_C (the whole GEMM as the host sees it).
@@ -392,18 +393,25 @@ class Accelerator(CheckedComponent):
                                          Mux(kind == Xfer.B, hopt.b_buf, hopt.c_buf)))]
                 m.d.comb += upd_start.eq(kind == Xfer.UPDATE)
 
-        # The decision of a CTRL write: the checks of its action, then the queue.
+        # The decision of a CTRL write: the checks of its action, then the queue. The outcome
+        # is judged a cycle before the decision and registered, so that the push into the
+        # queue comes from a flip-flop. Nothing else pushes meanwhile, so the room judged is
+        # still there at the decision (a dispatch only adds to it); with ``queue=0``, what
+        # could start at once still can (nothing is dispatched, and what ends only frees).
         no_buf = Signal()            # a build with one buffer has no buffer 1
         if self._buffers == 1:
             m.d.sync += no_buf.eq(options.a_buf | options.b_buf | options.c_buf)
         rejected = Signal()          # the last CTRL write was refused
         written = Signal()           # a CTRL write has been decided since reset
+        judged_code = Signal(4)      # the outcome judged: an error code, or a push
+        judged_reject = Signal()
+        judged_push = Signal()
 
         def reject(code):
-            m.d.sync += [error.eq(code), rejected.eq(1)]
+            m.d.sync += [judged_code.eq(code), judged_reject.eq(1)]
 
         def enqueue():
-            m.d.comb += push.eq(1)
+            m.d.sync += judged_push.eq(1)
 
         def checked(zero, big):
             with m.If(zero):
@@ -413,8 +421,8 @@ class Accelerator(CheckedComponent):
             with m.Else():
                 enqueue()
 
-        with m.If(decide):
-            m.d.sync += [rejected.eq(0), error.eq(0), written.eq(1)]
+        with m.If(judge):
+            m.d.sync += [judged_code.eq(0), judged_reject.eq(0), judged_push.eq(0)]
             with m.If(~ctrl_single):
                 reject(TopError.BAD_CTRL)
             with m.Elif(no_buf & (action != Ctrl.UPDATE)):
@@ -452,6 +460,9 @@ class Accelerator(CheckedComponent):
                             reject(TopError.BAD_SEED)
                         with m.Else():
                             enqueue()
+        with m.If(decide):
+            m.d.sync += [rejected.eq(judged_reject), error.eq(judged_code), written.eq(1)]
+        m.d.comb += push.eq(decide & judged_push)
         m.d.comb += [done.eq(written & ~deciding & (rejected | (q.pending == 0))),
                      queued.eq(q.pending != 0), rejected_s.eq(rejected)]
 

@@ -34,10 +34,17 @@ def test_register_block_rules():
     seen = {}
 
     pops = []
+    pulses = {"judge": [], "decide": [], "bvalid": []}
 
     async def watch(ctx):
-        async for _, _, popped in ctx.tick().sample(dut.errlog_read):
+        cycle = 0
+        async for _, _, popped, judge, decide, bvalid in ctx.tick().sample(
+                dut.errlog_read, dut.judge, dut.decide, dut.s_axil.bvalid):
             pops.append(popped)
+            for name, v in (("judge", judge), ("decide", decide), ("bvalid", bvalid)):
+                if v:
+                    pulses[name].append(cycle)
+            cycle += 1
 
     async def bench(ctx):
         ctx.set(dut.status.as_value(), 0x602)
@@ -78,6 +85,10 @@ def test_register_block_rules():
     assert seen["ctrl_r"] == (0, Resp.SLVERR)
     # The CTRL write is answered with its decision, four cycles after its handshake.
     assert seen["ctrl"] == 5, seen["ctrl"]
+    # Each of the two CTRL writes has one judge cycle, then one decide cycle, then its response.
+    assert len(pulses["judge"]) == len(pulses["decide"]) == 2, pulses
+    for j, d in zip(pulses["judge"], pulses["decide"]):
+        assert d == j + 1 and d + 1 in pulses["bvalid"] and d not in pulses["bvalid"], pulses
     assert seen["ctrl_bits"] == (Ctrl.LOAD_B, 1) and seen["ctrl_two_bits"][1] == 0
     assert seen["id"][0] == regs.ID_VALUE and seen["a_words"][0] == 7
     assert seen["status"][0] == 0x602 and seen["cycles"][0] == 1234
