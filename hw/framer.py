@@ -3,7 +3,7 @@
 Ref: docs/host-interface.md ("Stream framing", UPDATE).
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
@@ -90,6 +90,7 @@ class UpdateFramer(CheckedComponent):
         beats_left = Signal(27)
         at_last = Signal()         # beats_left == 1
         left = Signal(24)          # elements still to pass on
+        left_zero = Signal(init=1)  # left == 0, registered
         closed = Signal()          # the input frame has ended (tlast)
         bad = Signal()             # the input frame had the wrong length
         pending = Signal(range(self._pending + 8))   # passed on, result not yet packed
@@ -100,6 +101,7 @@ class UpdateFramer(CheckedComponent):
             beats = (self.length + per - 1) >> per.bit_length() - 1
         with m.If(start):
             m.d.sync += [beats_left.eq(beats), at_last.eq(beats == 1), left.eq(self.length),
+                         left_zero.eq(self.length == 0),
                          closed.eq(0), bad.eq(0), self.elem.valid.eq(0)]
         m.d.comb += unpack.clear.eq(start)
         taking = active & ~closed
@@ -118,29 +120,32 @@ class UpdateFramer(CheckedComponent):
                 m.d.sync += bad.eq(1)      # past the length: taken and dropped until tlast
         # The input is over once the frame has ended and its last whole element has left the
         # unpacker (a partial one is never completed), or every element has been passed on.
-        in_done = (left == 0) | (closed & ~unpack.o.valid)
+        in_done = left_zero | (closed & ~unpack.o.valid)
         with m.If(self.elem.valid & self.elem.ready):
             m.d.sync += self.elem.valid.eq(0)
         # The element register takes the next element in the cycle the unit takes this one:
         # one element per cycle.
-        m.d.comb += unpack.o.ready.eq(active & ((left == 0) | ~self.elem.valid
+        m.d.comb += unpack.o.ready.eq(active & (left_zero | ~self.elem.valid
                                                 | self.elem.ready))
         # (Assigned whole, not in an If: a 4-state simulator leaves a signal assigned only
         # under a condition that never changes at X, and pending would never recover.)
         passed = Signal()
-        m.d.comb += passed.eq(unpack.o.valid & unpack.o.ready & (left != 0))
+        m.d.comb += passed.eq(unpack.o.valid & unpack.o.ready & ~left_zero)
         with m.If(passed):
             m.d.sync += [self.elem.payload.eq(unpack.o.payload[:48]), self.elem.valid.eq(1),
-                         left.eq(left - 1)]
+                         left.eq(left - 1), left_zero.eq(left == 1)]
 
         # Output: a result is held until it is known whether it is the last (a later element
         # was passed on, or the input is over), then packed.
+        # (The counts' comparisons are registered: they feed the packer's input enable.)
         o_valid = Signal()
         o_word = Signal(32)
-        last_known = (pending > 1) | in_done
+        pending_none, pending_one = Signal(init=1), Signal()   # pending == 0, == 1
+        pending_many = Signal()                                # pending > 1
+        last_known = pending_many | in_done
         packed = pack.i.valid & pack.i.ready
         m.d.comb += [pack.i.payload.data.eq(o_word),
-                     pack.i.payload.last.eq(in_done & (pending == 1)),
+                     pack.i.payload.last.eq(in_done & pending_one),
                      pack.i.valid.eq(active & o_valid & last_known),
                      self.result.ready.eq(~o_valid | packed)]
         with m.If(packed):
@@ -150,15 +155,16 @@ class UpdateFramer(CheckedComponent):
                          o_word.eq(Cat(self.result.payload.w, self.result.payload.v))]
         with m.If(start):
             m.d.sync += o_valid.eq(0)
-        m.d.sync += pending.eq(pending + passed - packed)
-        with m.If(start):
-            m.d.sync += pending.eq(0)
+        pending_next = Signal.like(pending)
+        m.d.comb += pending_next.eq(Mux(start, 0, pending + passed - packed))
+        m.d.sync += [pending.eq(pending_next), pending_none.eq(pending_next == 0),
+                     pending_one.eq(pending_next == 1), pending_many.eq(pending_next > 1)]
         with m.If(active):
             m.d.comb += [m_axis.tdata.eq(pack.m_axis.tdata), m_axis.tkeep.eq(pack.m_axis.tkeep),
                          m_axis.tvalid.eq(pack.m_axis.tvalid),
                          m_axis.tlast.eq(pack.m_axis.tlast),
                          pack.m_axis.tready.eq(m_axis.tready)]
-        m.d.comb += [self.done.eq(active & closed & in_done & (pending == 0)
+        m.d.comb += [self.done.eq(active & closed & in_done & pending_none
                                   & ~pack.m_axis.tvalid),
-                     self.error.eq(bad | (left != 0))]
+                     self.error.eq(bad | ~left_zero)]
         return m
