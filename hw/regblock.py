@@ -32,9 +32,9 @@ class RegisterBlock(CheckedComponent):
     decision: ``ctrl`` holds its action bits and ``ctrl_single`` whether exactly one of them is
     set (and no other bit); ``decide`` is high ``decide_cycles`` cycles later, and only then is
     the write answered; ``judge`` is high in the cycle before ``decide``, so that whatever
-    decides can register its outcome and act on it at ``decide`` from flip-flops alone. Until then no other write is taken, so whatever decides sees the
-    registers the action will use, and a host that has its response reads the decision's
-    outcome in STATUS.
+    decides can register its outcome and act on it at ``decide`` from flip-flops alone. Until
+    then no other write is taken, so whatever decides sees the registers the action will use,
+    and a host that has its response reads the decision's outcome in STATUS.
 
     Every other readable register reads a constant (``constants``) or an input named after it
     in lower case (``status``, ``cycles``, ...). The registers of ``absent`` units (the
@@ -72,8 +72,8 @@ class RegisterBlock(CheckedComponent):
         self._decide = decide_cycles
         self._popped = tuple(popped)
         members = {"s_axil": In(AXI4LiteSignature(addr_width=8, data_width=32)),
-                   "deciding": Out(1), "judge": Out(1), "decide": Out(1), "ctrl": Out(regs.CTRL.size),
-                   "ctrl_single": Out(1)}
+                   "deciding": Out(1), "judge": Out(1), "decide": Out(1),
+                   "ctrl": Out(regs.CTRL.size), "ctrl_single": Out(1)}
         for reg in regs.REGISTERS:
             name = reg.name.lower()
             if reg.access is Access.RW:

@@ -102,6 +102,8 @@ class WeightLoader(CheckedComponent):
         # Per weight bank: cycles until the last row of the pass that used it has passed
         # every PE, so that the bank may be overwritten.
         bank_timer = [Signal(16, name=f"bank{b}_timer") for b in range(2)]
+        # bank_timer[b] == 0, registered: the loads' enable comes from flip-flops.
+        bank_idle = [Signal(init=1, name=f"bank{b}_idle") for b in range(2)]
         m.d.comb += [self.ready.eq(ahead != 0), self.w_bank.eq(bank)]
 
         # Reads: a byte per cycle, row by row of the array ------------------------------------
@@ -112,10 +114,10 @@ class WeightLoader(CheckedComponent):
         sel = Signal(range(bw))
         if bw > 1:
             m.d.comb += sel.eq(addr[:sel_bits])
-        for t in bank_timer:
-            with m.If(t != 0):
-                m.d.sync += t.eq(t - 1)
-        bank_free = Mux(bank, bank_timer[1] == 0, bank_timer[0] == 0)
+        for t, idle in zip(bank_timer, bank_idle):
+            with m.If(~idle):
+                m.d.sync += [t.eq(t - 1), idle.eq(t == 1)]
+        bank_free = Mux(bank, bank_idle[1], bank_idle[0])
         can_load = active & (ahead <= 1) & bank_free
         rd_valid = Signal()
         rd_c = Signal.like(c)
@@ -212,9 +214,9 @@ class WeightLoader(CheckedComponent):
         # Passes ahead of the streamer, and the banks it releases.
         with m.If(self.streamed):
             m.d.sync += s_bank.eq(~s_bank)
-            for b, t in enumerate(bank_timer):
+            for b, (t, idle) in enumerate(zip(bank_timer, bank_idle)):
                 with m.If(s_bank == b):
-                    m.d.sync += t.eq(self._flush)
+                    m.d.sync += [t.eq(self._flush), idle.eq(self._flush == 0)]
         m.d.sync += ahead.eq(ahead + loaded - self.streamed)
 
         # A new command (last: it takes precedence over everything above).
@@ -224,5 +226,6 @@ class WeightLoader(CheckedComponent):
                 r.eq(0), c.eq(0), row_addr.eq(0), addr.eq(0), pass_base.eq(0),
                 round_base.eq(0), bank.eq(0), s_bank.eq(0), ahead.eq(0),
                 bank_timer[0].eq(0), bank_timer[1].eq(0),
+                bank_idle[0].eq(1), bank_idle[1].eq(1),
             ]
         return m
