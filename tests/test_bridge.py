@@ -6,7 +6,7 @@ cocotb, driven by the unchanged AcceleratorHost and checked bit-exactly against 
 The cocotb build, ``build/cocotb/bridge-<sim>-2x2``, has a 2x2 array with small buffers, 8
 cycles per bit (a byte in 80 cycles), a 64-byte receive FIFO (blocks of 16 beats, so most
 frames span several) and a parser timeout of 4096 cycles. A first Verilator build takes about a
-minute; Icarus runs a smaller subset.
+minute; Icarus runs a smaller subset, in the slow tier.
 """
 
 import asyncio
@@ -784,6 +784,7 @@ def test_bridged_accelerator_on_verilator():
 
 
 @pytest.mark.icarus
+@pytest.mark.slow
 def test_bridged_accelerator_on_icarus():
     results = run_bridge("icarus", bridge_config("icarus"), testcase=ICARUS_TESTS)
     assert [status for _, status, _ in results.tests] == ["passed"] * len(ICARUS_TESTS), \

@@ -92,8 +92,19 @@ def run_top(sim, rows, cols, cfg, build_dir, testcase=None, depths=None):
                       sim=sim, config={**cfg, "depths": list(depths)}, testcase=testcase)
 
 
-@pytest.mark.parametrize("shape", ARRAYS, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("sim", simulators())
+#: The (simulator, shape) pairs of the slow tier: the default tier runs the 2x2 and the 2x3 on
+#: Verilator and the 2x3 on Icarus (whose builds the campaigns share).
+SLOW_TOPS = {("verilator", (4, 4)), ("icarus", (2, 2))}
+
+
+def _top_params():
+    return [pytest.param(sim.values[0], shape, marks=[*sim.marks, *(
+                [pytest.mark.slow] if (sim.values[0], shape) in SLOW_TOPS else [])],
+                         id=f"{sim.values[0]}-{shape[0]}x{shape[1]}")
+            for sim in simulators() for shape in ARRAYS]
+
+
+@pytest.mark.parametrize("sim, shape", _top_params())
 def test_top_matches_golden(sim, shape):
     rows, cols = shape
     if sim == "icarus" and shape == (4, 4):

@@ -84,8 +84,22 @@ def run_unit(sim, spec, *, count, seed=1, tag="", latency_offset=0):
                       build_dir=BUILD / f"{sim}-{spec.name}{tag}", sim=sim, config=config)
 
 
-@pytest.mark.parametrize("spec", CONFIGS, ids=lambda s: s.name)
-@pytest.mark.parametrize("sim", SIMS)
+#: The configurations the default tier builds for Verilator, one or two of each unit (each build
+#: takes about ten seconds); Icarus, which needs no build, runs them all, and the slow tier runs
+#: every one on Verilator too.
+VERILATOR_DEFAULT = {"multiplier-e5m2-e4m3-binary16", "adder-dlfloat16-sr", "adder-binary16-rtz",
+                     "fma-dlfloat16-sr", "fma-binary32-rtz", "convert-dlfloat16-e4m3-sr"}
+
+
+def _unit_params():
+    return [pytest.param(sim.values[0], spec, marks=[*sim.marks, *(
+                [pytest.mark.slow] if sim.values[0] == "verilator"
+                and spec.name not in VERILATOR_DEFAULT else [])],
+                         id=f"{sim.values[0]}-{spec.name}")
+            for sim in SIMS for spec in CONFIGS]
+
+
+@pytest.mark.parametrize("sim, spec", _unit_params())
 def test_unit_matches_golden(sim, spec):
     run_unit(sim, spec, count=vectors(sim))
 

@@ -320,6 +320,7 @@ def test_processing_element_meets_100mhz():
 
 
 @pytest.mark.synth
+@pytest.mark.slow
 def test_update_meets_100mhz():
     """The SGD weight-update unit (three FMAs, the generator, the output FIFO) on the
     LFE5U-25F, one seed: about 20 s. Three seeds gave 112, 115 and 110 MHz."""

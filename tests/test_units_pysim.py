@@ -19,8 +19,9 @@ from conftest import count_from_env
 
 FORMATS = [DLFLOAT16, BINARY16, BFLOAT16, E5M2, E4M3]
 MODES = ["rne", "rna", "rtz", "sr"]
-# 100,000 random operations per format and mode; FP8ACCEL_RANDOM scales it.
-RANDOM = count_from_env("FP8ACCEL_RANDOM", 100_000)
+# 10,000 random operations per format and mode (about a second each in Amaranth's simulator);
+# FP8ACCEL_RANDOM=100000 runs the deeper check.
+RANDOM = count_from_env("FP8ACCEL_RANDOM", 10_000)
 
 
 def cross(*columns):
@@ -241,10 +242,10 @@ def softfloat(fmt, kind, mode, columns):
 @pytest.mark.parametrize("kind", ["adder", "fma"])
 def test_ieee_vs_softfloat(kind, fmt, mode, rng):
     """The RTL against Berkeley SoftFloat directly, bit for bit, NaN payloads aside (ours is
-    always the canonical NaN): directed operands, overflow thresholds included, and 20,000
+    always the canonical NaN): directed operands, overflow thresholds included, and 10,000
     structured random ones."""
     spec = UnitSpec(kind, {"fmt": fmt, "rounding": mode})
-    ops = make_operations(spec, 20000, rng)
+    ops = make_operations(spec, 10000, rng)
     got = run_unit(spec.build(), ops, spec.output[0])
     want = softfloat(fmt, kind, mode, [ops[n] for n, _ in spec.inputs])
     nan = (want & fmt.mag_mask) > fmt.inf_mag

@@ -166,7 +166,9 @@ PARAMS = [
 
 @pytest.fixture(scope="module")
 def unit16():
-    return SGDUpdate()
+    unit = SGDUpdate()
+    Fragment.get(unit, None)        # used, even where a worker runs no simulation of it
+    return unit
 
 
 # Generator matrices ---------------------------------------------------------------------------
