@@ -6,7 +6,8 @@ cocotb, driven by the unchanged AcceleratorHost and checked bit-exactly against 
 The cocotb build, ``build/cocotb/bridge-<sim>-2x2``, has a 2x2 array with small buffers, 8
 cycles per bit (a byte in 80 cycles), a 64-byte receive FIFO (blocks of 16 beats, so most
 frames span several) and a parser timeout of 4096 cycles. A first Verilator build takes about a
-minute; Icarus runs a smaller subset, in the slow tier.
+minute. Both runs are in the slow tier; the default tier drives the same build with the
+randomized host (tests/test_campaign.py).
 """
 
 import asyncio
@@ -763,6 +764,7 @@ def _report(sim, results):
 
 
 @pytest.mark.verilator
+@pytest.mark.slow
 def test_bridged_accelerator_on_verilator():
     """Every test of sim/tb/bridge.py; then, on the same build, the checks are shown not to be
     vacuous: against a model without chunking the GEMMs fail, against the other rounding the

@@ -92,9 +92,9 @@ def run_top(sim, rows, cols, cfg, build_dir, testcase=None, depths=None):
                       sim=sim, config={**cfg, "depths": list(depths)}, testcase=testcase)
 
 
-#: The (simulator, shape) pairs of the slow tier: the default tier runs the 2x2 and the 2x3 on
-#: Verilator and the 2x3 on Icarus (whose builds the campaigns share).
-SLOW_TOPS = {("verilator", (4, 4)), ("icarus", (2, 2))}
+#: The (simulator, shape) pairs of the slow tier: the default tier runs the 2x2 on Verilator
+#: and the 2x3 on Icarus; the campaigns drive the 2x3 on both.
+SLOW_TOPS = {("verilator", (4, 4)), ("verilator", (2, 3)), ("icarus", (2, 2))}
 
 
 def _top_params():

@@ -49,6 +49,7 @@ def test_small_increments_kept(sim):
 
 
 @pytest.mark.verilator
+@pytest.mark.slow
 def test_random_vector_rbits4():
     run_update("verilator", testcase="test_random_vector_with_backpressure", tag="-r4", rbits=4,
                vector=1000, seed=4)

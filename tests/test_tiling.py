@@ -174,7 +174,7 @@ def test_rows_beyond_k_keep_a_negative_zero_chunk():
 
 @pytest.mark.parametrize("chunk, with_c", [
     pytest.param(8, False, marks=pytest.mark.slow, id="chunk8"),
-    pytest.param(None, True, id="carry-c"),
+    pytest.param(None, True, marks=pytest.mark.slow, id="carry-c"),
 ])
 def test_double_buffering_overlaps_and_stays_exact(chunk, with_c):
     """A GEMM large enough to be split on a double-buffered 2x2 build: its output tiles and

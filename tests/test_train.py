@@ -138,6 +138,7 @@ def _run_step(cfg, build_dir):
 
 
 @pytest.mark.verilator
+@pytest.mark.slow
 def test_training_step_on_the_top_matches_golden():
     """Forward, backward and weight-gradient GEMMs of a 64-16-12-10 MLP on a batch of 8, and
     the three SGD updates with stochastic rounding, on a 2x2 top; then the same step with the
