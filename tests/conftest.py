@@ -49,6 +49,15 @@ def simulators(*names):
             (names or tuple(_NEEDS))]
 
 
+def simulator_cases(values, *, name, slow):
+    """``(sim, value)`` parameters for every simulator and value, with ids ``<sim>-<name>``;
+    each carries its simulator's mark, and ``slow`` too where ``slow(sim, value)`` says so."""
+    return [pytest.param(sim, value, id=f"{sim}-{name(value)}",
+                         marks=[getattr(pytest.mark, sim),
+                                *([pytest.mark.slow] if slow(sim, value) else [])])
+            for sim in _NEEDS for value in values]
+
+
 @pytest.fixture(scope="session")
 def build_root():
     """``build/cocotb`` of the repository."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, simulators
+from conftest import BUILD, simulator_cases
 from fp8accel.hw.top import Accelerator
 from fp8accel.sim.run.runner import run_cocotb
 
@@ -97,14 +97,8 @@ def run_top(sim, rows, cols, cfg, build_dir, testcase=None, depths=None):
 SLOW_TOPS = {("verilator", (4, 4)), ("verilator", (2, 3)), ("icarus", (2, 2))}
 
 
-def _top_params():
-    return [pytest.param(sim.values[0], shape, marks=[*sim.marks, *(
-                [pytest.mark.slow] if (sim.values[0], shape) in SLOW_TOPS else [])],
-                         id=f"{sim.values[0]}-{shape[0]}x{shape[1]}")
-            for sim in simulators() for shape in ARRAYS]
-
-
-@pytest.mark.parametrize("sim, shape", _top_params())
+@pytest.mark.parametrize("sim, shape", simulator_cases(
+    ARRAYS, name=lambda s: f"{s[0]}x{s[1]}", slow=lambda sim, s: (sim, s) in SLOW_TOPS))
 def test_top_matches_golden(sim, shape):
     rows, cols = shape
     if sim == "icarus" and shape == (4, 4):

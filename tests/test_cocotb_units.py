@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from conftest import BUILD, simulators
+from conftest import BUILD, simulator_cases
 from fp8accel.sim.run.runner import have_simulator, run_cocotb
 from fp8accel.sim.run.units import UnitSpec
 
@@ -58,10 +58,6 @@ def vectors(sim):
 
 
 
-
-SIMS = simulators()
-
-
 def run_unit(sim, spec, *, count, seed=1, tag="", latency_offset=0):
     """Build ``spec`` for ``sim`` in ``build/cocotb/<sim>-<spec.name><tag>`` and run the
     testbench with ``count`` operations."""
@@ -85,21 +81,15 @@ def run_unit(sim, spec, *, count, seed=1, tag="", latency_offset=0):
 
 
 #: The configurations the default tier builds for Verilator, one for each kind of unit (each build
-#: takes about ten seconds); Icarus, which needs no build, runs them all, and the slow tier runs
-#: every one on Verilator too.
+#: takes about ten seconds); Icarus, whose builds take a second, runs them all, and the slow tier
+#: runs every one on Verilator too.
 VERILATOR_DEFAULT = {"multiplier-e5m2-e4m3-binary16", "fma-dlfloat16-sr",
                      "convert-dlfloat16-e4m3-sr"}
 
 
-def _unit_params():
-    return [pytest.param(sim.values[0], spec, marks=[*sim.marks, *(
-                [pytest.mark.slow] if sim.values[0] == "verilator"
-                and spec.name not in VERILATOR_DEFAULT else [])],
-                         id=f"{sim.values[0]}-{spec.name}")
-            for sim in SIMS for spec in CONFIGS]
-
-
-@pytest.mark.parametrize("sim, spec", _unit_params())
+@pytest.mark.parametrize("sim, spec", simulator_cases(
+    CONFIGS, name=lambda s: s.name,
+    slow=lambda sim, s: sim == "verilator" and s.name not in VERILATOR_DEFAULT))
 def test_unit_matches_golden(sim, spec):
     run_unit(sim, spec, count=vectors(sim))
 
