@@ -159,6 +159,7 @@ def engine_for(rows, cols, M, N, K):
     (3, 2, 5, 9, 10, 1, 0),        # every k starts a chunk
     (2, 2, 8, 6, 12, 8, 0),
     (4, 4, 17, 10, 13, 2, 0),      # M * NT = 51 on 4x4
+    (5, 3, 4, 7, 12, 2, 0),        # five rows: two registers at the array's edge
     (2, 2, 32, 5, 6, None, 0),     # M * NT = 96: no wait
     (2, 2, 3, 5, 7, 2, 1),         # transposed B
     (2, 3, 2, 7, 5, None, 1),

@@ -312,9 +312,17 @@ class SystolicArray(CheckedComponent):
         return self._rows + self._cols + self._w_tree - 1
 
     @property
+    def edge_latency(self):
+        """Registers at the array's edge between an activation and its skew: the bank select,
+        the same for every row, reaches the rows through a register tree
+        (:func:`hw.common.fanout_tree`), and the other bits wait for it."""
+        return fanout_depth(self._rows)
+
+    @property
     def latency(self):
         """Cycles from a row entering to its results leaving."""
-        return self._m_lat + self._cols + self._rows * self._v_lat + self._final_lat + 1
+        return (self._m_lat + self._cols + self._rows * self._v_lat + self._final_lat
+                + self.edge_latency)
 
     def _skew(self, m, value, n, name):
         """A data delay of ``n`` cycles at the array's edge whose last cycle is a register:
@@ -391,13 +399,16 @@ class SystolicArray(CheckedComponent):
                              pe.w_we.eq(we & (row == r))]
 
         # Activations: widened, registered, then row r delayed by r PE latencies; they move
-        # right by one column per cycle inside the PEs.
+        # right by one column per cycle inside the PEs. The bank select is the same for every
+        # row: it reaches them through a register tree (one register would drive every row's
+        # skew from one place), and the rest of the row waits as long.
+        banks = fanout_tree(m, self.bank, rows, "a_bank")
         for r in range(rows):
             wide = self._widen(self.a[n * r:n * r + n], a_e4m3[r])
-            act = Cat(wide, self.kvalid[r], self.boundary[r], self.bank)
-            # One register after the conversion, then the skew, whose last cycle is a register:
+            act = Cat(wide, self.kvalid[r], self.boundary[r])
+            # Registers after the conversion, then the skew, whose last cycle is a register:
             # a LUT RAM's output is slow, and the multiplier's first stage follows.
-            act = delay(m, act, 1, f"conv_a{r}")
+            act = Cat(delay(m, act, self.edge_latency, f"conv_a{r}"), banks[r])
             if r:
                 act = self._skew(m, act, r * self._v_lat, f"skew_a{r}")
             first = pes[r][0]
@@ -409,11 +420,11 @@ class SystolicArray(CheckedComponent):
                              pe.boundary.eq(left.boundary_out), pe.bank.eq(left.bank_out)]
 
         # Column feeds: column c meets its activations c cycles after column 0, and every
-        # activation enters m_latency cycles before the sums it meets (plus the register after
-        # the activations' conversion).
+        # activation enters m_latency cycles before the sums it meets (plus the registers
+        # after the activations' conversion).
         outs = []
         for c in range(cols):
-            n_skew = 1 + self._m_lat + c
+            n_skew = self.edge_latency + self._m_lat + c
             chunk_in = self.chunk_in[w * c:w * c + w]
             # A conventional array has no total to carry down.
             total_in = self.total_in[w * c:w * c + w] if self._chunked else Const(0, w)

@@ -190,9 +190,10 @@ class GemmEngine(CheckedComponent):
         # The last row of a pass reaches array row r about r * v_lat + c cycles after it is
         # issued (column c), and the loader writes array row r about (r + 1) * cols cycles
         # after it starts: a bank may be rewritten once the row where v_lat - cols adds up
-        # most has passed, with m_lat and a few cycles of margin.
-        # (Plus the cycles by which the streamer's reads are registered again.)
-        flush = 5 + array.m_latency + (rows - 1) * max(0, array.v_latency - cols)
+        # most has passed, with m_lat, the registers at the array's edge and a few cycles of
+        # margin. (Plus the cycles by which the streamer's reads are registered again.)
+        flush = (4 + array.edge_latency + array.m_latency
+                 + (rows - 1) * max(0, array.v_latency - cols))
         m.submodules.loader = loader = WeightLoader(
             rows, cols, b_depth=self._b_depth, b_width=self._b_width, flush=flush)
         # A row's accumulator word may be read again (by the next pass of its column tile) this
