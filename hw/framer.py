@@ -3,7 +3,7 @@
 Ref: docs/host-interface.md ("Stream framing", UPDATE).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
@@ -155,10 +155,23 @@ class UpdateFramer(CheckedComponent):
                          o_word.eq(Cat(self.result.payload.w, self.result.payload.v))]
         with m.If(start):
             m.d.sync += o_valid.eq(0)
-        pending_next = Signal.like(pending)
-        m.d.comb += pending_next.eq(Mux(start, 0, pending + passed - packed))
-        m.d.sync += [pending.eq(pending_next), pending_none.eq(pending_next == 0),
-                     pending_one.eq(pending_next == 1), pending_many.eq(pending_next > 1)]
+        # The flags follow the count a step at a time, without its adder and a comparison
+        # after it: a step of +1 (an element passed on, none packed) or -1.
+        inc, dec = passed & ~packed, packed & ~passed
+        pending_two = pending == 2
+        with m.If(start):
+            m.d.sync += [pending.eq(0), pending_none.eq(1), pending_one.eq(0),
+                         pending_many.eq(0)]
+        with m.Else():
+            m.d.sync += [
+                pending.eq(pending + passed - packed),
+                pending_none.eq(pending_none & ~inc & ~dec | pending_one & dec),
+                pending_one.eq(pending_one & ~inc & ~dec | pending_none & inc
+                               | pending_two & dec),
+                # (-1 from none wraps round to many, as the count does.)
+                pending_many.eq(pending_many & ~(pending_two & dec) | pending_one & inc
+                                | pending_none & dec),
+            ]
         with m.If(active):
             m.d.comb += [m_axis.tdata.eq(pack.m_axis.tdata), m_axis.tkeep.eq(pack.m_axis.tkeep),
                          m_axis.tvalid.eq(pack.m_axis.tvalid),

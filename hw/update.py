@@ -214,14 +214,16 @@ class SGDUpdate(CheckedComponent):
         # Control: credits and the generator ---------------------------------------------------
 
         # Elements accepted and not yet delivered: in the FMAs or in the FIFO.
+        # (held == depth is a registered flag: the ready it gives reaches the host's stream.)
         held = Signal(range(depth + 1))
-        m.d.comb += self.i.ready.eq(~self.load & (held < depth))
+        full = Signal()
+        m.d.comb += self.i.ready.eq(~self.load & ~full)
         accept = self.i.valid & self.i.ready
         deliver = self.o.valid & self.o.ready
         with m.If(accept & ~deliver):
-            m.d.sync += held.eq(held + 1)
+            m.d.sync += [held.eq(held + 1), full.eq(held == depth - 1)]
         with m.Elif(~accept & deliver):
-            m.d.sync += held.eq(held - 1)
+            m.d.sync += [held.eq(held - 1), full.eq(0)]
         m.d.comb += self.busy.eq(held != 0)
 
         # The element's three words, T(s), T^2(s), T^3(s), side by side: no chain of steps.
