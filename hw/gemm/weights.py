@@ -177,15 +177,19 @@ class WeightLoader(CheckedComponent):
         for col in range(cols):
             with m.If(t_valid & (t_c == col)):
                 m.d.comb += new_row[8 * col:8 * col + 8].eq(t_byte)
-        m.d.sync += row.eq(new_row)
-        m.d.comb += [self.w_data.eq(new_row), self.w_row.eq(t_r), self.w_we.eq(t_last)]
+        # The complete row is written from registers, a cycle after its last byte: the
+        # array widens it before its first register.
+        w_r = Signal.like(t_r)
+        w_we = Signal()
+        m.d.sync += [row.eq(new_row), w_r.eq(t_r), w_we.eq(t_last)]
+        m.d.comb += [self.w_data.eq(row), self.w_row.eq(w_r), self.w_we.eq(w_we)]
 
         # The next pass ---------------------------------------------------------------------
         # The end of a pass's loading and what follows it are registered ahead: these
         # registers change only at the end of a pass, at least four cycles apart, so a flag or
         # sum computed from them a cycle late is always ready when it is used.
-        loaded = Signal()      # t_last of the array's last row: the pass is in its bank
-        m.d.sync += loaded.eq(q_last & (q_r == rows - 1))
+        loaded = Signal()      # the write of the array's last row: the pass is in its bank
+        m.d.sync += loaded.eq(t_last & (t_r == rows - 1))
         last_nt = Signal()     # nt_left == 0: the round's last column tile
         last_all = Signal()    # and the last round
         next_tile_base = Signal.like(addr)
