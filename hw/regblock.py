@@ -28,8 +28,10 @@ class RegisterBlock(CheckedComponent):
     """The registers of :data:`hw.regs.REGISTERS` on an AXI4-Lite slave port.
 
     Every writable register is stored here and is an output named after it in lower case
-    (``m``, ``options``, ...), in its shape (OPTIONS as its fields). A write of CTRL starts a
-    decision: ``ctrl`` holds its action bits and ``ctrl_single`` whether exactly one of them is
+    (``m``, ``options``, ...), in its shape (OPTIONS as its fields). A write is taken into
+    registers and decoded in the next cycle, a read's address likewise: a write is answered
+    (and a read's data ready) a cycle after it is taken, at the earliest. A write of CTRL starts
+    a decision: ``ctrl`` holds its action bits and ``ctrl_single`` whether exactly one of them is
     set (and no other bit); ``decide`` is high ``decide_cycles`` cycles later, and only then is
     the write answered; ``judge`` is high in the cycle before ``decide``, so that whatever
     decides can register its outcome and act on it at ``decide`` from flip-flops alone. Until
@@ -50,7 +52,7 @@ class RegisterBlock(CheckedComponent):
         3 or more.
     popped : iterable of str
         Registers whose read takes something away: each has an output ``<name>_read``, high in
-        the cycle such a read is taken (ERRLOG).
+        the cycle such a read is answered, its data registered (ERRLOG).
 
     Members
     -------
@@ -93,9 +95,18 @@ class RegisterBlock(CheckedComponent):
         m.d.comb += self.deciding.eq(deciding != 0)
         m.d.sync += [self.judge.eq(deciding == 3), self.decide.eq(deciding == 2)]
 
-        # Writes (docs/host-interface.md, "AXI4-Lite rules").
-        aw_ok = axil.awvalid & axil.wvalid & ~axil.bvalid & (deciding == 0)
+        # Writes (docs/host-interface.md, "AXI4-Lite rules"). A write is taken into registers,
+        # then decoded and checked in the next cycle, from flip-flops.
+        w_taken = Signal()
+        w_addr = Signal(8, reset_less=True)
+        w_data = Signal(32, reset_less=True)
+        w_whole = Signal(reset_less=True)
+        aw_ok = axil.awvalid & axil.wvalid & ~axil.bvalid & ~w_taken & (deciding == 0)
         m.d.comb += [axil.awready.eq(aw_ok), axil.wready.eq(aw_ok)]
+        m.d.sync += w_taken.eq(aw_ok)
+        with m.If(aw_ok):
+            m.d.sync += [w_addr.eq(axil.awaddr & 0xFC), w_data.eq(axil.wdata),
+                         w_whole.eq(axil.wstrb == 0b1111)]
         with m.If(axil.bvalid & axil.bready):
             m.d.sync += axil.bvalid.eq(0)
         with m.If(deciding != 0):
@@ -103,11 +114,11 @@ class RegisterBlock(CheckedComponent):
         with m.If(self.decide):
             m.d.sync += [axil.bvalid.eq(1), axil.bresp.eq(Resp.OKAY)]
         read_only = [r.addr for r in regs.REGISTERS if r.access is Access.R]
-        with m.If(aw_ok):
+        with m.If(w_taken):
             m.d.sync += [axil.bvalid.eq(1), axil.bresp.eq(Resp.OKAY)]
-            data = axil.wdata
-            whole = axil.wstrb == 0b1111
-            with m.Switch(axil.awaddr & 0xFC):
+            data = w_data
+            whole = w_whole
+            with m.Switch(w_addr):
                 for reg in regs.REGISTERS:
                     if reg.access is not Access.RW:
                         continue
@@ -142,14 +153,20 @@ class RegisterBlock(CheckedComponent):
                 with m.Default():
                     m.d.sync += axil.bresp.eq(Resp.DECERR)
 
-        # Reads.
-        ar_ok = axil.arvalid & ~axil.rvalid
+        # Reads: the address is taken into a register, and the register it names is read in
+        # the next cycle.
+        r_taken = Signal()
+        r_addr = Signal(8, reset_less=True)
+        ar_ok = axil.arvalid & ~axil.rvalid & ~r_taken
         m.d.comb += axil.arready.eq(ar_ok)
+        m.d.sync += r_taken.eq(ar_ok)
+        with m.If(ar_ok):
+            m.d.sync += r_addr.eq(axil.araddr & 0xFC)
         with m.If(axil.rvalid & axil.rready):
             m.d.sync += axil.rvalid.eq(0)
-        with m.If(ar_ok):
+        with m.If(r_taken):
             m.d.sync += [axil.rvalid.eq(1), axil.rresp.eq(Resp.OKAY)]
-            with m.Switch(axil.araddr & 0xFC):
+            with m.Switch(r_addr):
                 for reg in regs.REGISTERS:
                     with m.Case(reg.addr):
                         if not reg.readable:
@@ -164,5 +181,5 @@ class RegisterBlock(CheckedComponent):
                     m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.DECERR)]
         for name in self._popped:
             m.d.comb += getattr(self, f"{name.lower()}_read").eq(
-                ar_ok & ((axil.araddr & 0xFC) == regs.register(name).addr))
+                r_taken & (r_addr == regs.register(name).addr))
         return m
