@@ -376,10 +376,20 @@ class Accelerator(CheckedComponent):
         # After a dispatch the next waits a cycle, until what it started shows as running.
         settle = Signal()
         dispatch = Signal()
-        m.d.comb += [dispatch.eq(q.head_valid & ~wait & ~settle), q.pop.eq(dispatch),
-                     q.pop_gemm.eq(head.start), q.start_now.eq(~wait & ~settle),
-                     q.gemm_end.eq(eng.done)]
+        m.d.comb += [q.pop.eq(dispatch), q.pop_gemm.eq(head.start),
+                     q.start_now.eq(~wait & ~settle), q.gemm_end.eq(eng.done)]
         m.d.sync += settle.eq(dispatch)
+        if self._queue:
+            # The head's dispatch is decided a cycle ahead and registered: it starts every
+            # part of the accelerator. What the head waits for only ends meanwhile (only a
+            # dispatch starts anything), so a head free to start is still free a cycle later;
+            # the decision is not made in the cycles of and after a dispatch.
+            free = Signal()
+            m.d.sync += free.eq(q.head_valid & ~wait & ~settle & ~dispatch)
+            m.d.comb += dispatch.eq(free)
+        else:
+            # No waiting room: the command pushed starts in the cycle of its decision.
+            m.d.comb += dispatch.eq(q.head_valid & ~wait & ~settle)
         m.d.comb += eng.start.eq(dispatch & head.start)
         upd_start = Signal()
         xfer_start = Signal()        # a load or READ_C is dispatched: its walk starts
