@@ -3,7 +3,10 @@
 Ref: docs/host-interface.md ("Registers", "AXI4-Lite rules").
 """
 
-from amaranth.hdl import Module, Signal
+import operator
+from functools import reduce
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib.wiring import In, Out
 
 from . import regs
@@ -153,33 +156,38 @@ class RegisterBlock(CheckedComponent):
                 with m.Default():
                     m.d.sync += axil.bresp.eq(Resp.DECERR)
 
-        # Reads: the address is taken into a register, and the register it names is read in
-        # the next cycle.
+        # Reads: the address is taken into a register as a flag per register (its comparisons
+        # made on the way in), and the register it names is read in the next cycle, an OR of
+        # the flagged values.
         r_taken = Signal()
-        r_addr = Signal(8, reset_less=True)
+        hits = [Signal(name=f"r_hit_{reg.name.lower()}", reset_less=True)
+                for reg in regs.REGISTERS]
         ar_ok = axil.arvalid & ~axil.rvalid & ~r_taken
         m.d.comb += axil.arready.eq(ar_ok)
         m.d.sync += r_taken.eq(ar_ok)
         with m.If(ar_ok):
-            m.d.sync += r_addr.eq(axil.araddr & 0xFC)
+            m.d.sync += [hit.eq((axil.araddr & 0xFC) == reg.addr)
+                         for hit, reg in zip(hits, regs.REGISTERS)]
         with m.If(axil.rvalid & axil.rready):
             m.d.sync += axil.rvalid.eq(0)
+        values, refused = [], []
+        for hit, reg in zip(hits, regs.REGISTERS):
+            if not reg.readable:
+                refused.append(hit)
+            elif reg.unit in self._absent:
+                pass
+            elif reg.name in self._constants:
+                values.append(Mux(hit, self._constants[reg.name], 0))
+            else:
+                values.append(Mux(hit, Value.cast(getattr(self, reg.name.lower())), 0))
         with m.If(r_taken):
-            m.d.sync += [axil.rvalid.eq(1), axil.rresp.eq(Resp.OKAY)]
-            with m.Switch(r_addr):
-                for reg in regs.REGISTERS:
-                    with m.Case(reg.addr):
-                        if not reg.readable:
-                            m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.SLVERR)]
-                        elif reg.unit in self._absent:
-                            m.d.sync += axil.rdata.eq(0)
-                        elif reg.name in self._constants:
-                            m.d.sync += axil.rdata.eq(self._constants[reg.name])
-                        else:
-                            m.d.sync += axil.rdata.eq(getattr(self, reg.name.lower()))
-                with m.Default():
-                    m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.DECERR)]
+            m.d.sync += [
+                axil.rvalid.eq(1),
+                axil.rdata.eq(reduce(operator.or_, values, 0)),
+                axil.rresp.eq(Mux(~Cat(*hits).any(), Resp.DECERR,
+                                  Mux(Cat(*refused).any(), Resp.SLVERR, Resp.OKAY))),
+            ]
         for name in self._popped:
-            m.d.comb += getattr(self, f"{name.lower()}_read").eq(
-                r_taken & (r_addr == regs.register(name).addr))
+            hit = hits[regs.REGISTERS.index(regs.register(name))]
+            m.d.comb += getattr(self, f"{name.lower()}_read").eq(r_taken & hit)
         return m
