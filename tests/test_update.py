@@ -347,7 +347,7 @@ def test_latency_value(unit16):
     from fp8accel.hw.fp.fma import FPFMA
     fma = FPFMA(F, "sr", runtime_rne=True)
     Fragment.get(fma, None)
-    assert unit16.latency == 3 * fma.latency + 1 == 34
+    assert unit16.latency == 3 * fma.latency + 1 == 37
     assert unit16.fifo_depth == unit16.latency + 4
 
 

@@ -94,14 +94,18 @@ class FPFMA(PipelinedUnit):
         s = pipe.next(prod=s.sa * s.sb, pexp=to_signed(s.ea) + s.eb + (1 - fmt.bias),
                       sc=s.sc, ec=s.ec, psign=s.psign, csign=s.csign, nan=s.nan, inf=s.inf,
                       isign=s.isign, rnd=s.rnd, rne=s.rne)
+        # The product is normalised in a stage of its own: the sum's ordering of its operands
+        # (a wide comparison) follows.
         pw = len(s.prod)
         top = s.prod[pw - 1]
+        s = pipe.next(psig=Mux(top, s.prod, s.prod << 1)[:pw],
+                      pexp=Mux(top, s.pexp, s.pexp - 1), sc=s.sc, ec=s.ec, psign=s.psign,
+                      csign=s.csign, nan=s.nan, inf=s.inf, isign=s.isign, rnd=s.rnd, rne=s.rne)
         extra = {"nan": s.nan, "inf": s.inf, "isign": s.isign}
         for name in ("rnd", "rne"):
             if getattr(s, name) is not None:
                 extra[name] = getattr(s, name)
-        x = SimpleNamespace(sign=s.psign, sig=Mux(top, s.prod, s.prod << 1)[:pw],
-                            exp=Mux(top, s.pexp, s.pexp - 1), extra=extra)
+        x = SimpleNamespace(sign=s.psign, sig=s.psig, exp=s.pexp, extra=extra)
         y = SimpleNamespace(sign=s.csign, sig=s.sc, exp=s.ec, extra={})
         guard = guard_bits(mode, self._rbits)
         r = add_path(pipe, x=x, y=y, exp_lo=2 * exp_lo - fmt.bias - 1,
