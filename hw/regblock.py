@@ -3,10 +3,7 @@
 Ref: docs/host-interface.md ("Registers", "AXI4-Lite rules").
 """
 
-import operator
-from functools import reduce
-
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Module, Signal
 from amaranth.lib.wiring import In, Out
 
 from . import regs
@@ -31,10 +28,8 @@ class RegisterBlock(CheckedComponent):
     """The registers of :data:`hw.regs.REGISTERS` on an AXI4-Lite slave port.
 
     Every writable register is stored here and is an output named after it in lower case
-    (``m``, ``options``, ...), in its shape (OPTIONS as its fields). A write is taken into
-    registers and decoded in the next cycle, a read's address likewise: a write is answered
-    (and a read's data ready) a cycle after it is taken, at the earliest. A write of CTRL starts
-    a decision: ``ctrl`` holds its action bits and ``ctrl_single`` whether exactly one of them is
+    (``m``, ``options``, ...), in its shape (OPTIONS as its fields). A write of CTRL starts a
+    decision: ``ctrl`` holds its action bits and ``ctrl_single`` whether exactly one of them is
     set (and no other bit); ``decide`` is high ``decide_cycles`` cycles later, and only then is
     the write answered; ``judge`` is high in the cycle before ``decide``, so that whatever
     decides can register its outcome and act on it at ``decide`` from flip-flops alone. Until
@@ -55,7 +50,7 @@ class RegisterBlock(CheckedComponent):
         3 or more.
     popped : iterable of str
         Registers whose read takes something away: each has an output ``<name>_read``, high in
-        the cycle such a read is answered, its data registered (ERRLOG).
+        the cycle such a read is taken (ERRLOG).
 
     Members
     -------
@@ -98,18 +93,9 @@ class RegisterBlock(CheckedComponent):
         m.d.comb += self.deciding.eq(deciding != 0)
         m.d.sync += [self.judge.eq(deciding == 3), self.decide.eq(deciding == 2)]
 
-        # Writes (docs/host-interface.md, "AXI4-Lite rules"). A write is taken into registers,
-        # then decoded and checked in the next cycle, from flip-flops.
-        w_taken = Signal()
-        w_addr = Signal(8, reset_less=True)
-        w_data = Signal(32, reset_less=True)
-        w_whole = Signal(reset_less=True)
-        aw_ok = axil.awvalid & axil.wvalid & ~axil.bvalid & ~w_taken & (deciding == 0)
+        # Writes (docs/host-interface.md, "AXI4-Lite rules").
+        aw_ok = axil.awvalid & axil.wvalid & ~axil.bvalid & (deciding == 0)
         m.d.comb += [axil.awready.eq(aw_ok), axil.wready.eq(aw_ok)]
-        m.d.sync += w_taken.eq(aw_ok)
-        with m.If(aw_ok):
-            m.d.sync += [w_addr.eq(axil.awaddr & 0xFC), w_data.eq(axil.wdata),
-                         w_whole.eq(axil.wstrb == 0b1111)]
         with m.If(axil.bvalid & axil.bready):
             m.d.sync += axil.bvalid.eq(0)
         with m.If(deciding != 0):
@@ -117,11 +103,11 @@ class RegisterBlock(CheckedComponent):
         with m.If(self.decide):
             m.d.sync += [axil.bvalid.eq(1), axil.bresp.eq(Resp.OKAY)]
         read_only = [r.addr for r in regs.REGISTERS if r.access is Access.R]
-        with m.If(w_taken):
+        with m.If(aw_ok):
             m.d.sync += [axil.bvalid.eq(1), axil.bresp.eq(Resp.OKAY)]
-            data = w_data
-            whole = w_whole
-            with m.Switch(w_addr):
+            data = axil.wdata
+            whole = axil.wstrb == 0b1111
+            with m.Switch(axil.awaddr & 0xFC):
                 for reg in regs.REGISTERS:
                     if reg.access is not Access.RW:
                         continue
@@ -156,38 +142,27 @@ class RegisterBlock(CheckedComponent):
                 with m.Default():
                     m.d.sync += axil.bresp.eq(Resp.DECERR)
 
-        # Reads: the address is taken into a register as a flag per register (its comparisons
-        # made on the way in), and the register it names is read in the next cycle, an OR of
-        # the flagged values.
-        r_taken = Signal()
-        hits = [Signal(name=f"r_hit_{reg.name.lower()}", reset_less=True)
-                for reg in regs.REGISTERS]
-        ar_ok = axil.arvalid & ~axil.rvalid & ~r_taken
+        # Reads.
+        ar_ok = axil.arvalid & ~axil.rvalid
         m.d.comb += axil.arready.eq(ar_ok)
-        m.d.sync += r_taken.eq(ar_ok)
-        with m.If(ar_ok):
-            m.d.sync += [hit.eq((axil.araddr & 0xFC) == reg.addr)
-                         for hit, reg in zip(hits, regs.REGISTERS)]
         with m.If(axil.rvalid & axil.rready):
             m.d.sync += axil.rvalid.eq(0)
-        values, refused = [], []
-        for hit, reg in zip(hits, regs.REGISTERS):
-            if not reg.readable:
-                refused.append(hit)
-            elif reg.unit in self._absent:
-                pass
-            elif reg.name in self._constants:
-                values.append(Mux(hit, self._constants[reg.name], 0))
-            else:
-                values.append(Mux(hit, Value.cast(getattr(self, reg.name.lower())), 0))
-        with m.If(r_taken):
-            m.d.sync += [
-                axil.rvalid.eq(1),
-                axil.rdata.eq(reduce(operator.or_, values, 0)),
-                axil.rresp.eq(Mux(~Cat(*hits).any(), Resp.DECERR,
-                                  Mux(Cat(*refused).any(), Resp.SLVERR, Resp.OKAY))),
-            ]
+        with m.If(ar_ok):
+            m.d.sync += [axil.rvalid.eq(1), axil.rresp.eq(Resp.OKAY)]
+            with m.Switch(axil.araddr & 0xFC):
+                for reg in regs.REGISTERS:
+                    with m.Case(reg.addr):
+                        if not reg.readable:
+                            m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.SLVERR)]
+                        elif reg.unit in self._absent:
+                            m.d.sync += axil.rdata.eq(0)
+                        elif reg.name in self._constants:
+                            m.d.sync += axil.rdata.eq(self._constants[reg.name])
+                        else:
+                            m.d.sync += axil.rdata.eq(getattr(self, reg.name.lower()))
+                with m.Default():
+                    m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.DECERR)]
         for name in self._popped:
-            hit = hits[regs.REGISTERS.index(regs.register(name))]
-            m.d.comb += getattr(self, f"{name.lower()}_read").eq(r_taken & hit)
+            m.d.comb += getattr(self, f"{name.lower()}_read").eq(
+                ar_ok & ((axil.araddr & 0xFC) == regs.register(name).addr))
         return m

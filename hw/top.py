@@ -216,8 +216,7 @@ class Accelerator(CheckedComponent):
         error = Signal(4)         # the code of a refused CTRL write (up to 9)
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
-        # A CTRL write is decided DECIDE_CYCLES cycles after it is decoded (a cycle after it is
-        # accepted), from the checks
+        # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
         # below (divisions and comparisons registered, products computed a bit per cycle);
         # its response waits for the decision.
         ctrl_word, ctrl_single = rblock.ctrl, rblock.ctrl_single

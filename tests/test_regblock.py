@@ -83,8 +83,8 @@ def test_register_block_rules():
     assert seen["out_fmt_3"] == seen["ro"] == Resp.SLVERR
     assert seen["unmapped_w"] == Resp.DECERR and seen["unmapped_r"][1] == Resp.DECERR
     assert seen["ctrl_r"] == (0, Resp.SLVERR)
-    # The CTRL write is answered with its decision: a cycle to decode it, four to decide.
-    assert seen["ctrl"] == 6, seen["ctrl"]
+    # The CTRL write is answered with its decision, four cycles after its handshake.
+    assert seen["ctrl"] == 5, seen["ctrl"]
     # Each of the two CTRL writes has one judge cycle, then one decide cycle, then its response.
     assert len(pulses["judge"]) == len(pulses["decide"]) == 2, pulses
     for j, d in zip(pulses["judge"], pulses["decide"]):
