@@ -1,5 +1,5 @@
-"""AXI4-Lite and AXI4-Stream as ``wiring`` signatures, and the flat port names they take in
-Verilog.
+"""AXI4-Lite and AXI4-Stream as ``wiring`` signatures, the flat port names they take in
+Verilog, and a register slice for a stream port.
 
 Both signatures are written from the manager's (source's) side: a subordinate takes
 ``In(AXI4LiteSignature())``, a stream sink ``In(AXI4StreamSignature(16))``. Connected with
@@ -8,11 +8,13 @@ Both signatures are written from the manager's (source's) side: a subordinate ta
 interfaces.
 """
 
-from amaranth.hdl import Value
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXI4LiteSignature", "AXI4StreamSignature", "verilog_ports"]
+from .common import CheckedComponent
+
+__all__ = ["AXI4LiteSignature", "AXI4StreamSignature", "StreamSlice", "verilog_ports"]
 
 
 class AXI4LiteSignature(wiring.Signature):
@@ -73,3 +75,47 @@ def verilog_ports(component):
         sep = "_" if path[0] in axi else "__"
         ports[sep.join(str(part) for part in path)] = (Value.cast(value), None)
     return ports
+
+
+class StreamSlice(CheckedComponent):
+    """A register slice for AXI4-Stream: every signal it drives comes from a flip-flop.
+
+    Two beats of storage (the output register and a skid register), so that a stream through
+    it keeps a beat per cycle while ``s.tready`` is a register too: a beat enters while the
+    skid register is empty, and the skid register fills only when the output is held. A beat
+    takes one cycle through an idle slice. ``tdata``, ``tkeep`` and ``tlast`` are carried;
+    those of an empty slice's output are the last beat's (only ``tvalid`` says a beat is
+    there).
+
+    Placed on a port, it keeps the handshake of the logic behind it off the wires to the
+    other side: the source's ``tready`` and the sink's ``tvalid`` and data all leave from
+    flip-flops, and what arrives goes into flip-flops after at most a multiplexer.
+
+    Members
+    -------
+    s : In(AXI4StreamSignature(data_width))
+    m : Out(AXI4StreamSignature(data_width))
+    """
+
+    def __init__(self, data_width):
+        self._width = data_width
+        super().__init__({"s": In(AXI4StreamSignature(data_width)),
+                          "m": Out(AXI4StreamSignature(data_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        s, o = self.s, self.m
+        beat = [s.tdata, s.tkeep, s.tlast]
+        out = [o.tdata, o.tkeep, o.tlast]
+        skid = [Signal.like(v, name=f"skid_{v.name.split('__')[-1]}") for v in beat]
+        skid_valid = Signal()
+        m.d.comb += s.tready.eq(~skid_valid)
+        taken = s.tvalid & ~skid_valid
+        with m.If(~o.tvalid | o.tready):
+            # The output register is free: from the skid register if it holds a beat (and then
+            # nothing enters), otherwise the beat arriving.
+            m.d.sync += [o.tvalid.eq(skid_valid | s.tvalid), skid_valid.eq(0)]
+            m.d.sync += [r.eq(Mux(skid_valid, k, v)) for r, k, v in zip(out, skid, beat)]
+        with m.Elif(taken):
+            m.d.sync += [skid_valid.eq(1)] + [k.eq(v) for k, v in zip(skid, beat)]
+        return m

@@ -15,7 +15,7 @@ from amaranth.lib.data import StructLayout
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from . import regs
-from .axi import AXI4LiteSignature, AXI4StreamSignature
+from .axi import AXI4LiteSignature, AXI4StreamSignature, StreamSlice
 from .common import CheckedComponent
 from .framer import UpdateFramer
 from .gearbox import pow2_at_least
@@ -476,10 +476,26 @@ class Accelerator(CheckedComponent):
         m.d.comb += [done.eq(written & ~deciding & (rejected | (q.pending == 0))),
                      queued.eq(q.pending != 0), rejected_s.eq(rejected)]
 
+        # The stream ports go through register slices (hw.axi.StreamSlice), so that no
+        # handshake of the loader, the read-back or the framer reaches a port through logic.
+        # A beat enters only while an input frame is open, up to its ``tlast``: beats offered
+        # with no transfer open are not taken, and a frame's slice holds none of the next.
+        m.submodules.s_slice = s_in = StreamSlice(W)
+        in_open = Signal()
+        port_in = self.s_axis
+        m.d.comb += [s_in.s.tdata.eq(port_in.tdata), s_in.s.tkeep.eq(port_in.tkeep),
+                     s_in.s.tlast.eq(port_in.tlast),
+                     s_in.s.tvalid.eq(port_in.tvalid & in_open),
+                     port_in.tready.eq(s_in.s.tready & in_open)]
+        with m.If(dispatch & ~head.start & (kind != Xfer.READ)):
+            m.d.sync += in_open.eq(1)
+        with m.Elif(port_in.tvalid & port_in.tready & port_in.tlast):
+            m.d.sync += in_open.eq(0)
+        s_axis = s_in.m
         m.d.comb += [ld.start.eq(xfer_start), ld.start_kind.eq(kind), ld.words.eq(head.words),
-                     ld.kind.eq(xfer), ld.s_axis.tdata.eq(self.s_axis.tdata),
-                     ld.s_axis.tvalid.eq(self.s_axis.tvalid),
-                     ld.s_axis.tlast.eq(self.s_axis.tlast),
+                     ld.kind.eq(xfer), ld.s_axis.tdata.eq(s_axis.tdata),
+                     ld.s_axis.tvalid.eq(s_axis.tvalid),
+                     ld.s_axis.tlast.eq(s_axis.tlast),
                      eng.a_we.eq(ld.we[0]), eng.a_addr.eq(ld.addr),
                      eng.a_data.eq(ld.data[:8 * rows]),
                      eng.b_we.eq(ld.we[1]), eng.b_addr.eq(ld.addr), eng.b_data.eq(ld.data[:W]),
@@ -492,16 +508,20 @@ class Accelerator(CheckedComponent):
             m.d.sync += xfer.eq(Xfer.IDLE)
 
         # READ_C: the accumulator words through the output conversion (hw.readback) --------
+        m.submodules.m_slice = m_out = StreamSlice(W)
+        connect(m, m_out.m, flipped(self.m_axis))
+        m_axis = m_out.s
         m.submodules.readback = rb = ReadBack(self._acc_fmt, cols, acc_depth, W,
                                               fp8_out=self._fp8_out)
         reading = xfer == Xfer.READ
         m.d.comb += [rb.start.eq(xfer_start), rb.words.eq(head.words), rb.fmt.eq(rd_fmt),
                      rb.active.eq(reading), eng.c_raddr.eq(rb.raddr),
-                     rb.rdata.eq(eng.c_rdata), rb.m_axis.tready.eq(self.m_axis.tready)]
+                     rb.rdata.eq(eng.c_rdata), rb.m_axis.tready.eq(m_axis.tready)]
         # The stream out comes from the read-back or the update framer: selected by and-or,
-        # every signal assigned whole (see hw.framer).
+        # every signal assigned whole (see hw.framer), into the output's register slice. A
+        # READ_C ends when its last beat enters the slice.
         sources = [(reading, rb.m_axis)]
-        read_end = reading & self.m_axis.tvalid & self.m_axis.tready & self.m_axis.tlast
+        read_end = reading & m_axis.tvalid & m_axis.tready & m_axis.tlast
         with m.If(read_end):
             m.d.sync += [xfer.eq(Xfer.IDLE), last_out.eq(clock)]
 
@@ -524,10 +544,10 @@ class Accelerator(CheckedComponent):
             connect(m, upd.o, framer.result)
             m.d.comb += [framer.start.eq(upd_start), framer.length.eq(head.length),
                          framer.active.eq(updating),
-                         framer.s_axis.tdata.eq(self.s_axis.tdata),
-                         framer.s_axis.tvalid.eq(self.s_axis.tvalid),
-                         framer.s_axis.tlast.eq(self.s_axis.tlast),
-                         framer.m_axis.tready.eq(self.m_axis.tready)]
+                         framer.s_axis.tdata.eq(s_axis.tdata),
+                         framer.s_axis.tvalid.eq(s_axis.tvalid),
+                         framer.s_axis.tlast.eq(s_axis.tlast),
+                         framer.m_axis.tready.eq(m_axis.tready)]
             with m.If(framer.done):
                 m.d.sync += xfer.eq(Xfer.IDLE)
             upd_end, upd_bad = framer.done, framer.error
@@ -537,11 +557,11 @@ class Accelerator(CheckedComponent):
         else:
             tready = ld.s_axis.tready
             upd_end = upd_bad = 0
-        m.d.comb += self.s_axis.tready.eq(tready)
+        m.d.comb += s_axis.tready.eq(tready)
         # A transfer ends; one with a frame of the wrong length puts its ticket into ERRLOG.
         m.d.comb += [q.xfer_end.eq(load_end | read_end | upd_end),
                      q.fail.eq((load_end & frame_bad) | (upd_end & upd_bad))]
         for name in ("tdata", "tkeep", "tvalid", "tlast"):
-            m.d.comb += getattr(self.m_axis, name).eq(
+            m.d.comb += getattr(m_axis, name).eq(
                 reduce(operator.or_, (Mux(sel, getattr(axis, name), 0) for sel, axis in sources)))
         return m

@@ -284,6 +284,66 @@ def test_load_c_one_word_too_many_does_not_wrap():
     assert np.array_equal(seen["C"], C)
 
 
+@pytest.mark.parametrize("action", [Ctrl.LOAD_C, Ctrl.UPDATE], ids=["LOAD_C", "UPDATE"])
+def test_no_beat_is_taken_past_a_frames_tlast(action):
+    """A host that offers the next frame's beats right behind a ``tlast`` (tvalid never
+    drops): the device takes the frame up to its ``tlast`` and nothing more until the next
+    transfer is open; that one takes the beats offered, and both frames arrive whole."""
+    dut = small_top()
+    rng = np.random.default_rng(7)
+    C = [codes(rng, (4, 2), "e5m2").astype(np.uint16) | 0x3C00 for _ in range(2)]
+    seen = {}
+
+    async def bench(ctx):
+        if action == Ctrl.LOAD_C:
+            await setup(ctx, dut, m=4, n=2)
+            first, second = (to_beats(dut, frames.c_frame(c, COLS)) for c in C)
+        else:
+            await setup(ctx, dut, length=4, seed=1, lr=0, momentum=0, weight_decay=0,
+                        options=0)
+            w, g, v = (np.full(4, 0x3C00 + i, dtype=np.uint16) for i in range(3))
+            first = second = to_beats(dut, frames.update_frame(w, g, v))
+        st = await command(ctx, dut, action)
+        assert st["code"] == 0, st
+        # Every beat of both frames offered back to back: tlast on each frame's last.
+        offered = [(b, i == len(first) - 1) for i, b in enumerate(first)]
+        offered += [(b, i == len(second) - 1) for i, b in enumerate(second)]
+        taken, out = 0, []
+        ctx.set(dut.m_axis.tready, 1)
+        for _ in range(200):
+            ctx.set(dut.s_axis.tvalid, 1)
+            ctx.set(dut.s_axis.tdata, int(offered[taken][0]))
+            ctx.set(dut.s_axis.tlast, int(offered[taken][1]))
+            _, _, ready, ovalid = await ctx.tick().sample(dut.s_axis.tready, dut.m_axis.tvalid)
+            taken += bool(ready)
+            out += [1] if ovalid else []
+            if taken == len(first):
+                break
+        seen["first"] = taken
+        # The next frame's first beat stays offered: not one more is taken.
+        ctx.set(dut.s_axis.tdata, int(offered[taken][0]))
+        ctx.set(dut.s_axis.tlast, int(offered[taken][1]))
+        for _ in range(60):
+            _, _, ready = await ctx.tick().sample(dut.s_axis.tready)
+            assert not ready, "a beat past tlast was taken with no transfer open"
+        ctx.set(dut.s_axis.tvalid, 0)
+        seen["st1"] = await wait_done(ctx, dut)
+        if action == Ctrl.LOAD_C:
+            seen["C1"] = await read_c(ctx, dut, 4, 2)
+            await setup(ctx, dut, m=4, n=2)
+            st = await command(ctx, dut, action)
+            assert await send(ctx, dut, second) == len(second)
+            seen["st2"] = await wait_done(ctx, dut)
+            seen["C2"] = await read_c(ctx, dut, 4, 2)
+
+    run(dut, bench)
+    assert seen["st1"]["code"] == 0 and seen["st1"]["done"]
+    if action == Ctrl.LOAD_C:
+        assert seen["first"] == len(to_beats(dut, frames.c_frame(C[0], COLS)))
+        assert seen["st2"]["code"] == 0
+        assert np.array_equal(seen["C1"], C[0]) and np.array_equal(seen["C2"], C[1])
+
+
 # 4: options latched --------------------------------------------------------------------------
 
 def test_options_written_during_read_c_do_not_change_its_format():
