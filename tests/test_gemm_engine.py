@@ -3,6 +3,7 @@ model's chunked GEMM, loading and reading the buffers through the engine's host 
 
 import numpy as np
 import pytest
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from fp8accel.hw.fp import DLFLOAT16, E4M3, E5M2
@@ -351,3 +352,74 @@ def test_engine_double_buffers_overlap_host_access(rng):
     assert got["busy_after"], "the host's accesses took longer than the command: no overlap"
     for key, (A, B) in zip(("first", "second", "third"), ops):
         assert np.array_equal(got[key], golden.gemm(A, B, chunk=4)), key
+
+
+@pytest.mark.parametrize("buffers", [1, 2])
+def test_engine_takes_host_writes_from_the_first_idle_cycle(buffers, rng):
+    """The host may write the accumulator memory in any cycle the engine is idle: in the cycle
+    ``done`` rises, and in the cycle after a reset that interrupted a run. Every word written
+    reads back exactly."""
+    rows, cols = 2, 4
+    engine = GemmEngine(rows, cols, a_depth=32, b_depth=128, acc_depth=32, buffers=buffers)
+    m = Module()
+    m.domains.sync = cd = ClockDomain()
+    m.submodules.engine = engine
+    M, N, K = 6, 8, 5
+    A, B = random_fp8(rng, (M, K), E5M2), random_fp8(rng, (K, N), E5M2)
+    got = []
+
+    async def write_c(ctx, base):
+        for word in range(4):
+            ctx.set(engine.c_addr, word)
+            ctx.set(engine.c_data, (base + word) * 0x0001_0001_0001_0001)
+            ctx.set(engine.c_we, 1)
+            await ctx.tick()
+        ctx.set(engine.c_we, 0)
+
+    async def read_c(ctx):
+        words = []
+        for word in range(4):
+            ctx.set(engine.c_raddr, word)
+            await ctx.tick().repeat(C_READ_LATENCY)
+            words.append(ctx.get(engine.c_rdata))
+        return words
+
+    async def bench(ctx):
+        for word, banks in enumerate(a_image(A, rows)):
+            ctx.set(engine.a_addr, word)
+            ctx.set(engine.a_data, int.from_bytes(banks.tobytes(), "little"))
+            ctx.set(engine.a_we, 1)
+            await ctx.tick()
+        ctx.set(engine.a_we, 0)
+        for word, byte in enumerate(np.ascontiguousarray(B, np.uint8).tobytes()):
+            ctx.set(engine.b_addr, word)
+            ctx.set(engine.b_data, byte)
+            ctx.set(engine.b_we, 1)
+            await ctx.tick()
+        ctx.set(engine.b_we, 0)
+        for name, v in (("m", M), ("n", N), ("k", K)):
+            ctx.set(getattr(engine, name), v)
+        for base, interrupt in ((0x100, False), (0x200, True)):
+            ctx.set(engine.start, 1)
+            await ctx.tick()
+            ctx.set(engine.start, 0)
+            if interrupt:
+                await ctx.tick().repeat(40)
+                assert ctx.get(engine.busy)
+                ctx.set(cd.rst, 1)
+                await ctx.tick()
+                ctx.set(cd.rst, 0)
+            else:
+                while not ctx.get(engine.done):
+                    await ctx.tick()
+            assert not ctx.get(engine.busy)
+            await write_c(ctx, base)
+            got.append(await read_c(ctx))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for words, base in zip(got, (0x100, 0x200)):
+        assert [hex(w) for w in words] == [hex((base + i) * 0x0001_0001_0001_0001)
+                                           for i in range(4)]

@@ -32,7 +32,7 @@ Buffer layouts (the streamer and the writeback step through them with counters):
   ``j % cols`` in word ``i * ceil(N / cols) + j // cols``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal
 from amaranth.lib import enum, memory
 from amaranth.lib.wiring import In, Out
 
@@ -291,6 +291,11 @@ class GemmEngine(CheckedComponent):
         # cleared at its end), not decoded from the state: they select the address, data and
         # enables of every block RAM of the memory.
         mine = [Signal(name=f"mine{b}") for b in range(self._buffers)]
+        # Their next values, from which each lane's copy is registered too (below): the copies
+        # change in the same cycle as ``mine``, and a reset clears them with it.
+        mine_next = [Signal(name=f"mine{b}_next") for b in range(self._buffers)]
+        m.d.comb += [mn.eq(mb) for mn, mb in zip(mine_next, mine)]
+        m.d.sync += [mb.eq(mn) for mb, mn in zip(mine, mine_next)]
         cycles = Signal(32)
         m.d.comb += [self.cycles.eq(cycles), self.active.eq(streamer.issued)]
         m.d.sync += self.done.eq(0)
@@ -333,12 +338,14 @@ class GemmEngine(CheckedComponent):
                 with m.Else():
                     m.d.comb += go.eq(1)
                     m.d.sync += [self.error.eq(Error.NONE), cycles.eq(4)]
-                    m.d.sync += [mb.eq(c_buf == b if two else 1) for b, mb in enumerate(mine)]
+                    m.d.comb += [mn.eq(c_buf == b if two else 1)
+                                 for b, mn in enumerate(mine_next)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(wb.end):
-                    m.d.sync += [self.done.eq(1), *(mb.eq(0) for mb in mine)]
+                    m.d.sync += self.done.eq(1)
+                    m.d.comb += [mn.eq(0) for mn in mine_next]
                     m.next = "IDLE"
         idle = fsm.ongoing("IDLE")
         m.d.comb += self.busy.eq(~idle)
@@ -403,11 +410,23 @@ class GemmEngine(CheckedComponent):
             # Registered, a copy of the address per lane: the select fans out to every bit of
             # a 2 * cols * 16-bit word, and the lanes' block RAMs spread over the chip.
             waddrs = fanout(m, Mux(mine[b], wb.addr, self.c_addr), cols, f"acc{b}_waddr")
-            data = Mux(mine[b], wb.data, host_data)
+            # The data and enables of the lanes are selected by copies of ``mine`` (one
+            # register would drive every bit of the word), equal to it in every cycle: from its
+            # next value, cleared by a reset, and 0 from the start. Two copies: one register
+            # and one that holds the inverse (Yosys would merge equal ones), half of the lanes
+            # each.
+            copies = []
+            for inv in (0, 1):
+                reg = Signal(name=f"acc{b}_mine_{inv}", init=inv, reset_less=True)
+                nxt = Mux(ResetSignal(), 0, mine_next[b])
+                m.d.sync += reg.eq(~nxt if inv else nxt)
+                copies.append(~reg if inv else reg)
+            lane_mine = [copies[c * 2 // cols] for c in range(cols)]
             for c, wp in enumerate(wps):
+                lane = slice(2 * w * c, 2 * w * (c + 1))
                 m.d.sync += [
-                    wp.data.eq(data[2 * w * c:2 * w * (c + 1)]),
-                    wp.en.eq(Mux(mine[b], Mux(wb.we, 0b11, 0), Cat(0, host_we))),
+                    wp.data.eq(Mux(lane_mine[c], wb.data[lane], host_data[lane])),
+                    wp.en.eq(Mux(lane_mine[c], Mux(wb.we, 0b11, 0), Cat(0, host_we))),
                 ]
                 m.d.comb += wp.addr.eq(waddrs[c])
         return m
