@@ -19,6 +19,29 @@ def random_fp8(rng, shape, fmt):
     return codes
 
 
+async def host_write(ctx, we, addr, data, words):
+    """Write ``words`` (integers) at addresses 0, 1, ... through one of the engine's host write
+    ports (``we``, ``addr``, ``data``), a word per cycle."""
+    for i, word in enumerate(words):
+        ctx.set(addr, i)
+        ctx.set(data, int(word))
+        ctx.set(we, 1)
+        await ctx.tick()
+    ctx.set(we, 0)
+
+
+def a_words(A, rows):
+    """The A buffer's words of ``A``, as the host writes them."""
+    return [int.from_bytes(banks.tobytes(), "little") for banks in a_image(A, rows)]
+
+
+def b_words(B, width):
+    """The B buffer's words of the stored ``B`` (``width`` bytes each)."""
+    data = np.ascontiguousarray(B).astype(np.uint8).tobytes()
+    data += bytes(-len(data) % width)
+    return [int.from_bytes(data[i:i + width], "little") for i in range(0, len(data), width)]
+
+
 def run_engine(engine, commands):
     """Run ``commands``: each a dict with A, B (and C) to load, then the command fields.
     Returns per command ``(C, cycles, active, error)``."""
@@ -34,31 +57,15 @@ def run_engine(engine, commands):
             for name in ("a_buf", "b_buf", "c_buf", "a_wbuf", "b_wbuf", "c_wbuf", "c_rbuf"):
                 ctx.set(getattr(engine, name), int(cmd.get("buf", 0)))
             if A is not None:
-                for word, banks in enumerate(a_image(A, rows)):
-                    ctx.set(engine.a_addr, word)
-                    ctx.set(engine.a_data, int.from_bytes(banks.tobytes(), "little"))
-                    ctx.set(engine.a_we, 1)
-                    await ctx.tick()
-                ctx.set(engine.a_we, 0)
+                await host_write(ctx, engine.a_we, engine.a_addr, engine.a_data,
+                                 a_words(A, rows))
             if B is not None:
-                stored = np.ascontiguousarray(B.T if tb else B).astype(np.uint8).tobytes()
-                bw = engine.b_width
-                stored += bytes(-len(stored) % bw)
-                for word in range(len(stored) // bw):
-                    ctx.set(engine.b_addr, word)
-                    ctx.set(engine.b_data, int.from_bytes(stored[word * bw:word * bw + bw],
-                                                          "little"))
-                    ctx.set(engine.b_we, 1)
-                    await ctx.tick()
-                ctx.set(engine.b_we, 0)
+                await host_write(ctx, engine.b_we, engine.b_addr, engine.b_data,
+                                 b_words(B.T if tb else B, engine.b_width))
             if cmd.get("C") is not None:
-                for word, lanes in enumerate(c_image(cmd["C"], cols)):
-                    ctx.set(engine.c_addr, word)
-                    ctx.set(engine.c_data, int.from_bytes(lanes.astype("<u2").tobytes(),
-                                                          "little"))
-                    ctx.set(engine.c_we, 1)
-                    await ctx.tick()
-                ctx.set(engine.c_we, 0)
+                await host_write(ctx, engine.c_we, engine.c_addr, engine.c_data,
+                                 [int.from_bytes(lanes.astype("<u2").tobytes(), "little")
+                                  for lanes in c_image(cmd["C"], cols)])
             for name in ("a_e4m3", "b_e4m3", "chunk_log2", "no_chunk", "rna", "trans_b",
                          "accumulate", "carry_in", "carry_out"):
                 ctx.set(getattr(engine, name), int(cmd.get(name, 0)))
@@ -281,20 +288,8 @@ def test_engine_double_buffers_overlap_host_access(rng):
     async def write_buffers(ctx, buf, A, B):
         for name in ("a_wbuf", "b_wbuf"):
             ctx.set(getattr(engine, name), buf)
-        for word, banks in enumerate(a_image(A, rows)):
-            ctx.set(engine.a_addr, word)
-            ctx.set(engine.a_data, int.from_bytes(banks.tobytes(), "little"))
-            ctx.set(engine.a_we, 1)
-            await ctx.tick()
-        ctx.set(engine.a_we, 0)
-        data = np.ascontiguousarray(B, np.uint8).tobytes()
-        data += bytes(-len(data) % 4)
-        for word in range(len(data) // 4):
-            ctx.set(engine.b_addr, word)
-            ctx.set(engine.b_data, int.from_bytes(data[4 * word:4 * word + 4], "little"))
-            ctx.set(engine.b_we, 1)
-            await ctx.tick()
-        ctx.set(engine.b_we, 0)
+        await host_write(ctx, engine.a_we, engine.a_addr, engine.a_data, a_words(A, rows))
+        await host_write(ctx, engine.b_we, engine.b_addr, engine.b_data, b_words(B, 4))
 
     async def start(ctx, buf):
         for name in ("a_buf", "b_buf", "c_buf"):
@@ -369,12 +364,8 @@ def test_engine_takes_host_writes_from_the_first_idle_cycle(buffers, rng):
     got = []
 
     async def write_c(ctx, base):
-        for word in range(4):
-            ctx.set(engine.c_addr, word)
-            ctx.set(engine.c_data, (base + word) * 0x0001_0001_0001_0001)
-            ctx.set(engine.c_we, 1)
-            await ctx.tick()
-        ctx.set(engine.c_we, 0)
+        await host_write(ctx, engine.c_we, engine.c_addr, engine.c_data,
+                         [(base + word) * 0x0001_0001_0001_0001 for word in range(4)])
 
     async def read_c(ctx):
         words = []
@@ -385,18 +376,8 @@ def test_engine_takes_host_writes_from_the_first_idle_cycle(buffers, rng):
         return words
 
     async def bench(ctx):
-        for word, banks in enumerate(a_image(A, rows)):
-            ctx.set(engine.a_addr, word)
-            ctx.set(engine.a_data, int.from_bytes(banks.tobytes(), "little"))
-            ctx.set(engine.a_we, 1)
-            await ctx.tick()
-        ctx.set(engine.a_we, 0)
-        for word, byte in enumerate(np.ascontiguousarray(B, np.uint8).tobytes()):
-            ctx.set(engine.b_addr, word)
-            ctx.set(engine.b_data, byte)
-            ctx.set(engine.b_we, 1)
-            await ctx.tick()
-        ctx.set(engine.b_we, 0)
+        await host_write(ctx, engine.a_we, engine.a_addr, engine.a_data, a_words(A, rows))
+        await host_write(ctx, engine.b_we, engine.b_addr, engine.b_data, b_words(B, 1))
         for name, v in (("m", M), ("n", N), ("k", K)):
             ctx.set(getattr(engine, name), v)
         for base, interrupt in ((0x100, False), (0x200, True)):
