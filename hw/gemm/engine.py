@@ -32,6 +32,9 @@ Buffer layouts (the streamer and the writeback step through them with counters):
   ``j % cols`` in word ``i * ceil(N / cols) + j // cols``.
 """
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal
 from amaranth.lib import enum, memory
 from amaranth.lib.wiring import In, Out
@@ -49,6 +52,34 @@ __all__ = ["GemmEngine", "Error", "C_READ_LATENCY"]
 #: address register, its copy beside each lane's block RAM, the read, the block RAM's output
 #: register, the data register.
 C_READ_LATENCY = 5
+
+#: The buffers' memories are never read and written at one address in one cycle where the read
+#: is used: the streamer reads the accumulator only for rows it issues, and a round that would
+#: read what the one before still writes waits for it; the weight loader and the streamer read
+#: only buffers no host writes meanwhile; the host's reads and writes are never at the same
+#: time. So Yosys is told that such a collision needs no defined result, and builds none of the
+#: logic (registers and a multiplexer per bit, in the path from every block RAM's output) that
+#: would return the old word. ``tests/test_gemm_engine.py`` checks the claim on every run.
+NO_RW_CHECK = {"no_rw_check": 1}
+
+
+def _read_port(m, mem, name, collisions=None):
+    """A read port of ``mem`` (a :data:`NO_RW_CHECK` memory) whose data comes a cycle after its
+    address, as from a synchronous port: an asynchronous read and a register, which Yosys
+    merges into the block RAM's read. (On a synchronous port itself, Yosys keeps the logic
+    for collisions whatever ``no_rw_check`` says; on the merged register it applies it.)
+    Returns the port (its ``addr`` to drive) and the register."""
+    rp = mem.read_port(domain="comb")
+    data = Signal(mem.shape, name=f"{name}_rdata", reset_less=True)
+    m.d.sync += data.eq(rp.data)
+    if collisions is not None:
+        # For the tests (nothing reads it, so synthesis removes it): high in a cycle in which
+        # the memory is read and written at one address.
+        flag = Signal(name=f"{name}_collision")
+        m.d.comb += flag.eq(reduce(operator.or_, ((wp.en != 0) & (wp.addr == rp.addr)
+                                                   for wp in mem.write_ports)))
+        collisions.append((name, flag))
+    return rp, data
 
 
 class Error(enum.IntEnum, shape=3):
@@ -184,6 +215,9 @@ class GemmEngine(CheckedComponent):
 
     def elaborate(self, platform):
         m = Module()
+        #: For the tests, after elaboration: ``(name, flag)`` per block RAM memory, the flag
+        #: high in a cycle in which it is read and written at one address (:data:`NO_RW_CHECK`).
+        self.collisions = []
         rows, cols, w = self._rows, self._cols, self._acc_fmt.width
         m.submodules.array = array = self._array
         two = self._buffers == 2
@@ -231,43 +265,46 @@ class GemmEngine(CheckedComponent):
         a_data = []
         a_raddrs = fanout(m, addr(streamer.a_raddr, self._a_depth, a_buf), rows, "a_raddr")
         for r in range(rows):
-            mem = memory.Memory(shape=8, depth=depth_of(self._a_depth), init=[])
+            mem = memory.Memory(shape=8, depth=depth_of(self._a_depth), init=[],
+                                attrs=NO_RW_CHECK)
             m.submodules[f"a_bank{r}"] = mem
             wp = mem.write_port()
-            rp = mem.read_port()
+            rp, rdata = _read_port(m, mem, f"a_bank{r}", self.collisions)
             m.d.comb += [wp.addr.eq(addr(self.a_addr, self._a_depth, self.a_wbuf)),
                          wp.data.eq(self.a_data[8 * r:8 * r + 8]), wp.en.eq(self.a_we),
                          rp.addr.eq(a_raddrs[r])]
-            a_data.append(rp.data)
+            a_data.append(rdata)
         a_q = Signal(8 * rows, reset_less=True)
         m.d.sync += a_q.eq(Cat(*a_data))
         m.d.comb += streamer.a_rdata.eq(a_q)
-        b_mem = memory.Memory(shape=8 * self._b_width, depth=depth_of(self._b_words), init=[])
+        b_mem = memory.Memory(shape=8 * self._b_width, depth=depth_of(self._b_words), init=[],
+                              attrs=NO_RW_CHECK)
         m.submodules.b_mem = b_mem
         b_wp = b_mem.write_port()
-        b_rd = b_mem.read_port()
+        b_rd, b_rdata = _read_port(m, b_mem, "b_mem", self.collisions)
         m.d.comb += [b_wp.addr.eq(addr(self.b_addr, self._b_words, self.b_wbuf)),
                      b_wp.data.eq(self.b_data), b_wp.en.eq(self.b_we),
                      b_rd.addr.eq(addr(loader.b_raddr, self._b_words, b_buf)),
-                     loader.b_rdata.eq(b_rd.data)]
+                     loader.b_rdata.eq(b_rdata)]
         # Accumulator: per lane a chunk half and a total half, written with 16-bit granularity;
         # a memory per lane, so that each has its own address registers.
         acc_wps, acc_rds = [], []
         for b in range(self._buffers):
             wps, rds = [], []
             for c in range(cols):
-                acc = memory.Memory(shape=2 * w, depth=self._acc_depth, init=[])
+                acc = memory.Memory(shape=2 * w, depth=self._acc_depth, init=[],
+                                    attrs=NO_RW_CHECK)
                 m.submodules[f"acc{b}_{c}" if two else f"acc_{c}"] = acc
                 wps.append(acc.write_port(granularity=w))
                 # One read port, shared: the streamer reads while a command uses the memory,
                 # the host at other times. (A second read port would double its block RAMs.)
-                rds.append(acc.read_port())
+                rds.append(_read_port(m, acc, f"acc{b}_{c}", self.collisions))
             acc_wps.append(wps)
             acc_rds.append(rds)
         acc_rdata = [Signal(2 * w * cols, name=f"acc{b}_rdata", reset_less=True)
                      for b in range(self._buffers)]
         for q, rds in zip(acc_rdata, acc_rds):
-            m.d.sync += q.eq(Cat(*(rd.data for rd in rds)))
+            m.d.sync += q.eq(Cat(*(data for _, data in rds)))
 
         # Command registers and checks ------------------------------------------------------
         M = Signal(16)
@@ -386,17 +423,15 @@ class GemmEngine(CheckedComponent):
             for b, rds in enumerate(acc_rds):
                 raddrs = fanout(m, Mux(mine[b], streamer.acc_raddr, host_raddr), cols,
                                 f"acc{b}_raddr")
-                m.d.comb += [rd.addr.eq(ra) for rd, ra in zip(rds, raddrs)]
+                m.d.comb += [rd.addr.eq(ra) for (rd, _), ra in zip(rds, raddrs)]
             rbuf = delay(m, self.c_rbuf, 4, "rbuf")
             m.d.sync += host_word.eq(Mux(rbuf, acc_rdata[1], acc_rdata[0]))
             m.d.comb += streamer.acc_rdata.eq(Mux(c_buf, acc_rdata[1], acc_rdata[0]))
         else:
             # The read address comes from the streamer's register, which follows the host's
-            # address while the engine is idle: a read beside a write is checked for a
-            # collision by logic that compares the two addresses, and a multiplexer in front
-            # would lengthen it.
+            # address while the engine is idle (no multiplexer in front of the block RAMs).
             raddrs = fanout(m, streamer.acc_raddr, cols, "acc_raddr")
-            m.d.comb += [*(rd.addr.eq(ra) for rd, ra in zip(acc_rds[0], raddrs)),
+            m.d.comb += [*(rd.addr.eq(ra) for (rd, _), ra in zip(acc_rds[0], raddrs)),
                          streamer.follow.eq(idle), streamer.host_raddr.eq(self.c_raddr),
                          streamer.acc_rdata.eq(acc_rdata[0])]
             m.d.sync += host_word.eq(acc_rdata[0])
