@@ -107,15 +107,20 @@ class StreamSlice(CheckedComponent):
         s, o = self.s, self.m
         beat = [s.tdata, s.tkeep, s.tlast]
         out = [o.tdata, o.tkeep, o.tlast]
-        skid = [Signal.like(v, name=f"skid_{v.name.split('__')[-1]}") for v in beat]
+        skid = [Signal.like(v, name=f"skid_{v.name.split('__')[-1]}", reset_less=True)
+                for v in beat]
         skid_valid = Signal()
         m.d.comb += s.tready.eq(~skid_valid)
         taken = s.tvalid & ~skid_valid
+        # The skid register takes whatever arrives while it is empty, so that its enable is a
+        # flip-flop (not the handshakes); ``skid_valid`` says when it holds a beat.
+        with m.If(~skid_valid):
+            m.d.sync += [k.eq(v) for k, v in zip(skid, beat)]
         with m.If(~o.tvalid | o.tready):
             # The output register is free: from the skid register if it holds a beat (and then
             # nothing enters), otherwise the beat arriving.
             m.d.sync += [o.tvalid.eq(skid_valid | s.tvalid), skid_valid.eq(0)]
             m.d.sync += [r.eq(Mux(skid_valid, k, v)) for r, k, v in zip(out, skid, beat)]
         with m.Elif(taken):
-            m.d.sync += [skid_valid.eq(1)] + [k.eq(v) for k, v in zip(skid, beat)]
+            m.d.sync += skid_valid.eq(1)
         return m
