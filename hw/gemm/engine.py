@@ -163,7 +163,10 @@ class GemmEngine(CheckedComponent):
     c_we, c_addr, c_data; c_raddr, c_rdata
         Host access to the totals of an accumulator word, every lane at once (lane ``c`` in
         bits ``16c`` to ``16c + 15``); ``c_rdata`` follows ``c_raddr`` by
-        :data:`C_READ_LATENCY` cycles. Only while the engine is idle.
+        :data:`C_READ_LATENCY` cycles. Only while the engine is idle. A read of a
+        word in the cycle it is written returns an undefined word on an FPGA (the memories
+        have no read-during-write logic, :data:`NO_RW_CHECK`); the simulators return the old
+        one.
     """
 
     def __init__(self, rows=4, cols=4, *, a_depth=1024, b_depth=4096, acc_depth=1024,
