@@ -117,7 +117,7 @@ EXAMPLES = {
     ("README.md", "fp8accel synth adder --fmt dlfloat16 --rounding rne --target ecp5-25k "
                   "--seeds 3 --json adder.json"):
         slow("synthesis: the adder in minutes, the 8x8 top in about half an hour"),
-    ("README.md", "fp8accel build --board ulx3s-85f          # 8x8 array at 60 MHz from the "
+    ("README.md", "fp8accel build --board ulx3s-85f          # 8x8 array at 80 MHz from the "
                   "PLL, about 20 minutes"):
         board("loads bitstreams with openFPGALoader and iceprog and runs GEMMs on the boards"),
     ("docs/fpga.md", "fp8accel synth sweep --target ecp5-85k --sizes 1x1,2x2,4x4,8x8 --seeds 3 "
@@ -139,7 +139,7 @@ EXAMPLES = {
     ("docs/fpga.md", "iceprog build/boards/icebreaker/fp8accel_icebreaker.bin"):
         board("flashes the iCEBreaker"),
     ("docs/fpga.md", "fp8accel gemm --device /dev/ttyUSB0 --random 16 16 16 --check "
-                     "--clock-mhz 60   # ULX3S"):
+                     "--clock-mhz 80   # ULX3S"):
         board("GEMMs on the boards' serial ports"),
     ("docs/fpga.md", "import asyncio"):
         board("a GEMM on the ULX3S's serial port"),
