@@ -63,22 +63,21 @@ C_READ_LATENCY = 5
 NO_RW_CHECK = {"no_rw_check": 1}
 
 
-def _read_port(m, mem, name, collisions=None):
+def _read_port(m, mem, name, collisions):
     """A read port of ``mem`` (a :data:`NO_RW_CHECK` memory) whose data comes a cycle after its
     address, as from a synchronous port: an asynchronous read and a register, which Yosys
     merges into the block RAM's read. (On a synchronous port itself, Yosys keeps the logic
     for collisions whatever ``no_rw_check`` says; on the merged register it applies it.)
-    Returns the port (its ``addr`` to drive) and the register."""
+    Appends ``(name, flag)`` to ``collisions``, the flag high in a cycle in which the memory is
+    read and written at one address (for the tests; nothing reads it, so synthesis removes
+    it). Returns the port (its ``addr`` to drive) and the register."""
     rp = mem.read_port(domain="comb")
     data = Signal(mem.shape, name=f"{name}_rdata", reset_less=True)
     m.d.sync += data.eq(rp.data)
-    if collisions is not None:
-        # For the tests (nothing reads it, so synthesis removes it): high in a cycle in which
-        # the memory is read and written at one address.
-        flag = Signal(name=f"{name}_collision")
-        m.d.comb += flag.eq(reduce(operator.or_, ((wp.en != 0) & (wp.addr == rp.addr)
-                                                   for wp in mem.write_ports)))
-        collisions.append((name, flag))
+    flag = Signal(name=f"{name}_collision")
+    m.d.comb += flag.eq(reduce(operator.or_, ((wp.en != 0) & (wp.addr == rp.addr)
+                                               for wp in mem.write_ports)))
+    collisions.append((name, flag))
     return rp, data
 
 
@@ -454,9 +453,9 @@ class GemmEngine(CheckedComponent):
             # and one that holds the inverse (Yosys would merge equal ones), half of the lanes
             # each.
             copies = []
+            nxt = Mux(ResetSignal(), 0, mine_next[b])
             for inv in (0, 1):
                 reg = Signal(name=f"acc{b}_mine_{inv}", init=inv, reset_less=True)
-                nxt = Mux(ResetSignal(), 0, mine_next[b])
                 m.d.sync += reg.eq(~nxt if inv else nxt)
                 copies.append(~reg if inv else reg)
             lane_mine = [copies[c * 2 // cols] for c in range(cols)]
