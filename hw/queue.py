@@ -93,31 +93,45 @@ class CommandQueue(CheckedComponent):
                          self.room.eq(self.start_now)]
 
         # Tickets. At most one GEMM and one transfer are in flight; ``g_older``: the GEMM
-        # started before the transfer.
-        accepted = Signal(16)
-        started = Signal(16)
+        # started before the transfer. ``completed`` and ``pending`` are registered from the
+        # next state, so that they equal their definition in every cycle and a register read
+        # takes them from flip-flops.
+        accepted, started = Signal(16), Signal(16)
         gemm_ticket, xfer_ticket = Signal(16), Signal(16)
         g_older = Signal()
+        nxt = {name: Signal.like(sig, name=f"{name}_next") for name, sig in (
+            ("accepted", accepted), ("started", started), ("gemm_ticket", gemm_ticket),
+            ("xfer_ticket", xfer_ticket), ("g_older", g_older),
+            ("gemm_busy", self.gemm_busy), ("xfer_busy", self.xfer_busy))}
+        m.d.comb += [nxt["accepted"].eq(accepted), nxt["started"].eq(started),
+                     nxt["gemm_ticket"].eq(gemm_ticket), nxt["xfer_ticket"].eq(xfer_ticket),
+                     nxt["g_older"].eq(g_older), nxt["gemm_busy"].eq(self.gemm_busy),
+                     nxt["xfer_busy"].eq(self.xfer_busy)]
         with m.If(self.push):
-            m.d.sync += accepted.eq(accepted + 1)
+            m.d.comb += nxt["accepted"].eq(accepted + 1)
         with m.If(self.gemm_end):
-            m.d.sync += self.gemm_busy.eq(0)
+            m.d.comb += nxt["gemm_busy"].eq(0)
         with m.If(self.xfer_end):
-            m.d.sync += self.xfer_busy.eq(0)
+            m.d.comb += nxt["xfer_busy"].eq(0)
         with m.If(self.pop):
-            m.d.sync += started.eq(started + 1)
+            m.d.comb += nxt["started"].eq(started + 1)
             with m.If(self.pop_gemm):
-                m.d.sync += [self.gemm_busy.eq(1), gemm_ticket.eq(started),
-                             g_older.eq(~self.xfer_busy)]
+                m.d.comb += [nxt["gemm_busy"].eq(1), nxt["gemm_ticket"].eq(started),
+                             nxt["g_older"].eq(~self.xfer_busy)]
             with m.Else():
-                m.d.sync += [self.xfer_busy.eq(1), xfer_ticket.eq(started),
-                             g_older.eq(self.gemm_busy)]
-        m.d.comb += [
-            self.accepted.eq(accepted),
-            self.completed.eq(Mux(self.gemm_busy & (g_older | ~self.xfer_busy), gemm_ticket,
-                                  Mux(self.xfer_busy, xfer_ticket, started))),
-            self.pending.eq(accepted[:8] - self.completed[:8]),    # (at most depth + 2)
-        ]
+                m.d.comb += [nxt["xfer_busy"].eq(1), nxt["xfer_ticket"].eq(started),
+                             nxt["g_older"].eq(self.gemm_busy)]
+        m.d.sync += [accepted.eq(nxt["accepted"]), started.eq(nxt["started"]),
+                     gemm_ticket.eq(nxt["gemm_ticket"]), xfer_ticket.eq(nxt["xfer_ticket"]),
+                     g_older.eq(nxt["g_older"]), self.gemm_busy.eq(nxt["gemm_busy"]),
+                     self.xfer_busy.eq(nxt["xfer_busy"])]
+        completed = Signal(16)
+        m.d.comb += completed.eq(
+            Mux(nxt["gemm_busy"] & (nxt["g_older"] | ~nxt["xfer_busy"]), nxt["gemm_ticket"],
+                Mux(nxt["xfer_busy"], nxt["xfer_ticket"], nxt["started"])))
+        m.d.sync += [self.completed.eq(completed),
+                     self.pending.eq(nxt["accepted"][:8] - completed[:8])]  # (<= depth + 2)
+        m.d.comb += self.accepted.eq(accepted)
 
         # The log of failed transfers: their tickets.
         m.submodules.log = log = fifo.SyncFIFO(width=16, depth=max(1, self._depth))
