@@ -125,12 +125,20 @@ class CommandQueue(CheckedComponent):
                      gemm_ticket.eq(nxt["gemm_ticket"]), xfer_ticket.eq(nxt["xfer_ticket"]),
                      g_older.eq(nxt["g_older"]), self.gemm_busy.eq(nxt["gemm_busy"]),
                      self.xfer_busy.eq(nxt["xfer_busy"])]
-        completed = Signal(16)
-        m.d.comb += completed.eq(
-            Mux(nxt["gemm_busy"] & (nxt["g_older"] | ~nxt["xfer_busy"]), nxt["gemm_ticket"],
-                Mux(nxt["xfer_busy"], nxt["xfer_ticket"], nxt["started"])))
-        m.d.sync += [self.completed.eq(completed),
-                     self.pending.eq(nxt["accepted"][:8] - completed[:8])]  # (<= depth + 2)
+        # The ends come late in the cycle (from the transfers' handshakes): they only choose
+        # among values computed without them, so no end reaches a carry chain.
+        acc8 = nxt["accepted"][:8]
+        tickets = (nxt["gemm_ticket"], nxt["xfer_ticket"], nxt["started"])
+        pendings = [Signal(8, name=f"pending_{i}") for i in range(3)]
+        m.d.comb += [p.eq(acc8 - t[:8]) for p, t in zip(pendings, tickets)]
+        by_gemm = nxt["gemm_busy"] & (nxt["g_older"] | ~nxt["xfer_busy"])
+        by_xfer = nxt["xfer_busy"]
+
+        def choose(values):
+            return Mux(by_gemm, values[0], Mux(by_xfer, values[1], values[2]))
+
+        m.d.sync += [self.completed.eq(choose(tickets)),
+                     self.pending.eq(choose(pendings))]    # (at most depth + 2)
         m.d.comb += self.accepted.eq(accepted)
 
         # The log of failed transfers: their tickets.
