@@ -3,7 +3,10 @@
 Ref: docs/host-interface.md ("Registers", "AXI4-Lite rules").
 """
 
-from amaranth.hdl import Module, Signal
+import operator
+from functools import reduce
+
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib.wiring import In, Out
 
 from . import regs
@@ -37,7 +40,9 @@ class RegisterBlock(CheckedComponent):
     and a host that has its response reads the decision's outcome in STATUS.
 
     Every other readable register reads a constant (``constants``) or an input named after it
-    in lower case (``status``, ``cycles``, ...). The registers of ``absent`` units (the
+    in lower case (``status``, ``cycles``, ...). A read takes two cycles: its address is decoded
+    in the cycle it is taken, and its value is the input's in the next, registered into
+    ``rdata`` with ``rvalid``; no read is taken meanwhile. The registers of ``absent`` units (the
     ``unit`` of their description: ``"update"``, ``"stamps"``) read 0, and writes of them that
     fit are answered OKAY and dropped.
 
@@ -50,7 +55,7 @@ class RegisterBlock(CheckedComponent):
         3 or more.
     popped : iterable of str
         Registers whose read takes something away: each has an output ``<name>_read``, high in
-        the cycle such a read is taken (ERRLOG).
+        the cycle such a read's value is registered (ERRLOG), the cycle after it is taken.
 
     Members
     -------
@@ -142,27 +147,40 @@ class RegisterBlock(CheckedComponent):
                 with m.Default():
                     m.d.sync += axil.bresp.eq(Resp.DECERR)
 
-        # Reads.
-        ar_ok = axil.arvalid & ~axil.rvalid
+        # Reads, in two cycles: the address is decoded into a flag per register when the read
+        # is taken, and the value is chosen by those flags (an and-or of values) in the next
+        # cycle. ``reading`` is cleared by the reset through its data input, not through the
+        # domain's reset: so its next value is a plain expression, which a Verilog simulator
+        # evaluates from the first cycle, and never unknown after a reset.
+        regs_all = regs.REGISTERS
+        sel = Signal(len(regs_all))
+        reading = Signal(reset_less=True)
+        ar_ok = axil.arvalid & ~axil.rvalid & ~reading
         m.d.comb += axil.arready.eq(ar_ok)
+        m.d.sync += reading.eq(ar_ok & ~ResetSignal())
         with m.If(axil.rvalid & axil.rready):
             m.d.sync += axil.rvalid.eq(0)
         with m.If(ar_ok):
-            m.d.sync += [axil.rvalid.eq(1), axil.rresp.eq(Resp.OKAY)]
-            with m.Switch(axil.araddr & 0xFC):
-                for reg in regs.REGISTERS:
+            addr = axil.araddr & 0xFC
+            m.d.sync += [sel.eq(Cat(*(addr == reg.addr for reg in regs_all))),
+                         axil.rresp.eq(Resp.DECERR)]
+            with m.Switch(addr):
+                for reg in regs_all:
                     with m.Case(reg.addr):
-                        if not reg.readable:
-                            m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.SLVERR)]
-                        elif reg.unit in self._absent:
-                            m.d.sync += axil.rdata.eq(0)
-                        elif reg.name in self._constants:
-                            m.d.sync += axil.rdata.eq(self._constants[reg.name])
-                        else:
-                            m.d.sync += axil.rdata.eq(getattr(self, reg.name.lower()))
-                with m.Default():
-                    m.d.sync += [axil.rdata.eq(0), axil.rresp.eq(Resp.DECERR)]
+                        m.d.sync += axil.rresp.eq(Resp.OKAY if reg.readable else Resp.SLVERR)
+
+        def value(reg):
+            if not reg.readable or reg.unit in self._absent:
+                return None
+            if reg.name in self._constants:
+                return Const(self._constants[reg.name], 32)
+            return Value.cast(getattr(self, reg.name.lower()))
+
+        terms = [Mux(sel[i], value(reg), 0) for i, reg in enumerate(regs_all)
+                 if value(reg) is not None]
+        with m.If(reading):
+            m.d.sync += [axil.rvalid.eq(1), axil.rdata.eq(reduce(operator.or_, terms, 0))]
         for name in self._popped:
-            m.d.comb += getattr(self, f"{name.lower()}_read").eq(
-                ar_ok & ((axil.araddr & 0xFC) == regs.register(name).addr))
+            index = [reg.name for reg in regs_all].index(name)
+            m.d.comb += getattr(self, f"{name.lower()}_read").eq(reading & sel[index])
         return m
