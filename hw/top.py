@@ -216,6 +216,14 @@ class Accelerator(CheckedComponent):
         error = Signal(4)         # the code of a refused CTRL write (up to 9)
         xfer = Signal(Xfer)
         xfer_busy = xfer != Xfer.IDLE
+        # READ_C and UPDATE running: flags of their own, set and cleared with ``xfer``, so that
+        # the stream multiplexers they drive take them from a flip-flop placed beside them.
+        reading, updating = Signal(), Signal()
+
+        def set_xfer(value):
+            m.d.sync += [xfer.eq(value), reading.eq(value == Xfer.READ)]
+            if upd is not None:
+                m.d.sync += updating.eq(value == Xfer.UPDATE)
         # A CTRL write is decided DECIDE_CYCLES cycles after it is accepted, from the checks
         # below (divisions and comparisons registered, products computed a bit per cycle);
         # its response waits for the decision.
@@ -398,7 +406,8 @@ class Accelerator(CheckedComponent):
             with m.If(head.start):
                 m.d.sync += [run_a.eq(hopt.a_buf), run_b.eq(hopt.b_buf), run_c.eq(hopt.c_buf)]
             with m.Else():
-                m.d.sync += [xfer.eq(kind), rd_fmt.eq(hopt.out_fmt),
+                set_xfer(kind)
+                m.d.sync += [rd_fmt.eq(hopt.out_fmt),
                              xbuf.eq(Mux(kind == Xfer.A, hopt.a_buf,
                                          Mux(kind == Xfer.B, hopt.b_buf, hopt.c_buf)))]
                 m.d.comb += upd_start.eq(kind == Xfer.UPDATE)
@@ -505,7 +514,7 @@ class Accelerator(CheckedComponent):
             m.d.sync += first_in.eq(clock)
         load_end, frame_bad = ld.end, ld.bad
         with m.If(load_end):
-            m.d.sync += xfer.eq(Xfer.IDLE)
+            set_xfer(Xfer.IDLE)
 
         # READ_C: the accumulator words through the output conversion (hw.readback) --------
         m.submodules.m_slice = m_out = StreamSlice(W)
@@ -513,7 +522,6 @@ class Accelerator(CheckedComponent):
         m_axis = m_out.s
         m.submodules.readback = rb = ReadBack(self._acc_fmt, cols, acc_depth, W,
                                               fp8_out=self._fp8_out)
-        reading = xfer == Xfer.READ
         m.d.comb += [rb.start.eq(xfer_start), rb.words.eq(head.words), rb.fmt.eq(rd_fmt),
                      rb.active.eq(reading), eng.c_raddr.eq(rb.raddr),
                      rb.rdata.eq(eng.c_rdata), rb.m_axis.tready.eq(m_axis.tready)]
@@ -523,12 +531,11 @@ class Accelerator(CheckedComponent):
         sources = [(reading, rb.m_axis)]
         read_end = reading & m_axis.tvalid & m_axis.tready & m_axis.tlast
         with m.If(read_end):
-            m.d.sync += [xfer.eq(Xfer.IDLE), last_out.eq(clock)]
+            set_xfer(Xfer.IDLE)
+            m.d.sync += last_out.eq(clock)
 
         # UPDATE: elements in, results out, through the SGD unit (hw.framer) ---------------
-        updating = Signal()
         if upd is not None:
-            m.d.comb += updating.eq(xfer == Xfer.UPDATE)
             # The scalars come from the queue entry and are latched at the dispatch: the unit
             # reads them at different times for one element. The seed is loaded in the cycle
             # after.
@@ -549,7 +556,7 @@ class Accelerator(CheckedComponent):
                          framer.s_axis.tlast.eq(s_axis.tlast),
                          framer.m_axis.tready.eq(m_axis.tready)]
             with m.If(framer.done):
-                m.d.sync += xfer.eq(Xfer.IDLE)
+                set_xfer(Xfer.IDLE)
             upd_end, upd_bad = framer.done, framer.error
 
             sources.append((updating, framer.m_axis))
