@@ -121,8 +121,8 @@ EXAMPLES = {
                   "PLL, about 20 minutes"):
         board("loads bitstreams with openFPGALoader and iceprog and runs GEMMs on the boards"),
     ("docs/fpga.md", "fp8accel synth sweep --target ecp5-85k --sizes 1x1,2x2,4x4,8x8 --seeds 3 "
-                     "--freq 100 \\"):
-        slow("synthesis of four tops, three seeds each: about 45 minutes"),
+                     "--jobs 2 --freq 150 \\"):
+        slow("synthesis of four tops, three seeds each: about an hour"),
     ("docs/fpga.md", "fp8accel synth sweep --of array --target ecp5-85k --sizes 1x1,2x2,4x4 "
                      "--seeds 3 --freq 100 \\"):
         slow("synthesis of nine arrays, three seeds each: about 25 minutes"),
