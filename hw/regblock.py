@@ -162,12 +162,7 @@ class RegisterBlock(CheckedComponent):
             m.d.sync += axil.rvalid.eq(0)
         with m.If(ar_ok):
             addr = axil.araddr & 0xFC
-            m.d.sync += [sel.eq(Cat(*(addr == reg.addr for reg in regs_all))),
-                         axil.rresp.eq(Resp.DECERR)]
-            with m.Switch(addr):
-                for reg in regs_all:
-                    with m.Case(reg.addr):
-                        m.d.sync += axil.rresp.eq(Resp.OKAY if reg.readable else Resp.SLVERR)
+            m.d.sync += sel.eq(Cat(*(addr == reg.addr for reg in regs_all)))
 
         def value(reg):
             if not reg.readable or reg.unit in self._absent:
@@ -176,11 +171,17 @@ class RegisterBlock(CheckedComponent):
                 return Const(self._constants[reg.name], 32)
             return Value.cast(getattr(self, reg.name.lower()))
 
-        terms = [Mux(sel[i], value(reg), 0) for i, reg in enumerate(regs_all)
-                 if value(reg) is not None]
+        values = [(sel[i], value(reg)) for i, reg in enumerate(regs_all)]
+        refused = Cat(*(sel[i] for i, reg in enumerate(regs_all) if not reg.readable))
         with m.If(reading):
-            m.d.sync += [axil.rvalid.eq(1), axil.rdata.eq(reduce(operator.or_, terms, 0))]
+            m.d.sync += [
+                axil.rvalid.eq(1),
+                axil.rdata.eq(reduce(operator.or_, (Mux(f, v, 0) for f, v in values
+                                                    if v is not None), 0)),
+                axil.rresp.eq(Mux(sel == 0, Resp.DECERR,
+                                  Mux(refused.any(), Resp.SLVERR, Resp.OKAY))),
+            ]
         for name in self._popped:
-            index = [reg.name for reg in regs_all].index(name)
+            index = regs_all.index(regs.register(name))
             m.d.comb += getattr(self, f"{name.lower()}_read").eq(reading & sel[index])
         return m

@@ -76,8 +76,8 @@ class Board:
 
 #: The boards ``fp8accel build`` knows.
 BOARDS = {
-    # LFE5U-85F: the 8x8 array with the weight-update unit, buffers for a 128^3 GEMM (48 of
-    # the 208 block RAMs), clocked at 80 MHz by the PLL from the 25 MHz oscillator: the fastest
+    # LFE5U-85F: the 8x8 array with the weight-update unit, buffers for a 128^3 GEMM (49 of
+    # the 208 block RAMs with the bridge's), clocked at 80 MHz by the PLL from the 25 MHz oscillator: the fastest
     # round clock that closes with margin (met at 96.2 MHz, 20 % above it; docs/fpga.md,
     # "Boards"). One buffer of each kind: behind the UART, transfers are far
     # slower than the array, and a second buffer would hide little of them.
